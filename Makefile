@@ -1,0 +1,34 @@
+# Thin wrapper: every target first makes sure the Debian packages are there
+# (deploy/install-deps.sh is idempotent), then drives CMake.
+BUILD ?= build
+CMAKE_FLAGS ?=
+JOBS ?= 2
+
+.PHONY: all deps configure build demo test bench clean asan-test
+
+all: build
+
+deps:
+	@bash deploy/install-deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j$(JOBS)
+
+demo: build
+	@bash examples/fashion_mnist/demo.sh $(BUILD)/fulgur
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+bench: build
+	@bash bench/run.sh $(BUILD)
+
+# The unit tests under AddressSanitizer + UBSan, in a build tree of their own.
+asan-test:
+	@$(MAKE) --no-print-directory test BUILD=build-asan CMAKE_FLAGS="-DFG_ASAN=ON -DCMAKE_BUILD_TYPE=Debug"
+
+clean:
+	rm -rf $(BUILD) build-asan

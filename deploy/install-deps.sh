@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages fulgur needs to build, run and test.
+# Idempotent: only packages that are missing are installed, so a second run
+# on a ready machine does nothing and needs no network.
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake pkg-config
+  libtorch-dev libgloo-dev
+  # Without OpenBLAS libtorch falls back to the reference BLAS (~20x slower).
+  libopenblas0-pthread libopenblas-dev
+  libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
+  libuv1-dev libyaml-dev libsqlite3-dev zlib1g-dev
+  libcriterion-dev
+  dataset-fashion-mnist
+  # Interop tests and the Python baseline of the benchmarks.
+  python3 python3-torch python3-grpcio python3-grpc-tools python3-yaml python3-numpy
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,139 @@
+/* Datasets and the DataLoader.
+ *
+ * A dataset is anything that can say its length and build a batch for a
+ * list of indices; built-in ones keep their samples in memory as two
+ * tensors and batch with index_select. Every dataset yields batches as a
+ * dict value {"x": float32 tensor [B, ...], "y": int64 [B] (class labels) or
+ * float32 [B] (regression targets)}.
+ *
+ * The DataLoader follows Lightning's defaults: shuffle only for fit, seeded
+ * shuffling (a new permutation each epoch, derived from seed and epoch),
+ * drop_last false, and num_workers threads that build batches ahead of the
+ * loop (0 = built on the caller's thread when asked for).
+ */
+#ifndef FULGUR_DATA_H
+#define FULGUR_DATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fulgur/torch.h"
+#include "fulgur/value.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fg_dataset fg_dataset;
+
+typedef struct {
+  int64_t (*len)(void *self);
+  /* Builds the batch of samples idx[0..n-1] into *out (a dict value the
+   * caller frees). Called from loader worker threads: must be thread-safe
+   * for concurrent calls. */
+  int (*get_batch)(void *self, const int64_t *idx, size_t n, fg_value **out,
+                   char **err);
+  void (*free)(void *self);
+} fg_dataset_vtable;
+
+/* Wraps an implementation; the dataset owns self (vt->free releases it).
+ * Datasets are reference-counted because several loaders may share one. */
+fg_dataset *fg_dataset_create(const fg_dataset_vtable *vt, void *self);
+fg_dataset *fg_dataset_ref(fg_dataset *ds);
+void fg_dataset_unref(fg_dataset *ds); /* NULL is a no-op */
+int64_t fg_dataset_len(const fg_dataset *ds);
+int fg_dataset_get_batch(fg_dataset *ds, const int64_t *idx, size_t n,
+                         fg_value **out, char **err);
+
+/* In-memory dataset over x [N, ...] float32 and y [N]; takes ownership of
+ * both tensors. The shared base of the built-ins. */
+int fg_dataset_tensor_create(fg_tensor *x, fg_tensor *y, fg_dataset **out,
+                             char **err);
+
+/* IDX files (MNIST / Fashion-MNIST format; .gz read directly with zlib).
+ * Images become float32 [N, rows*cols] scaled to [0, 1], then normalized
+ * as (x - mean) / std; labels int64 [N]. subset_start/subset_end select
+ * rows [start, end) (negative counts from the end; end 0 = to the end). */
+typedef struct {
+  const char *images;
+  const char *labels;
+  double mean, std; /* std 1, mean 0 = none */
+  int64_t subset_start, subset_end;
+  bool has_subset;
+} fg_idx_opts;
+int fg_dataset_idx_create(const fg_idx_opts *opts, fg_dataset **out,
+                          char **err);
+
+/* CSV with a header row (or columns named by index when header is false):
+ * `target` names the target column; every other column must be numeric and
+ * becomes a feature. target_long: int64 labels, else float32. Errors name
+ * file:line and the column. */
+typedef struct {
+  const char *path;
+  const char *target;
+  bool target_long;
+  bool header;
+} fg_csv_opts;
+int fg_dataset_csv_create(const fg_csv_opts *opts, fg_dataset **out,
+                          char **err);
+
+/* Seeded synthetic classification data: x ~ N(0,1) of the given shape plus a
+ * class-dependent offset (so it is learnable), y uniform in [0, num_classes). */
+typedef struct {
+  int64_t num_samples;
+  const int64_t *shape; /* per-sample shape */
+  int ndim;
+  int64_t num_classes;
+  uint64_t seed;
+} fg_synthetic_opts;
+int fg_dataset_synthetic_create(const fg_synthetic_opts *opts,
+                                fg_dataset **out, char **err);
+
+/* ---- DataLoader ----------------------------------------------------------- */
+
+typedef struct fg_dataloader fg_dataloader;
+
+typedef struct {
+  int64_t batch_size;
+  bool shuffle;
+  bool drop_last;
+  int num_workers;
+  uint64_t seed;
+} fg_dataloader_opts;
+
+/* The loader takes a reference to ds. */
+int fg_dataloader_create(fg_dataset *ds, const fg_dataloader_opts *opts,
+                         fg_dataloader **out, char **err);
+/* Stops the workers and frees; NULL is a no-op. */
+void fg_dataloader_free(fg_dataloader *dl);
+int64_t fg_dataloader_num_batches(const fg_dataloader *dl);
+fg_dataset *fg_dataloader_dataset(const fg_dataloader *dl); /* borrowed */
+/* Starts an epoch: a fresh permutation (when shuffling) from (seed, epoch);
+ * workers begin building batches at once. Ends any epoch in progress. */
+int fg_dataloader_start_epoch(fg_dataloader *dl, int64_t epoch, char **err);
+/* Next batch of the epoch in order, or *out = NULL when the epoch is done.
+ * The caller frees *out. A worker's error is returned here, in order. */
+int fg_dataloader_next(fg_dataloader *dl, fg_value **out, char **err);
+
+/* ---- DataModule ----------------------------------------------------------- */
+
+/* fulgur.DataModule(dataset_cfg, dataloader_cfg): both split configs. For
+ * each split, one or several datasets (several val dataloaders) and their
+ * loader options. */
+typedef struct fg_datamodule fg_datamodule;
+
+void fg_datamodule_free(fg_datamodule *dm);
+/* Number of dataloaders of a split (0 when the split has none). split is
+ * one of "fit", "val", "test", "predict". */
+size_t fg_datamodule_num_loaders(const fg_datamodule *dm, const char *split);
+/* Builds (on first call) and returns the idx-th loader of a split; borrowed,
+ * owned by the datamodule. `seed` is the run's seed (seed_everything). */
+int fg_datamodule_loader(fg_datamodule *dm, const char *split, size_t idx,
+                         fg_dataloader **out, char **err);
+void fg_datamodule_set_seed(fg_datamodule *dm, uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

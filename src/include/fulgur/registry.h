@@ -42,6 +42,11 @@ typedef struct fg_class fg_class;
 typedef int (*fg_class_create_fn)(const fg_class *cls, const fg_node *init_args,
                                   const char *keypath, void **out, char **err);
 typedef void (*fg_class_destroy_fn)(void *obj);
+/* Optional deeper check of init_args after the schema passed: nested
+ * objects, split configs (expanded in place), cross-field rules. */
+typedef int (*fg_class_check_fn)(const fg_class *cls, fg_node *init_args,
+                                 const char *keypath, bool fill_defaults,
+                                 char **err);
 
 struct fg_class {
   const char *name;           /* "fulgur.data.IDX" */
@@ -51,6 +56,7 @@ struct fg_class {
   size_t n_params;
   fg_class_create_fn create;
   fg_class_destroy_fn destroy;
+  fg_class_check_fn check; /* may be NULL */
   void *data; /* the class's own data (a plugin's), read by create */
 };
 
@@ -81,6 +87,8 @@ void fg__register_builtin_modules(void);
 void fg__register_builtin_metrics(void);
 void fg__register_builtin_trainer(void); /* callbacks, loggers */
 void fg__register_builtin_optim(void);
+/* For the functions above: adds a built-in (aborts on a duplicate name). */
+void fg__registry_add_builtin(const fg_class *cls);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,35 @@
+/* Evaluators with TorchMetrics semantics: update(**kwargs) accumulates,
+ * compute() gives the result over everything since the last reset(). */
+#ifndef FULGUR_METRICS_H
+#define FULGUR_METRICS_H
+
+#include "fulgur/value.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fg_metric fg_metric;
+
+typedef struct {
+  /* kwargs: a dict value ({"preds": T, "target": T} or {"value": T}). */
+  int (*update)(void *self, const fg_value *kwargs, char **err);
+  /* *out: a number (double value) or a dict/tensor for composite results. */
+  int (*compute)(void *self, fg_value **out, char **err);
+  void (*reset)(void *self);
+  void (*free)(void *self);
+} fg_metric_vtable;
+
+/* name: the class name used when compute returns a non-dict ("Accuracy"). */
+fg_metric *fg_metric_create(const fg_metric_vtable *vt, void *self,
+                            const char *name);
+void fg_metric_free(fg_metric *m);
+const char *fg_metric_name(const fg_metric *m);
+int fg_metric_update(fg_metric *m, const fg_value *kwargs, char **err);
+int fg_metric_compute(fg_metric *m, fg_value **out, char **err);
+void fg_metric_reset(fg_metric *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,110 @@
+/* Models (networks) and the LightningModule.
+ *
+ * A model (fg_model) is a network: named parameters and a forward from a
+ * value to a value. A LightningModule (fg_module) wraps a model and adds the
+ * seed's training-step logic: forward, loss_step, metric_step, the
+ * evaluators of each split, loss weights. Hooks left NULL in a module's
+ * hook table mean "the base behaviour" (ARCHITECTURE.md 3.2).
+ */
+#ifndef FULGUR_MODULE_H
+#define FULGUR_MODULE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "fulgur/metrics.h"
+#include "fulgur/torch.h"
+#include "fulgur/value.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- models ---------------------------------------------------------------- */
+
+typedef struct fg_model fg_model;
+
+typedef struct {
+  /* input is borrowed; *out is new. `train` selects dropout etc. */
+  int (*forward)(void *self, fg_model *m, const fg_value *input, bool train,
+                 fg_value **out, char **err);
+  void (*free)(void *self);
+} fg_model_vtable;
+
+/* A model owns self (freed by vt->free) and its parameters. */
+fg_model *fg_model_create(const fg_model_vtable *vt, void *self);
+void fg_model_free(fg_model *m); /* NULL is a no-op */
+/* Registers a parameter (takes ownership of t; requires_grad is set). Names
+ * follow PyTorch's dotted module paths ("layers.0.weight"). */
+void fg_model_add_param(fg_model *m, const char *name, fg_tensor *t);
+size_t fg_model_num_params(const fg_model *m);
+const char *fg_model_param_name(const fg_model *m, size_t i);
+fg_tensor *fg_model_param(const fg_model *m, size_t i); /* borrowed */
+fg_tensor *fg_model_find_param(const fg_model *m, const char *name);
+int fg_model_forward(fg_model *m, const fg_value *input, bool train,
+                     fg_value **out, char **err);
+
+/* ---- LightningModule ---------------------------------------------------------- */
+
+typedef struct fg_module fg_module;
+
+typedef struct {
+  /* forward(batch) -> output. Base: model(batch). */
+  int (*forward)(fg_module *m, const fg_value *batch, bool train,
+                 fg_value **out, char **err);
+  /* loss_step(batch, output) -> loss dict (tensors). Base: see 3.2. */
+  int (*loss_step)(fg_module *m, const fg_value *batch, const fg_value *output,
+                   fg_value **loss_dict, char **err);
+  /* metric_step(batch, output) -> metric kwargs dict or NULL for none. */
+  int (*metric_step)(fg_module *m, const fg_value *batch,
+                     const fg_value *output, fg_value **metric_dict,
+                     char **err);
+} fg_module_hooks;
+
+/* Split indices, in fg_split_names order. */
+typedef enum { FG_SPLIT_FIT = 0, FG_SPLIT_VAL, FG_SPLIT_TEST, FG_SPLIT_PREDICT } fg_split;
+
+/* Takes ownership of model. hooks may be NULL (all base). */
+fg_module *fg_module_create(fg_model *model, const fg_module_hooks *hooks);
+void fg_module_free(fg_module *m);
+fg_model *fg_module_model(const fg_module *m); /* borrowed */
+/* Multiplies loss entry `key` by w (others by 1). */
+void fg_module_set_loss_weight(fg_module *m, const char *key, double w);
+/* Sets the evaluators of a split (one per dataloader); takes ownership. */
+void fg_module_set_evaluators(fg_module *m, fg_split split, fg_metric **evals,
+                              size_t n);
+size_t fg_module_num_evaluators(const fg_module *m, fg_split split);
+
+/* The module's parameters as Lightning names them in a state_dict:
+ * "model." + the model's names. */
+size_t fg_module_num_params(const fg_module *m);
+const char *fg_module_param_name(const fg_module *m, size_t i);
+fg_tensor *fg_module_param(const fg_module *m, size_t i);
+
+/* The result of one forward_step. */
+typedef struct {
+  fg_tensor *loss;      /* total loss (owned) */
+  fg_value *loss_dict;  /* weighted entries incl. "loss" (owned) */
+  int64_t batch_size;   /* from output's batch_size, else x's first dim, else 1 */
+} fg_step_result;
+void fg_step_result_clear(fg_step_result *r);
+
+/* The seed's forward_step: forward, loss_step, then metric_step and the
+ * evaluator update when the split has evaluators (dataloader_idx picks one).
+ * Grad mode is the caller's business. */
+int fg_module_forward_step(fg_module *m, fg_split split, size_t dataloader_idx,
+                           const fg_value *batch, fg_step_result *out,
+                           char **err);
+
+/* Epoch end: compute then reset every evaluator of the split. Adds the
+ * results to `metrics` (a dict value) under "<split>/<name>" with numbers as
+ * doubles; non-scalar results (e.g. a confusion matrix) go to `artifacts`
+ * (may be NULL to drop them). Several dataloaders add "_<idx>" suffixes. */
+int fg_module_evaluators_epoch_end(fg_module *m, fg_split split,
+                                   fg_value *metrics, char **err);
+void fg_module_evaluators_reset(fg_module *m, fg_split split);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

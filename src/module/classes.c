@@ -1,0 +1,228 @@
+/* The built-in LightningModule classes and their config schemas:
+ * fulgur.LightningModule (forward = model(batch)) and
+ * fulgur.ClassificationModule (forward = model(batch["x"]) with a
+ * cross-entropy loss and preds/target metrics). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fulgur/config.h"
+#include "fulgur/error.h"
+#include "fulgur/module.h"
+#include "fulgur/registry.h"
+#include "util/xalloc.h"
+
+static int get_tensor(const fg_value *batch, const char *key, const fg_tensor **t,
+                      char **err) {
+  const fg_value *v = fg_value_kind_of(batch) == FG_VALUE_DICT
+                          ? fg_value_dict_get(batch, key) : NULL;
+  if (v == NULL || fg_value_kind_of(v) != FG_VALUE_TENSOR)
+    return fg_err_set(err, FG_EINVAL, "batch has no tensor '%s'", key);
+  *t = fg_value_as_tensor(v);
+  return 0;
+}
+
+static int classification_forward(fg_module *m, const fg_value *batch, bool train,
+                                  fg_value **out, char **err) {
+  const fg_tensor *x, *y;
+  int rc;
+  if ((rc = get_tensor(batch, "x", &x, err)) || (rc = get_tensor(batch, "y", &y, err)))
+    return fg_err_prefix(err, rc, "ClassificationModule.forward");
+  fg_value *xin = fg_value_tensor(fg_tensor_ref(x));
+  fg_value *logits = NULL;
+  rc = fg_model_forward(fg_module_model(m), xin, train, &logits, err);
+  fg_value_free(xin);
+  if (rc) return rc;
+  if (fg_value_kind_of(logits) != FG_VALUE_TENSOR) {
+    fg_value_free(logits);
+    return fg_err_set(err, FG_EINVAL,
+                      "ClassificationModule.forward: the model must return a tensor of logits");
+  }
+  const fg_tensor *lt = fg_value_as_tensor(logits);
+  if (fg_tensor_dtype(y) != FG_INT64) {
+    fg_value_free(logits);
+    return fg_err_set(err, FG_EINVAL,
+                      "ClassificationModule: labels 'y' must be int64 class indices, got %s",
+                      fg_dtype_name(fg_tensor_dtype(y)));
+  }
+  if (fg_tensor_ndim(lt) != 2 || fg_tensor_size(lt, 0) != fg_tensor_size(y, 0)) {
+    char ls[64], ys[64];
+    fg_tensor_shape_str(lt, ls, sizeof ls);
+    fg_tensor_shape_str(y, ys, sizeof ys);
+    fg_value_free(logits);
+    return fg_err_set(err, FG_EINVAL,
+                      "ClassificationModule: logits of shape %s do not match labels of shape %s",
+                      ls, ys);
+  }
+  fg_tensor *ce = NULL;
+  if ((rc = fg_op_cross_entropy(lt, y, &ce, err))) {
+    fg_value_free(logits);
+    return fg_err_prefix(err, rc, "ClassificationModule: cross entropy");
+  }
+  fg_value *o = fg_value_dict();
+  fg_value *ld = fg_value_dict();
+  fg_value_dict_set(ld, "ce_loss", fg_value_tensor(ce));
+  fg_value_dict_set(o, "loss_dict", ld);
+  fg_value *md = fg_value_dict();
+  fg_value_dict_set(md, "preds", logits);
+  fg_value_dict_set(md, "target", fg_value_tensor(fg_tensor_ref(y)));
+  fg_value_dict_set(o, "metric_dict", md);
+  fg_value_dict_set(o, "batch_size", fg_value_int(fg_tensor_size(y, 0)));
+  *out = o;
+  return 0;
+}
+
+static const fg_module_hooks classification_hooks = {
+    .forward = classification_forward,
+};
+
+/* evaluator_cfg: expanded into fit/val/test/predict, each null, a metric
+ * object or a list of them (one per dataloader). */
+static int check_module(const fg_class *cls, fg_node *args, const char *keypath,
+                        bool fill, char **err) {
+  char *path = fg__xasprintf("%s.model", keypath);
+  int rc = fg_registry_check(fg_node_get(args, "model"), path, FG_KIND_MODEL, fill, err);
+  free(path);
+  if (rc) return rc;
+  fg_node *lw = fg_node_get(args, "loss_weights");
+  for (size_t i = 0; i < fg_node_len(lw); i++) {
+    fg_node *v = fg_node_value_at(lw, i);
+    if (fg_node_kind_of(v) != FG_NODE_INT && fg_node_kind_of(v) != FG_NODE_FLOAT) {
+      char *p = fg__xasprintf("%s.loss_weights.%s", keypath, fg_node_key_at(lw, i));
+      rc = fg_config_error(err, v, p, "expected a number, got %s",
+                           fg_node_kind_name(fg_node_kind_of(v)));
+      free(p);
+      return rc;
+    }
+  }
+  fg_node *ec = fg_node_get(args, "evaluator_cfg");
+  if (ec == NULL || fg_node_kind_of(ec) == FG_NODE_NULL) return 0;
+  char *epath = fg__xasprintf("%s.evaluator_cfg", keypath);
+  fg_node *expanded = NULL;
+  rc = fg_config_expand_split(ec, epath, &expanded, err);
+  for (int s = 0; rc == 0 && s < FG_SPLIT_COUNT; s++) {
+    fg_node *v = fg_node_get(expanded, fg_split_names[s]);
+    if (v == NULL || fg_node_kind_of(v) == FG_NODE_NULL) continue;
+    if (fg_node_kind_of(v) == FG_NODE_SEQ) {
+      for (size_t i = 0; rc == 0 && i < fg_node_len(v); i++) {
+        char *p = fg__xasprintf("%s.%s.%zu", epath, fg_split_names[s], i);
+        rc = fg_registry_check(fg_node_at(v, i), p, FG_KIND_METRIC, fill, err);
+        free(p);
+      }
+    } else {
+      char *p = fg__xasprintf("%s.%s", epath, fg_split_names[s]);
+      rc = fg_registry_check(v, p, FG_KIND_METRIC, fill, err);
+      free(p);
+    }
+  }
+  free(epath);
+  if (rc == 0) {
+    fg_node_map_set(args, "evaluator_cfg", expanded);
+  } else {
+    fg_node_free(expanded);
+  }
+  return rc;
+}
+
+static int create_evaluators(fg_module *m, const fg_node *ec, const char *keypath,
+                             char **err) {
+  for (int s = 0; s < FG_SPLIT_COUNT; s++) {
+    const fg_node *v = fg_node_get(ec, fg_split_names[s]);
+    if (v == NULL || fg_node_kind_of(v) == FG_NODE_NULL) continue;
+    bool list = fg_node_kind_of(v) == FG_NODE_SEQ;
+    size_t n = list ? fg_node_len(v) : 1;
+    fg_metric **evals = fg__xcalloc(n, sizeof *evals);
+    for (size_t i = 0; i < n; i++) {
+      char *p = list ? fg__xasprintf("%s.evaluator_cfg.%s.%zu", keypath, fg_split_names[s], i)
+                     : fg__xasprintf("%s.evaluator_cfg.%s", keypath, fg_split_names[s]);
+      void *obj = NULL;
+      int rc = fg_registry_create(list ? fg_node_at(v, i) : v, p, FG_KIND_METRIC, &obj,
+                                  NULL, err);
+      free(p);
+      if (rc) {
+        for (size_t k = 0; k < i; k++) fg_metric_free(evals[k]);
+        free(evals);
+        return rc;
+      }
+      evals[i] = obj;
+    }
+    fg_module_set_evaluators(m, (fg_split)s, evals, n);
+    free(evals);
+  }
+  return 0;
+}
+
+static int module_create(const fg_class *cls, const fg_node *args,
+                         const char *keypath, void **out, char **err) {
+  char *path = fg__xasprintf("%s.model", keypath);
+  void *model = NULL;
+  int rc = fg_registry_create(fg_node_get(args, "model"), path, FG_KIND_MODEL, &model,
+                              NULL, err);
+  free(path);
+  if (rc) return rc;
+  fg_module *m = fg_module_create(model, cls->data);
+  const fg_node *lw = fg_node_get(args, "loss_weights");
+  for (size_t i = 0; i < fg_node_len(lw); i++)
+    fg_module_set_loss_weight(m, fg_node_key_at(lw, i), fg_node_float(fg_node_value_at(lw, i)));
+  const fg_node *ec = fg_node_get(args, "evaluator_cfg");
+  if (ec && fg_node_kind_of(ec) == FG_NODE_MAP &&
+      (rc = create_evaluators(m, ec, keypath, err))) {
+    fg_module_free(m);
+    return rc;
+  }
+  *out = m;
+  return 0;
+}
+
+static void module_destroy(void *obj) { fg_module_free(obj); }
+
+/* Seed options whose behaviour lands with later work: accepted only when
+ * unset, so a config that relies on them fails loudly instead of training
+ * without them. */
+static int check_unset(const fg_node *v, const char *keypath, char **err) {
+  if (fg_node_kind_of(v) == FG_NODE_NULL) return 0;
+  return fg_config_error(err, v, keypath, "not supported by this fulgur version yet");
+}
+
+static const fg_param module_params[] = {
+    {"model", FG_T_MAP, NULL, "the network: {class_path, init_args}", NULL, 0},
+    {"loss_weights", FG_T_MAP, "{}", "weight per loss key", NULL, 0},
+    {"evaluator_cfg", FG_T_ANY, "null", "evaluators per split (a split config)", NULL, 0},
+    {"evaluator_as_submodule", FG_T_BOOL, "false", "keep evaluator state in checkpoints", NULL, 0},
+    {"ckpt_path", FG_T_NULL | FG_T_STRING | FG_T_SEQ, "null", "checkpoints to load at fit start", check_unset, 0},
+    {"finetune_cfg", FG_T_ANY, "null", "parameters to fine-tune", check_unset, 0},
+    {"predict_tasks", FG_T_ANY, "null", "prediction task names", check_unset, 0},
+    {"predict_path", FG_T_NULL | FG_T_STRING, "null", "where prediction tasks write", check_unset, 0},
+};
+
+static const char *const lm_aliases[] = {"LightningModule",
+                                         "lightning_template.LightningModule", NULL};
+static const char *const cm_aliases[] = {"ClassificationModule", NULL};
+
+static const fg_class lightning_module_class = {
+    .name = "fulgur.LightningModule",
+    .aliases = lm_aliases,
+    .kind = FG_KIND_MODULE,
+    .params = module_params,
+    .n_params = sizeof module_params / sizeof module_params[0],
+    .create = module_create,
+    .destroy = module_destroy,
+    .check = check_module,
+    .data = NULL,
+};
+
+static const fg_class classification_module_class = {
+    .name = "fulgur.ClassificationModule",
+    .aliases = cm_aliases,
+    .kind = FG_KIND_MODULE,
+    .params = module_params,
+    .n_params = sizeof module_params / sizeof module_params[0],
+    .create = module_create,
+    .destroy = module_destroy,
+    .check = check_module,
+    .data = (void *)&classification_hooks,
+};
+
+void fg__register_builtin_modules(void) {
+  fg__registry_add_builtin(&lightning_module_class);
+  fg__registry_add_builtin(&classification_module_class);
+}

@@ -1,0 +1,278 @@
+/* The base LightningModule: the seed's forward_step (forward, loss_step,
+ * metric_step) and epoch-end evaluator handling, with hooks that subclasses
+ * (built-in, plugin) override. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fulgur/config.h"
+#include "fulgur/error.h"
+#include "fulgur/module.h"
+#include "util/xalloc.h"
+
+typedef struct {
+  char *key;
+  double w;
+} loss_weight;
+
+struct fg_module {
+  fg_model *model;
+  fg_module_hooks hooks;
+  loss_weight *weights;
+  size_t n_weights;
+  fg_metric **evals[FG_SPLIT_COUNT];
+  size_t n_evals[FG_SPLIT_COUNT];
+  char **param_names; /* "model." + model names, built on first use */
+};
+
+fg_module *fg_module_create(fg_model *model, const fg_module_hooks *hooks) {
+  fg_module *m = fg__xcalloc(1, sizeof *m);
+  m->model = model;
+  if (hooks) m->hooks = *hooks;
+  return m;
+}
+
+void fg_module_free(fg_module *m) {
+  if (m == NULL) return;
+  for (int s = 0; s < FG_SPLIT_COUNT; s++) {
+    for (size_t i = 0; i < m->n_evals[s]; i++) fg_metric_free(m->evals[s][i]);
+    free(m->evals[s]);
+  }
+  for (size_t i = 0; i < m->n_weights; i++) free(m->weights[i].key);
+  free(m->weights);
+  if (m->param_names) {
+    for (size_t i = 0; i < fg_model_num_params(m->model); i++) free(m->param_names[i]);
+    free(m->param_names);
+  }
+  fg_model_free(m->model);
+  free(m);
+}
+
+fg_model *fg_module_model(const fg_module *m) { return m->model; }
+
+void fg_module_set_loss_weight(fg_module *m, const char *key, double w) {
+  for (size_t i = 0; i < m->n_weights; i++)
+    if (strcmp(m->weights[i].key, key) == 0) {
+      m->weights[i].w = w;
+      return;
+    }
+  m->weights = fg__xrealloc(m->weights, (m->n_weights + 1) * sizeof *m->weights);
+  m->weights[m->n_weights].key = fg__xstrdup(key);
+  m->weights[m->n_weights].w = w;
+  m->n_weights++;
+}
+
+void fg_module_set_evaluators(fg_module *m, fg_split split, fg_metric **evals,
+                              size_t n) {
+  for (size_t i = 0; i < m->n_evals[split]; i++) fg_metric_free(m->evals[split][i]);
+  free(m->evals[split]);
+  m->evals[split] = n ? fg__xmalloc(n * sizeof *evals) : NULL;
+  if (n) memcpy(m->evals[split], evals, n * sizeof *evals);
+  m->n_evals[split] = n;
+}
+
+size_t fg_module_num_evaluators(const fg_module *m, fg_split split) {
+  return m->n_evals[split];
+}
+
+size_t fg_module_num_params(const fg_module *m) { return fg_model_num_params(m->model); }
+
+const char *fg_module_param_name(const fg_module *m, size_t i) {
+  if (m->param_names == NULL) {
+    size_t n = fg_model_num_params(m->model);
+    ((fg_module *)m)->param_names = fg__xcalloc(n ? n : 1, sizeof(char *));
+    for (size_t k = 0; k < n; k++)
+      m->param_names[k] = fg__xasprintf("model.%s", fg_model_param_name(m->model, k));
+  }
+  return m->param_names[i];
+}
+
+fg_tensor *fg_module_param(const fg_module *m, size_t i) {
+  return fg_model_param(m->model, i);
+}
+
+void fg_step_result_clear(fg_step_result *r) {
+  fg_tensor_free(r->loss);
+  fg_value_free(r->loss_dict);
+  memset(r, 0, sizeof *r);
+}
+
+/* Base loss_step (ARCHITECTURE.md 3.2): a non-dict output is the loss; a
+ * dict gives its loss_dict, else the dict itself. */
+static int base_loss_step(fg_module *m, const fg_value *output, fg_value **out,
+                          char **err) {
+  if (fg_value_kind_of(output) != FG_VALUE_DICT) {
+    *out = fg_value_dict();
+    fg_value_dict_set(*out, "loss", fg_value_copy(output));
+    return 0;
+  }
+  const fg_value *ld = fg_value_dict_get(output, "loss_dict");
+  if (ld) {
+    if (fg_value_kind_of(ld) != FG_VALUE_DICT)
+      return fg_err_set(err, FG_EINVAL, "forward: loss_dict must be a dict, got %s",
+                        fg_value_kind_name(fg_value_kind_of(ld)));
+    *out = fg_value_copy(ld);
+    return 0;
+  }
+  *out = fg_value_copy(output);
+  return 0;
+}
+
+/* Weights and totals a loss dict in place; *total gets the "loss" tensor. */
+static int weigh_losses(fg_module *m, fg_value *ld, fg_tensor **total, char **err) {
+  int rc = 0;
+  for (size_t i = 0; i < fg_value_len(ld); i++) {
+    const char *k = fg_value_dict_key_at(ld, i);
+    fg_value *v = fg_value_dict_value_at(ld, i);
+    if (fg_value_kind_of(v) != FG_VALUE_TENSOR)
+      return fg_err_set(err, FG_EINVAL, "loss_step: loss '%s' must be a tensor, got %s",
+                        k, fg_value_kind_name(fg_value_kind_of(v)));
+    for (size_t j = 0; j < m->n_weights; j++) {
+      if (strcmp(m->weights[j].key, k) != 0) continue;
+      fg_tensor *w = NULL;
+      if ((rc = fg_op_mul_scalar(fg_value_as_tensor(v), m->weights[j].w, &w, err)))
+        return rc;
+      fg_value_dict_set(ld, k, fg_value_tensor(w));
+      break;
+    }
+  }
+  const fg_value *loss = fg_value_dict_get(ld, "loss");
+  if (loss) {
+    *total = fg_tensor_ref(fg_value_as_tensor(loss));
+    return 0;
+  }
+  fg_tensor *sum = NULL;
+  for (size_t i = 0; i < fg_value_len(ld); i++) {
+    if (strstr(fg_value_dict_key_at(ld, i), "loss") == NULL) continue;
+    const fg_tensor *t = fg_value_as_tensor(fg_value_dict_value_at(ld, i));
+    if (sum == NULL) {
+      sum = fg_tensor_ref(t);
+      continue;
+    }
+    fg_tensor *s2 = NULL;
+    rc = fg_op_add(sum, t, &s2, err);
+    fg_tensor_free(sum);
+    sum = s2;
+    if (rc) return rc;
+  }
+  if (sum == NULL)
+    return fg_err_set(err, FG_EINVAL,
+                      "loss_step: no loss: the loss dict has no 'loss' key and "
+                      "no key containing 'loss'");
+  fg_value_dict_set(ld, "loss", fg_value_tensor(fg_tensor_ref(sum)));
+  *total = sum;
+  return 0;
+}
+
+static int64_t batch_size_of(const fg_value *batch, const fg_value *output) {
+  if (output && fg_value_kind_of(output) == FG_VALUE_DICT) {
+    const fg_value *bs = fg_value_dict_get(output, "batch_size");
+    if (bs && fg_value_kind_of(bs) == FG_VALUE_INT) return fg_value_as_int(bs);
+    if (bs && fg_value_kind_of(bs) == FG_VALUE_DOUBLE) return (int64_t)fg_value_as_double(bs);
+  }
+  if (batch && fg_value_kind_of(batch) == FG_VALUE_DICT) {
+    for (size_t i = 0; i < fg_value_len(batch); i++) {
+      const fg_value *v = fg_value_dict_value_at(batch, i);
+      if (fg_value_kind_of(v) == FG_VALUE_TENSOR && fg_tensor_ndim(fg_value_as_tensor(v)) > 0)
+        return fg_tensor_size(fg_value_as_tensor(v), 0);
+    }
+  }
+  return 1;
+}
+
+int fg_module_forward_step(fg_module *m, fg_split split, size_t dataloader_idx,
+                           const fg_value *batch, fg_step_result *out,
+                           char **err) {
+  memset(out, 0, sizeof *out);
+  bool train = split == FG_SPLIT_FIT;
+  fg_value *output = NULL, *ld = NULL;
+  int rc = m->hooks.forward ? m->hooks.forward(m, batch, train, &output, err)
+                            : fg_model_forward(m->model, batch, train, &output, err);
+  if (rc) goto fail;
+  rc = m->hooks.loss_step ? m->hooks.loss_step(m, batch, output, &ld, err)
+                          : base_loss_step(m, output, &ld, err);
+  if (rc) goto fail;
+  if ((rc = weigh_losses(m, ld, &out->loss, err))) goto fail;
+  if (m->n_evals[split] > 0) {
+    fg_value *md = NULL;
+    if (fg_value_kind_of(output) == FG_VALUE_DICT &&
+        fg_value_dict_get(output, "metric_dict")) {
+      md = fg_value_copy(fg_value_dict_get(output, "metric_dict"));
+    } else if (m->hooks.metric_step) {
+      if ((rc = m->hooks.metric_step(m, batch, output, &md, err))) goto fail;
+    }
+    if (md) {
+      size_t idx = dataloader_idx < m->n_evals[split] ? dataloader_idx : 0;
+      rc = fg_metric_update(m->evals[split][idx], md, err);
+      fg_value_free(md);
+      if (rc) goto fail;
+    }
+  }
+  out->loss_dict = ld;
+  out->batch_size = batch_size_of(batch, output);
+  fg_value_free(output);
+  return 0;
+fail:
+  fg_value_free(output);
+  fg_value_free(ld);
+  fg_tensor_free(out->loss);
+  out->loss = NULL;
+  return rc;
+}
+
+/* Flattens a compute result into metrics: dicts by key, numbers as is,
+ * one-element tensors as numbers; anything else is an artifact (skipped). */
+static int add_result(fg_value *metrics, const char *prefix, const char *name,
+                      const char *suffix, const fg_value *r, char **err) {
+  char *key = NULL;
+  switch (fg_value_kind_of(r)) {
+    case FG_VALUE_DICT:
+      for (size_t i = 0; i < fg_value_len(r); i++) {
+        int rc = add_result(metrics, prefix, fg_value_dict_key_at(r, i), suffix,
+                            fg_value_dict_value_at(r, i), err);
+        if (rc) return rc;
+      }
+      return 0;
+    case FG_VALUE_INT:
+    case FG_VALUE_DOUBLE:
+      key = fg__xasprintf("%s/%s%s", prefix, name, suffix);
+      fg_value_dict_set(metrics, key, fg_value_double(fg_value_as_double(r)));
+      break;
+    case FG_VALUE_TENSOR: {
+      const fg_tensor *t = fg_value_as_tensor(r);
+      if (fg_tensor_numel(t) != 1) return 0;
+      double d;
+      int rc = fg_tensor_item(t, &d, err);
+      if (rc) return rc;
+      key = fg__xasprintf("%s/%s%s", prefix, name, suffix);
+      fg_value_dict_set(metrics, key, fg_value_double(d));
+      break;
+    }
+    default:
+      return 0;
+  }
+  free(key);
+  return 0;
+}
+
+int fg_module_evaluators_epoch_end(fg_module *m, fg_split split,
+                                   fg_value *metrics, char **err) {
+  size_t n = m->n_evals[split];
+  for (size_t i = 0; i < n; i++) {
+    fg_value *r = NULL;
+    int rc = fg_metric_compute(m->evals[split][i], &r, err);
+    fg_metric_reset(m->evals[split][i]);
+    if (rc) return fg_err_prefix(err, rc, "%s evaluator %s", fg_split_names[split],
+                                 fg_metric_name(m->evals[split][i]));
+    char suffix[32] = "";
+    if (n > 1) snprintf(suffix, sizeof suffix, "_%zu", i);
+    rc = add_result(metrics, fg_split_names[split], fg_metric_name(m->evals[split][i]),
+                    suffix, r, err);
+    fg_value_free(r);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+void fg_module_evaluators_reset(fg_module *m, fg_split split) {
+  for (size_t i = 0; i < m->n_evals[split]; i++) fg_metric_reset(m->evals[split][i]);
+}

@@ -1,0 +1,53 @@
+/* Running a config: the engine's entry point, used in-process by the
+ * `fulgur` command and by a daemon's worker process alike. */
+#ifndef FULGUR_RUN_H
+#define FULGUR_RUN_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include "fulgur/config.h"
+#include "fulgur/events.h"
+#include "fulgur/value.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  FG_STAGE_FIT = 1,
+  FG_STAGE_VALIDATE = 2,
+  FG_STAGE_TEST = 3,
+  FG_STAGE_PREDICT = 4,
+} fg_stage;
+
+const char *fg_stage_name(fg_stage stage); /* "fit", "validate", ... */
+
+typedef struct {
+  fg_stage stage;
+  /* Events go here (borrowed; may be NULL). The run adds its own loggers
+   * (CSV) behind it. */
+  fg_events *events;
+  /* Polled at every step boundary; non-zero stops the run with
+   * FG_ECANCELED. May be NULL. */
+  volatile sig_atomic_t *cancel;
+} fg_run_opts;
+
+/* Validates the whole config in place (top-level keys, trainer options,
+ * every object's class and init_args, split configs expanded); with
+ * fill_defaults, every omitted option gets its default so the tree shows
+ * the config exactly as a run uses it. Errors are FG_ECONFIG with
+ * "file:line:col: key.path: ..." messages. */
+int fg_config_check(fg_node *config, bool fill_defaults, char **err);
+
+/* Runs a stage of a merged config (not yet checked: fg_run checks it).
+ * *final_metrics (may be NULL) receives a dict of the last value of every
+ * logged scalar; the caller frees it. Returns FG_ECONFIG for config errors,
+ * FG_ECANCELED when cancelled, other codes for run failures. */
+int fg_run(const fg_node *config, const fg_run_opts *opts,
+           fg_value **final_metrics, char **err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,158 @@
+/* CSVLogger: metrics.csv in Lightning's layout. One row per logging call,
+ * columns = every key ever logged plus epoch and step, sorted by name, empty
+ * cells for keys a row lacks. When a new key appears the file is rewritten
+ * with the wider header, as Lightning's CSVLogger does; otherwise rows are
+ * appended every flush_every rows. Rows are kept in memory for those
+ * rewrites (a long run logs thousands of rows, not millions). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fulgur/error.h"
+#include "trainer/trainer.h"
+#include "util/xalloc.h"
+
+typedef struct {
+  size_t n;
+  char **keys;
+  double *values;
+} row;
+
+typedef struct {
+  char *path;
+  int64_t flush_every;
+  char **cols;
+  size_t n_cols;
+  row *rows;
+  size_t n_rows, cap_rows;
+  size_t n_written;   /* rows already in the file */
+  bool header_dirty;  /* the file's header lacks a column */
+  int error;          /* first write failure, reported at close */
+  char *error_msg;
+} csv_logger;
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void add_col(csv_logger *c, const char *k) {
+  for (size_t i = 0; i < c->n_cols; i++)
+    if (strcmp(c->cols[i], k) == 0) return;
+  c->cols = fg__xrealloc(c->cols, (c->n_cols + 1) * sizeof *c->cols);
+  c->cols[c->n_cols++] = fg__xstrdup(k);
+  qsort(c->cols, c->n_cols, sizeof *c->cols, cmp_str);
+  c->header_dirty = true;
+}
+
+/* Python's repr of a float: the shortest text that reads back the same. */
+static void fmt_double(char *buf, size_t len, double v) {
+  for (int prec = 1; prec <= 17; prec++) {
+    snprintf(buf, len, "%.*g", prec, v);
+    if (strtod(buf, NULL) == v) break;
+  }
+  if (strchr(buf, '.') == NULL && strchr(buf, 'e') == NULL && strchr(buf, 'n') == NULL &&
+      strchr(buf, 'i') == NULL)
+    strncat(buf, ".0", len - strlen(buf) - 1);
+}
+
+static void write_row(FILE *f, const csv_logger *c, const row *r) {
+  for (size_t i = 0; i < c->n_cols; i++) {
+    if (i) fputc(',', f);
+    for (size_t k = 0; k < r->n; k++) {
+      if (strcmp(r->keys[k], c->cols[i]) != 0) continue;
+      char buf[64];
+      if (strcmp(r->keys[k], "epoch") == 0 || strcmp(r->keys[k], "step") == 0)
+        snprintf(buf, sizeof buf, "%lld", (long long)r->values[k]);
+      else
+        fmt_double(buf, sizeof buf, r->values[k]);
+      fputs(buf, f);
+      break;
+    }
+  }
+  fputc('\n', f);
+}
+
+static int flush_rows(csv_logger *c, char **err) {
+  if (c->n_written == c->n_rows && !c->header_dirty) return 0;
+  if (c->header_dirty) {
+    /* Rewrite everything under the new header, atomically. */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL) return fg_err_set(err, FG_ENOMEM, "metrics.csv: out of memory");
+    for (size_t i = 0; i < c->n_cols; i++) fprintf(f, "%s%s", i ? "," : "", c->cols[i]);
+    fputc('\n', f);
+    for (size_t i = 0; i < c->n_rows; i++) write_row(f, c, &c->rows[i]);
+    fclose(f);
+    int rc = fg__write_file_atomic(c->path, buf, len, err);
+    free(buf);
+    if (rc) return rc;
+    c->header_dirty = false;
+  } else {
+    FILE *f = fopen(c->path, "a");
+    if (f == NULL) return fg_err_set(err, FG_EIO, "cannot write %s: %s", c->path, strerror(errno));
+    for (size_t i = c->n_written; i < c->n_rows; i++) write_row(f, c, &c->rows[i]);
+    if (fclose(f) != 0) return fg_err_set(err, FG_EIO, "cannot write %s: %s", c->path, strerror(errno));
+  }
+  c->n_written = c->n_rows;
+  return 0;
+}
+
+static void csv_emit(void *self, const fg_event *ev) {
+  csv_logger *c = self;
+  if ((ev->kind != FG_EVENT_STEP && ev->kind != FG_EVENT_EPOCH) || ev->n_values == 0) return;
+  if (c->n_rows == c->cap_rows) {
+    c->cap_rows = c->cap_rows ? c->cap_rows * 2 : 256;
+    c->rows = fg__xrealloc(c->rows, c->cap_rows * sizeof *c->rows);
+  }
+  row *r = &c->rows[c->n_rows++];
+  r->n = ev->n_values + 2;
+  r->keys = fg__xmalloc(r->n * sizeof *r->keys);
+  r->values = fg__xmalloc(r->n * sizeof *r->values);
+  for (size_t i = 0; i < ev->n_values; i++) {
+    r->keys[i] = fg__xstrdup(ev->keys[i]);
+    r->values[i] = ev->values[i];
+    add_col(c, ev->keys[i]);
+  }
+  /* Lightning logs each row at the index of the last optimizer step. */
+  int64_t step = ev->global_step > 0 && ev->split && strcmp(ev->split, "test") != 0
+                     ? ev->global_step - 1 : ev->global_step;
+  r->keys[ev->n_values] = fg__xstrdup("epoch");
+  r->values[ev->n_values] = (double)ev->epoch;
+  r->keys[ev->n_values + 1] = fg__xstrdup("step");
+  r->values[ev->n_values + 1] = (double)step;
+  add_col(c, "epoch");
+  add_col(c, "step");
+  bool due = ev->kind == FG_EVENT_EPOCH || (int64_t)(c->n_rows - c->n_written) >= c->flush_every;
+  if (due && c->error == 0) {
+    c->error = flush_rows(c, &c->error_msg);
+  }
+}
+
+static int csv_close(void *self, char **err) {
+  csv_logger *c = self;
+  int rc = c->error;
+  if (rc == 0) rc = flush_rows(c, err);
+  else if (err && *err == NULL) *err = c->error_msg, c->error_msg = NULL;
+  for (size_t i = 0; i < c->n_rows; i++) {
+    for (size_t k = 0; k < c->rows[i].n; k++) free(c->rows[i].keys[k]);
+    free(c->rows[i].keys);
+    free(c->rows[i].values);
+  }
+  for (size_t i = 0; i < c->n_cols; i++) free(c->cols[i]);
+  free(c->cols);
+  free(c->rows);
+  free(c->error_msg);
+  free(c->path);
+  free(c);
+  return rc;
+}
+
+int fg__csv_logger_create(const char *path, int64_t flush_every, fg_sink *out, char **err) {
+  csv_logger *c = fg__xcalloc(1, sizeof *c);
+  c->path = fg__xstrdup(path);
+  c->flush_every = flush_every > 0 ? flush_every : 100;
+  *out = (fg_sink){csv_emit, csv_close, c};
+  return 0;
+}

@@ -1,0 +1,112 @@
+/* File helpers for run directories: atomic writes (a reader never sees a
+ * half-written checkpoint), whole-file reads, mkdir -p. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fulgur/error.h"
+#include "trainer/trainer.h"
+#include "util/xalloc.h"
+
+int fg__mkdirs(const char *path, char **err) {
+  char *p = fg__xstrdup(path);
+  int rc = 0;
+  for (char *s = p + 1; ; s++) {
+    if (*s != '/' && *s != '\0') continue;
+    char c = *s;
+    *s = '\0';
+    if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+      rc = fg_err_set(err, FG_EIO, "cannot create folder %s: %s", p, strerror(errno));
+      break;
+    }
+    *s = c;
+    if (c == '\0') break;
+  }
+  free(p);
+  if (rc == 0) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+      rc = fg_err_set(err, FG_EIO, "cannot create folder %s: not a folder", path);
+  }
+  return rc;
+}
+
+int fg__write_file_atomic(const char *path, const void *data, size_t len, char **err) {
+  char *tmp = fg__xasprintf("%s.tmp.%ld", path, (long)getpid());
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    int rc = fg_err_set(err, FG_EIO, "cannot write %s: %s", path, strerror(errno));
+    free(tmp);
+    return rc;
+  }
+  const char *p = data;
+  size_t left = len;
+  while (left > 0) {
+    ssize_t w = write(fd, p, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) goto fail;
+    p += w;
+    left -= (size_t)w;
+  }
+  if (fsync(fd) != 0) goto fail;
+  if (close(fd) != 0) {
+    fd = -1;
+    goto fail;
+  }
+  fd = -1;
+  if (rename(tmp, path) != 0) goto fail;
+  /* Make the rename itself durable. */
+  char *dir = fg__xstrdup(path);
+  int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  free(dir);
+  free(tmp);
+  return 0;
+fail:;
+  int rc = fg_err_set(err, FG_EIO, "cannot write %s: %s", path, strerror(errno));
+  if (fd >= 0) close(fd);
+  unlink(tmp);
+  free(tmp);
+  return rc;
+}
+
+int fg__read_file(const char *path, char **data, size_t *len, char **err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return fg_err_set(err, errno == ENOENT ? FG_ENOENT : FG_EIO, "cannot read %s: %s", path,
+                      strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return fg_err_set(err, FG_EIO, "cannot read %s: not a regular file", path);
+  }
+  char *buf = malloc((size_t)st.st_size + 1);
+  if (buf == NULL) {
+    close(fd);
+    return fg_err_set(err, FG_ENOMEM, "cannot read %s: out of memory", path);
+  }
+  size_t got = 0;
+  while (got < (size_t)st.st_size) {
+    ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      int rc = fg_err_set(err, FG_EIO, "cannot read %s: %s", path, r ? strerror(errno) : "truncated");
+      free(buf);
+      close(fd);
+      return rc;
+    }
+    got += (size_t)r;
+  }
+  close(fd);
+  buf[got] = '\0';
+  *data = buf;
+  *len = got;
+  return 0;
+}

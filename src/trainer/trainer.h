@@ -1,0 +1,125 @@
+/* Trainer internals: options parsed from the `trainer` config, callbacks
+ * and loggers, checkpoint files, the loops. */
+#ifndef FG_TRAINER_TRAINER_H
+#define FG_TRAINER_TRAINER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fulgur/config.h"
+#include "fulgur/data.h"
+#include "fulgur/events.h"
+#include "fulgur/module.h"
+#include "fulgur/run.h"
+#include "fulgur/torch.h"
+
+/* ModelCheckpoint's options (Lightning's names). */
+typedef struct {
+  char *dirpath;  /* NULL = <run dir>/checkpoints */
+  char *filename; /* NULL = "epoch={epoch}-step={step}" */
+  char *monitor;  /* NULL = keep the latest */
+  bool mode_max;
+  int64_t save_top_k;
+  bool save_last;
+  int64_t every_n_epochs;
+  bool auto_insert_metric_name;
+  /* state */
+  size_t n_kept;
+  char **kept_paths;
+  double *kept_scores;
+  char *best_path;
+  double best_score;
+  char *last_path;
+} fg_ckpt_callback;
+
+typedef struct {
+  char *save_dir; /* NULL = the run dir */
+  char *name;
+  int64_t flush_every;
+} fg_csv_logger_cfg;
+
+/* A callback object: only ModelCheckpoint exists so far. */
+typedef struct {
+  int type; /* 0 = ModelCheckpoint */
+  fg_ckpt_callback ckpt;
+} fg_callback;
+
+typedef struct {
+  int64_t max_epochs; /* -1 = no limit */
+  int64_t max_steps;  /* -1 = no limit */
+  double limit[FG_SPLIT_COUNT];
+  bool limit_is_count[FG_SPLIT_COUNT];
+  int64_t check_val_every_n_epoch;
+  int64_t num_sanity_val_steps;
+  int64_t log_every_n_steps;
+  char *default_root_dir;
+  bool enable_checkpointing;
+  bool enable_progress_bar;
+  int num_threads;
+  bool deterministic;
+  fg_ckpt_callback **ckpts; /* borrowed from callbacks */
+  size_t n_ckpts;
+  fg_callback **callbacks; /* owned */
+  size_t n_callbacks;
+  fg_csv_logger_cfg *csv; /* NULL = no CSV logger */
+} fg_trainer_opts;
+
+int fg__trainer_opts_parse(const fg_node *trainer_cfg, fg_trainer_opts *out,
+                           char **err);
+void fg__trainer_opts_close(fg_trainer_opts *o);
+int fg__trainer_config_check(fg_node *trainer_cfg, bool fill, char **err);
+
+/* ---- checkpoints ------------------------------------------------------------ */
+
+/* Writes `v` to path atomically: temp file in the same folder, fsync,
+ * rename, fsync of the folder. */
+int fg__write_file_atomic(const char *path, const void *data, size_t len,
+                          char **err);
+int fg__read_file(const char *path, char **data, size_t *len, char **err);
+int fg__mkdirs(const char *path, char **err);
+
+typedef struct {
+  int64_t epoch;       /* the epoch the checkpoint was taken in */
+  int64_t global_step;
+  bool epoch_done;     /* taken at the end of `epoch` */
+} fg_ckpt_pos;
+
+/* Builds and writes a Lightning-layout checkpoint. */
+int fg__checkpoint_save(const char *path, fg_module *m, fg_optimizer *opt,
+                        const fg_ckpt_pos *pos, const fg_value *callbacks,
+                        char **err);
+/* Loads weights (strict: every module parameter must be present with the
+ * same shape), and when opt/pos are non-NULL the optimizer state and loop
+ * position. */
+int fg__checkpoint_load(const char *path, fg_module *m, fg_optimizer *opt,
+                        fg_ckpt_pos *pos, char **err);
+
+/* ---- sinks ---------------------------------------------------------------- */
+
+int fg__csv_logger_create(const char *path, int64_t flush_every, fg_sink *out,
+                          char **err);
+fg_sink fg__progress_sink_create(FILE *tty);
+/* Keeps the last value of every logged scalar (for --json). The dict stays
+ * owned by the sink until fg__summary_take. */
+fg_sink fg__summary_sink_create(void);
+fg_value *fg__summary_take(fg_sink *s);
+
+/* ---- loops --------------------------------------------------------------- */
+
+typedef struct {
+  fg_trainer_opts *opts;
+  fg_module *module;
+  fg_datamodule *dm;
+  fg_optimizer *opt;
+  fg_events *events;
+  volatile sig_atomic_t *cancel;
+  const char *run_dir;
+  fg_ckpt_pos pos;
+  fg_value *last_metrics; /* latest of every logged key */
+} fg_loop;
+
+int fg__loop_fit(fg_loop *l, char **err);
+/* Validate or test over every dataloader of the split; logs epoch metrics. */
+int fg__loop_eval(fg_loop *l, fg_split split, bool sanity, char **err);
+
+#endif

@@ -1,0 +1,335 @@
+/* The `trainer` section: Lightning's option names and defaults, the
+ * ModelCheckpoint callback and the CSVLogger. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fulgur/error.h"
+#include "fulgur/registry.h"
+#include "trainer/trainer.h"
+#include "util/xalloc.h"
+
+static int check_int_min(const fg_node *v, const char *keypath, int64_t min, char **err) {
+  if (fg_node_kind_of(v) == FG_NODE_INT && fg_node_int(v) < min)
+    return fg_config_error(err, v, keypath, "expected an integer >= %lld, got %lld",
+                           (long long)min, (long long)fg_node_int(v));
+  return 0;
+}
+static int check_epochs(const fg_node *v, const char *k, char **err) {
+  return check_int_min(v, k, -1, err);
+}
+static int check_nonneg(const fg_node *v, const char *k, char **err) {
+  return check_int_min(v, k, 0, err);
+}
+static int check_positive(const fg_node *v, const char *k, char **err) {
+  return check_int_min(v, k, 1, err);
+}
+static int check_limit(const fg_node *v, const char *k, char **err) {
+  if (fg_node_kind_of(v) == FG_NODE_FLOAT && !(fg_node_float(v) >= 0 && fg_node_float(v) <= 1))
+    return fg_config_error(err, v, k, "expected a fraction in [0.0, 1.0] or a batch count, got %g",
+                           fg_node_float(v));
+  return check_int_min(v, k, 0, err);
+}
+static int check_precision(const fg_node *v, const char *k, char **err) {
+  if (fg_node_kind_of(v) == FG_NODE_INT && fg_node_int(v) == 32) return 0;
+  if (fg_node_kind_of(v) == FG_NODE_STRING &&
+      (strcmp(fg_node_str(v), "32") == 0 || strcmp(fg_node_str(v), "32-true") == 0))
+    return 0;
+  return fg_config_error(err, v, k, "only 32-bit precision ('32-true') is supported on CPU");
+}
+static int check_accelerator(const fg_node *v, const char *k, char **err) {
+  const char *s = fg_node_str(v);
+  if (strcmp(s, "cpu") == 0 || strcmp(s, "auto") == 0) return 0;
+  return fg_config_error(err, v, k, "expected 'cpu' or 'auto' (this libtorch is CPU-only), got '%s'", s);
+}
+static int check_devices(const fg_node *v, const char *k, char **err) {
+  if ((fg_node_kind_of(v) == FG_NODE_INT && fg_node_int(v) == 1) ||
+      (fg_node_kind_of(v) == FG_NODE_STRING && strcmp(fg_node_str(v), "auto") == 0))
+    return 0;
+  return fg_config_error(err, v, k, "only devices: 1 is supported by this fulgur version");
+}
+static int check_num_nodes(const fg_node *v, const char *k, char **err) {
+  if (fg_node_int(v) == 1) return 0;
+  return fg_config_error(err, v, k, "only num_nodes: 1 is supported by this fulgur version");
+}
+static int check_strategy(const fg_node *v, const char *k, char **err) {
+  const char *s = fg_node_str(v);
+  if (strcmp(s, "auto") == 0 || strcmp(s, "single_device") == 0) return 0;
+  return fg_config_error(err, v, k, "strategy '%s' is not supported by this fulgur version", s);
+}
+static int check_threads(const fg_node *v, const char *k, char **err) {
+  return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : check_int_min(v, k, 1, err);
+}
+
+static const fg_param trainer_params[] = {
+    {"max_epochs", FG_T_NULL | FG_T_INT, "null", "epochs (null: 1000 unless max_steps is set; -1: no limit)", check_epochs, 0},
+    {"max_steps", FG_T_INT, "-1", "optimizer steps (-1: no limit)", check_epochs, 0},
+    {"limit_train_batches", FG_T_NULL | FG_T_INT | FG_T_FLOAT, "1.0", "fraction or count of training batches", check_limit, 0},
+    {"limit_val_batches", FG_T_NULL | FG_T_INT | FG_T_FLOAT, "1.0", "fraction or count of validation batches", check_limit, 0},
+    {"limit_test_batches", FG_T_NULL | FG_T_INT | FG_T_FLOAT, "1.0", "fraction or count of test batches", check_limit, 0},
+    {"limit_predict_batches", FG_T_NULL | FG_T_INT | FG_T_FLOAT, "1.0", "fraction or count of predict batches", check_limit, 0},
+    {"check_val_every_n_epoch", FG_T_INT, "1", "validate every N epochs", check_positive, 0},
+    {"num_sanity_val_steps", FG_T_INT, "2", "validation batches run before training", check_epochs, 0},
+    {"log_every_n_steps", FG_T_INT, "50", "log training scalars every N steps", check_positive, 0},
+    {"default_root_dir", FG_T_NULL | FG_T_STRING, "null", "where run directories go (null: the working directory)", NULL, 0},
+    {"enable_checkpointing", FG_T_BOOL, "true", "add a ModelCheckpoint when none is configured", NULL, 0},
+    {"enable_progress_bar", FG_T_BOOL, "true", "progress bar on a terminal", NULL, 0},
+    {"logger", FG_T_BOOL | FG_T_MAP | FG_T_SEQ | FG_T_NULL, "true", "true (CSVLogger), false, or logger objects", NULL, 0},
+    {"callbacks", FG_T_NULL | FG_T_SEQ | FG_T_MAP, "null", "callback objects", NULL, 0},
+    {"deterministic", FG_T_NULL | FG_T_BOOL, "null", "deterministic algorithms", NULL, 0},
+    {"precision", FG_T_INT | FG_T_STRING, "32-true", "numeric precision", check_precision, 0},
+    {"accelerator", FG_T_STRING, "auto", "cpu", check_accelerator, 0},
+    {"devices", FG_T_INT | FG_T_STRING, "auto", "devices", check_devices, 0},
+    {"num_nodes", FG_T_INT, "1", "machines", check_num_nodes, 0},
+    {"strategy", FG_T_STRING, "auto", "distribution strategy", check_strategy, 0},
+    {"num_threads", FG_T_NULL | FG_T_INT, "null", "libtorch and OpenBLAS threads (null: all cores)", check_threads, 0},
+};
+
+int fg__trainer_config_check(fg_node *cfg, bool fill, char **err) {
+  int rc = fg_schema_check(trainer_params, sizeof trainer_params / sizeof trainer_params[0], cfg,
+                           "trainer", fill, err);
+  if (rc) return rc;
+  fg_node *cbs = fg_node_get(cfg, "callbacks");
+  if (cbs && fg_node_kind_of(cbs) == FG_NODE_MAP) {
+    /* One callback object written without a list. */
+    fg_node *one = fg_node_map_take(cfg, "callbacks");
+    fg_node *seq = fg_node_new_seq();
+    fg_mark m = fg_node_mark(one);
+    if (m.file) fg_node_set_mark(seq, m.file, m.line, m.col);
+    fg_node_seq_append(seq, one);
+    fg_node_map_set(cfg, "callbacks", seq);
+    cbs = seq;
+  }
+  for (size_t i = 0; cbs && i < fg_node_len(cbs); i++) {
+    char *p = fg__xasprintf("trainer.callbacks.%zu", i);
+    rc = fg_registry_check(fg_node_at(cbs, i), p, FG_KIND_CALLBACK, fill, err);
+    free(p);
+    if (rc) return rc;
+  }
+  fg_node *lg = fg_node_get(cfg, "logger");
+  if (lg && fg_node_kind_of(lg) == FG_NODE_MAP) {
+    rc = fg_registry_check(lg, "trainer.logger", FG_KIND_LOGGER, fill, err);
+  } else if (lg && fg_node_kind_of(lg) == FG_NODE_SEQ) {
+    for (size_t i = 0; rc == 0 && i < fg_node_len(lg); i++) {
+      char *p = fg__xasprintf("trainer.logger.%zu", i);
+      rc = fg_registry_check(fg_node_at(lg, i), p, FG_KIND_LOGGER, fill, err);
+      free(p);
+    }
+  }
+  return rc;
+}
+
+static double limit_of(const fg_node *v, bool *is_count) {
+  *is_count = v && fg_node_kind_of(v) == FG_NODE_INT;
+  if (v == NULL || fg_node_kind_of(v) == FG_NODE_NULL) return 1.0;
+  return fg_node_float(v);
+}
+
+static int add_callback(fg_trainer_opts *o, fg_callback *cb) {
+  o->callbacks = fg__xrealloc(o->callbacks, (o->n_callbacks + 1) * sizeof *o->callbacks);
+  o->callbacks[o->n_callbacks++] = cb;
+  if (cb->type == 0) {
+    o->ckpts = fg__xrealloc(o->ckpts, (o->n_ckpts + 1) * sizeof *o->ckpts);
+    o->ckpts[o->n_ckpts++] = &cb->ckpt;
+  }
+  return 0;
+}
+
+static void callback_free(void *obj) {
+  fg_callback *cb = obj;
+  if (cb == NULL) return;
+  fg_ckpt_callback *c = &cb->ckpt;
+  free(c->dirpath);
+  free(c->filename);
+  free(c->monitor);
+  for (size_t i = 0; i < c->n_kept; i++) free(c->kept_paths[i]);
+  free(c->kept_paths);
+  free(c->kept_scores);
+  free(c->best_path);
+  free(c->last_path);
+  free(cb);
+}
+
+static void csv_free(void *obj) {
+  fg_csv_logger_cfg *c = obj;
+  if (c == NULL) return;
+  free(c->save_dir);
+  free(c->name);
+  free(c);
+}
+
+static char *opt_str(const fg_node *args, const char *k) {
+  const fg_node *v = fg_node_get(args, k);
+  return v && fg_node_kind_of(v) == FG_NODE_STRING ? fg__xstrdup(fg_node_str(v)) : NULL;
+}
+
+int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
+  memset(o, 0, sizeof *o);
+  const fg_node *me = fg_node_get(cfg, "max_epochs");
+  o->max_steps = fg_node_int(fg_node_get(cfg, "max_steps"));
+  if (me && fg_node_kind_of(me) == FG_NODE_INT)
+    o->max_epochs = fg_node_int(me);
+  else
+    o->max_epochs = o->max_steps == -1 ? 1000 : -1; /* Lightning's rule */
+  static const char *const lim[FG_SPLIT_COUNT] = {"limit_train_batches", "limit_val_batches",
+                                                  "limit_test_batches", "limit_predict_batches"};
+  for (int s = 0; s < FG_SPLIT_COUNT; s++)
+    o->limit[s] = limit_of(fg_node_get(cfg, lim[s]), &o->limit_is_count[s]);
+  o->check_val_every_n_epoch = fg_node_int(fg_node_get(cfg, "check_val_every_n_epoch"));
+  o->num_sanity_val_steps = fg_node_int(fg_node_get(cfg, "num_sanity_val_steps"));
+  o->log_every_n_steps = fg_node_int(fg_node_get(cfg, "log_every_n_steps"));
+  o->default_root_dir = opt_str(cfg, "default_root_dir");
+  if (o->default_root_dir == NULL) o->default_root_dir = fg__xstrdup(".");
+  o->enable_checkpointing = fg_node_bool(fg_node_get(cfg, "enable_checkpointing"));
+  o->enable_progress_bar = fg_node_bool(fg_node_get(cfg, "enable_progress_bar"));
+  const fg_node *nt = fg_node_get(cfg, "num_threads");
+  if (nt && fg_node_kind_of(nt) == FG_NODE_INT) {
+    o->num_threads = (int)fg_node_int(nt);
+  } else {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    o->num_threads = n > 0 ? (int)n : 1;
+  }
+  const fg_node *det = fg_node_get(cfg, "deterministic");
+  o->deterministic = det && fg_node_kind_of(det) == FG_NODE_BOOL && fg_node_bool(det);
+
+  int rc = 0;
+  const fg_node *cbs = fg_node_get(cfg, "callbacks");
+  for (size_t i = 0; cbs && i < fg_node_len(cbs); i++) {
+    char *p = fg__xasprintf("trainer.callbacks.%zu", i);
+    void *obj = NULL;
+    rc = fg_registry_create(fg_node_at(cbs, i), p, FG_KIND_CALLBACK, &obj, NULL, err);
+    free(p);
+    if (rc) goto fail;
+    add_callback(o, obj);
+  }
+  if (o->n_ckpts == 0 && o->enable_checkpointing) {
+    /* The default checkpoint callback; unlike Lightning's it keeps
+     * last.ckpt, so a daemon always has a known file to resume from. */
+    fg_callback *cb = fg__xcalloc(1, sizeof *cb);
+    cb->ckpt.save_top_k = 1;
+    cb->ckpt.save_last = true;
+    cb->ckpt.every_n_epochs = 1;
+    cb->ckpt.auto_insert_metric_name = true;
+    add_callback(o, cb);
+  }
+  const fg_node *lg = fg_node_get(cfg, "logger");
+  const fg_node *one = NULL;
+  if (lg == NULL || (fg_node_kind_of(lg) == FG_NODE_BOOL && fg_node_bool(lg))) {
+    o->csv = fg__xcalloc(1, sizeof *o->csv);
+    o->csv->flush_every = 100;
+  } else if (fg_node_kind_of(lg) == FG_NODE_MAP) {
+    one = lg;
+  } else if (fg_node_kind_of(lg) == FG_NODE_SEQ) {
+    if (fg_node_len(lg) > 1) {
+      rc = fg_config_error(err, lg, "trainer.logger",
+                           "only one logger is supported by this fulgur version");
+      goto fail;
+    }
+    one = fg_node_len(lg) ? fg_node_at(lg, 0) : NULL;
+  }
+  if (one) {
+    void *obj = NULL;
+    rc = fg_registry_create(one, "trainer.logger", FG_KIND_LOGGER, &obj, NULL, err);
+    if (rc) goto fail;
+    o->csv = obj;
+  }
+  return 0;
+fail:
+  fg__trainer_opts_close(o);
+  return rc;
+}
+
+void fg__trainer_opts_close(fg_trainer_opts *o) {
+  for (size_t i = 0; i < o->n_callbacks; i++) callback_free(o->callbacks[i]);
+  free(o->callbacks);
+  free(o->ckpts);
+  csv_free(o->csv);
+  free(o->default_root_dir);
+  memset(o, 0, sizeof *o);
+}
+
+/* ---- ModelCheckpoint ------------------------------------------------------ */
+
+static int check_mode(const fg_node *v, const char *k, char **err) {
+  const char *s = fg_node_str(v);
+  if (strcmp(s, "min") == 0 || strcmp(s, "max") == 0) return 0;
+  return fg_config_error(err, v, k, "expected 'min' or 'max', got '%s'", s);
+}
+
+static const fg_param ckpt_params[] = {
+    {"dirpath", FG_T_NULL | FG_T_STRING, "null", "folder (null: <run dir>/checkpoints)", NULL, 0},
+    {"filename", FG_T_NULL | FG_T_STRING, "null", "name template (null: 'epoch={epoch}-step={step}')", NULL, 0},
+    {"monitor", FG_T_NULL | FG_T_STRING, "null", "logged key to rank checkpoints by", NULL, 0},
+    {"mode", FG_T_STRING, "min", "min or max", check_mode, 0},
+    {"save_top_k", FG_T_INT, "1", "best checkpoints kept (-1: all)", check_epochs, 0},
+    {"save_last", FG_T_NULL | FG_T_BOOL, "null", "also keep last.ckpt", NULL, 0},
+    {"every_n_epochs", FG_T_NULL | FG_T_INT, "null", "save every N epochs (null: 1)", check_threads, 0},
+    {"auto_insert_metric_name", FG_T_BOOL, "true", "write 'name=value' in file names", NULL, 0},
+    {"verbose", FG_T_BOOL, "false", "log each save", NULL, 0},
+    {"save_weights_only", FG_T_BOOL, "false", "must be false", NULL, 0},
+};
+
+static int ckpt_create(const fg_class *cls, const fg_node *a, const char *keypath, void **out,
+                       char **err) {
+  fg_callback *cb = fg__xcalloc(1, sizeof *cb);
+  fg_ckpt_callback *c = &cb->ckpt;
+  c->dirpath = opt_str(a, "dirpath");
+  c->filename = opt_str(a, "filename");
+  c->monitor = opt_str(a, "monitor");
+  c->mode_max = strcmp(fg_node_str(fg_node_get(a, "mode")), "max") == 0;
+  c->save_top_k = fg_node_int(fg_node_get(a, "save_top_k"));
+  const fg_node *sl = fg_node_get(a, "save_last");
+  c->save_last = fg_node_kind_of(sl) == FG_NODE_BOOL && fg_node_bool(sl);
+  const fg_node *ev = fg_node_get(a, "every_n_epochs");
+  c->every_n_epochs = fg_node_kind_of(ev) == FG_NODE_INT ? fg_node_int(ev) : 1;
+  c->auto_insert_metric_name = fg_node_bool(fg_node_get(a, "auto_insert_metric_name"));
+  if (fg_node_bool(fg_node_get(a, "save_weights_only"))) {
+    callback_free(cb);
+    char *p = fg__xasprintf("%s.save_weights_only", keypath);
+    int rc = fg_config_error(err, fg_node_get(a, "save_weights_only"), p,
+                             "not supported by this fulgur version (checkpoints always hold the full state)");
+    free(p);
+    return rc;
+  }
+  *out = cb;
+  return 0;
+}
+
+/* ---- CSVLogger ---------------------------------------------------------------- */
+
+static const fg_param csv_params[] = {
+    {"save_dir", FG_T_NULL | FG_T_STRING, "null", "folder (null: the run directory)", NULL, 0},
+    {"name", FG_T_NULL | FG_T_STRING, "null", "subfolder of save_dir", NULL, 0},
+    {"flush_logs_every_n_steps", FG_T_INT, "100", "rows buffered before a write", check_positive, 0},
+};
+
+static int csv_create(const fg_class *cls, const fg_node *a, const char *keypath, void **out,
+                      char **err) {
+  fg_csv_logger_cfg *c = fg__xcalloc(1, sizeof *c);
+  c->save_dir = opt_str(a, "save_dir");
+  c->name = opt_str(a, "name");
+  c->flush_every = fg_node_int(fg_node_get(a, "flush_logs_every_n_steps"));
+  *out = c;
+  return 0;
+}
+
+static const char *const ckpt_aliases[] = {"ModelCheckpoint",
+                                           "lightning.pytorch.callbacks.ModelCheckpoint",
+                                           "pytorch_lightning.callbacks.ModelCheckpoint", NULL};
+static const char *const csv_aliases[] = {"CSVLogger", "lightning.pytorch.loggers.CSVLogger",
+                                          "pytorch_lightning.loggers.CSVLogger", NULL};
+
+static const fg_class ckpt_class = {
+    .name = "fulgur.callbacks.ModelCheckpoint", .aliases = ckpt_aliases,
+    .kind = FG_KIND_CALLBACK, .params = ckpt_params,
+    .n_params = sizeof ckpt_params / sizeof ckpt_params[0], .create = ckpt_create,
+    .destroy = callback_free};
+static const fg_class csv_class = {
+    .name = "fulgur.loggers.CSVLogger", .aliases = csv_aliases, .kind = FG_KIND_LOGGER,
+    .params = csv_params, .n_params = sizeof csv_params / sizeof csv_params[0],
+    .create = csv_create, .destroy = csv_free};
+
+void fg__register_builtin_trainer(void) {
+  fg__registry_add_builtin(&ckpt_class);
+  fg__registry_add_builtin(&csv_class);
+}

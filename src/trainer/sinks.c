@@ -105,26 +105,3 @@ fg_sink fg__progress_sink_create(FILE *tty) {
   return (fg_sink){progress_emit, progress_close, p};
 }
 
-/* ---- summary ----------------------------------------------------------------- */
-
-static void summary_emit(void *self, const fg_event *ev) {
-  fg_value *d = self;
-  if (ev->kind != FG_EVENT_STEP && ev->kind != FG_EVENT_EPOCH) return;
-  for (size_t i = 0; i < ev->n_values; i++)
-    fg_value_dict_set(d, ev->keys[i], fg_value_double(ev->values[i]));
-}
-
-static int summary_close(void *self, char **err) {
-  fg_value_free(self);
-  return 0;
-}
-
-fg_sink fg__summary_sink_create(void) {
-  return (fg_sink){summary_emit, summary_close, fg_value_dict()};
-}
-
-fg_value *fg__summary_take(fg_sink *s) {
-  fg_value *d = s->self;
-  s->self = fg_value_dict();
-  return d;
-}

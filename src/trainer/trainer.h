@@ -99,10 +99,6 @@ int fg__checkpoint_load(const char *path, fg_module *m, fg_optimizer *opt,
 int fg__csv_logger_create(const char *path, int64_t flush_every, fg_sink *out,
                           char **err);
 fg_sink fg__progress_sink_create(FILE *tty);
-/* Keeps the last value of every logged scalar (for --json). The dict stays
- * owned by the sink until fg__summary_take. */
-fg_sink fg__summary_sink_create(void);
-fg_value *fg__summary_take(fg_sink *s);
 
 /* ---- loops --------------------------------------------------------------- */
 

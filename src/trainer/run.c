@@ -1,0 +1,247 @@
+/* fg_run: from a merged config to a finished stage. Checks the config,
+ * builds module, data and trainer through the registry, makes the run
+ * directory, wires the sinks, runs the loop. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fulgur/error.h"
+#include "fulgur/optim.h"
+#include "fulgur/registry.h"
+#include "trainer/trainer.h"
+#include "util/xalloc.h"
+
+const char *fg_stage_name(fg_stage s) {
+  switch (s) {
+    case FG_STAGE_FIT: return "fit";
+    case FG_STAGE_VALIDATE: return "validate";
+    case FG_STAGE_TEST: return "test";
+    case FG_STAGE_PREDICT: return "predict";
+  }
+  return "unknown";
+}
+
+static int check_plugins(const fg_node *v, const char *k, char **err) {
+  if (fg_node_kind_of(v) == FG_NODE_NULL || fg_node_len(v) == 0) return 0;
+  return fg_config_error(err, v, k, "plugins are not supported by this fulgur version yet");
+}
+
+static const fg_param top_params[] = {
+    {"seed_everything", FG_T_BOOL | FG_T_INT, "true", "seed (true: pick one at random; false: do not seed)", NULL, 0},
+    {"trainer", FG_T_MAP, "{}", "Trainer options", NULL, 0},
+    {"model", FG_T_MAP, NULL, "the LightningModule", NULL, 0},
+    {"data", FG_T_MAP, NULL, "the DataModule", NULL, 0},
+    {"optimizer_config", FG_T_NULL | FG_T_MAP | FG_T_SEQ, "null", "optimizers (needed for fit)", NULL, 0},
+    {"plugins", FG_T_NULL | FG_T_SEQ, "null", "shared objects that register classes", check_plugins, FG_T_STRING},
+    {"ckpt_path", FG_T_NULL | FG_T_STRING, "null", "checkpoint to resume (fit) or evaluate (validate, test)", NULL, 0},
+};
+
+int fg_config_check(fg_node *config, bool fill, char **err) {
+  if (config == NULL || fg_node_kind_of(config) != FG_NODE_MAP)
+    return fg_config_error(err, config, "(top level)", "expected a mapping, got %s",
+                           config ? fg_node_kind_name(fg_node_kind_of(config)) : "nothing");
+  int rc = fg_schema_check(top_params, sizeof top_params / sizeof top_params[0], config, "", fill, err);
+  if (rc) return rc;
+  fg_node *tr = fg_node_get(config, "trainer");
+  if (tr == NULL) {
+    tr = fg_node_new_map();
+    fg_node_map_set(config, "trainer", tr);
+  }
+  if ((rc = fg__trainer_config_check(tr, fill, err))) return rc;
+  if ((rc = fg_registry_check(fg_node_get(config, "model"), "model", FG_KIND_MODULE, fill, err)))
+    return rc;
+  if ((rc = fg_registry_check(fg_node_get(config, "data"), "data", FG_KIND_DATAMODULE, fill, err)))
+    return rc;
+  fg_node *oc = fg_node_get(config, "optimizer_config");
+  if (oc && fg_node_kind_of(oc) != FG_NODE_NULL &&
+      (rc = fg_optim_config_check(oc, "optimizer_config", fill, err)))
+    return rc;
+  return 0;
+}
+
+/* <root>/version_<N> with N one more than the largest existing; mkdir's
+ * EEXIST makes two runs starting at once take different numbers. */
+static int make_run_dir(const char *root, char **out, char **err) {
+  int rc = fg__mkdirs(root, err);
+  if (rc) return rc;
+  long next = 0;
+  DIR *d = opendir(root);
+  if (d) {
+    struct dirent *e;
+    while ((e = readdir(d))) {
+      char *end;
+      if (strncmp(e->d_name, "version_", 8) != 0) continue;
+      long n = strtol(e->d_name + 8, &end, 10);
+      if (*end == '\0' && n >= next) next = n + 1;
+    }
+    closedir(d);
+  }
+  for (int tries = 0; tries < 1000; tries++, next++) {
+    char *p = fg__xasprintf("%s/version_%ld", root, next);
+    if (mkdir(p, 0777) == 0) {
+      *out = p;
+      return 0;
+    }
+    int e = errno;
+    free(p);
+    if (e != EEXIST) return fg_err_set(err, FG_EIO, "cannot create run directory in %s: %s", root, strerror(e));
+  }
+  return fg_err_set(err, FG_EIO, "cannot create a run directory in %s", root);
+}
+
+/* Passes events on to the caller's bus (which the caller closes). */
+static void forward_emit(void *self, const fg_event *ev) { fg_events_emit(self, ev); }
+
+static uint64_t random_seed(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid();
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  return x % 4294967296ULL; /* Lightning draws seeds in the uint32 range */
+}
+
+int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_metrics, char **err) {
+  fg_node *config = fg_node_clone(config_in);
+  fg_trainer_opts topts;
+  memset(&topts, 0, sizeof topts);
+  fg_module *module = NULL;
+  fg_datamodule *dm = NULL;
+  fg_optimizer *opt = NULL;
+  char *run_dir = NULL;
+  fg_events *bus = NULL;
+  fg_loop loop;
+  memset(&loop, 0, sizeof loop);
+  int rc = fg_config_check(config, true, err);
+  if (rc) goto done;
+  fg_node *oc = fg_node_get(config, "optimizer_config");
+  if (ro->stage == FG_STAGE_FIT && (oc == NULL || fg_node_kind_of(oc) == FG_NODE_NULL)) {
+    rc = fg_config_error(err, config, "optimizer_config", "fit needs an optimizer_config");
+    goto done;
+  }
+  if (ro->stage == FG_STAGE_PREDICT) {
+    rc = fg_err_set(err, FG_EUNSUPPORTED, "predict is not supported by this fulgur version yet");
+    goto done;
+  }
+  if ((rc = fg__trainer_opts_parse(fg_node_get(config, "trainer"), &topts, err))) goto done;
+
+  /* Seed first: parameter initialization draws from the global generator. */
+  fg_node *se = fg_node_get(config, "seed_everything");
+  uint64_t seed = 0;
+  bool seeded = true;
+  if (fg_node_kind_of(se) == FG_NODE_BOOL) {
+    seeded = fg_node_bool(se);
+    if (seeded) {
+      seed = random_seed();
+      fg_node_map_set(config, "seed_everything", fg_node_new_int((int64_t)seed));
+    }
+  } else {
+    seed = (uint64_t)fg_node_int(se);
+  }
+  if (seeded) fg_torch_manual_seed(seed);
+  if ((rc = fg_torch_set_num_threads(topts.num_threads, err))) goto done;
+
+  void *obj = NULL;
+  if ((rc = fg_registry_create(fg_node_get(config, "model"), "model", FG_KIND_MODULE, &obj, NULL, err)))
+    goto done;
+  module = obj;
+  if ((rc = fg_registry_create(fg_node_get(config, "data"), "data", FG_KIND_DATAMODULE, &obj, NULL, err)))
+    goto done;
+  dm = obj;
+  fg_datamodule_set_seed(dm, seed);
+  if (oc && fg_node_kind_of(oc) != FG_NODE_NULL &&
+      (rc = fg_optim_build(oc, "optimizer_config", module, &opt, err)))
+    goto done;
+
+  if ((rc = make_run_dir(topts.default_root_dir, &run_dir, err))) goto done;
+  bus = fg_events_create();
+  if (ro->events) fg_events_add_sink(bus, (fg_sink){forward_emit, NULL, ro->events});
+  if (topts.csv) {
+    char *dir = topts.csv->save_dir
+                    ? (topts.csv->name ? fg__xasprintf("%s/%s/%s", topts.csv->save_dir, topts.csv->name,
+                                                       strrchr(run_dir, '/') + 1)
+                                       : fg__xasprintf("%s/%s", topts.csv->save_dir, strrchr(run_dir, '/') + 1))
+                    : fg__xstrdup(run_dir);
+    char *path = fg__xasprintf("%s/metrics.csv", dir);
+    fg_sink csv;
+    rc = fg__mkdirs(dir, err);
+    if (rc == 0) rc = fg__csv_logger_create(path, topts.csv->flush_every, &csv, err);
+    free(dir);
+    free(path);
+    if (rc) goto done;
+    fg_events_add_sink(bus, csv);
+  }
+  {
+    char *yaml = NULL, *path = fg__xasprintf("%s/config.yaml", run_dir);
+    rc = fg_node_emit(config, &yaml, err);
+    if (rc == 0) rc = fg__write_file_atomic(path, yaml, strlen(yaml), err);
+    if (rc == 0) {
+      fg_event ev = {.kind = FG_EVENT_ARTIFACT, .text = "config", .path = path, .batch_idx = -1,
+                     .num_batches = -1, .max_epochs = -1, .max_steps = -1};
+      fg_events_emit(bus, &ev);
+    }
+    free(yaml);
+    free(path);
+    if (rc) goto done;
+  }
+  fg_events_log(bus, FG_LOG_INFO, "run directory: %s", run_dir);
+  if (seeded) fg_events_log(bus, FG_LOG_INFO, "seed set to %llu", (unsigned long long)seed);
+
+  loop.opts = &topts;
+  loop.module = module;
+  loop.dm = dm;
+  loop.opt = opt;
+  loop.events = bus;
+  loop.cancel = ro->cancel;
+  loop.run_dir = run_dir;
+  loop.last_metrics = fg_value_dict();
+
+  fg_node *ck = fg_node_get(config, "ckpt_path");
+  const char *ckpt = ck && fg_node_kind_of(ck) == FG_NODE_STRING ? fg_node_str(ck) : NULL;
+  if (ckpt) {
+    rc = fg__checkpoint_load(ckpt, module, ro->stage == FG_STAGE_FIT ? opt : NULL,
+                             ro->stage == FG_STAGE_FIT ? &loop.pos : NULL, err);
+    if (rc) goto done;
+    fg_events_log(bus, FG_LOG_INFO, "loaded checkpoint %s", ckpt);
+  } else if (ro->stage != FG_STAGE_FIT) {
+    fg_events_log(bus, FG_LOG_WARNING,
+                  "no ckpt_path given: %s runs with the model's initial weights",
+                  fg_stage_name(ro->stage));
+  }
+
+  fg_event st = {.kind = FG_EVENT_STATE, .text = "running", .batch_idx = -1, .num_batches = -1,
+                 .max_epochs = -1, .max_steps = -1};
+  fg_events_emit(bus, &st);
+  switch (ro->stage) {
+    case FG_STAGE_FIT: rc = fg__loop_fit(&loop, err); break;
+    case FG_STAGE_VALIDATE: rc = fg__loop_eval(&loop, FG_SPLIT_VAL, false, err); break;
+    case FG_STAGE_TEST: rc = fg__loop_eval(&loop, FG_SPLIT_TEST, false, err); break;
+    default: rc = fg_err_set(err, FG_EUNSUPPORTED, "stage not supported"); break;
+  }
+  st.text = rc == 0 ? "succeeded" : rc == FG_ECANCELED ? "cancelled" : "failed";
+  fg_events_emit(bus, &st);
+
+done:
+  if (bus) {
+    /* Closing flushes the CSV logger: a failure there fails the run. */
+    int crc = fg_events_free(bus, rc == 0 ? err : NULL);
+    if (rc == 0) rc = crc;
+  }
+  if (rc == 0 && final_metrics) {
+    *final_metrics = loop.last_metrics;
+    loop.last_metrics = NULL;
+  }
+  fg_value_free(loop.last_metrics);
+  fg_optimizer_free(opt);
+  fg_datamodule_free(dm);
+  fg_module_free(module);
+  fg__trainer_opts_close(&topts);
+  free(run_dir);
+  fg_node_free(config);
+  return rc;
+}

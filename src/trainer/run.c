@@ -161,6 +161,8 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   if ((rc = make_run_dir(topts.default_root_dir, &run_dir, err))) goto done;
   bus = fg_events_create();
   if (ro->events) fg_events_add_sink(bus, (fg_sink){forward_emit, NULL, ro->events});
+  if (ro->progress && topts.enable_progress_bar)
+    fg_events_add_sink(bus, fg__progress_sink_create(ro->progress));
   if (topts.csv) {
     char *dir = topts.csv->save_dir
                     ? (topts.csv->name ? fg__xasprintf("%s/%s/%s", topts.csv->save_dir, topts.csv->name,

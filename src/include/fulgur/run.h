@@ -5,6 +5,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "fulgur/config.h"
 #include "fulgur/events.h"
@@ -31,6 +32,9 @@ typedef struct {
   /* Polled at every step boundary; non-zero stops the run with
    * FG_ECANCELED. May be NULL. */
   volatile sig_atomic_t *cancel;
+  /* Where a progress bar may draw (a terminal), or NULL for none. The bar
+   * is drawn only when trainer.enable_progress_bar is also true. */
+  FILE *progress;
 } fg_run_opts;
 
 /* Validates the whole config in place (top-level keys, trainer options,

@@ -11,5 +11,5 @@ best=$(ls "$root"/version_0/checkpoints/epoch=*.ckpt | head -n 1)
 echo "best checkpoint: $best"
 json=$("$fulgur" test --config "$here/mlp.yaml" --trainer.default_root_dir "$root" \
          --ckpt_path "$best" --json)
-acc=$(python3 -c 'import json,sys; print("%.4f" % json.loads(sys.argv[1])["test/Accuracy"])' "$json")
+acc=$("${FG_PYTHON:-/usr/bin/python3}" -c 'import json,sys; print("%.4f" % json.loads(sys.argv[1])["test/Accuracy"])' "$json")
 echo "Fashion-MNIST test accuracy: $acc"

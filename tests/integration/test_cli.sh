@@ -41,7 +41,7 @@ run "fit tiny" 0 "$FULGUR" fit --config "$WORK/tiny.yaml" --json
 RUN="$WORK/runs/version_0"
 expect "fit --json has val/Accuracy" "$OUT" '"val/Accuracy": '
 expect "fit --json has fit/loss" "$OUT" '"fit/loss": '
-python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert 0 <= d["val/Accuracy"] <= 1' "$OUT" \
+"${FG_PYTHON:-/usr/bin/python3}" -c 'import json,sys; d=json.loads(sys.argv[1]); assert 0 <= d["val/Accuracy"] <= 1' "$OUT" \
   && pass "fit --json is one JSON object" || fail "fit --json is one JSON object" "$OUT"
 for f in config.yaml metrics.csv checkpoints/epoch=1-step=16.ckpt checkpoints/last.ckpt; do
   [[ -s "$RUN/$f" ]] && pass "run dir has $f" || fail "run dir has $f" "$(ls -R "$WORK/runs")"

@@ -1,0 +1,419 @@
+// Tensors and operations: the libtorch calls fulgur needs, each behind the
+// exception guard. No training logic lives here.
+#include <dlfcn.h>
+
+#include "torch/bridge_internal.hpp"
+
+namespace fg {
+
+at::ScalarType to_scalar_type(fg_dtype d) {
+  switch (d) {
+    case FG_FLOAT32: return at::kFloat;
+    case FG_FLOAT64: return at::kDouble;
+    case FG_INT64: return at::kLong;
+    case FG_INT32: return at::kInt;
+    case FG_UINT8: return at::kByte;
+    case FG_BOOL: return at::kBool;
+  }
+  throw std::runtime_error("unknown dtype");
+}
+
+fg_dtype from_scalar_type(at::ScalarType s) {
+  switch (s) {
+    case at::kFloat: return FG_FLOAT32;
+    case at::kDouble: return FG_FLOAT64;
+    case at::kLong: return FG_INT64;
+    case at::kInt: return FG_INT32;
+    case at::kByte: return FG_UINT8;
+    case at::kBool: return FG_BOOL;
+    default: break;
+  }
+  // Other dtypes (half, int16...) are reported as float32-compatible only
+  // after conversion; callers convert with fg_op_to_dtype.
+  return FG_FLOAT32;
+}
+
+}  // namespace fg
+
+using fg::wrap;
+
+extern "C" {
+
+size_t fg_dtype_size(fg_dtype d) {
+  switch (d) {
+    case FG_FLOAT32: case FG_INT32: return 4;
+    case FG_FLOAT64: case FG_INT64: return 8;
+    case FG_UINT8: case FG_BOOL: return 1;
+  }
+  return 0;
+}
+
+const char *fg_dtype_name(fg_dtype d) {
+  static const char *const names[] = {"float32", "float64", "int64", "int32", "uint8", "bool"};
+  return (unsigned)d < 6 ? names[d] : "unknown";
+}
+
+int fg_torch_set_num_threads(int n, char **err) {
+  FG_GUARD_BEGIN
+  if (n < 1) throw std::runtime_error("num_threads must be >= 1");
+  at::set_num_threads(n);
+  // OpenBLAS keeps its own pool; left at its default it spins against
+  // libtorch's threads. Looked up at run time so there is no link-time tie.
+  using setter = void (*)(int);
+  if (auto f = reinterpret_cast<setter>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_torch_get_num_threads(void) { return at::get_num_threads(); }
+
+void fg_torch_manual_seed(uint64_t seed) { torch::manual_seed(seed); }
+
+bool fg_torch_set_grad_enabled(bool enabled) {
+  bool was = at::GradMode::is_enabled();
+  at::GradMode::set_enabled(enabled);
+  return was;
+}
+
+bool fg_torch_is_grad_enabled(void) { return at::GradMode::is_enabled(); }
+
+void fg_tensor_free(fg_tensor *t) { delete t; }
+
+fg_tensor *fg_tensor_ref(const fg_tensor *t) { return wrap(t->t); }
+
+static at::IntArrayRef dims(const int64_t *shape, int ndim) {
+  if (ndim < 0 || ndim > FG_MAX_DIMS) throw std::runtime_error("bad number of dimensions");
+  return at::IntArrayRef(shape, (size_t)ndim);
+}
+
+int fg_tensor_from_data(const void *data, fg_dtype dtype, const int64_t *shape, int ndim,
+                        fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  auto t = torch::empty(dims(shape, ndim), at::TensorOptions().dtype(fg::to_scalar_type(dtype)));
+  if (t.numel() > 0) std::memcpy(t.data_ptr(), data, (size_t)t.numel() * fg_dtype_size(dtype));
+  *out = wrap(t);
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_tensor_zeros(const int64_t *shape, int ndim, fg_dtype dtype, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(torch::zeros(dims(shape, ndim), at::TensorOptions().dtype(fg::to_scalar_type(dtype))));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_tensor_empty(const int64_t *shape, int ndim, fg_dtype dtype, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(torch::empty(dims(shape, ndim), at::TensorOptions().dtype(fg::to_scalar_type(dtype))));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_tensor_scalar(double v, fg_dtype dtype, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(torch::scalar_tensor(v, at::TensorOptions().dtype(fg::to_scalar_type(dtype))));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_tensor_arange(int64_t n, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(torch::arange(n, at::TensorOptions().dtype(at::kLong)));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_tensor_randperm(int64_t n, uint64_t seed, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  auto gen = at::detail::createCPUGenerator(seed);
+  *out = wrap(torch::randperm(n, gen, at::TensorOptions().dtype(at::kLong)));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_tensor_clone(const fg_tensor *t, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(t->t.detach().clone());
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_tensor_detach(const fg_tensor *t, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(t->t.detach());
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_tensor_ndim(const fg_tensor *t) { return (int)t->t.dim(); }
+int64_t fg_tensor_size(const fg_tensor *t, int dim) {
+  int nd = (int)t->t.dim();
+  if (dim < 0) dim += nd;
+  return dim >= 0 && dim < nd ? t->t.size(dim) : 0;
+}
+int64_t fg_tensor_numel(const fg_tensor *t) { return t->t.defined() ? t->t.numel() : 0; }
+fg_dtype fg_tensor_dtype(const fg_tensor *t) { return fg::from_scalar_type(t->t.scalar_type()); }
+bool fg_tensor_is_defined(const fg_tensor *t) { return t->t.defined(); }
+
+void fg_tensor_shape_str(const fg_tensor *t, char *buf, size_t len) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t->t.dim(); i++) {
+    if (i) s += ", ";
+    s += std::to_string(t->t.size(i));
+  }
+  s += "]";
+  snprintf(buf, len, "%s", s.c_str());
+}
+
+int fg_tensor_item(const fg_tensor *t, double *out, char **err) {
+  FG_GUARD_BEGIN
+  *out = t->t.item<double>();
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_tensor_copy_out(const fg_tensor *t, fg_dtype dtype, void *buf, size_t bytes, char **err) {
+  FG_GUARD_BEGIN
+  auto c = t->t.detach().to(fg::to_scalar_type(dtype)).contiguous();
+  size_t need = (size_t)c.numel() * fg_dtype_size(dtype);
+  if (need > bytes) throw std::runtime_error("copy_out: buffer too small");
+  if (need) std::memcpy(buf, c.data_ptr(), need);
+  return 0;
+  FG_GUARD_END
+}
+
+void *fg_tensor_data_ptr(const fg_tensor *t) {
+  return t->t.defined() && t->t.is_contiguous() ? t->t.data_ptr() : nullptr;
+}
+
+int fg_tensor_set_requires_grad(fg_tensor *t, bool rg, char **err) {
+  FG_GUARD_BEGIN
+  t->t.set_requires_grad(rg);
+  return 0;
+  FG_GUARD_END
+}
+
+bool fg_tensor_requires_grad(const fg_tensor *t) { return t->t.requires_grad(); }
+
+int fg_tensor_backward(const fg_tensor *loss, char **err) {
+  FG_GUARD_BEGIN
+  loss->t.backward();
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_tensor_grad(const fg_tensor *t, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  const auto &g = t->t.grad();
+  *out = g.defined() ? wrap(g) : nullptr;
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_tensor_uniform_(fg_tensor *t, double lo, double hi, char **err) {
+  FG_GUARD_BEGIN
+  torch::NoGradGuard ng;
+  t->t.uniform_(lo, hi);
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_tensor_normal_(fg_tensor *t, double mean, double std, char **err) {
+  FG_GUARD_BEGIN
+  torch::NoGradGuard ng;
+  t->t.normal_(mean, std);
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_tensor_fill_(fg_tensor *t, double v, char **err) {
+  FG_GUARD_BEGIN
+  torch::NoGradGuard ng;
+  t->t.fill_(v);
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_tensor_copy_(fg_tensor *dst, const fg_tensor *src, char **err) {
+  FG_GUARD_BEGIN
+  torch::NoGradGuard ng;
+  if (!dst->t.sizes().equals(src->t.sizes())) throw std::runtime_error("copy_: shapes differ");
+  dst->t.copy_(src->t);
+  return 0;
+  FG_GUARD_END
+}
+
+#define FG_UNARY(name, expr)                                              \
+  int name(const fg_tensor *x, fg_tensor **out, char **err) {           \
+    FG_GUARD_BEGIN                                                      \
+    *out = wrap(expr);                                                  \
+    return 0;                                                           \
+    FG_GUARD_END                                                        \
+  }
+#define FG_BINARY(name, expr)                                                       \
+  int name(const fg_tensor *a, const fg_tensor *b, fg_tensor **out, char **err) { \
+    FG_GUARD_BEGIN                                                                \
+    *out = wrap(expr);                                                            \
+    return 0;                                                                     \
+    FG_GUARD_END                                                                  \
+  }
+
+FG_UNARY(fg_op_relu, torch::relu(x->t))
+FG_UNARY(fg_op_gelu, torch::gelu(x->t))
+FG_UNARY(fg_op_tanh, torch::tanh(x->t))
+FG_UNARY(fg_op_sigmoid, torch::sigmoid(x->t))
+FG_UNARY(fg_op_sum, x->t.sum())
+FG_UNARY(fg_op_mean, x->t.mean())
+FG_BINARY(fg_op_add, a->t + b->t)
+FG_BINARY(fg_op_sub, a->t - b->t)
+FG_BINARY(fg_op_mul, a->t * b->t)
+FG_BINARY(fg_op_div, a->t / b->t)
+FG_BINARY(fg_op_eq, a->t.eq(b->t))
+FG_BINARY(fg_op_mse, torch::mse_loss(a->t, b->t))
+
+int fg_op_linear(const fg_tensor *x, const fg_tensor *w, const fg_tensor *b, fg_tensor **out,
+                 char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(b ? torch::addmm(b->t, x->t, w->t.t()) : torch::mm(x->t, w->t.t()));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_dropout(const fg_tensor *x, double p, bool train, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(torch::dropout(x->t, p, train));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_cross_entropy(const fg_tensor *logits, const fg_tensor *target, fg_tensor **out,
+                        char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(torch::nn::functional::cross_entropy(logits->t, target->t));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_softmax(const fg_tensor *x, int64_t dim, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(torch::softmax(x->t, dim));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_argmax(const fg_tensor *x, int64_t dim, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(x->t.argmax(dim));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_topk_indices(const fg_tensor *x, int64_t k, int64_t dim, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(std::get<1>(x->t.topk(k, dim)));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_add_scalar(const fg_tensor *a, double s, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(a->t + s);
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_mul_scalar(const fg_tensor *a, double s, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(a->t * s);
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_sum_dim(const fg_tensor *x, int64_t dim, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(x->t.sum(dim));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_any_dim(const fg_tensor *x, int64_t dim, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(x->t.any(dim));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_to_dtype(const fg_tensor *x, fg_dtype dtype, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(x->t.to(fg::to_scalar_type(dtype)));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_reshape(const fg_tensor *x, const int64_t *shape, int ndim, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(x->t.reshape(dims(shape, ndim)));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_flatten(const fg_tensor *x, int64_t start_dim, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(x->t.flatten(start_dim));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_unsqueeze(const fg_tensor *x, int64_t dim, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(x->t.unsqueeze(dim));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_index_select(const fg_tensor *x, int64_t dim, const fg_tensor *index, fg_tensor **out,
+                       char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(x->t.index_select(dim, index->t));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_slice(const fg_tensor *x, int64_t start, int64_t end, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(x->t.slice(0, start, end));
+  return 0;
+  FG_GUARD_END
+}
+
+static std::vector<at::Tensor> tensor_list(const fg_tensor *const *ts, size_t n) {
+  std::vector<at::Tensor> v;
+  v.reserve(n);
+  for (size_t i = 0; i < n; i++) v.push_back(ts[i]->t);
+  return v;
+}
+
+int fg_op_cat(const fg_tensor *const *ts, size_t n, int64_t dim, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(torch::cat(tensor_list(ts, n), dim));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_stack(const fg_tensor *const *ts, size_t n, int64_t dim, fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  *out = wrap(torch::stack(tensor_list(ts, n), dim));
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_op_allclose(const fg_tensor *a, const fg_tensor *b, double rtol, double atol, bool *out,
+                   char **err) {
+  FG_GUARD_BEGIN
+  *out = a->t.sizes().equals(b->t.sizes()) && torch::allclose(a->t, b->t, rtol, atol);
+  return 0;
+  FG_GUARD_END
+}
+
+}  // extern "C"

@@ -1,0 +1,258 @@
+/* The DataLoader: batches of a dataset in (optionally shuffled) order,
+ * built ahead of the training loop by worker threads.
+ *
+ * Workers live as long as the loader (PyTorch's persistent_workers). Each
+ * epoch has a generation number; a worker claims the next batch index,
+ * builds it outside the lock and files it in a ring of 2 * num_workers
+ * slots (PyTorch's prefetch_factor of 2). The consumer takes batches
+ * strictly in order, so results, and errors, arrive in the order a
+ * single-threaded loader would give them. Starting a new epoch (also in the
+ * middle of one, when limit_train_batches stops early) bumps the
+ * generation and waits for in-flight builds, whose results are dropped. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fulgur/data.h"
+#include "fulgur/error.h"
+#include "util/xalloc.h"
+
+typedef struct {
+  int64_t batch; /* which batch the slot holds, -1 = empty */
+  fg_value *value;
+  int rc;
+  char *err;
+} slot;
+
+struct fg_dataloader {
+  fg_dataset *ds;
+  fg_dataloader_opts opts;
+  int64_t n, num_batches;
+  int64_t *order; /* sample order of the current epoch */
+
+  pthread_mutex_t mu;
+  pthread_cond_t work_cv;  /* workers wait for something to claim */
+  pthread_cond_t ready_cv; /* the consumer waits for its batch; start_epoch for idle */
+  pthread_t *threads;
+  int n_threads;
+  slot *ring;
+  int64_t ring_cap;
+  bool active, stop;
+  uint64_t gen;
+  int64_t next_claim, next_out;
+  int inflight;
+};
+
+static void batch_range(const fg_dataloader *dl, int64_t b, int64_t *start, size_t *count) {
+  *start = b * dl->opts.batch_size;
+  int64_t end = *start + dl->opts.batch_size;
+  if (end > dl->n) end = dl->n;
+  *count = (size_t)(end - *start);
+}
+
+static int build(fg_dataloader *dl, int64_t b, fg_value **out, char **err) {
+  int64_t start;
+  size_t count;
+  batch_range(dl, b, &start, &count);
+  return fg_dataset_get_batch(dl->ds, dl->order + start, count, out, err);
+}
+
+static void *worker_main(void *arg) {
+  fg_dataloader *dl = arg;
+  pthread_mutex_lock(&dl->mu);
+  for (;;) {
+    while (!dl->stop && !(dl->active && dl->next_claim < dl->num_batches &&
+                          dl->next_claim - dl->next_out < dl->ring_cap))
+      pthread_cond_wait(&dl->work_cv, &dl->mu);
+    if (dl->stop) break;
+    int64_t b = dl->next_claim++;
+    uint64_t gen = dl->gen;
+    dl->inflight++;
+    pthread_mutex_unlock(&dl->mu);
+
+    fg_value *v = NULL;
+    char *e = NULL;
+    int rc = build(dl, b, &v, &e);
+
+    pthread_mutex_lock(&dl->mu);
+    dl->inflight--;
+    if (gen == dl->gen) {
+      slot *s = &dl->ring[b % dl->ring_cap];
+      s->batch = b;
+      s->value = v;
+      s->rc = rc;
+      s->err = e;
+    } else {
+      fg_value_free(v);
+      free(e);
+    }
+    pthread_cond_broadcast(&dl->ready_cv);
+  }
+  pthread_mutex_unlock(&dl->mu);
+  return NULL;
+}
+
+int fg_dataloader_create(fg_dataset *ds, const fg_dataloader_opts *opts, fg_dataloader **out,
+                         char **err) {
+  if (opts->batch_size < 1)
+    return fg_err_set(err, FG_EINVAL, "batch_size must be at least 1, got %lld",
+                      (long long)opts->batch_size);
+  if (opts->num_workers < 0 || opts->num_workers > 64)
+    return fg_err_set(err, FG_EINVAL, "num_workers must be 0 to 64, got %d", opts->num_workers);
+  int64_t n = fg_dataset_len(ds);
+  fg_dataloader *dl = fg__xcalloc(1, sizeof *dl);
+  dl->ds = fg_dataset_ref(ds);
+  dl->opts = *opts;
+  dl->n = n;
+  dl->num_batches = opts->drop_last ? n / opts->batch_size
+                                    : (n + opts->batch_size - 1) / opts->batch_size;
+  dl->order = malloc((size_t)(n ? n : 1) * sizeof *dl->order);
+  if (dl->order == NULL) {
+    fg_dataset_unref(dl->ds);
+    free(dl);
+    return fg_err_set(err, FG_ENOMEM, "dataloader: out of memory for %lld indices", (long long)n);
+  }
+  for (int64_t i = 0; i < n; i++) dl->order[i] = i;
+  pthread_mutex_init(&dl->mu, NULL);
+  pthread_cond_init(&dl->work_cv, NULL);
+  pthread_cond_init(&dl->ready_cv, NULL);
+  if (opts->num_workers > 0) {
+    dl->ring_cap = 2 * opts->num_workers;
+    dl->ring = fg__xcalloc((size_t)dl->ring_cap, sizeof *dl->ring);
+    for (int64_t i = 0; i < dl->ring_cap; i++) dl->ring[i].batch = -1;
+    dl->threads = fg__xcalloc((size_t)opts->num_workers, sizeof *dl->threads);
+    for (int i = 0; i < opts->num_workers; i++) {
+      if (pthread_create(&dl->threads[i], NULL, worker_main, dl) != 0) {
+        fg_dataloader_free(dl);
+        return fg_err_set(err, FG_ENOMEM, "dataloader: cannot start worker thread %d", i);
+      }
+      dl->n_threads++;
+    }
+  }
+  *out = dl;
+  return 0;
+}
+
+static void clear_ring_locked(fg_dataloader *dl) {
+  for (int64_t i = 0; i < dl->ring_cap; i++) {
+    fg_value_free(dl->ring[i].value);
+    free(dl->ring[i].err);
+    memset(&dl->ring[i], 0, sizeof dl->ring[i]);
+    dl->ring[i].batch = -1;
+  }
+}
+
+/* Ends the current epoch: nothing new is claimed, builds in flight finish
+ * and are dropped. */
+static void end_epoch_locked(fg_dataloader *dl) {
+  dl->active = false;
+  dl->gen++;
+  while (dl->inflight > 0) pthread_cond_wait(&dl->ready_cv, &dl->mu);
+  clear_ring_locked(dl);
+}
+
+void fg_dataloader_free(fg_dataloader *dl) {
+  if (dl == NULL) return;
+  pthread_mutex_lock(&dl->mu);
+  dl->stop = true;
+  dl->active = false;
+  pthread_cond_broadcast(&dl->work_cv);
+  pthread_mutex_unlock(&dl->mu);
+  for (int i = 0; i < dl->n_threads; i++) pthread_join(dl->threads[i], NULL);
+  clear_ring_locked(dl);
+  pthread_mutex_destroy(&dl->mu);
+  pthread_cond_destroy(&dl->work_cv);
+  pthread_cond_destroy(&dl->ready_cv);
+  free(dl->threads);
+  free(dl->ring);
+  free(dl->order);
+  fg_dataset_unref(dl->ds);
+  free(dl);
+}
+
+int64_t fg_dataloader_num_batches(const fg_dataloader *dl) { return dl->num_batches; }
+
+fg_dataset *fg_dataloader_dataset(const fg_dataloader *dl) { return dl->ds; }
+
+static uint64_t splitmix64(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+/* Uniform in [0, bound) without modulo bias (Lemire's method). */
+static uint64_t below(uint64_t *s, uint64_t bound) {
+  unsigned __int128 m = (unsigned __int128)splitmix64(s) * bound;
+  uint64_t low = (uint64_t)m;
+  if (low < bound) {
+    uint64_t threshold = -bound % bound;
+    while (low < threshold) {
+      m = (unsigned __int128)splitmix64(s) * bound;
+      low = (uint64_t)m;
+    }
+  }
+  return (uint64_t)(m >> 64);
+}
+
+int fg_dataloader_start_epoch(fg_dataloader *dl, int64_t epoch, char **err) {
+  (void)err;
+  pthread_mutex_lock(&dl->mu);
+  end_epoch_locked(dl);
+  for (int64_t i = 0; i < dl->n; i++) dl->order[i] = i;
+  if (dl->opts.shuffle) {
+    /* Fisher-Yates from (seed, epoch): every epoch a new order, the same
+     * one on every run with the same seed, so resumed runs see the batches
+     * an uninterrupted run would have. */
+    uint64_t s = dl->opts.seed ^ ((uint64_t)epoch * 0xd1b54a32d192ed03ULL);
+    splitmix64(&s);
+    for (int64_t i = dl->n - 1; i > 0; i--) {
+      int64_t j = (int64_t)below(&s, (uint64_t)i + 1);
+      int64_t t = dl->order[i];
+      dl->order[i] = dl->order[j];
+      dl->order[j] = t;
+    }
+  }
+  dl->next_claim = dl->next_out = 0;
+  dl->active = true;
+  pthread_cond_broadcast(&dl->work_cv);
+  pthread_mutex_unlock(&dl->mu);
+  return 0;
+}
+
+int fg_dataloader_next(fg_dataloader *dl, fg_value **out, char **err) {
+  *out = NULL;
+  if (dl->n_threads == 0) {
+    if (!dl->active || dl->next_out >= dl->num_batches) return 0;
+    int rc = build(dl, dl->next_out, out, err);
+    if (rc) {
+      dl->active = false; /* an error ends the epoch */
+      return rc;
+    }
+    dl->next_out++;
+    return 0;
+  }
+  pthread_mutex_lock(&dl->mu);
+  if (!dl->active || dl->next_out >= dl->num_batches) {
+    pthread_mutex_unlock(&dl->mu);
+    return 0;
+  }
+  slot *s = &dl->ring[dl->next_out % dl->ring_cap];
+  while (s->batch != dl->next_out) pthread_cond_wait(&dl->ready_cv, &dl->mu);
+  int rc = s->rc;
+  if (rc) {
+    if (err && *err == NULL) {
+      *err = s->err;
+      s->err = NULL;
+    }
+    end_epoch_locked(dl);
+  } else {
+    *out = s->value;
+    s->value = NULL;
+    s->batch = -1;
+    dl->next_out++;
+    pthread_cond_broadcast(&dl->work_cv);
+  }
+  pthread_mutex_unlock(&dl->mu);
+  return rc;
+}

@@ -94,9 +94,12 @@ static int update_map(fg_node *source, const fg_node *ov, const char *path, char
       if (rc == 0) fg_node_map_set(source, k, fresh);
       else fg_node_free(fresh);
     } else {
-      fg_node *updated = cur;
-      rc = fg__deep_update_at(&updated, ov->items[i], kp, err);
-      if (rc == 0 && updated != cur) fg_node_map_set(source, k, updated);
+      /* Update through the map's own slot: the update may replace the node. */
+      for (size_t j = 0; j < source->len; j++)
+        if (source->items[j] == cur) {
+          rc = fg__deep_update_at(&source->items[j], ov->items[i], kp, err);
+          break;
+        }
     }
     free(kp);
   }

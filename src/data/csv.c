@@ -84,7 +84,7 @@ static bool blank(const char *s) {
 int fg_dataset_csv_create(const fg_csv_opts *o, fg_dataset **out, char **err) {
   FILE *f = fopen(o->path, "r");
   if (f == NULL)
-    return fg_err_set(err, errno == ENOENT ? FG_ENOENT : FG_EIO, "cannot open '%s': %s", o->path,
+    return fg_err_set(err, FG_EIO, "cannot open '%s': %s", o->path,
                       strerror(errno));
   fields fs = {0};
   char **names = NULL;

@@ -41,7 +41,7 @@ static int read_exact(gzFile f, void *buf, size_t n, const char *path, char **er
 static int read_idx(const char *path, int want_ndim, idx_file *out, char **err) {
   gzFile f = gzopen(path, "rb");
   if (f == NULL)
-    return fg_err_set(err, errno == ENOENT ? FG_ENOENT : FG_EIO, "cannot open '%s': %s", path,
+    return fg_err_set(err, FG_EIO, "cannot open '%s': %s", path,
                       errno ? strerror(errno) : "out of memory");
   gzbuffer(f, 1 << 17);
   uint8_t magic[4];

@@ -113,7 +113,12 @@ static int base_loss_step(fg_module *m, const fg_value *output, fg_value **out,
     *out = fg_value_copy(ld);
     return 0;
   }
+  /* The output itself is the loss dict, minus the two keys outputs use
+   * for other things (metric_dict feeds the evaluators, batch_size the
+   * epoch means). */
   *out = fg_value_copy(output);
+  fg_value_free(fg_value_dict_take(*out, "metric_dict"));
+  fg_value_free(fg_value_dict_take(*out, "batch_size"));
   return 0;
 }
 

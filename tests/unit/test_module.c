@@ -171,7 +171,7 @@ static fg_value *kw(fg_tensor *preds, fg_tensor *target) {
 }
 
 /* Rows' argmax: 2, 0, 1, 1; second best: 1, 2, 0, 2. */
-static const float logits[] = {0.1f, 0.3f, 0.9f, 0.8f, 0.1f, 0.5f, 0.2f, 0.7f, 0.4f, 0.0f, 0.6f, 0.5f};
+static const float logits[] = {0.1f, 0.3f, 0.9f, 0.8f, 0.1f, 0.5f, 0.4f, 0.7f, 0.2f, 0.0f, 0.6f, 0.5f};
 
 Test(accuracy, multiclass_top1_and_top2) {
   fg_metric *top1 = make_metric("{class_path: fulgur.metrics.Accuracy, init_args: {task: multiclass, num_classes: 3}}");
@@ -273,7 +273,8 @@ Test(evaluators, epoch_end_names_and_dataloader_suffix) {
   fg_module_set_evaluators(m, FG_SPLIT_VAL, evals, 2);
   fg_value *batch = dummy_batch(4);
   fg_step_result r;
-  cr_assert_eq(fg_module_forward_step(m, FG_SPLIT_VAL, 1, batch, &r, NULL), 0);
+  char *ferr = NULL;
+  cr_assert_eq(fg_module_forward_step(m, FG_SPLIT_VAL, 1, batch, &r, &ferr), 0, "%s", ferr);
   fg_step_result_clear(&r);
   fg_value *metrics = fg_value_dict();
   cr_assert_eq(fg_module_evaluators_epoch_end(m, FG_SPLIT_VAL, metrics, NULL), 0);

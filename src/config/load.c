@@ -152,6 +152,9 @@ static int resolve(fg_node *n, const char *dir, const chain *ch, const char *pat
   } else if (bases->kind != FG_NODE_NULL) {
     rc = load_base_entry(bases, dir, ch, bpath, &merged, err);
   }
+  if (rc == 0 && merged && merged->kind != FG_NODE_MAP)
+    rc = fg_config_error(err, bases, bpath, "the bases of a mapping must be mappings, got %s",
+                         fg_node_kind_name(merged->kind));
   free(bpath);
   if (rc == 0) {
     fg_node *own = fg_node_clone(n);

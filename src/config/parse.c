@@ -190,13 +190,22 @@ static void remember_anchor(builder *b, const yaml_char_t *name, const fg_node *
 
 static void apply_merges(frame *f) {
   if (f->merges == NULL) return;
-  /* Explicit keys win over merged ones; among merged maps, earlier wins. */
+  /* As PyYAML: merged keys come first, in merge order; explicit keys win
+   * over merged ones, and among merged maps the earlier one wins. */
+  fg_node *out = fg_node_new_map();
+  out->mark = f->node->mark;
   for (size_t m = 0; m < f->merges->len; m++) {
     fg_node *src = f->merges->items[m];
-    for (size_t i = 0; i < src->len; i++)
-      if (fg_node_get(f->node, src->keys[i]) == NULL)
-        fg_node_map_set(f->node, src->keys[i], fg_node_clone(src->items[i]));
+    for (size_t i = 0; i < src->len; i++) {
+      if (fg_node_get(out, src->keys[i])) continue;
+      fg_node *own = fg_node_get(f->node, src->keys[i]);
+      fg_node_map_set(out, src->keys[i], fg_node_clone(own ? own : src->items[i]));
+    }
   }
+  for (size_t i = 0; i < f->node->len; i++)
+    if (fg_node_get(out, f->node->keys[i]) == NULL)
+      fg_node_map_set(out, f->node->keys[i], fg_node_clone(f->node->items[i]));
+  fg__node_replace(f->node, out);
   fg_node_free(f->merges);
   f->merges = NULL;
 }

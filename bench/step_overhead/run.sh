@@ -5,4 +5,5 @@ if [ $# -ne 1 ]; then
   echo "usage: $0 BUILD_DIR" >&2
   exit 2
 fi
-exec python3 "$(dirname "$0")/harness.py" "$1"
+# Debian's python3 (a python3 earlier on PATH may lack python3-torch).
+exec /usr/bin/python3 "$(dirname "$0")/harness.py" "$1"

@@ -131,9 +131,18 @@ static void log_emit(void *self, const fg_event *ev) {
   fprintf(stderr, "fulgur: %s: %s\n", levels[ev->level], ev->text);
 }
 
+/* The shortest decimal that reads back as v (what Python's json prints). */
 static void print_json_number(double v) {
-  if (isfinite(v)) printf("%.17g", v);
-  else printf("null");
+  if (!isfinite(v)) {
+    printf("null");
+    return;
+  }
+  char buf[32];
+  for (int prec = 1; prec <= 17; prec++) {
+    snprintf(buf, sizeof buf, "%.*g", prec, v);
+    if (strtod(buf, NULL) == v) break;
+  }
+  fputs(buf, stdout);
 }
 
 static void print_json_string(const char *s) {

@@ -151,6 +151,8 @@ static int create_evaluators(fg_module *m, const fg_node *ec, const char *keypat
   return 0;
 }
 
+static void set_fit_start_options(fg_module *m, const fg_node *args);
+
 static int module_create(const fg_class *cls, const fg_node *args,
                          const char *keypath, void **out, char **err) {
   char *path = fg__xasprintf("%s.model", keypath);
@@ -160,6 +162,7 @@ static int module_create(const fg_class *cls, const fg_node *args,
   free(path);
   if (rc) return rc;
   fg_module *m = fg_module_create(model, cls->data);
+  set_fit_start_options(m, args);
   const fg_node *lw = fg_node_get(args, "loss_weights");
   for (size_t i = 0; i < fg_node_len(lw); i++)
     fg_module_set_loss_weight(m, fg_node_key_at(lw, i), fg_node_float(fg_node_value_at(lw, i)));
@@ -175,6 +178,73 @@ static int module_create(const fg_class *cls, const fg_node *args,
 
 static void module_destroy(void *obj) { fg_module_free(obj); }
 
+/* finetune_cfg: a pattern, a list of them, or {finetune: bool, params: ...}. */
+static int check_finetune(const fg_node *v, const char *keypath, char **err) {
+  const fg_node *params = v;
+  if (fg_node_kind_of(v) == FG_NODE_NULL) return 0;
+  if (fg_node_kind_of(v) == FG_NODE_MAP) {
+    for (size_t i = 0; i < fg_node_len(v); i++) {
+      const char *k = fg_node_key_at(v, i);
+      if (strcmp(k, "finetune") != 0 && strcmp(k, "params") != 0) {
+        char *p = fg__xasprintf("%s.%s", keypath, k);
+        int rc = fg_config_error(err, fg_node_value_at(v, i), p,
+                                 "unknown key '%s' (expected finetune and params)", k);
+        free(p);
+        return rc;
+      }
+    }
+    const fg_node *ft = fg_node_get(v, "finetune");
+    if (ft && fg_node_kind_of(ft) != FG_NODE_BOOL) {
+      char *p = fg__xasprintf("%s.finetune", keypath);
+      int rc = fg_config_error(err, ft, p, "expected a boolean, got %s",
+                               fg_node_kind_name(fg_node_kind_of(ft)));
+      free(p);
+      return rc;
+    }
+    params = fg_node_get(v, "params");
+    if (params == NULL)
+      return fg_config_error(err, v, keypath, "missing 'params' (a parameter name pattern or a list of them)");
+  }
+  bool list = fg_node_kind_of(params) == FG_NODE_SEQ;
+  if (!list && fg_node_kind_of(params) != FG_NODE_STRING)
+    return fg_config_error(err, params, keypath,
+                           "expected a parameter name pattern, a list of them, or {finetune, params}, got %s",
+                           fg_node_kind_name(fg_node_kind_of(params)));
+  for (size_t i = 0; list && i < fg_node_len(params); i++)
+    if (fg_node_kind_of(fg_node_at(params, i)) != FG_NODE_STRING)
+      return fg_config_error(err, fg_node_at(params, i), keypath,
+                             "expected parameter name patterns (strings), got %s",
+                             fg_node_kind_name(fg_node_kind_of(fg_node_at(params, i))));
+  return 0;
+}
+
+/* A string or a list of strings, as a borrowed array (n items). */
+static const char **string_list(const fg_node *v, size_t *n) {
+  bool list = fg_node_kind_of(v) == FG_NODE_SEQ;
+  *n = list ? fg_node_len(v) : (fg_node_kind_of(v) == FG_NODE_STRING ? 1 : 0);
+  const char **out = fg__xcalloc(*n + 1, sizeof *out);
+  for (size_t i = 0; i < *n; i++) out[i] = fg_node_str(list ? fg_node_at(v, i) : v);
+  return out;
+}
+
+static void set_fit_start_options(fg_module *m, const fg_node *args) {
+  size_t n;
+  const char **paths = string_list(fg_node_get(args, "ckpt_path"), &n);
+  fg_module_set_init_ckpts(m, paths, n);
+  free(paths);
+  const fg_node *ft = fg_node_get(args, "finetune_cfg");
+  bool finetune = true;
+  const fg_node *params = ft;
+  if (fg_node_kind_of(ft) == FG_NODE_MAP) {
+    const fg_node *f = fg_node_get(ft, "finetune");
+    if (f) finetune = fg_node_bool(f);
+    params = fg_node_get(ft, "params");
+  }
+  const char **pats = string_list(params, &n);
+  fg_module_set_finetune(m, finetune, pats, n);
+  free(pats);
+}
+
 /* Seed options whose behaviour lands with later work: accepted only when
  * unset, so a config that relies on them fails loudly instead of training
  * without them. */
@@ -188,8 +258,8 @@ static const fg_param module_params[] = {
     {"loss_weights", FG_T_MAP, "{}", "weight per loss key", NULL, 0},
     {"evaluator_cfg", FG_T_ANY, "null", "evaluators per split (a split config)", NULL, 0},
     {"evaluator_as_submodule", FG_T_BOOL, "false", "keep evaluator state in checkpoints", NULL, 0},
-    {"ckpt_path", FG_T_NULL | FG_T_STRING | FG_T_SEQ, "null", "checkpoints to load at fit start", check_unset, 0},
-    {"finetune_cfg", FG_T_ANY, "null", "parameters to fine-tune", check_unset, 0},
+    {"ckpt_path", FG_T_NULL | FG_T_STRING | FG_T_SEQ, "null", "checkpoints whose state_dict loads (non-strictly, in order) at fit start", NULL, FG_T_STRING},
+    {"finetune_cfg", FG_T_NULL | FG_T_STRING | FG_T_SEQ | FG_T_MAP, "null", "parameters to fine-tune (name patterns; the rest are frozen)", check_finetune, 0},
     {"predict_tasks", FG_T_ANY, "null", "prediction task names", check_unset, 0},
     {"predict_path", FG_T_NULL | FG_T_STRING, "null", "where prediction tasks write", check_unset, 0},
 };

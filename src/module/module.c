@@ -22,7 +22,69 @@ struct fg_module {
   fg_metric **evals[FG_SPLIT_COUNT];
   size_t n_evals[FG_SPLIT_COUNT];
   char **param_names; /* "model." + model names, built on first use */
+  char **init_ckpts;  /* ckpt_path */
+  size_t n_init_ckpts;
+  char **finetune_patterns; /* finetune_cfg */
+  size_t n_finetune;
+  bool finetune;
 };
+
+static char **copy_strings(const char *const *s, size_t n) {
+  char **out = fg__xcalloc(n ? n : 1, sizeof *out);
+  for (size_t i = 0; i < n; i++) out[i] = fg__xstrdup(s[i]);
+  return out;
+}
+
+static void free_strings(char **s, size_t n) {
+  for (size_t i = 0; s && i < n; i++) free(s[i]);
+  free(s);
+}
+
+void fg_module_set_init_ckpts(fg_module *m, const char *const *paths, size_t n) {
+  free_strings(m->init_ckpts, m->n_init_ckpts);
+  m->init_ckpts = copy_strings(paths, n);
+  m->n_init_ckpts = n;
+}
+
+size_t fg_module_num_init_ckpts(const fg_module *m) { return m->n_init_ckpts; }
+
+const char *fg_module_init_ckpt(const fg_module *m, size_t i) {
+  return i < m->n_init_ckpts ? m->init_ckpts[i] : NULL;
+}
+
+void fg_module_set_finetune(fg_module *m, bool finetune, const char *const *patterns,
+                            size_t n) {
+  free_strings(m->finetune_patterns, m->n_finetune);
+  m->finetune_patterns = copy_strings(patterns, n);
+  m->n_finetune = n;
+  m->finetune = finetune;
+}
+
+size_t fg_module_apply_finetune(fg_module *m, void (*warn)(void *ctx, const char *pattern),
+                                void *ctx) {
+  size_t n = fg_module_num_params(m), trainable = 0;
+  bool *used = fg__xcalloc(m->n_finetune + 1, sizeof *used);
+  for (size_t i = 0; i < n; i++) {
+    const char *name = fg_module_param_name(m, i);
+    /* The seed's rule: the longest pattern contained in the name decides.
+     * All patterns share one `finetune` flag, so "matched at all" is what
+     * sets requires_grad. */
+    long best = -1;
+    for (size_t p = 0; p < m->n_finetune; p++) {
+      if (strstr(name, m->finetune_patterns[p]) == NULL) continue;
+      used[p] = true;
+      if (best < 0 || strlen(m->finetune_patterns[p]) > strlen(m->finetune_patterns[best]))
+        best = (long)p;
+    }
+    bool grad = m->n_finetune == 0 ? true : (best >= 0 ? m->finetune : !m->finetune);
+    fg_tensor_set_requires_grad(fg_module_param(m, i), grad, NULL);
+    if (grad) trainable++;
+  }
+  for (size_t p = 0; p < m->n_finetune; p++)
+    if (!used[p] && warn) warn(ctx, m->finetune_patterns[p]);
+  free(used);
+  return trainable;
+}
 
 fg_module *fg_module_create(fg_model *model, const fg_module_hooks *hooks) {
   fg_module *m = fg__xcalloc(1, sizeof *m);
@@ -43,6 +105,8 @@ void fg_module_free(fg_module *m) {
     for (size_t i = 0; i < fg_model_num_params(m->model); i++) free(m->param_names[i]);
     free(m->param_names);
   }
+  free_strings(m->init_ckpts, m->n_init_ckpts);
+  free_strings(m->finetune_patterns, m->n_finetune);
   fg_model_free(m->model);
   free(m);
 }

@@ -53,27 +53,36 @@ done:
   return rc;
 }
 
-int fg__checkpoint_load(const char *path, fg_module *m, fg_optimizer *opt,
-                        fg_ckpt_pos *pos, char **err) {
-  char *buf = NULL;
-  size_t len = 0;
-  int rc = fg__read_file(path, &buf, &len, err);
-  if (rc) return rc;
-  fg_value *ck = NULL;
-  rc = fg_value_unpickle(buf, len, &ck, err);
-  free(buf);
-  if (rc) return fg_err_prefix(err, rc, "%s: not a checkpoint", path);
-  const fg_value *sd = fg_value_kind_of(ck) == FG_VALUE_DICT ? fg_value_dict_get(ck, "state_dict") : NULL;
-  if (sd == NULL || fg_value_kind_of(sd) != FG_VALUE_DICT) {
-    rc = fg_err_set(err, FG_EDATA, "%s: not a checkpoint: no state_dict", path);
-    goto done;
-  }
-  for (size_t i = 0; i < fg_module_num_params(m); i++) {
+/* Appends name to a ", "-separated list, keeping it short. */
+static void list_add(char **list, size_t *count, const char *name) {
+  (*count)++;
+  if (*count > 8) return;
+  char *joined = *list ? fg__xasprintf("%s, %s", *list, name) : fg__xstrdup(name);
+  free(*list);
+  *list = joined;
+}
+
+static char *list_text(const char *list, size_t count) {
+  return count > 8 ? fg__xasprintf("%s and %zu more", list, count - 8) : fg__xstrdup(list);
+}
+
+/* Copies the tensors of state dict `sd` into the module's parameters.
+ * Strict: every parameter must be there. Either way shapes must agree
+ * (PyTorch's load_state_dict refuses mismatches even when non-strict).
+ * When not strict, *report (if non-NULL) describes missing and unexpected
+ * keys, or stays NULL when there are none. */
+static int load_state_dict(const fg_value *sd, const char *path, fg_module *m, bool strict,
+                           char **report, char **err) {
+  char *missing = NULL, *unexpected = NULL;
+  size_t n_missing = 0, n_unexpected = 0;
+  int rc = 0;
+  for (size_t i = 0; i < fg_module_num_params(m) && rc == 0; i++) {
     const char *name = fg_module_param_name(m, i);
     const fg_value *v = fg_value_dict_get(sd, name);
     if (v == NULL || fg_value_kind_of(v) != FG_VALUE_TENSOR) {
-      rc = fg_err_set(err, FG_EDATA, "%s: state_dict has no tensor '%s'", path, name);
-      goto done;
+      if (strict) rc = fg_err_set(err, FG_EDATA, "%s: state_dict has no tensor '%s'", path, name);
+      else list_add(&missing, &n_missing, name);
+      continue;
     }
     fg_tensor *p = fg_module_param(m, i);
     const fg_tensor *src = fg_value_as_tensor(v);
@@ -85,10 +94,70 @@ int fg__checkpoint_load(const char *path, fg_module *m, fg_optimizer *opt,
       fg_tensor_shape_str(src, a, sizeof a);
       fg_tensor_shape_str(p, b, sizeof b);
       rc = fg_err_set(err, FG_EDATA, "%s: '%s' has shape %s, the model has %s", path, name, a, b);
-      goto done;
+      break;
     }
-    if ((rc = fg_tensor_copy_(p, src, err))) goto done;
+    rc = fg_tensor_copy_(p, src, err);
   }
+  if (rc == 0 && !strict) {
+    for (size_t k = 0; k < fg_value_len(sd); k++) {
+      const char *key = fg_value_dict_key_at(sd, k);
+      bool known = false;
+      for (size_t i = 0; i < fg_module_num_params(m) && !known; i++)
+        known = strcmp(fg_module_param_name(m, i), key) == 0;
+      if (!known) list_add(&unexpected, &n_unexpected, key);
+    }
+    if (report && (n_missing || n_unexpected)) {
+      char *mt = n_missing ? list_text(missing, n_missing) : NULL;
+      char *ut = n_unexpected ? list_text(unexpected, n_unexpected) : NULL;
+      *report = fg__xasprintf("%s%s%s%s%s", mt ? "missing keys: " : "", mt ? mt : "",
+                              mt && ut ? "; " : "", ut ? "unexpected keys: " : "", ut ? ut : "");
+      free(mt);
+      free(ut);
+    }
+  }
+  free(missing);
+  free(unexpected);
+  return rc;
+}
+
+/* Reads a checkpoint file: the whole pickled value. */
+static int read_checkpoint(const char *path, fg_value **out, char **err) {
+  char *buf = NULL;
+  size_t len = 0;
+  int rc = fg__read_file(path, &buf, &len, err);
+  if (rc) return rc;
+  rc = fg_value_unpickle(buf, len, out, err);
+  free(buf);
+  if (rc) return fg_err_prefix(err, FG_EDATA, "%s: not a checkpoint", path);
+  return 0;
+}
+
+int fg__state_dict_load_file(const char *path, fg_module *m, char **report, char **err) {
+  fg_value *ck = NULL;
+  int rc = read_checkpoint(path, &ck, err);
+  if (rc) return rc;
+  /* A Lightning checkpoint, or a bare torch.save(model.state_dict()). */
+  const fg_value *sd = fg_value_kind_of(ck) == FG_VALUE_DICT ? fg_value_dict_get(ck, "state_dict") : NULL;
+  if (sd == NULL && fg_value_kind_of(ck) == FG_VALUE_DICT) sd = ck;
+  if (sd == NULL || fg_value_kind_of(sd) != FG_VALUE_DICT)
+    rc = fg_err_set(err, FG_EDATA, "%s: not a checkpoint: no state_dict", path);
+  else
+    rc = load_state_dict(sd, path, m, false, report, err);
+  fg_value_free(ck);
+  return rc;
+}
+
+int fg__checkpoint_load(const char *path, fg_module *m, fg_optimizer *opt,
+                        fg_ckpt_pos *pos, char **err) {
+  fg_value *ck = NULL;
+  int rc = read_checkpoint(path, &ck, err);
+  if (rc) return rc;
+  const fg_value *sd = fg_value_kind_of(ck) == FG_VALUE_DICT ? fg_value_dict_get(ck, "state_dict") : NULL;
+  if (sd == NULL || fg_value_kind_of(sd) != FG_VALUE_DICT) {
+    rc = fg_err_set(err, FG_EDATA, "%s: not a checkpoint: no state_dict", path);
+    goto done;
+  }
+  if ((rc = load_state_dict(sd, path, m, true, NULL, err))) goto done;
   if (opt) {
     const fg_value *os = fg_value_dict_get(ck, "optimizer_states");
     if (os && fg_value_kind_of(os) == FG_VALUE_LIST && fg_value_len(os) > 0 &&

@@ -63,6 +63,35 @@ int fg_config_check(fg_node *config, bool fill, char **err) {
   return 0;
 }
 
+static void warn_unmatched(void *ctx, const char *pattern) {
+  fg_events_log(ctx, FG_LOG_WARNING,
+                "model.init_args.finetune_cfg: '%s' matches no parameter name", pattern);
+}
+
+/* The seed's fit start: each existing ckpt_path file's state_dict, in
+ * order (later files win), then finetune_cfg. */
+static int module_fit_start(fg_module *m, fg_events *bus, char **err) {
+  for (size_t i = 0; i < fg_module_num_init_ckpts(m); i++) {
+    const char *path = fg_module_init_ckpt(m, i);
+    if (access(path, F_OK) != 0) {
+      fg_events_log(bus, FG_LOG_WARNING, "model.init_args.ckpt_path: '%s' does not exist; skipped",
+                    path);
+      continue;
+    }
+    char *report = NULL;
+    int rc = fg__state_dict_load_file(path, m, &report, err);
+    if (rc) return fg_err_prefix(err, rc, "model.init_args.ckpt_path");
+    fg_events_log(bus, FG_LOG_INFO, "loaded weights from %s", path);
+    if (report) fg_events_log(bus, FG_LOG_WARNING, "%s: %s", path, report);
+    free(report);
+  }
+  size_t trainable = fg_module_apply_finetune(m, warn_unmatched, bus);
+  if (trainable < fg_module_num_params(m))
+    fg_events_log(bus, FG_LOG_INFO, "finetune_cfg: %zu of %zu parameters train, the rest are frozen",
+                  trainable, fg_module_num_params(m));
+  return 0;
+}
+
 /* <root>/version_<N> with N one more than the largest existing; mkdir's
  * EEXIST makes two runs starting at once take different numbers. */
 static int make_run_dir(const char *root, char **out, char **err) {
@@ -154,9 +183,6 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
     goto done;
   dm = obj;
   fg_datamodule_set_seed(dm, seed);
-  if (oc && fg_node_kind_of(oc) != FG_NODE_NULL &&
-      (rc = fg_optim_build(oc, "optimizer_config", module, &opt, err)))
-    goto done;
 
   if ((rc = make_run_dir(topts.default_root_dir, &run_dir, err))) goto done;
   bus = fg_events_create();
@@ -193,6 +219,13 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   }
   fg_events_log(bus, FG_LOG_INFO, "run directory: %s", run_dir);
   if (seeded) fg_events_log(bus, FG_LOG_INFO, "seed set to %llu", (unsigned long long)seed);
+  /* The module's ckpt_path and finetune_cfg come first: the optimizer must
+   * only see the parameters that train, and a resumed run's checkpoint
+   * (below) must win over the starting weights. */
+  if (ro->stage == FG_STAGE_FIT && (rc = module_fit_start(module, bus, err))) goto done;
+  if (oc && fg_node_kind_of(oc) != FG_NODE_NULL &&
+      (rc = fg_optim_build(oc, "optimizer_config", module, &opt, err)))
+    goto done;
 
   loop.opts = &topts;
   loop.module = module;

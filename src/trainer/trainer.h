@@ -93,6 +93,10 @@ int fg__checkpoint_save(const char *path, fg_module *m, fg_optimizer *opt,
  * position. */
 int fg__checkpoint_load(const char *path, fg_module *m, fg_optimizer *opt,
                         fg_ckpt_pos *pos, char **err);
+/* The seed's ckpt_path loading: the file's state_dict (or the file itself
+ * when it is a bare state dict) loads non-strictly. *report (malloc'd)
+ * names missing and unexpected keys when there are any. */
+int fg__state_dict_load_file(const char *path, fg_module *m, char **report, char **err);
 
 /* ---- sinks ---------------------------------------------------------------- */
 

@@ -18,9 +18,6 @@ static int check_int_min(const fg_node *v, const char *keypath, int64_t min, cha
 static int check_epochs(const fg_node *v, const char *k, char **err) {
   return check_int_min(v, k, -1, err);
 }
-static int check_nonneg(const fg_node *v, const char *k, char **err) {
-  return check_int_min(v, k, 0, err);
-}
 static int check_positive(const fg_node *v, const char *k, char **err) {
   return check_int_min(v, k, 1, err);
 }

@@ -75,6 +75,23 @@ void fg_module_set_evaluators(fg_module *m, fg_split split, fg_metric **evals,
                               size_t n);
 size_t fg_module_num_evaluators(const fg_module *m, fg_split split);
 
+/* The seed's `ckpt_path`: checkpoints whose state_dict loads (non-strictly,
+ * in order) at fit start. Copies the paths. */
+void fg_module_set_init_ckpts(fg_module *m, const char *const *paths, size_t n);
+size_t fg_module_num_init_ckpts(const fg_module *m);
+const char *fg_module_init_ckpt(const fg_module *m, size_t i);
+
+/* The seed's `finetune_cfg`: parameters whose name contains one of the
+ * patterns get requires_grad = finetune, the others the opposite. n = 0
+ * means no finetune_cfg (every parameter trains). Copies the patterns. */
+void fg_module_set_finetune(fg_module *m, bool finetune, const char *const *patterns,
+                            size_t n);
+/* Applies finetune_cfg to the parameters; for each pattern that matches no
+ * parameter, calls warn(ctx, pattern). Returns the number of trainable
+ * parameters. */
+size_t fg_module_apply_finetune(fg_module *m, void (*warn)(void *ctx, const char *pattern),
+                                void *ctx);
+
 /* The module's parameters as Lightning names them in a state_dict:
  * "model." + the model's names. */
 size_t fg_module_num_params(const fg_module *m);

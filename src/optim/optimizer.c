@@ -140,7 +140,9 @@ static int check_entry(fg_node *seq, size_t i, const char *keypath, bool fill, c
     int rc = 0;
     if (strcmp(key, "optimizer") == 0) {
       rc = fg_registry_check(v, p, FG_KIND_OPTIMIZER, fill, err);
-    } else if (strcmp(key, "lr_scheduler") == 0 || strcmp(key, "frequency") == 0) {
+    } else if (strcmp(key, "lr_scheduler") == 0) {
+      if (fg_node_kind_of(v) != FG_NODE_NULL) rc = fg__lr_scheduler_entry_check(e, p, fill, err);
+    } else if (strcmp(key, "frequency") == 0) {
       if (fg_node_kind_of(v) != FG_NODE_NULL)
         rc = fg_config_error(err, v, p, "not supported by this fulgur version yet");
     } else {
@@ -184,7 +186,7 @@ int fg_optim_config_check(fg_node *cfg, const char *keypath, bool fill, char **e
 }
 
 int fg_optim_build(const fg_node *cfg, const char *keypath, fg_module *m,
-                   fg_optimizer **out, char **err) {
+                   fg_optimizer **out, const char **class_name, char **err) {
   const fg_node *entry = fg_node_kind_of(cfg) == FG_NODE_SEQ ? fg_node_at(cfg, 0) : cfg;
   char *p = fg__xasprintf("%s.optimizer", keypath);
   void *obj = NULL;
@@ -201,6 +203,7 @@ int fg_optim_build(const fg_node *cfg, const char *keypath, fg_module *m,
   g.params = params;
   g.n_params = k;
   rc = fg_optimizer_create(spec->kind, &g, 1, out, err);
+  if (class_name) *class_name = spec->class_name; /* static: points into the class name */
   free(params);
   free(spec);
   return rc;

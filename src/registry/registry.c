@@ -62,6 +62,7 @@ static void register_builtins(void) {
   fg__register_builtin_metrics();
   fg__register_builtin_trainer();
   fg__register_builtin_optim();
+  fg__register_builtin_schedulers();
 }
 
 /* Built-in registration runs inside pthread_once, so it must not go

@@ -12,8 +12,25 @@
 #define FG_VERSION "0.0.0"
 #endif
 
+/* Lightning keeps the schedulers it steps in lr_schedulers; the manual
+ * warmup scheduler is unknown to it (and so restarts on a Lightning
+ * resume). fulgur keeps its state under its own key so a resume is exact. */
+static int sched_states(const fg_sched_set *sched, fg_value *ck, char **err) {
+  fg_value *list = fg_value_list();
+  fg_value_dict_set(ck, "lr_schedulers", list);
+  if (sched == NULL) return 0;
+  fg_value *st = NULL;
+  int rc = 0;
+  if (sched->scheduler && (rc = fg_lr_scheduler_state_dict(sched->scheduler, &st, err)) == 0)
+    fg_value_list_append(list, st);
+  if (rc == 0 && sched->warmup && (rc = fg_lr_scheduler_state_dict(sched->warmup, &st, err)) == 0)
+    fg_value_dict_set(ck, "fulgur_warmup_scheduler", st);
+  return rc;
+}
+
 int fg__checkpoint_save(const char *path, fg_module *m, fg_optimizer *opt,
-                        const fg_ckpt_pos *pos, const fg_value *callbacks, char **err) {
+                        const fg_sched_set *sched, const fg_ckpt_pos *pos,
+                        const fg_value *callbacks, char **err) {
   fg_value *ck = fg_value_dict();
   fg_value_dict_set(ck, "epoch", fg_value_int(pos->epoch));
   fg_value_dict_set(ck, "global_step", fg_value_int(pos->global_step));
@@ -36,7 +53,7 @@ int fg__checkpoint_save(const char *path, fg_module *m, fg_optimizer *opt,
     fg_value_list_append(opts, os);
   }
   fg_value_dict_set(ck, "optimizer_states", opts);
-  fg_value_dict_set(ck, "lr_schedulers", fg_value_list());
+  if ((rc = sched_states(sched, ck, err))) goto done;
   fg_value_dict_set(ck, "callbacks", callbacks ? fg_value_copy(callbacks) : fg_value_dict());
   fg_value *loop = fg_value_dict();
   fg_value_dict_set(loop, "epoch_done", fg_value_bool(pos->epoch_done));
@@ -148,7 +165,7 @@ int fg__state_dict_load_file(const char *path, fg_module *m, char **report, char
 }
 
 int fg__checkpoint_load(const char *path, fg_module *m, fg_optimizer *opt,
-                        fg_ckpt_pos *pos, char **err) {
+                        fg_sched_set *sched, fg_ckpt_pos *pos, char **err) {
   fg_value *ck = NULL;
   int rc = read_checkpoint(path, &ck, err);
   if (rc) return rc;
@@ -163,6 +180,19 @@ int fg__checkpoint_load(const char *path, fg_module *m, fg_optimizer *opt,
     if (os && fg_value_kind_of(os) == FG_VALUE_LIST && fg_value_len(os) > 0 &&
         (rc = fg_optimizer_load_state_dict(opt, fg_value_list_at(os, 0), err))) {
       fg_err_prefix(err, rc, "%s: optimizer state", path);
+      goto done;
+    }
+  }
+  if (sched) {
+    const fg_value *ls = fg_value_dict_get(ck, "lr_schedulers");
+    const fg_value *ws = fg_value_dict_get(ck, "fulgur_warmup_scheduler");
+    if (sched->scheduler && ls && fg_value_kind_of(ls) == FG_VALUE_LIST && fg_value_len(ls) > 0 &&
+        (rc = fg_lr_scheduler_load_state_dict(sched->scheduler, fg_value_list_at(ls, 0), err))) {
+      fg_err_prefix(err, rc, "%s: lr_schedulers", path);
+      goto done;
+    }
+    if (sched->warmup && ws && (rc = fg_lr_scheduler_load_state_dict(sched->warmup, ws, err))) {
+      fg_err_prefix(err, rc, "%s: warmup scheduler", path);
       goto done;
     }
   }

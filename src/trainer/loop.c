@@ -258,7 +258,7 @@ static int run_checkpoint(fg_loop *l, fg_ckpt_callback *c, char **err) {
     }
     fg_value *cbs = fg_value_dict();
     fg_value_dict_set(cbs, "ModelCheckpoint", ckpt_state(c, dir));
-    rc = fg__checkpoint_save(path, l->module, l->opt, &l->pos, cbs, err);
+    rc = fg__checkpoint_save(path, l->module, l->opt, l->sched, &l->pos, cbs, err);
     fg_value_free(cbs);
     if (rc == 0) {
       fg_event ev = base_event(l, FG_EVENT_ARTIFACT, FG_SPLIT_FIT);
@@ -285,7 +285,7 @@ static int run_checkpoint(fg_loop *l, fg_ckpt_callback *c, char **err) {
     free(c->last_path);
     c->last_path = fg__xstrdup(last);
     fg_value_dict_set(cbs, "ModelCheckpoint", ckpt_state(c, dir));
-    rc = fg__checkpoint_save(last, l->module, l->opt, &l->pos, cbs, err);
+    rc = fg__checkpoint_save(last, l->module, l->opt, l->sched, &l->pos, cbs, err);
     fg_value_free(cbs);
     if (rc == 0) {
       fg_event ev = base_event(l, FG_EVENT_ARTIFACT, FG_SPLIT_FIT);
@@ -301,18 +301,58 @@ static int run_checkpoint(fg_loop *l, fg_ckpt_callback *c, char **err) {
   return rc;
 }
 
-static int train_epoch(fg_loop *l, fg_dataloader *dl, char **err) {
+/* LearningRateMonitor's keys: lr-<Optimizer>, with /pg<N> for several
+ * parameter groups (Lightning's names). */
+static void add_lrs(const fg_loop *l, fg_value *d) {
+  size_t n = fg_optimizer_num_groups(l->opt);
+  for (size_t g = 0; g < n; g++) {
+    char *key = n > 1 ? fg__xasprintf("lr-%s/pg%zu", l->opt_class, g + 1)
+                      : fg__xasprintf("lr-%s", l->opt_class);
+    fg_value_dict_set(d, key, fg_value_double(fg_optimizer_get_lr(l->opt, g)));
+    free(key);
+  }
+}
+
+/* Whether the monitor logs at steps (else at epoch starts). With
+ * logging_interval null it follows the scheduler's interval. */
+static bool lr_logged_per_step(const fg_loop *l) {
+  const fg_callback *mon = l->opts->lr_monitor;
+  if (mon->lr_interval == FG_LR_LOG_STEP) return true;
+  if (mon->lr_interval == FG_LR_LOG_EPOCH) return false;
+  return l->sched == NULL || l->sched->scheduler == NULL || l->sched->interval_step;
+}
+
+static int train_epoch(fg_loop *l, fg_dataloader *dl, bool *complete, char **err) {
   const fg_trainer_opts *o = l->opts;
+  fg_sched_set *sc = l->sched;
   int64_t nb = limit_batches(o, FG_SPLIT_FIT, fg_dataloader_num_batches(dl));
+  *complete = false;
   int rc = fg_dataloader_start_epoch(dl, l->pos.epoch, err);
   if (rc) return rc;
+  bool lr_steps = o->lr_monitor && lr_logged_per_step(l);
+  if (o->lr_monitor && !lr_steps) {
+    /* Logged at the epoch's start, in the row of the step about to run. */
+    fg_value *d = fg_value_dict();
+    add_lrs(l, d);
+    l->pos.global_step++;
+    emit_scalars(l, FG_EVENT_STEP, FG_SPLIT_FIT, d);
+    l->pos.global_step--;
+    fg_value_free(d);
+  }
   static const char *const loss_key = "loss";
-  for (int64_t b = 0; b < nb; b++) {
+  int64_t b;
+  for (b = 0; b < nb; b++) {
     if (o->max_steps >= 0 && l->pos.global_step >= o->max_steps) break;
     if ((rc = cancelled(l, err))) return rc;
     fg_value *batch = NULL;
     if ((rc = fg_dataloader_next(dl, &batch, err))) return rc;
     if (batch == NULL) break;
+    /* The lr this step uses, read before any scheduler moves it. */
+    fg_value *lrs = NULL;
+    if (lr_steps && (l->pos.global_step + 1) % o->log_every_n_steps == 0) {
+      lrs = fg_value_dict();
+      add_lrs(l, lrs);
+    }
     fg_step_result r;
     if ((rc = fg_optimizer_zero_grad(l->opt, err)) == 0)
       rc = fg_module_forward_step(l->module, FG_SPLIT_FIT, 0, batch, &r, err);
@@ -320,8 +360,14 @@ static int train_epoch(fg_loop *l, fg_dataloader *dl, char **err) {
     if (rc) return fg_err_prefix(err, rc, "fit epoch %lld batch %lld", (long long)l->pos.epoch,
                                  (long long)b);
     if ((rc = fg_tensor_backward(r.loss, err)) == 0) rc = fg_optimizer_step(l->opt, err);
+    /* lightning_template's manual schedulers: stepped inside optimizer_step,
+     * when the global step (not yet counted) is a multiple of their
+     * frequency. */
+    if (rc == 0 && sc && sc->warmup && l->pos.global_step % sc->warmup_frequency == 0)
+      rc = fg_lr_scheduler_step(sc->warmup, NAN, err);
     if (rc) {
       fg_step_result_clear(&r);
+      fg_value_free(lrs);
       return fg_err_prefix(err, rc, "fit epoch %lld batch %lld", (long long)l->pos.epoch,
                            (long long)b);
     }
@@ -330,7 +376,8 @@ static int train_epoch(fg_loop *l, fg_dataloader *dl, char **err) {
     double loss = NAN;
     rc = fg_tensor_item(r.loss, &loss, err);
     if (rc == 0 && l->pos.global_step % o->log_every_n_steps == 0) {
-      fg_value *d = fg_value_dict();
+      fg_value *d = lrs ? lrs : fg_value_dict();
+      lrs = NULL;
       for (size_t k = 0; k < fg_value_len(r.loss_dict) && rc == 0; k++) {
         double v;
         rc = fg_tensor_item(fg_value_as_tensor(fg_value_dict_value_at(r.loss_dict, k)), &v, err);
@@ -342,6 +389,11 @@ static int train_epoch(fg_loop *l, fg_dataloader *dl, char **err) {
       fg_value_free(d);
     }
     fg_step_result_clear(&r);
+    fg_value_free(lrs);
+    /* Step-interval schedulers, after the batch as Lightning does. */
+    if (rc == 0 && sc && sc->scheduler && sc->interval_step &&
+        l->pos.global_step % sc->frequency == 0)
+      rc = fg_lr_scheduler_step(sc->scheduler, NAN, err);
     if (rc) return rc;
     fg_event ev = base_event(l, FG_EVENT_PROGRESS, FG_SPLIT_FIT);
     ev.batch_idx = b;
@@ -351,7 +403,36 @@ static int train_epoch(fg_loop *l, fg_dataloader *dl, char **err) {
     ev.values = &loss;
     fg_events_emit(l->events, &ev);
   }
+  *complete = b == nb;
   return 0;
+}
+
+/* ReduceLROnPlateau at an epoch's end, with the latest value of its
+ * monitor (Lightning's callback_metrics). */
+static int step_plateau(fg_loop *l, char **err) {
+  fg_sched_set *sc = l->sched;
+  const fg_value *v = fg_value_dict_get(l->last_metrics, sc->monitor);
+  if (v == NULL) {
+    if (!sc->strict) {
+      fg_events_log(l->events, FG_LOG_WARNING,
+                    "ReduceLROnPlateau: metric '%s' is not available; skipped", sc->monitor);
+      return 0;
+    }
+    size_t n = fg_value_len(l->last_metrics), len = 1;
+    for (size_t i = 0; i < n; i++) len += strlen(fg_value_dict_key_at(l->last_metrics, i)) + 2;
+    char *avail = fg__xcalloc(len, 1);
+    for (size_t i = 0; i < n; i++) {
+      if (i) strcat(avail, ", ");
+      strcat(avail, fg_value_dict_key_at(l->last_metrics, i));
+    }
+    int rc = fg_err_set(err, FG_ERUN,
+                        "optimizer_config.lr_scheduler.monitor: ReduceLROnPlateau watches '%s', "
+                        "which is never logged (logged: %s)",
+                        sc->monitor, n ? avail : "nothing yet");
+    free(avail);
+    return rc;
+  }
+  return fg_lr_scheduler_step(sc->scheduler, fg_value_as_double(v), err);
 }
 
 int fg__loop_fit(fg_loop *l, char **err) {
@@ -369,7 +450,13 @@ int fg__loop_fit(fg_loop *l, char **err) {
   for (int64_t e = first; o->max_epochs < 0 || e < o->max_epochs; e++) {
     if (o->max_steps >= 0 && l->pos.global_step >= o->max_steps) break;
     l->pos.epoch = e;
-    if ((rc = train_epoch(l, dl, err))) return rc;
+    bool complete = false;
+    if ((rc = train_epoch(l, dl, &complete, err))) return rc;
+    fg_sched_set *sc = l->sched;
+    bool plateau = sc && sc->scheduler && fg_lr_scheduler_is_plateau(sc->scheduler);
+    if (complete && sc && sc->scheduler && !sc->interval_step && !plateau &&
+        (e + 1) % sc->frequency == 0 && (rc = fg_lr_scheduler_step(sc->scheduler, NAN, err)))
+      return rc;
     fg_value *m = fg_value_dict();
     rc = fg_module_evaluators_epoch_end(l->module, FG_SPLIT_FIT, m, err);
     if (rc == 0) emit_scalars(l, FG_EVENT_EPOCH, FG_SPLIT_FIT, m);
@@ -378,6 +465,8 @@ int fg__loop_fit(fg_loop *l, char **err) {
     l->pos.epoch_done = true;
     if (do_val && (e + 1) % o->check_val_every_n_epoch == 0 &&
         (rc = fg__loop_eval(l, FG_SPLIT_VAL, false, err)))
+      return rc;
+    if (complete && plateau && (e + 1) % sc->frequency == 0 && (rc = step_plateau(l, err)))
       return rc;
     for (size_t i = 0; i < o->n_ckpts; i++)
       if ((rc = run_checkpoint(l, o->ckpts[i], err))) return rc;

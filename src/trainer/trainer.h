@@ -10,6 +10,7 @@
 #include "fulgur/data.h"
 #include "fulgur/events.h"
 #include "fulgur/module.h"
+#include "fulgur/optim.h"
 #include "fulgur/run.h"
 #include "fulgur/torch.h"
 
@@ -38,10 +39,13 @@ typedef struct {
   int64_t flush_every;
 } fg_csv_logger_cfg;
 
-/* A callback object: only ModelCheckpoint exists so far. */
+/* A callback object. */
+enum { FG_CB_CHECKPOINT = 0, FG_CB_LR_MONITOR = 1 };
+enum { FG_LR_LOG_ANY = 0, FG_LR_LOG_STEP, FG_LR_LOG_EPOCH };
 typedef struct {
-  int type; /* 0 = ModelCheckpoint */
-  fg_ckpt_callback ckpt;
+  int type;
+  fg_ckpt_callback ckpt; /* FG_CB_CHECKPOINT */
+  int lr_interval;       /* FG_CB_LR_MONITOR: LearningRateMonitor(logging_interval) */
 } fg_callback;
 
 typedef struct {
@@ -62,6 +66,7 @@ typedef struct {
   fg_callback **callbacks; /* owned */
   size_t n_callbacks;
   fg_csv_logger_cfg *csv; /* NULL = no CSV logger */
+  fg_callback *lr_monitor; /* borrowed from callbacks; NULL = none */
 } fg_trainer_opts;
 
 int fg__trainer_opts_parse(const fg_node *trainer_cfg, fg_trainer_opts *out,
@@ -86,13 +91,13 @@ typedef struct {
 
 /* Builds and writes a Lightning-layout checkpoint. */
 int fg__checkpoint_save(const char *path, fg_module *m, fg_optimizer *opt,
-                        const fg_ckpt_pos *pos, const fg_value *callbacks,
-                        char **err);
+                        const fg_sched_set *sched, const fg_ckpt_pos *pos,
+                        const fg_value *callbacks, char **err);
 /* Loads weights (strict: every module parameter must be present with the
  * same shape), and when opt/pos are non-NULL the optimizer state and loop
  * position. */
 int fg__checkpoint_load(const char *path, fg_module *m, fg_optimizer *opt,
-                        fg_ckpt_pos *pos, char **err);
+                        fg_sched_set *sched, fg_ckpt_pos *pos, char **err);
 /* The seed's ckpt_path loading: the file's state_dict (or the file itself
  * when it is a bare state dict) loads non-strictly. *report (malloc'd)
  * names missing and unexpected keys when there are any. */
@@ -111,6 +116,8 @@ typedef struct {
   fg_module *module;
   fg_datamodule *dm;
   fg_optimizer *opt;
+  const char *opt_class; /* "SGD": LearningRateMonitor's key names */
+  fg_sched_set *sched;   /* NULL = no lr schedulers */
   fg_events *events;
   volatile sig_atomic_t *cancel;
   const char *run_dir;

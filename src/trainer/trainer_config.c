@@ -125,9 +125,11 @@ static double limit_of(const fg_node *v, bool *is_count) {
 static int add_callback(fg_trainer_opts *o, fg_callback *cb) {
   o->callbacks = fg__xrealloc(o->callbacks, (o->n_callbacks + 1) * sizeof *o->callbacks);
   o->callbacks[o->n_callbacks++] = cb;
-  if (cb->type == 0) {
+  if (cb->type == FG_CB_CHECKPOINT) {
     o->ckpts = fg__xrealloc(o->ckpts, (o->n_ckpts + 1) * sizeof *o->ckpts);
     o->ckpts[o->n_ckpts++] = &cb->ckpt;
+  } else if (cb->type == FG_CB_LR_MONITOR) {
+    o->lr_monitor = cb; /* the last one wins; two would log the same keys */
   }
   return 0;
 }
@@ -292,6 +294,35 @@ static int ckpt_create(const fg_class *cls, const fg_node *a, const char *keypat
   return 0;
 }
 
+/* ---- LearningRateMonitor ---------------------------------------------------- */
+
+static int check_lr_interval(const fg_node *v, const char *k, char **err) {
+  const char *s = fg_node_str(v);
+  if (s == NULL || strcmp(s, "step") == 0 || strcmp(s, "epoch") == 0) return 0;
+  return fg_config_error(err, v, k, "expected 'step', 'epoch' or null, got '%s'", s);
+}
+
+static int check_false(const fg_node *v, const char *k, char **err) {
+  if (!fg_node_bool(v)) return 0;
+  return fg_config_error(err, v, k, "not supported by this fulgur version yet");
+}
+
+static const fg_param lr_monitor_params[] = {
+    {"logging_interval", FG_T_NULL | FG_T_STRING, "null", "step, epoch, or null (each scheduler's own interval)", check_lr_interval, 0},
+    {"log_momentum", FG_T_BOOL, "false", "must be false", check_false, 0},
+    {"log_weight_decay", FG_T_BOOL, "false", "must be false", check_false, 0},
+};
+
+static int lr_monitor_create(const fg_class *cls, const fg_node *a, const char *keypath,
+                             void **out, char **err) {
+  fg_callback *cb = fg__xcalloc(1, sizeof *cb);
+  cb->type = FG_CB_LR_MONITOR;
+  const char *s = fg_node_str(fg_node_get(a, "logging_interval"));
+  cb->lr_interval = s == NULL ? FG_LR_LOG_ANY : strcmp(s, "step") == 0 ? FG_LR_LOG_STEP : FG_LR_LOG_EPOCH;
+  *out = cb;
+  return 0;
+}
+
 /* ---- CSVLogger ---------------------------------------------------------------- */
 
 static const fg_param csv_params[] = {
@@ -321,6 +352,14 @@ static const fg_class ckpt_class = {
     .kind = FG_KIND_CALLBACK, .params = ckpt_params,
     .n_params = sizeof ckpt_params / sizeof ckpt_params[0], .create = ckpt_create,
     .destroy = callback_free};
+static const char *const lr_monitor_aliases[] = {
+    "LearningRateMonitor", "lightning.pytorch.callbacks.LearningRateMonitor",
+    "pytorch_lightning.callbacks.LearningRateMonitor", NULL};
+static const fg_class lr_monitor_class = {
+    .name = "fulgur.callbacks.LearningRateMonitor", .aliases = lr_monitor_aliases,
+    .kind = FG_KIND_CALLBACK, .params = lr_monitor_params,
+    .n_params = sizeof lr_monitor_params / sizeof lr_monitor_params[0],
+    .create = lr_monitor_create, .destroy = callback_free};
 static const fg_class csv_class = {
     .name = "fulgur.loggers.CSVLogger", .aliases = csv_aliases, .kind = FG_KIND_LOGGER,
     .params = csv_params, .n_params = sizeof csv_params / sizeof csv_params[0],
@@ -329,4 +368,5 @@ static const fg_class csv_class = {
 void fg__register_builtin_trainer(void) {
   fg__registry_add_builtin(&ckpt_class);
   fg__registry_add_builtin(&csv_class);
+  fg__registry_add_builtin(&lr_monitor_class);
 }

@@ -9,6 +9,7 @@
 #include "fulgur/config.h"
 #include "fulgur/module.h"
 #include "fulgur/torch.h"
+#include "fulgur/value.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -25,9 +26,52 @@ typedef struct {
  * an `optimizer` object). keypath is "optimizer_config". */
 int fg_optim_config_check(fg_node *cfg, const char *keypath, bool fill_defaults,
                           char **err);
-/* Builds the optimizer over the module's trainable parameters. */
+/* Builds the optimizer over the module's trainable parameters;
+ * *class_name (may be NULL) gets its short class name ("SGD"), static. */
 int fg_optim_build(const fg_node *cfg, const char *keypath, fg_module *m,
-                   fg_optimizer **out, char **err);
+                   fg_optimizer **out, const char **class_name, char **err);
+
+/* ---- learning-rate schedulers ---------------------------------------------
+ * PyTorch's torch.optim.lr_scheduler classes with their chainable update
+ * rules (each step reads the group's current lr), so several schedulers on
+ * one optimizer combine exactly as they do in PyTorch; and
+ * lightning_template's manual WarmupScheduler. */
+
+typedef struct fg_lr_scheduler fg_lr_scheduler;
+
+/* PyTorch's step(): last_epoch += 1, then each group's lr from the rule.
+ * `metric` is used by ReduceLROnPlateau only. */
+int fg_lr_scheduler_step(fg_lr_scheduler *s, double metric, char **err);
+void fg_lr_scheduler_free(fg_lr_scheduler *s); /* NULL is a no-op */
+bool fg_lr_scheduler_is_plateau(const fg_lr_scheduler *s);
+/* PyTorch's state_dict() layout (base_lrs, last_epoch, _step_count,
+ * _last_lr and the scheduler's own fields). */
+int fg_lr_scheduler_state_dict(const fg_lr_scheduler *s, fg_value **out, char **err);
+int fg_lr_scheduler_load_state_dict(fg_lr_scheduler *s, const fg_value *state, char **err);
+
+/* The lr_scheduler entry of optimizer_config, built for one optimizer:
+ * the Lightning-managed scheduler (stepped by the loop at its interval and
+ * frequency) and the manual warmup scheduler (stepped after optimizer
+ * steps whose global_step is a multiple of warmup_frequency). */
+typedef struct {
+  fg_lr_scheduler *scheduler; /* NULL when the entry has none */
+  bool interval_step;         /* "step" (else "epoch") */
+  int64_t frequency;
+  char *monitor;              /* ReduceLROnPlateau's metric, else NULL */
+  bool strict;
+  fg_lr_scheduler *warmup;    /* NULL when there is no warmup_config */
+  int64_t warmup_frequency;
+} fg_sched_set;
+
+/* Builds the schedulers of optimizer_config (checked) for opt; *out is
+ * NULL when there are none. Must run right after the optimizer is built:
+ * schedulers take the optimizer's current lrs as their base. */
+int fg_sched_build(const fg_node *cfg, const char *keypath, fg_optimizer *opt,
+                   fg_sched_set **out, char **err);
+void fg_sched_set_free(fg_sched_set *s); /* NULL is a no-op */
+
+/* Internal: checks and normalizes one entry's lr_scheduler in place. */
+int fg__lr_scheduler_entry_check(fg_node *entry, const char *path, bool fill, char **err);
 
 #ifdef __cplusplus
 }

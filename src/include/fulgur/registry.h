@@ -87,6 +87,7 @@ void fg__register_builtin_modules(void);
 void fg__register_builtin_metrics(void);
 void fg__register_builtin_trainer(void); /* callbacks, loggers */
 void fg__register_builtin_optim(void);
+void fg__register_builtin_schedulers(void);
 /* For the functions above: adds a built-in (aborts on a duplicate name). */
 void fg__registry_add_builtin(const fg_class *cls);
 

@@ -1,0 +1,125 @@
+"""Optimizer parity with PyTorch: from the same initial weights (handed to
+fulgur through the model's ckpt_path) and the same batches (a CSV read in
+order), N steps of `fulgur fit` end with the weights N steps of a plain
+python3-torch loop end with, to 1e-6, for SGD (momentum, dampening,
+nesterov, weight_decay), Adam (amsgrad, weight_decay) and AdamW.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+FULGUR = os.environ["FULGUR"]
+failures = []
+passed = 0
+
+
+def check(name, cond, detail=""):
+    global passed
+    if cond:
+        passed += 1
+        print(f"ok - {name}")
+    else:
+        failures.append(name)
+        print(f"not ok - {name} {detail}")
+
+
+torch.manual_seed(11)
+N, F, C, BATCH, EPOCHS = 40, 6, 3, 16, 3  # batches of 16, 16, 8: 9 steps
+X = torch.randn(N, F)
+Y = torch.randint(0, C, (N,))
+
+
+def make_model():
+    torch.manual_seed(3)
+    return torch.nn.Sequential(torch.nn.Linear(F, 8), torch.nn.ReLU(), torch.nn.Linear(8, C))
+
+
+def python_fit(make_opt):
+    model = make_model()
+    opt = make_opt(model.parameters())
+    for _ in range(EPOCHS):
+        for start in range(0, N, BATCH):
+            x, y = X[start:start + BATCH], Y[start:start + BATCH]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    return {"model.layers." + k: v.detach() for k, v in model.state_dict().items()}
+
+
+def fulgur_fit(work, name, optimizer_yaml):
+    root = os.path.join(work, name)
+    cfg = os.path.join(work, name + ".yaml")
+    with open(cfg, "w") as f:
+        f.write(f"""
+seed_everything: 1
+trainer:
+  max_epochs: {EPOCHS}
+  default_root_dir: {root}
+  enable_progress_bar: false
+  num_sanity_val_steps: 0
+  limit_val_batches: 0
+  num_threads: 1
+model:
+  class_path: fulgur.ClassificationModule
+  init_args:
+    ckpt_path: {work}/init.ckpt
+    model:
+      class_path: fulgur.models.MLP
+      init_args: {{in_features: {F}, hidden: [8], out_features: {C}}}
+optimizer_config:
+  optimizer: {optimizer_yaml}
+data:
+  class_path: fulgur.DataModule
+  init_args:
+    dataset_cfg:
+      class_path: fulgur.data.CSV
+      init_args: {{path: {work}/data.csv, target: label}}
+    dataloader_cfg: {{batch_size: {BATCH}, shuffle: false}}
+""")
+    r = subprocess.run([FULGUR, "fit", "--config", cfg], capture_output=True, text=True)
+    if r.returncode != 0:
+        return None, r.stderr
+    ck = torch.load(os.path.join(root, "version_0", "checkpoints", "last.ckpt"))
+    return ck["state_dict"], ck
+
+
+CASES = [
+    ("SGD", "{class_path: torch.optim.SGD, init_args: {lr: 0.1}}",
+     lambda p: torch.optim.SGD(p, lr=0.1)),
+    ("SGD momentum + dampening + weight_decay",
+     "{class_path: torch.optim.SGD, init_args: {lr: 0.05, momentum: 0.9, dampening: 0.1, weight_decay: 0.01}}",
+     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+    ("SGD nesterov", "{class_path: torch.optim.SGD, init_args: {lr: 0.05, momentum: 0.8, nesterov: true}}",
+     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.8, nesterov=True)),
+    ("Adam", "{class_path: torch.optim.Adam, init_args: {lr: 0.01, betas: [0.8, 0.99], weight_decay: 0.001}}",
+     lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.99), weight_decay=0.001)),
+    ("Adam amsgrad", "{class_path: torch.optim.Adam, init_args: {lr: 0.01, amsgrad: true}}",
+     lambda p: torch.optim.Adam(p, lr=0.01, amsgrad=True)),
+    ("AdamW", "{class_path: torch.optim.AdamW, init_args: {lr: 0.01, weight_decay: 0.1, eps: 1.0e-6}}",
+     lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1, eps=1e-6)),
+]
+
+with tempfile.TemporaryDirectory() as work:
+    with open(os.path.join(work, "data.csv"), "w") as f:
+        f.write(",".join(f"f{i}" for i in range(F)) + ",label\n")
+        for x, y in zip(X.tolist(), Y.tolist()):
+            # repr of the float32 value: fulgur's strtod then float cast gives it back exactly
+            f.write(",".join(repr(v) for v in x) + f",{y}\n")
+    init = {"model.layers." + k: v for k, v in make_model().state_dict().items()}
+    torch.save({"state_dict": init}, os.path.join(work, "init.ckpt"))
+    for i, (name, yaml, make) in enumerate(CASES):
+        got, ck = fulgur_fit(work, f"case{i}", yaml)
+        if got is None:
+            check(name, False, ck)
+            continue
+        want = python_fit(make)
+        diff = max((got[k] - want[k]).abs().max().item() for k in want)
+        moved = max((got[k] - init[k]).abs().max().item() for k in want)
+        check(f"{name}: {ck['global_step']} steps, max |fulgur - torch| = {diff:.2e}",
+              diff <= 1e-6 and moved > 1e-3 and ck["global_step"] == 9)
+
+print(f"{passed} passed, {len(failures)} failed")
+sys.exit(1 if failures else 0)

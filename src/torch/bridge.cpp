@@ -67,6 +67,13 @@ int fg_torch_set_num_threads(int n, char **err) {
 
 int fg_torch_get_num_threads(void) { return at::get_num_threads(); }
 
+int fg_torch_set_deterministic(bool on, char **err) {
+  FG_GUARD_BEGIN
+  at::globalContext().setDeterministicAlgorithms(on, /*warn_only=*/false);
+  return 0;
+  FG_GUARD_END
+}
+
 void fg_torch_manual_seed(uint64_t seed) { torch::manual_seed(seed); }
 
 bool fg_torch_set_grad_enabled(bool enabled) {

@@ -131,6 +131,30 @@ int fg_optimizer_zero_grad(fg_optimizer *opt, char **err) {
   FG_GUARD_END
 }
 
+int fg_optimizer_clip_grad_norm(fg_optimizer *opt, double max_norm, double *total_norm,
+                                char **err) {
+  FG_GUARD_BEGIN
+  std::vector<at::Tensor> ps;
+  for (auto &g : opt->opt->param_groups())
+    for (auto &p : g.params())
+      if (p.grad().defined()) ps.push_back(p);
+  double n = ps.empty() ? 0.0 : torch::nn::utils::clip_grad_norm_(ps, max_norm, 2.0);
+  if (total_norm) *total_norm = n;
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_optimizer_clip_grad_value(fg_optimizer *opt, double clip_value, char **err) {
+  FG_GUARD_BEGIN
+  std::vector<at::Tensor> ps;
+  for (auto &g : opt->opt->param_groups())
+    for (auto &p : g.params())
+      if (p.grad().defined()) ps.push_back(p);
+  if (!ps.empty()) torch::nn::utils::clip_grad_value_(ps, clip_value);
+  return 0;
+  FG_GUARD_END
+}
+
 size_t fg_optimizer_num_groups(const fg_optimizer *opt) { return opt->opt->param_groups().size(); }
 
 double fg_optimizer_get_lr(const fg_optimizer *opt, size_t group) {

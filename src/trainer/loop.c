@@ -184,6 +184,61 @@ static int format_name(const fg_loop *l, const fg_ckpt_callback *c, char **out, 
   return 0;
 }
 
+/* Lightning's state key of an EarlyStopping callback. */
+static char *es_key(const fg_early_stopping *e) {
+  return fg__xasprintf("EarlyStopping{'monitor': '%s', 'mode': '%s'}", e->monitor,
+                       e->mode_max ? "max" : "min");
+}
+
+/* Every callback's state, as a checkpoint's "callbacks" entry. */
+static fg_value *callback_states(const fg_loop *l, fg_value *ckpt_state_value) {
+  fg_value *cbs = fg_value_dict();
+  fg_value_dict_set(cbs, "ModelCheckpoint", ckpt_state_value);
+  for (size_t i = 0; i < l->opts->n_callbacks; i++) {
+    const fg_callback *cb = l->opts->callbacks[i];
+    if (cb->type != FG_CB_EARLY_STOPPING) continue;
+    fg_value *st = fg_value_dict();
+    fg_value_dict_set(st, "wait_count", fg_value_int(cb->es.wait));
+    fg_value_dict_set(st, "stopped_epoch", fg_value_int(cb->es.stopped_epoch));
+    fg_value_dict_set(st, "best_score", fg_value_double(cb->es.best));
+    fg_value_dict_set(st, "patience", fg_value_int(cb->es.patience));
+    char *key = es_key(&cb->es);
+    fg_value_dict_set(cbs, key, st);
+    free(key);
+  }
+  return cbs;
+}
+
+int fg__callbacks_restore(const char *path, fg_trainer_opts *o, char **err) {
+  bool any = false;
+  for (size_t i = 0; i < o->n_callbacks; i++) any |= o->callbacks[i]->type == FG_CB_EARLY_STOPPING;
+  if (!any) return 0;
+  char *buf = NULL;
+  size_t len = 0;
+  int rc = fg__read_file(path, &buf, &len, err);
+  fg_value *ck = NULL;
+  if (rc == 0) rc = fg_value_unpickle(buf, len, &ck, err);
+  free(buf);
+  if (rc) return fg_err_prefix(err, rc, "%s", path);
+  const fg_value *cbs = fg_value_kind_of(ck) == FG_VALUE_DICT ? fg_value_dict_get(ck, "callbacks") : NULL;
+  for (size_t i = 0; cbs && i < o->n_callbacks; i++) {
+    fg_callback *cb = o->callbacks[i];
+    if (cb->type != FG_CB_EARLY_STOPPING) continue;
+    char *key = es_key(&cb->es);
+    const fg_value *st = fg_value_dict_get(cbs, key);
+    free(key);
+    if (st == NULL || fg_value_kind_of(st) != FG_VALUE_DICT) continue;
+    const fg_value *w = fg_value_dict_get(st, "wait_count");
+    const fg_value *b = fg_value_dict_get(st, "best_score");
+    const fg_value *s = fg_value_dict_get(st, "stopped_epoch");
+    if (w && fg_value_kind_of(w) == FG_VALUE_INT) cb->es.wait = fg_value_as_int(w);
+    if (s && fg_value_kind_of(s) == FG_VALUE_INT) cb->es.stopped_epoch = fg_value_as_int(s);
+    if (b) cb->es.best = fg_value_as_double(b);
+  }
+  fg_value_free(ck);
+  return 0;
+}
+
 static fg_value *ckpt_state(const fg_ckpt_callback *c, const char *dir) {
   fg_value *d = fg_value_dict();
   fg_value_dict_set(d, "monitor", c->monitor ? fg_value_string(c->monitor) : fg_value_none());
@@ -256,8 +311,7 @@ static int run_checkpoint(fg_loop *l, fg_ckpt_callback *c, char **err) {
       free(c->best_path);
       c->best_path = fg__xstrdup(path);
     }
-    fg_value *cbs = fg_value_dict();
-    fg_value_dict_set(cbs, "ModelCheckpoint", ckpt_state(c, dir));
+    fg_value *cbs = callback_states(l, ckpt_state(c, dir));
     rc = fg__checkpoint_save(path, l->module, l->opt, l->sched, &l->pos, cbs, err);
     fg_value_free(cbs);
     if (rc == 0) {
@@ -281,10 +335,9 @@ static int run_checkpoint(fg_loop *l, fg_ckpt_callback *c, char **err) {
   }
   if (rc == 0 && c->save_last) {
     char *last = fg__xasprintf("%s/last.ckpt", dir);
-    fg_value *cbs = fg_value_dict();
     free(c->last_path);
     c->last_path = fg__xstrdup(last);
-    fg_value_dict_set(cbs, "ModelCheckpoint", ckpt_state(c, dir));
+    fg_value *cbs = callback_states(l, ckpt_state(c, dir));
     rc = fg__checkpoint_save(last, l->module, l->opt, l->sched, &l->pos, cbs, err);
     fg_value_free(cbs);
     if (rc == 0) {
@@ -322,6 +375,81 @@ static bool lr_logged_per_step(const fg_loop *l) {
   return l->sched == NULL || l->sched->scheduler == NULL || l->sched->interval_step;
 }
 
+/* Clipping, the optimizer step and lightning_template's manual
+ * schedulers, which step inside optimizer_step when the global step (not
+ * yet counted) is a multiple of their frequency. */
+static int optimizer_step(fg_loop *l, char **err) {
+  const fg_trainer_opts *o = l->opts;
+  int rc = 0;
+  if (!isnan(o->gradient_clip_val))
+    rc = o->clip_by_value ? fg_optimizer_clip_grad_value(l->opt, o->gradient_clip_val, err)
+                          : fg_optimizer_clip_grad_norm(l->opt, o->gradient_clip_val, NULL, err);
+  if (rc == 0) rc = fg_optimizer_step(l->opt, err);
+  fg_sched_set *sc = l->sched;
+  if (rc == 0 && sc && sc->warmup && l->pos.global_step % sc->warmup_frequency == 0)
+    rc = fg_lr_scheduler_step(sc->warmup, NAN, err);
+  return rc;
+}
+
+/* EarlyStopping's check (Lightning's _evaluate_stopping_criteria). */
+static int early_stopping_check(fg_loop *l, fg_early_stopping *e, char **err) {
+  const fg_value *v = fg_value_dict_get(l->last_metrics, e->monitor);
+  if (v == NULL) {
+    if (!e->strict) return 0;
+    return fg_err_set(err, FG_ERUN,
+                      "EarlyStopping(monitor='%s'): no such logged metric; set strict: false "
+                      "to allow it",
+                      e->monitor);
+  }
+  double cur = fg_value_as_double(v);
+  bool (*better)(double, double) = NULL;
+  const char *why = NULL;
+  char buf[160];
+#define ES_BETTER(a, b) (e->mode_max ? (a) > (b) : (a) < (b))
+  if (e->check_finite && !isfinite(cur)) {
+    snprintf(buf, sizeof buf, "monitor %s = %g is not finite", e->monitor, cur);
+    why = buf;
+  } else if (!isnan(e->stopping_threshold) && ES_BETTER(cur, e->stopping_threshold)) {
+    snprintf(buf, sizeof buf, "monitor %s = %g reached the stopping threshold %g", e->monitor,
+             cur, e->stopping_threshold);
+    why = buf;
+  } else if (!isnan(e->divergence_threshold) && ES_BETTER(-cur, -e->divergence_threshold)) {
+    snprintf(buf, sizeof buf, "monitor %s = %g diverged past %g", e->monitor, cur,
+             e->divergence_threshold);
+    why = buf;
+  } else if (ES_BETTER(cur - e->min_delta, e->best)) {
+    e->best = cur;
+    e->wait = 0;
+  } else if (++e->wait >= e->patience) {
+    snprintf(buf, sizeof buf, "monitor %s did not improve in %lld checks (best %g)", e->monitor,
+             (long long)e->wait, e->best);
+    why = buf;
+  }
+#undef ES_BETTER
+  (void)better;
+  if (why) {
+    l->should_stop = true;
+    e->stopped_epoch = l->pos.epoch;
+    fg_events_log(l->events, FG_LOG_INFO, "EarlyStopping: %s; stopping", why);
+  }
+  return 0;
+}
+
+static int run_early_stopping(fg_loop *l, char **err) {
+  int rc = 0;
+  for (size_t i = 0; i < l->opts->n_callbacks && rc == 0; i++)
+    if (l->opts->callbacks[i]->type == FG_CB_EARLY_STOPPING)
+      rc = early_stopping_check(l, &l->opts->callbacks[i]->es, err);
+  return rc;
+}
+
+/* Validation batches between training batches (val_check_interval). */
+static int64_t val_check_batch(const fg_trainer_opts *o, int64_t nb) {
+  if (o->val_check_is_count) return (int64_t)o->val_check_interval;
+  int64_t v = (int64_t)((double)nb * o->val_check_interval);
+  return v < 1 ? 1 : v;
+}
+
 static int train_epoch(fg_loop *l, fg_dataloader *dl, bool *complete, char **err) {
   const fg_trainer_opts *o = l->opts;
   fg_sched_set *sc = l->sched;
@@ -353,23 +481,39 @@ static int train_epoch(fg_loop *l, fg_dataloader *dl, bool *complete, char **err
       lrs = fg_value_dict();
       add_lrs(l, lrs);
     }
+    /* Gradients add up over accumulate_grad_batches batches (the last,
+     * shorter window of an epoch included), each loss divided by that
+     * count as Lightning does; the optimizer steps at the window's end. */
+    int64_t acc = o->accumulate_grad_batches;
+    bool do_step = (b + 1) % acc == 0 || b + 1 == nb;
     fg_step_result r;
-    if ((rc = fg_optimizer_zero_grad(l->opt, err)) == 0)
-      rc = fg_module_forward_step(l->module, FG_SPLIT_FIT, 0, batch, &r, err);
+    if (b % acc == 0) rc = fg_optimizer_zero_grad(l->opt, err);
+    if (rc == 0) rc = fg_module_forward_step(l->module, FG_SPLIT_FIT, 0, batch, &r, err);
     fg_value_free(batch);
-    if (rc) return fg_err_prefix(err, rc, "fit epoch %lld batch %lld", (long long)l->pos.epoch,
-                                 (long long)b);
-    if ((rc = fg_tensor_backward(r.loss, err)) == 0) rc = fg_optimizer_step(l->opt, err);
-    /* lightning_template's manual schedulers: stepped inside optimizer_step,
-     * when the global step (not yet counted) is a multiple of their
-     * frequency. */
-    if (rc == 0 && sc && sc->warmup && l->pos.global_step % sc->warmup_frequency == 0)
-      rc = fg_lr_scheduler_step(sc->warmup, NAN, err);
+    if (rc) {
+      fg_value_free(lrs);
+      return fg_err_prefix(err, rc, "fit epoch %lld batch %lld", (long long)l->pos.epoch,
+                           (long long)b);
+    }
+    if (acc > 1) {
+      fg_tensor *scaled = NULL;
+      if ((rc = fg_op_mul_scalar(r.loss, 1.0 / (double)acc, &scaled, err)) == 0)
+        rc = fg_tensor_backward(scaled, err);
+      fg_tensor_free(scaled);
+    } else {
+      rc = fg_tensor_backward(r.loss, err);
+    }
+    if (rc == 0 && do_step) rc = optimizer_step(l, err);
     if (rc) {
       fg_step_result_clear(&r);
       fg_value_free(lrs);
       return fg_err_prefix(err, rc, "fit epoch %lld batch %lld", (long long)l->pos.epoch,
                            (long long)b);
+    }
+    if (!do_step) {
+      fg_step_result_clear(&r);
+      fg_value_free(lrs);
+      continue;
     }
     l->pos.global_step++;
     l->pos.epoch_done = false;
@@ -402,6 +546,13 @@ static int train_epoch(fg_loop *l, fg_dataloader *dl, bool *complete, char **err
     ev.keys = &loss_key;
     ev.values = &loss;
     fg_events_emit(l->events, &ev);
+    /* val_check_interval: validation inside the epoch; the epoch's end is
+     * the fit loop's. */
+    if (l->val_this_epoch && b + 1 < nb && (b + 1) % val_check_batch(o, nb) == 0) {
+      if ((rc = fg__loop_eval(l, FG_SPLIT_VAL, false, err))) return rc;
+      if ((rc = run_early_stopping(l, err))) return rc;
+      if (l->should_stop) break;
+    }
   }
   *complete = b == nb;
   return 0;
@@ -450,6 +601,8 @@ int fg__loop_fit(fg_loop *l, char **err) {
   for (int64_t e = first; o->max_epochs < 0 || e < o->max_epochs; e++) {
     if (o->max_steps >= 0 && l->pos.global_step >= o->max_steps) break;
     l->pos.epoch = e;
+    l->val_this_epoch = do_val && (e + 1) % o->check_val_every_n_epoch == 0;
+    int64_t nb = limit_batches(o, FG_SPLIT_FIT, fg_dataloader_num_batches(dl));
     bool complete = false;
     if ((rc = train_epoch(l, dl, &complete, err))) return rc;
     fg_sched_set *sc = l->sched;
@@ -463,13 +616,18 @@ int fg__loop_fit(fg_loop *l, char **err) {
     fg_value_free(m);
     if (rc) return rc;
     l->pos.epoch_done = true;
-    if (do_val && (e + 1) % o->check_val_every_n_epoch == 0 &&
+    /* The epoch's last validation, unless val_check_interval's checks do
+     * not land on the last batch (Lightning validates at batches whose
+     * index + 1 is a multiple of the interval). */
+    if (complete && l->val_this_epoch && nb > 0 && nb % val_check_batch(o, nb) == 0 &&
         (rc = fg__loop_eval(l, FG_SPLIT_VAL, false, err)))
       return rc;
     if (complete && plateau && (e + 1) % sc->frequency == 0 && (rc = step_plateau(l, err)))
       return rc;
+    if (complete && !l->should_stop && (rc = run_early_stopping(l, err))) return rc;
     for (size_t i = 0; i < o->n_ckpts; i++)
       if ((rc = run_checkpoint(l, o->ckpts[i], err))) return rc;
+    if (l->should_stop) break;
   }
   return 0;
 }

@@ -176,6 +176,7 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   }
   if (seeded) fg_torch_manual_seed(seed);
   if ((rc = fg_torch_set_num_threads(topts.num_threads, err))) goto done;
+  if ((rc = fg_torch_set_deterministic(topts.deterministic, err))) goto done;
 
   void *obj = NULL;
   if ((rc = fg_registry_create(fg_node_get(config, "model"), "model", FG_KIND_MODULE, &obj, NULL, err)))
@@ -247,6 +248,7 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
     rc = fg__checkpoint_load(ckpt, module, ro->stage == FG_STAGE_FIT ? opt : NULL,
                              ro->stage == FG_STAGE_FIT ? sched : NULL,
                              ro->stage == FG_STAGE_FIT ? &loop.pos : NULL, err);
+    if (rc == 0 && ro->stage == FG_STAGE_FIT) rc = fg__callbacks_restore(ckpt, &topts, err);
     if (rc) goto done;
     fg_events_log(bus, FG_LOG_INFO, "loaded checkpoint %s", ckpt);
   } else if (ro->stage != FG_STAGE_FIT) {

@@ -40,12 +40,25 @@ typedef struct {
 } fg_csv_logger_cfg;
 
 /* A callback object. */
-enum { FG_CB_CHECKPOINT = 0, FG_CB_LR_MONITOR = 1 };
+enum { FG_CB_CHECKPOINT = 0, FG_CB_LR_MONITOR = 1, FG_CB_EARLY_STOPPING = 2 };
+
+/* EarlyStopping's options (Lightning's names) and state. */
+typedef struct {
+  char *monitor;
+  double min_delta; /* signed as Lightning keeps it: negative for mode min */
+  int64_t patience;
+  bool mode_max, strict, check_finite;
+  double stopping_threshold, divergence_threshold; /* NAN = none */
+  /* state */
+  double best;
+  int64_t wait, stopped_epoch;
+} fg_early_stopping;
 enum { FG_LR_LOG_ANY = 0, FG_LR_LOG_STEP, FG_LR_LOG_EPOCH };
 typedef struct {
   int type;
   fg_ckpt_callback ckpt; /* FG_CB_CHECKPOINT */
   int lr_interval;       /* FG_CB_LR_MONITOR: LearningRateMonitor(logging_interval) */
+  fg_early_stopping es;  /* FG_CB_EARLY_STOPPING */
 } fg_callback;
 
 typedef struct {
@@ -67,6 +80,11 @@ typedef struct {
   size_t n_callbacks;
   fg_csv_logger_cfg *csv; /* NULL = no CSV logger */
   fg_callback *lr_monitor; /* borrowed from callbacks; NULL = none */
+  double gradient_clip_val;  /* NAN = no clipping */
+  bool clip_by_value;        /* gradient_clip_algorithm "value" (else "norm") */
+  int64_t accumulate_grad_batches;
+  double val_check_interval; /* fraction of an epoch, or a batch count */
+  bool val_check_is_count;
 } fg_trainer_opts;
 
 int fg__trainer_opts_parse(const fg_node *trainer_cfg, fg_trainer_opts *out,
@@ -98,6 +116,8 @@ int fg__checkpoint_save(const char *path, fg_module *m, fg_optimizer *opt,
  * position. */
 int fg__checkpoint_load(const char *path, fg_module *m, fg_optimizer *opt,
                         fg_sched_set *sched, fg_ckpt_pos *pos, char **err);
+/* Restores callback states (EarlyStopping) from a checkpoint file. */
+int fg__callbacks_restore(const char *path, fg_trainer_opts *o, char **err);
 /* The seed's ckpt_path loading: the file's state_dict (or the file itself
  * when it is a bare state dict) loads non-strictly. *report (malloc'd)
  * names missing and unexpected keys when there are any. */
@@ -123,6 +143,9 @@ typedef struct {
   const char *run_dir;
   fg_ckpt_pos pos;
   fg_value *last_metrics; /* latest of every logged key */
+  bool should_stop;       /* set by EarlyStopping */
+  bool val_this_epoch;    /* check_val_every_n_epoch selects this epoch */
+  int64_t fit_batches;    /* batches per training epoch (after limits) */
 } fg_loop;
 
 int fg__loop_fit(fg_loop *l, char **err);

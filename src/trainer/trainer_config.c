@@ -1,5 +1,6 @@
 /* The `trainer` section: Lightning's option names and defaults, the
  * ModelCheckpoint callback and the CSVLogger. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -58,6 +59,16 @@ static int check_threads(const fg_node *v, const char *k, char **err) {
   return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : check_int_min(v, k, 1, err);
 }
 
+static int check_clip(const fg_node *v, const char *k, char **err) {
+  if (fg_node_kind_of(v) == FG_NODE_NULL || fg_node_float(v) >= 0) return 0;
+  return fg_config_error(err, v, k, "expected a value >= 0, got %g", fg_node_float(v));
+}
+static int check_clip_algorithm(const fg_node *v, const char *k, char **err) {
+  const char *s = fg_node_str(v);
+  if (s == NULL || strcmp(s, "norm") == 0 || strcmp(s, "value") == 0) return 0;
+  return fg_config_error(err, v, k, "expected 'norm' or 'value', got '%s'", s);
+}
+
 static const fg_param trainer_params[] = {
     {"max_epochs", FG_T_NULL | FG_T_INT, "null", "epochs (null: 1000 unless max_steps is set; -1: no limit)", check_epochs, 0},
     {"max_steps", FG_T_INT, "-1", "optimizer steps (-1: no limit)", check_epochs, 0},
@@ -80,6 +91,10 @@ static const fg_param trainer_params[] = {
     {"num_nodes", FG_T_INT, "1", "machines", check_num_nodes, 0},
     {"strategy", FG_T_STRING, "auto", "distribution strategy", check_strategy, 0},
     {"num_threads", FG_T_NULL | FG_T_INT, "null", "libtorch and OpenBLAS threads (null: all cores)", check_threads, 0},
+    {"gradient_clip_val", FG_T_NULL | FG_T_FLOAT, "null", "clip gradients at this norm or value (null: no clipping)", check_clip, 0},
+    {"gradient_clip_algorithm", FG_T_NULL | FG_T_STRING, "null", "norm (default) or value", check_clip_algorithm, 0},
+    {"accumulate_grad_batches", FG_T_INT, "1", "batches whose gradients add up before an optimizer step", check_positive, 0},
+    {"val_check_interval", FG_T_NULL | FG_T_INT | FG_T_FLOAT, "null", "validate every fraction of an epoch (float) or every N batches (int); null: 1.0", check_limit, 0},
 };
 
 int fg__trainer_config_check(fg_node *cfg, bool fill, char **err) {
@@ -137,6 +152,7 @@ static int add_callback(fg_trainer_opts *o, fg_callback *cb) {
 static void callback_free(void *obj) {
   fg_callback *cb = obj;
   if (cb == NULL) return;
+  free(cb->es.monitor);
   fg_ckpt_callback *c = &cb->ckpt;
   free(c->dirpath);
   free(c->filename);
@@ -190,6 +206,14 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
   }
   const fg_node *det = fg_node_get(cfg, "deterministic");
   o->deterministic = det && fg_node_kind_of(det) == FG_NODE_BOOL && fg_node_bool(det);
+
+  const fg_node *gc = fg_node_get(cfg, "gradient_clip_val");
+  o->gradient_clip_val = gc && fg_node_kind_of(gc) != FG_NODE_NULL ? fg_node_float(gc) : NAN;
+  const char *alg = fg_node_str(fg_node_get(cfg, "gradient_clip_algorithm"));
+  o->clip_by_value = alg && strcmp(alg, "value") == 0;
+  const fg_node *ag = fg_node_get(cfg, "accumulate_grad_batches");
+  o->accumulate_grad_batches = ag ? fg_node_int(ag) : 1;
+  o->val_check_interval = limit_of(fg_node_get(cfg, "val_check_interval"), &o->val_check_is_count);
 
   int rc = 0;
   const fg_node *cbs = fg_node_get(cfg, "callbacks");
@@ -323,6 +347,46 @@ static int lr_monitor_create(const fg_class *cls, const fg_node *a, const char *
   return 0;
 }
 
+/* ---- EarlyStopping ------------------------------------------------------------ */
+
+static const fg_param es_params[] = {
+    {"monitor", FG_T_STRING, NULL, "logged key to watch", NULL, 0},
+    {"min_delta", FG_T_FLOAT, "0.0", "smallest change that counts as an improvement", NULL, 0},
+    {"patience", FG_T_INT, "3", "checks without improvement before stopping", check_epochs, 0},
+    {"verbose", FG_T_BOOL, "false", "no effect (events report the stop)", NULL, 0},
+    {"mode", FG_T_STRING, "min", "min or max", check_mode, 0},
+    {"strict", FG_T_BOOL, "true", "a missing monitor is an error", NULL, 0},
+    {"check_finite", FG_T_BOOL, "true", "stop when the monitor is nan or inf", NULL, 0},
+    {"stopping_threshold", FG_T_NULL | FG_T_FLOAT, "null", "stop once the monitor is better than this", NULL, 0},
+    {"divergence_threshold", FG_T_NULL | FG_T_FLOAT, "null", "stop once the monitor is worse than this", NULL, 0},
+    {"check_on_train_epoch_end", FG_T_NULL | FG_T_BOOL, "null", "null: after validation when there is one", NULL, 0},
+    {"log_rank_zero_only", FG_T_BOOL, "false", "no effect (one process)", NULL, 0},
+};
+
+static double opt_num(const fg_node *a, const char *k) {
+  const fg_node *v = fg_node_get(a, k);
+  return v && fg_node_kind_of(v) != FG_NODE_NULL ? fg_node_float(v) : NAN;
+}
+
+static int es_create(const fg_class *cls, const fg_node *a, const char *keypath, void **out,
+                     char **err) {
+  fg_callback *cb = fg__xcalloc(1, sizeof *cb);
+  cb->type = FG_CB_EARLY_STOPPING;
+  fg_early_stopping *e = &cb->es;
+  e->monitor = opt_str(a, "monitor");
+  e->mode_max = strcmp(fg_node_str(fg_node_get(a, "mode")), "max") == 0;
+  /* Lightning: min_delta *= 1 if mode max else -1 (after abs). */
+  e->min_delta = fabs(fg_node_float(fg_node_get(a, "min_delta"))) * (e->mode_max ? 1 : -1);
+  e->patience = fg_node_int(fg_node_get(a, "patience"));
+  e->strict = fg_node_bool(fg_node_get(a, "strict"));
+  e->check_finite = fg_node_bool(fg_node_get(a, "check_finite"));
+  e->stopping_threshold = opt_num(a, "stopping_threshold");
+  e->divergence_threshold = opt_num(a, "divergence_threshold");
+  e->best = e->mode_max ? -INFINITY : INFINITY;
+  *out = cb;
+  return 0;
+}
+
 /* ---- CSVLogger ---------------------------------------------------------------- */
 
 static const fg_param csv_params[] = {
@@ -360,6 +424,13 @@ static const fg_class lr_monitor_class = {
     .kind = FG_KIND_CALLBACK, .params = lr_monitor_params,
     .n_params = sizeof lr_monitor_params / sizeof lr_monitor_params[0],
     .create = lr_monitor_create, .destroy = callback_free};
+static const char *const es_aliases[] = {"EarlyStopping", "lightning.pytorch.callbacks.EarlyStopping",
+                                         "pytorch_lightning.callbacks.EarlyStopping", NULL};
+static const fg_class es_class = {
+    .name = "fulgur.callbacks.EarlyStopping", .aliases = es_aliases,
+    .kind = FG_KIND_CALLBACK, .params = es_params,
+    .n_params = sizeof es_params / sizeof es_params[0],
+    .create = es_create, .destroy = callback_free};
 static const fg_class csv_class = {
     .name = "fulgur.loggers.CSVLogger", .aliases = csv_aliases, .kind = FG_KIND_LOGGER,
     .params = csv_params, .n_params = sizeof csv_params / sizeof csv_params[0],
@@ -369,4 +440,5 @@ void fg__register_builtin_trainer(void) {
   fg__registry_add_builtin(&ckpt_class);
   fg__registry_add_builtin(&csv_class);
   fg__registry_add_builtin(&lr_monitor_class);
+  fg__registry_add_builtin(&es_class);
 }

@@ -2,7 +2,9 @@
 fulgur through the model's ckpt_path) and the same batches (a CSV read in
 order), N steps of `fulgur fit` end with the weights N steps of a plain
 python3-torch loop end with, to 1e-6, for SGD (momentum, dampening,
-nesterov, weight_decay), Adam (amsgrad, weight_decay) and AdamW.
+nesterov, weight_decay), Adam (amsgrad, weight_decay) and AdamW; and with
+Lightning's gradient clipping (norm, value) and gradient accumulation
+(loss / N, a step at each window's end and at the epoch's last batch).
 """
 import os
 import subprocess
@@ -37,19 +39,29 @@ def make_model():
     return torch.nn.Sequential(torch.nn.Linear(F, 8), torch.nn.ReLU(), torch.nn.Linear(8, C))
 
 
-def python_fit(make_opt):
+def python_fit(make_opt, clip=None, accumulate=1):
     model = make_model()
     opt = make_opt(model.parameters())
+    nb = (N + BATCH - 1) // BATCH
+    steps = 0
     for _ in range(EPOCHS):
-        for start in range(0, N, BATCH):
+        for b, start in enumerate(range(0, N, BATCH)):
             x, y = X[start:start + BATCH], Y[start:start + BATCH]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
-    return {"model.layers." + k: v.detach() for k, v in model.state_dict().items()}
+            if b % accumulate == 0:
+                opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            (loss / accumulate).backward()
+            if (b + 1) % accumulate == 0 or b + 1 == nb:
+                if clip and clip[0] == "norm":
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip[1])
+                elif clip:
+                    torch.nn.utils.clip_grad_value_(model.parameters(), clip[1])
+                opt.step()
+                steps += 1
+    return {"model.layers." + k: v.detach() for k, v in model.state_dict().items()}, steps
 
 
-def fulgur_fit(work, name, optimizer_yaml):
+def fulgur_fit(work, name, optimizer_yaml, trainer_extra=""):
     root = os.path.join(work, name)
     cfg = os.path.join(work, name + ".yaml")
     with open(cfg, "w") as f:
@@ -62,7 +74,7 @@ trainer:
   num_sanity_val_steps: 0
   limit_val_batches: 0
   num_threads: 1
-model:
+{trainer_extra}model:
   class_path: fulgur.ClassificationModule
   init_args:
     ckpt_path: {work}/init.ckpt
@@ -102,6 +114,17 @@ CASES = [
      lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1, eps=1e-6)),
 ]
 
+SGD = lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9)
+SGD_YAML = "{class_path: torch.optim.SGD, init_args: {lr: 0.5, momentum: 0.9}}"
+TRAINER_CASES = [
+    ("clip norm 0.05", "  gradient_clip_val: 0.05\n", ("norm", 0.05), 1),
+    ("clip value 0.01", "  gradient_clip_val: 0.01\n  gradient_clip_algorithm: value\n",
+     ("value", 0.01), 1),
+    ("accumulate 2 (windows 2 + 1 per epoch)", "  accumulate_grad_batches: 2\n", None, 2),
+    ("accumulate 3 + clip norm", "  accumulate_grad_batches: 3\n  gradient_clip_val: 0.1\n",
+     ("norm", 0.1), 3),
+]
+
 with tempfile.TemporaryDirectory() as work:
     with open(os.path.join(work, "data.csv"), "w") as f:
         f.write(",".join(f"f{i}" for i in range(F)) + ",label\n")
@@ -115,11 +138,23 @@ with tempfile.TemporaryDirectory() as work:
         if got is None:
             check(name, False, ck)
             continue
-        want = python_fit(make)
+        want, steps = python_fit(make)
         diff = max((got[k] - want[k]).abs().max().item() for k in want)
         moved = max((got[k] - init[k]).abs().max().item() for k in want)
         check(f"{name}: {ck['global_step']} steps, max |fulgur - torch| = {diff:.2e}",
-              diff <= 1e-6 and moved > 1e-3 and ck["global_step"] == 9)
+              diff <= 1e-6 and moved > 1e-3 and ck["global_step"] == steps == 9)
+    for i, (name, extra, clip, acc) in enumerate(TRAINER_CASES):
+        got, ck = fulgur_fit(work, f"trainer{i}", SGD_YAML, extra)
+        if got is None:
+            check(name, False, ck)
+            continue
+        want, steps = python_fit(SGD, clip, acc)
+        plain, _ = python_fit(SGD)
+        diff = max((got[k] - want[k]).abs().max().item() for k in want)
+        differs = max((plain[k] - want[k]).abs().max().item() for k in want)
+        check(f"{name}: {ck['global_step']} steps, max |fulgur - torch| = {diff:.2e}",
+              diff <= 1e-6 and differs > 1e-4 and ck["global_step"] == steps,
+              f"(the setting changes the result by {differs:.2e}; steps {ck['global_step']} vs {steps})")
 
 print(f"{passed} passed, {len(failures)} failed")
 sys.exit(1 if failures else 0)

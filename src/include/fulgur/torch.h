@@ -203,6 +203,14 @@ void fg_optimizer_free(fg_optimizer *opt); /* NULL is a no-op */
 int fg_optimizer_step(fg_optimizer *opt, char **err);
 /* Sets gradients to None, as PyTorch 2's default set_to_none=True. */
 int fg_optimizer_zero_grad(fg_optimizer *opt, char **err);
+/* torch.nn.utils.clip_grad_norm_ (2-norm over every parameter with a
+ * gradient; *total_norm, may be NULL, gets the norm before clipping) and
+ * clip_grad_value_, over the optimizer's parameters as Lightning does. */
+int fg_optimizer_clip_grad_norm(fg_optimizer *opt, double max_norm, double *total_norm,
+                                char **err);
+int fg_optimizer_clip_grad_value(fg_optimizer *opt, double clip_value, char **err);
+/* at::globalContext().setDeterministicAlgorithms. */
+int fg_torch_set_deterministic(bool on, char **err);
 size_t fg_optimizer_num_groups(const fg_optimizer *opt);
 double fg_optimizer_get_lr(const fg_optimizer *opt, size_t group);
 void fg_optimizer_set_lr(fg_optimizer *opt, size_t group, double lr);

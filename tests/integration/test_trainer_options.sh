@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Trainer options beyond the basics: EarlyStopping (and its state in
+# checkpoints), val_check_interval, deterministic, and their bad input.
+source "$(dirname "$0")/lib.sh"
+PY=${FG_PYTHON:-/usr/bin/python3}
+
+cat >"$WORK/base.yaml" <<YAML
+seed_everything: 4
+trainer:
+  max_epochs: 10
+  default_root_dir: $WORK/runs
+  enable_progress_bar: false
+  num_sanity_val_steps: 0
+  num_threads: 1
+  log_every_n_steps: 1
+model:
+  class_path: fulgur.ClassificationModule
+  init_args:
+    model:
+      class_path: fulgur.models.MLP
+      init_args: {in_features: 10, hidden: [12], out_features: 3}
+optimizer_config:
+  optimizer: {class_path: torch.optim.SGD, init_args: {lr: 0.05}}
+data:
+  class_path: fulgur.DataModule
+  init_args:
+    dataset_cfg:
+      fit:
+        class_path: fulgur.data.Synthetic
+        init_args: {num_samples: 64, shape: [10], num_classes: 3, seed: 1}
+      val:
+        init_args: {num_samples: 32, seed: 2}
+    dataloader_cfg: {batch_size: 8}
+YAML
+
+# val/loss falls every epoch, so mode max sees no improvement after the first.
+run "EarlyStopping stops" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/es" \
+  --trainer.callbacks "[{class_path: EarlyStopping, init_args: {monitor: val/loss, mode: max, patience: 1}}]"
+expect "EarlyStopping says why" "$ERR" "EarlyStopping: monitor val/loss did not improve in 1 checks"
+last_epoch=$(tail -n 1 "$WORK/es/version_0/metrics.csv" | cut -d, -f1)
+[[ $last_epoch == 1 ]] && pass "training ended after epoch 1 of 10" || fail "last epoch $last_epoch" "$(cat "$WORK/es/version_0/metrics.csv")"
+"$PY" - "$WORK/es/version_0/checkpoints/last.ckpt" <<'PY' && pass "EarlyStopping state is in the checkpoint under Lightning's key" || fail "EarlyStopping state"
+import sys, torch
+ck = torch.load(sys.argv[1])
+st = ck["callbacks"]["EarlyStopping{'monitor': 'val/loss', 'mode': 'max'}"]
+assert st["wait_count"] == 1 and st["stopped_epoch"] == 1 and st["patience"] == 1, st
+assert ck["epoch"] == 1
+PY
+
+run "stopping_threshold" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/thr" \
+  --trainer.callbacks "[{class_path: EarlyStopping, init_args: {monitor: val/loss, stopping_threshold: 100.0}}]"
+expect "stopping_threshold stops at once" "$ERR" "reached the stopping threshold 100"
+
+run "EarlyStopping on a metric never logged" 1 "$FULGUR" fit --config "$WORK/base.yaml" \
+  --trainer.default_root_dir "$WORK/bad" --trainer.callbacks "[{class_path: EarlyStopping, init_args: {monitor: val/acc}}]"
+expect "missing monitor is named" "$ERR" "EarlyStopping(monitor='val/acc'): no such logged metric"
+run "EarlyStopping without monitor" 2 "$FULGUR" fit --config "$WORK/base.yaml" \
+  --trainer.callbacks "[{class_path: EarlyStopping}]"
+expect "missing monitor key is named" "$ERR" "trainer.callbacks.0.init_args.monitor: missing required key 'monitor'"
+
+# val_check_interval: 8 batches per epoch.
+val_rows() { awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "val/loss") c = i } NR > 1 && $c != "" { n++ } END { print n + 0 }' "$1"; }
+run "val_check_interval 0.5" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/v05" \
+  --trainer.max_epochs 2 --trainer.val_check_interval 0.5
+n=$(val_rows "$WORK/v05/version_0/metrics.csv")
+[[ $n == 4 ]] && pass "0.5: two validations per epoch" || fail "0.5: $n validations" "$(cat "$WORK/v05/version_0/metrics.csv")"
+run "val_check_interval 3" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/v3" \
+  --trainer.max_epochs 1 --trainer.val_check_interval 3
+n=$(val_rows "$WORK/v3/version_0/metrics.csv")
+[[ $n == 2 ]] && pass "3 batches: validations after batches 3 and 6, not at 8" || fail "3: $n validations" "$(cat "$WORK/v3/version_0/metrics.csv")"
+
+run "deterministic" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/det" \
+  --trainer.max_epochs 1 --trainer.deterministic true
+
+run "bad clip algorithm" 2 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.gradient_clip_algorithm norms
+expect "bad clip algorithm is named" "$ERR" "trainer.gradient_clip_algorithm: expected 'norm' or 'value', got 'norms'"
+run "bad accumulate" 2 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.accumulate_grad_batches 0
+expect "bad accumulate is named" "$ERR" "trainer.accumulate_grad_batches"
+
+finish

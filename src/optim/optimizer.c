@@ -27,6 +27,7 @@ static int check_betas(const fg_node *v, const char *keypath, char **err) {
 }
 
 static const fg_param sgd_params[] = {
+    {"params", FG_T_NULL | FG_T_STRING | FG_T_SEQ | FG_T_MAP, "null", "parameter groups by name substring (null: every parameter)", NULL, 0},
     {"lr", FG_T_FLOAT, "0.001", "learning rate", check_nonneg, 0},
     {"momentum", FG_T_FLOAT, "0.0", "momentum factor", check_nonneg, 0},
     {"dampening", FG_T_FLOAT, "0.0", "dampening for momentum", check_nonneg, 0},
@@ -36,6 +37,7 @@ static const fg_param sgd_params[] = {
 };
 
 static const fg_param adam_params[] = {
+    {"params", FG_T_NULL | FG_T_STRING | FG_T_SEQ | FG_T_MAP, "null", "parameter groups by name substring (null: every parameter)", NULL, 0},
     {"lr", FG_T_FLOAT, "0.001", "learning rate", check_nonneg, 0},
     {"betas", FG_T_SEQ, "[0.9, 0.999]", "coefficients of the running averages", check_betas, FG_T_FLOAT},
     {"eps", FG_T_FLOAT, "1.0e-08", "denominator term", check_nonneg, 0},
@@ -45,6 +47,7 @@ static const fg_param adam_params[] = {
 };
 
 static const fg_param adamw_params[] = {
+    {"params", FG_T_NULL | FG_T_STRING | FG_T_SEQ | FG_T_MAP, "null", "parameter groups by name substring (null: every parameter)", NULL, 0},
     {"lr", FG_T_FLOAT, "0.001", "learning rate", check_nonneg, 0},
     {"betas", FG_T_SEQ, "[0.9, 0.999]", "coefficients of the running averages", check_betas, FG_T_FLOAT},
     {"eps", FG_T_FLOAT, "1.0e-08", "denominator term", check_nonneg, 0},
@@ -53,7 +56,77 @@ static const fg_param adamw_params[] = {
     {"maximize", FG_T_BOOL, "false", "must be false", NULL, 0},
 };
 
-static double num(const fg_node *args, const char *k) { return fg_node_float(fg_node_get(args, k)); }
+/* Sets the options present in `a` (an optimizer's init_args, or one
+ * parameter group's overrides). */
+static void apply_args(fg_optim_kind kind, const fg_node *a, fg_optim_group *g) {
+  const fg_node *v;
+  if ((v = fg_node_get(a, "lr"))) g->lr = fg_node_float(v);
+  if ((v = fg_node_get(a, "weight_decay"))) g->weight_decay = fg_node_float(v);
+  if (kind == FG_OPTIM_SGD) {
+    if ((v = fg_node_get(a, "momentum"))) g->momentum = fg_node_float(v);
+    if ((v = fg_node_get(a, "dampening"))) g->dampening = fg_node_float(v);
+    if ((v = fg_node_get(a, "nesterov"))) g->nesterov = fg_node_bool(v);
+  } else {
+    if ((v = fg_node_get(a, "betas"))) {
+      g->beta1 = fg_node_float(fg_node_at(v, 0));
+      g->beta2 = fg_node_float(fg_node_at(v, 1));
+    }
+    if ((v = fg_node_get(a, "eps"))) g->eps = fg_node_float(v);
+    if ((v = fg_node_get(a, "amsgrad"))) g->amsgrad = fg_node_bool(v);
+  }
+}
+
+/* One entry of `params` names parameters: a substring, null (every
+ * parameter no other entry takes), or a list of those. */
+static int check_names(const fg_node *v, const char *path, char **err) {
+  if (fg_node_kind_of(v) == FG_NODE_NULL || fg_node_kind_of(v) == FG_NODE_STRING) return 0;
+  if (fg_node_kind_of(v) == FG_NODE_SEQ) {
+    for (size_t i = 0; i < fg_node_len(v); i++) {
+      fg_node_kind k = fg_node_kind_of(fg_node_at(v, i));
+      if (k != FG_NODE_NULL && k != FG_NODE_STRING)
+        return fg_config_error(err, fg_node_at(v, i), path,
+                               "expected parameter name substrings (strings) or null, got %s",
+                               fg_node_kind_name(k));
+    }
+    return 0;
+  }
+  return fg_config_error(err, v, path, "expected a parameter name substring, null, or a list of them, got %s",
+                         fg_node_kind_name(fg_node_kind_of(v)));
+}
+
+/* The optimizer's `params` (lightning_template's form): a group or a list
+ * of groups; a group is names (check_names) or {params: names, <options>}
+ * whose options override the optimizer's for that group. */
+static int optim_check(const fg_class *cls, fg_node *args, const char *keypath, bool fill,
+                       char **err) {
+  (void)fill;
+  fg_node *ps = fg_node_get(args, "params");
+  if (ps == NULL || fg_node_kind_of(ps) == FG_NODE_NULL) return 0;
+  bool list = fg_node_kind_of(ps) == FG_NODE_SEQ;
+  size_t n = list ? fg_node_len(ps) : 1;
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    fg_node *g = list ? fg_node_at(ps, i) : ps;
+    char *gp = list ? fg__xasprintf("%s.params.%zu", keypath, i) : fg__xasprintf("%s.params", keypath);
+    if (fg_node_kind_of(g) == FG_NODE_MAP) {
+      fg_node *opts = fg_node_clone(g);
+      fg_node *names = fg_node_map_take(opts, "params");
+      char *np = fg__xasprintf("%s.params", gp);
+      if (names) rc = check_names(names, np, err);
+      free(np);
+      fg_node_free(names);
+      if (rc == 0 && fg_node_get(opts, "params") == NULL)
+        rc = fg_schema_check(cls->params, cls->n_params, opts, gp, false, err);
+      fg_node_free(opts);
+    } else if (list && fg_node_kind_of(g) == FG_NODE_SEQ) {
+      rc = check_names(g, gp, err);
+    } else if (!list || fg_node_kind_of(g) != FG_NODE_SEQ) {
+      rc = check_names(g, gp, err);
+    }
+    free(gp);
+  }
+  return rc;
+}
 
 static int optim_create(const fg_class *cls, const fg_node *args, const char *keypath,
                         void **out, char **err) {
@@ -68,12 +141,8 @@ static int optim_create(const fg_class *cls, const fg_node *args, const char *ke
   s->kind = (fg_optim_kind)(intptr_t)cls->data;
   s->class_name = strrchr(cls->name, '.') + 1;
   fg_optim_group *g = &s->defaults;
-  g->lr = num(args, "lr");
-  g->weight_decay = num(args, "weight_decay");
+  apply_args(s->kind, args, g);
   if (s->kind == FG_OPTIM_SGD) {
-    g->momentum = num(args, "momentum");
-    g->dampening = num(args, "dampening");
-    g->nesterov = fg_node_bool(fg_node_get(args, "nesterov"));
     if (g->nesterov && (g->momentum <= 0 || g->dampening != 0)) {
       free(s);
       char *p = fg__xasprintf("%s.nesterov", keypath);
@@ -82,12 +151,6 @@ static int optim_create(const fg_class *cls, const fg_node *args, const char *ke
       free(p);
       return rc;
     }
-  } else {
-    const fg_node *b = fg_node_get(args, "betas");
-    g->beta1 = fg_node_float(fg_node_at(b, 0));
-    g->beta2 = fg_node_float(fg_node_at(b, 1));
-    g->eps = num(args, "eps");
-    g->amsgrad = fg_node_bool(fg_node_get(args, "amsgrad"));
   }
   *out = s;
   return 0;
@@ -100,15 +163,18 @@ static const char *const adamw_aliases[] = {"AdamW", NULL};
 static const fg_class sgd_class = {
     .name = "torch.optim.SGD", .aliases = sgd_aliases, .kind = FG_KIND_OPTIMIZER,
     .params = sgd_params, .n_params = sizeof sgd_params / sizeof sgd_params[0],
-    .create = optim_create, .destroy = free, .data = (void *)(intptr_t)FG_OPTIM_SGD};
+    .create = optim_create, .destroy = free, .check = optim_check,
+    .data = (void *)(intptr_t)FG_OPTIM_SGD};
 static const fg_class adam_class = {
     .name = "torch.optim.Adam", .aliases = adam_aliases, .kind = FG_KIND_OPTIMIZER,
     .params = adam_params, .n_params = sizeof adam_params / sizeof adam_params[0],
-    .create = optim_create, .destroy = free, .data = (void *)(intptr_t)FG_OPTIM_ADAM};
+    .create = optim_create, .destroy = free, .check = optim_check,
+    .data = (void *)(intptr_t)FG_OPTIM_ADAM};
 static const fg_class adamw_class = {
     .name = "torch.optim.AdamW", .aliases = adamw_aliases, .kind = FG_KIND_OPTIMIZER,
     .params = adamw_params, .n_params = sizeof adamw_params / sizeof adamw_params[0],
-    .create = optim_create, .destroy = free, .data = (void *)(intptr_t)FG_OPTIM_ADAMW};
+    .create = optim_create, .destroy = free, .check = optim_check,
+    .data = (void *)(intptr_t)FG_OPTIM_ADAMW};
 
 void fg__register_builtin_optim(void) {
   fg__registry_add_builtin(&sgd_class);
@@ -185,26 +251,117 @@ int fg_optim_config_check(fg_node *cfg, const char *keypath, bool fill, char **e
   return rc;
 }
 
+/* One parameter group as written: its name substrings (NULL = "the
+ * rest") and its option overrides (a map or NULL). */
+typedef struct {
+  const char **names;
+  size_t n_names;
+  const fg_node *opts;
+} group_cfg;
+
+static void add_names(group_cfg *g, const fg_node *v) {
+  bool list = fg_node_kind_of(v) == FG_NODE_SEQ;
+  size_t n = list ? fg_node_len(v) : 1;
+  g->names = fg__xrealloc(g->names, (g->n_names + n + 1) * sizeof *g->names);
+  for (size_t i = 0; i < n; i++) g->names[g->n_names++] = fg_node_str(list ? fg_node_at(v, i) : v);
+}
+
+static int cmp_len_desc(const void *a, const void *b) {
+  const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+  size_t lx = strlen(x), ly = strlen(y);
+  if (lx != ly) return lx > ly ? -1 : 1;
+  return strcmp(x, y);
+}
+
 int fg_optim_build(const fg_node *cfg, const char *keypath, fg_module *m,
                    fg_optimizer **out, const char **class_name, char **err) {
   const fg_node *entry = fg_node_kind_of(cfg) == FG_NODE_SEQ ? fg_node_at(cfg, 0) : cfg;
   char *p = fg__xasprintf("%s.optimizer", keypath);
   void *obj = NULL;
-  int rc = fg_registry_create(fg_node_get(entry, "optimizer"), p, FG_KIND_OPTIMIZER, &obj,
-                              NULL, err);
+  const fg_node *ocfg = fg_node_get(entry, "optimizer");
+  int rc = fg_registry_create(ocfg, p, FG_KIND_OPTIMIZER, &obj, NULL, err);
   free(p);
   if (rc) return rc;
   fg_optim_spec *spec = obj;
-  size_t n = fg_module_num_params(m), k = 0;
-  fg_tensor **params = fg__xcalloc(n ? n : 1, sizeof *params);
-  for (size_t i = 0; i < n; i++)
-    if (fg_tensor_requires_grad(fg_module_param(m, i))) params[k++] = fg_module_param(m, i);
-  fg_optim_group g = spec->defaults;
-  g.params = params;
-  g.n_params = k;
-  rc = fg_optimizer_create(spec->kind, &g, 1, out, err);
-  if (class_name) *class_name = spec->class_name; /* static: points into the class name */
-  free(params);
+
+  /* The groups as written (lightning_template's parser_optim_config). */
+  const fg_node *ps = fg_node_get(fg_node_get(ocfg, "init_args"), "params");
+  bool list = fg_node_kind_of(ps) == FG_NODE_SEQ;
+  size_t ng = ps == NULL || fg_node_kind_of(ps) == FG_NODE_NULL ? 1 : list ? fg_node_len(ps) : 1;
+  group_cfg *groups = fg__xcalloc(ng + 1, sizeof *groups);
+  for (size_t i = 0; i < ng; i++) {
+    const fg_node *g = ps == NULL || fg_node_kind_of(ps) == FG_NODE_NULL ? NULL : list ? fg_node_at(ps, i) : ps;
+    if (fg_node_kind_of(g) == FG_NODE_MAP) {
+      groups[i].opts = g;
+      const fg_node *names = fg_node_get(g, "params");
+      if (names) add_names(&groups[i], names);
+      else add_names(&groups[i], NULL);
+    } else {
+      add_names(&groups[i], g);
+    }
+  }
+  /* Every name, longest first: a parameter belongs to the longest name
+   * contained in it; the rest go to the null group, or are frozen when no
+   * group asks for them (as lightning_template does). */
+  size_t n_all = 0;
+  bool want_rest = false;
+  for (size_t i = 0; i < ng; i++) n_all += groups[i].n_names;
+  const char **all = fg__xcalloc(n_all + 1, sizeof *all);
+  size_t k = 0;
+  for (size_t i = 0; i < ng; i++)
+    for (size_t j = 0; j < groups[i].n_names; j++) {
+      if (groups[i].names[j] == NULL) want_rest = true;
+      else all[k++] = groups[i].names[j];
+    }
+  qsort(all, k, sizeof *all, cmp_len_desc);
+  size_t np = fg_module_num_params(m);
+  const char **owner = fg__xcalloc(np + 1, sizeof *owner); /* matched name, NULL = rest */
+  bool *rest = fg__xcalloc(np + 1, sizeof *rest);
+  for (size_t i = 0; i < np; i++) {
+    const char *name = fg_module_param_name(m, i);
+    for (size_t j = 0; j < k && owner[i] == NULL; j++)
+      if (strstr(name, all[j])) owner[i] = all[j];
+    if (owner[i] == NULL) {
+      if (want_rest) rest[i] = true;
+      else fg_tensor_set_requires_grad(fg_module_param(m, i), false, NULL);
+    }
+  }
+  fg_optim_group *built = fg__xcalloc(ng + 1, sizeof *built);
+  bool *taken = fg__xcalloc(np + 1, sizeof *taken);
+  for (size_t i = 0; i < ng && rc == 0; i++) {
+    built[i] = spec->defaults;
+    if (groups[i].opts) apply_args(spec->kind, groups[i].opts, &built[i]);
+    built[i].params = fg__xcalloc(np + 1, sizeof *built[i].params);
+    built[i].n_params = 0;
+    for (size_t j = 0; j < groups[i].n_names && rc == 0; j++) {
+      const char *want = groups[i].names[j];
+      for (size_t q = 0; q < np; q++) {
+        bool mine = want ? owner[q] && strcmp(owner[q], want) == 0 : rest[q];
+        if (!mine || !fg_tensor_requires_grad(fg_module_param(m, q))) continue;
+        if (taken[q]) {
+          rc = fg_err_set(err, FG_ECONFIG,
+                          "%s.optimizer.init_args.params: parameter '%s' is in more than one "
+                          "group",
+                          keypath, fg_module_param_name(m, q));
+          break;
+        }
+        taken[q] = true;
+        ((fg_tensor **)built[i].params)[built[i].n_params++] = fg_module_param(m, q);
+      }
+    }
+  }
+  if (rc == 0) rc = fg_optimizer_create(spec->kind, built, ng, out, err);
+  if (rc == 0 && class_name) *class_name = spec->class_name; /* static: the class's name */
+  for (size_t i = 0; i < ng; i++) {
+    free((void *)built[i].params);
+    free(groups[i].names);
+  }
+  free(built);
+  free(groups);
+  free(all);
+  free(owner);
+  free(rest);
+  free(taken);
   free(spec);
   return rc;
 }

@@ -197,4 +197,9 @@ static const fg_class mlp_class = {
     .destroy = mlp_destroy,
 };
 
-void fg__register_builtin_models(void) { fg__registry_add_builtin(&mlp_class); }
+extern const fg_class fg__torchscript_class;
+
+void fg__register_builtin_models(void) {
+  fg__registry_add_builtin(&mlp_class);
+  fg__registry_add_builtin(&fg__torchscript_class);
+}

@@ -61,3 +61,15 @@ int fg_model_forward(fg_model *m, const fg_value *input, bool train,
   *out = NULL;
   return m->vt->forward(m->self, m, input, train, out, err);
 }
+
+bool fg_model_has_method(const fg_model *m, const char *name) {
+  return m->vt->has_method && m->vt->has_method(m->self, name);
+}
+
+int fg_model_call(fg_model *m, const char *name, const fg_value *const *args, size_t n,
+                  fg_value **out, char **err) {
+  *out = NULL;
+  if (!fg_model_has_method(m, name) || m->vt->call_method == NULL)
+    return fg_err_set(err, FG_ENOTFOUND, "the model has no method %s", name);
+  return m->vt->call_method(m->self, m, name, args, n, out, err);
+}

@@ -162,8 +162,21 @@ void fg_step_result_clear(fg_step_result *r) {
 
 /* Base loss_step (ARCHITECTURE.md 3.2): a non-dict output is the loss; a
  * dict gives its loss_dict, else the dict itself. */
-static int base_loss_step(fg_module *m, const fg_value *output, fg_value **out,
-                          char **err) {
+static int base_loss_step(fg_module *m, const fg_value *batch, const fg_value *output,
+                          fg_value **out, char **err) {
+  bool has_ld = fg_value_kind_of(output) == FG_VALUE_DICT && fg_value_dict_get(output, "loss_dict");
+  if (!has_ld && fg_model_has_method(m->model, "loss_step")) {
+    /* The model's own loss_step(batch, output), as the seed's hasattr. */
+    const fg_value *args[2] = {batch, output};
+    int rc = fg_model_call(m->model, "loss_step", args, 2, out, err);
+    if (rc) return fg_err_prefix(err, rc, "model.loss_step");
+    if (fg_value_kind_of(*out) != FG_VALUE_DICT) {
+      fg_value *d = fg_value_dict();
+      fg_value_dict_set(d, "loss", *out);
+      *out = d;
+    }
+    return 0;
+  }
   if (fg_value_kind_of(output) != FG_VALUE_DICT) {
     *out = fg_value_dict();
     fg_value_dict_set(*out, "loss", fg_value_copy(output));
@@ -258,7 +271,7 @@ int fg_module_forward_step(fg_module *m, fg_split split, size_t dataloader_idx,
                             : fg_model_forward(m->model, batch, train, &output, err);
   if (rc) goto fail;
   rc = m->hooks.loss_step ? m->hooks.loss_step(m, batch, output, &ld, err)
-                          : base_loss_step(m, output, &ld, err);
+                          : base_loss_step(m, batch, output, &ld, err);
   if (rc) goto fail;
   if ((rc = weigh_losses(m, ld, &out->loss, err))) goto fail;
   if (m->n_evals[split] > 0) {
@@ -268,6 +281,18 @@ int fg_module_forward_step(fg_module *m, fg_split split, size_t dataloader_idx,
       md = fg_value_copy(fg_value_dict_get(output, "metric_dict"));
     } else if (m->hooks.metric_step) {
       if ((rc = m->hooks.metric_step(m, batch, output, &md, err))) goto fail;
+    } else if (fg_model_has_method(m->model, "metric_step")) {
+      const fg_value *args[2] = {batch, output};
+      if ((rc = fg_model_call(m->model, "metric_step", args, 2, &md, err))) {
+        fg_err_prefix(err, rc, "model.metric_step");
+        goto fail;
+      }
+      if (fg_value_kind_of(md) != FG_VALUE_DICT) {
+        fg_value_free(md);
+        md = NULL;
+        rc = fg_err_set(err, FG_EINVAL, "model.metric_step must return a dict of evaluator arguments");
+        goto fail;
+      }
     }
     if (md) {
       size_t idx = dataloader_idx < m->n_evals[split] ? dataloader_idx : 0;

@@ -29,6 +29,11 @@ typedef struct {
   int (*forward)(void *self, fg_model *m, const fg_value *input, bool train,
                  fg_value **out, char **err);
   void (*free)(void *self);
+  /* Optional: the model's own methods (a TorchScript module's loss_step,
+   * metric_step), like Python's hasattr/getattr on the model. */
+  bool (*has_method)(void *self, const char *name);
+  int (*call_method)(void *self, fg_model *m, const char *name, const fg_value *const *args,
+                     size_t n, fg_value **out, char **err);
 } fg_model_vtable;
 
 /* A model owns self (freed by vt->free) and its parameters. */
@@ -43,6 +48,9 @@ fg_tensor *fg_model_param(const fg_model *m, size_t i); /* borrowed */
 fg_tensor *fg_model_find_param(const fg_model *m, const char *name);
 int fg_model_forward(fg_model *m, const fg_value *input, bool train,
                      fg_value **out, char **err);
+bool fg_model_has_method(const fg_model *m, const char *name);
+int fg_model_call(fg_model *m, const char *name, const fg_value *const *args, size_t n,
+                  fg_value **out, char **err);
 
 /* ---- LightningModule ---------------------------------------------------------- */
 

@@ -1,0 +1,39 @@
+/* TorchScript modules through the torch bridge: load a file saved with
+ * torch.jit.script(m).save(path), list its parameters (sharing storage, so
+ * an optimizer updates the module), and call its methods by name. */
+#ifndef FULGUR_JIT_H
+#define FULGUR_JIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "fulgur/torch.h"
+#include "fulgur/value.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fg_jit_module fg_jit_module;
+
+int fg_jit_load(const char *path, fg_jit_module **out, char **err);
+void fg_jit_free(fg_jit_module *jm); /* NULL is a no-op */
+size_t fg_jit_num_params(const fg_jit_module *jm);
+const char *fg_jit_param_name(const fg_jit_module *jm, size_t i); /* "layers.0.weight" */
+/* A new handle to the i-th parameter (same storage); the caller frees it. */
+fg_tensor *fg_jit_param(const fg_jit_module *jm, size_t i);
+bool fg_jit_has_method(const fg_jit_module *jm, const char *name);
+/* Arguments a method takes, without self; -1 when there is no such method. */
+int fg_jit_num_args(const fg_jit_module *jm, const char *method);
+/* nn.Module.train(mode): dropout and batch norm follow it. */
+void fg_jit_train(fg_jit_module *jm, bool train);
+/* Calls method(args...). Dicts of tensors are passed as Dict[str, Tensor];
+ * forward's output passed back (to loss_step, metric_step) keeps its exact
+ * TorchScript type. *out is new. */
+int fg_jit_call(fg_jit_module *jm, const char *method, const fg_value *const *args, size_t n,
+                fg_value **out, char **err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

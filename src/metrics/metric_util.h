@@ -1,0 +1,111 @@
+/* Helpers shared by the metric classes under src/metrics/: keyword
+ * argument checks, TorchMetrics' input formatting (logits to probabilities,
+ * scores to labels) done on copied-out C arrays, and the config rules every
+ * task-wrapper class (Precision, ConfusionMatrix, AUROC, ...) shares.
+ *
+ * Ownership: arrays handed out through `**out` parameters are malloc'd;
+ * the caller frees them with free(). They are input-sized, so running out
+ * of memory is FG_ENOMEM rather than an abort. */
+#ifndef FG_METRICS_METRIC_UTIL_H
+#define FG_METRICS_METRIC_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fulgur/config.h"
+#include "fulgur/metrics.h"
+#include "fulgur/registry.h"
+#include "fulgur/value.h"
+
+typedef enum { FG__TASK_BINARY, FG__TASK_MULTICLASS } fg__metric_task;
+
+/* ---- update arguments ----------------------------------------------------- */
+
+/* Checks that kwargs holds exactly "preds" and "target", both tensors, as
+ * Python's binding of update(preds, target) would. */
+int fg__metric_preds_target(const fg_value *kw, const fg_tensor **preds,
+                            const fg_tensor **target, char **err);
+
+bool fg__dtype_is_float(fg_dtype d);
+
+/* Copies every element, converted, into a new array of numel items. */
+int fg__tensor_doubles(const fg_tensor *t, double **out, char **err);
+int fg__tensor_int64s(const fg_tensor *t, int64_t **out, char **err);
+
+/* Fails unless preds and target have the same shape (TorchMetrics'
+ * _check_same_shape). */
+int fg__same_shape(const fg_tensor *preds, const fg_tensor *target, char **err);
+
+/* Binary targets: integer tensors of 0 and 1. *out gets numel labels. */
+int fg__binary_target(const fg_tensor *target, int64_t **out, char **err);
+
+/* Binary predictions as probabilities: float preds with any value outside
+ * [0, 1] are logits and go through torch's sigmoid (in their own dtype, so
+ * ties and saturation match Python). Integer preds are an error: scores are
+ * needed. *out gets numel values. */
+int fg__binary_probs(const fg_tensor *preds, double **out, char **err);
+
+/* Binary predictions as 0/1 labels: float preds become probabilities as
+ * above and are compared with the threshold in their own dtype; integer
+ * preds must already be 0 or 1. *out gets numel labels. */
+int fg__binary_pred_labels(const fg_tensor *preds, double threshold, int64_t **out,
+                           char **err);
+
+/* Multiclass targets: integers in [0, num_classes). *n gets their count. */
+int fg__multiclass_target(const fg_tensor *target, int64_t num_classes, int64_t **out,
+                          size_t *n, char **err);
+
+/* Multiclass predictions as one label per target: float preds [N, C] are
+ * scores (argmax, or with top_k > 1 the target when it is among the k best
+ * and the best class otherwise, as TorchMetrics >= 1.6 does); preds shaped
+ * like target are labels. `target` holds the n formatted target labels. */
+int fg__multiclass_pred_labels(const fg_tensor *preds, const fg_tensor *target_t,
+                               const int64_t *target, size_t n, int64_t num_classes,
+                               int64_t top_k, int64_t **out, char **err);
+
+/* Multiclass scores: float preds [N, C]; when any value lies outside
+ * [0, 1] the rows go through torch's softmax. *out gets N*C values. */
+int fg__multiclass_probs(const fg_tensor *preds, int64_t num_classes, int64_t n_target,
+                         double **out, char **err);
+
+/* ---- results ---------------------------------------------------------------- */
+
+/* A float32 tensor value of n items, rounded from doubles. */
+fg_value *fg__value_float_vector(const double *v, int64_t n);
+
+/* ---- config --------------------------------------------------------------------- */
+
+/* fg_param checks. */
+int fg__check_task(const fg_node *v, const char *keypath, char **err);
+int fg__check_unit_interval(const fg_node *v, const char *keypath, char **err);
+
+/* The task of checked init_args. */
+fg__metric_task fg__metric_task_of(const fg_node *args);
+/* num_classes of checked init_args, or 0 when null or absent. */
+int64_t fg__metric_num_classes(const fg_node *args);
+
+/* Cross-field rules of the task wrappers, for a class's check hook:
+ * multiclass needs num_classes >= 2, and top_k (when the class has one and
+ * it is given) lies in 1..num_classes. Errors name keypath.num_classes or
+ * keypath.top_k. */
+int fg__check_task_args(fg_node *args, const char *keypath, char **err);
+
+/* A config error at keypath.key, pointing at that value (or at args when the
+ * key is absent). Returns FG_ECONFIG. */
+int fg__metric_arg_error(char **err, const fg_node *args, const char *keypath,
+                         const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* The destroy callback every metric class uses. */
+void fg__metric_destroy(void *obj);
+
+/* Registration of the classes in each file; called from
+ * fg__register_builtin_metrics. */
+void fg__register_classification_metrics(void);
+void fg__register_confusion_matrix_metric(void);
+void fg__register_auroc_metric(void);
+void fg__register_regression_metrics(void);
+void fg__register_metric_collection(void);
+
+#endif

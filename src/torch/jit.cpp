@@ -1,0 +1,145 @@
+// TorchScript modules: loaded from files Python wrote with
+// torch.jit.script(m).save(path), called by method name. Values cross as
+// fg_value; dicts of tensors become typed Dict[str, Tensor] so that
+// TorchScript signatures like forward(batch: Dict[str, Tensor]) accept
+// them. The last IValue each method returned is kept, so passing a
+// forward's output back into loss_step keeps its exact TorchScript type.
+#include <torch/script.h>
+
+#include "torch/bridge_internal.hpp"
+
+extern "C" {
+#include "fulgur/jit.h"
+}
+
+struct fg_jit_module {
+  torch::jit::Module m;
+  std::vector<std::string> names;
+  std::vector<at::Tensor> params;
+  // The last outputs handed out, by the fg_value they became.
+  std::vector<std::pair<const fg_value *, c10::IValue>> outputs;
+};
+
+namespace fg {
+
+fg_value *from_ivalue(const c10::IValue &v) {
+  if (v.isTensor()) return fg_value_tensor(wrap(v.toTensor()));
+  if (v.isNone()) return fg_value_none();
+  if (v.isBool()) return fg_value_bool(v.toBool());
+  if (v.isInt()) return fg_value_int(v.toInt());
+  if (v.isDouble()) return fg_value_double(v.toDouble());
+  if (v.isString()) return fg_value_string(v.toStringRef().c_str());
+  if (v.isList() || v.isTuple()) {
+    fg_value *l = fg_value_list();
+    auto items = v.isList() ? v.toListRef().vec() : v.toTupleRef().elements().vec();
+    for (const auto &x : items) {
+      fg_value *e = from_ivalue(x);
+      if (e == nullptr) {
+        fg_value_free(l);
+        return nullptr;
+      }
+      fg_value_list_append(l, e);
+    }
+    return l;
+  }
+  if (v.isGenericDict()) {
+    fg_value *d = fg_value_dict();
+    for (const auto &e : v.toGenericDict()) {
+      std::string key = e.key().isString() ? e.key().toStringRef()
+                        : e.key().isInt()  ? std::to_string(e.key().toInt())
+                                           : std::string();
+      fg_value *x = key.empty() ? nullptr : from_ivalue(e.value());
+      if (x == nullptr) {
+        fg_value_free(d);
+        return nullptr;
+      }
+      fg_value_dict_set(d, key.c_str(), x);
+    }
+    return d;
+  }
+  return nullptr;
+}
+
+}  // namespace fg
+
+namespace {
+
+c10::IValue to_call_ivalue(const fg_jit_module *jm, const fg_value *v) {
+  for (const auto &o : jm->outputs)
+    if (o.first == v) return o.second;
+  if (fg_value_kind_of(v) == FG_VALUE_TENSOR) return fg_value_as_tensor(v)->t;
+  if (fg_value_kind_of(v) == FG_VALUE_DICT) {
+    bool tensors = true;
+    for (size_t i = 0; i < fg_value_len(v) && tensors; i++)
+      tensors = fg_value_kind_of(fg_value_dict_value_at(v, i)) == FG_VALUE_TENSOR;
+    if (tensors) {
+      c10::Dict<std::string, at::Tensor> d;
+      for (size_t i = 0; i < fg_value_len(v); i++)
+        d.insert(fg_value_dict_key_at(v, i), fg_value_as_tensor(fg_value_dict_value_at(v, i))->t);
+      return d;
+    }
+  }
+  return fg::to_ivalue(v, nullptr);
+}
+
+}  // namespace
+
+int fg_jit_load(const char *path, fg_jit_module **out, char **err) {
+  FG_GUARD_BEGIN
+  auto jm = std::make_unique<fg_jit_module>();
+  jm->m = torch::jit::load(path);
+  for (const auto &p : jm->m.named_parameters(/*recurse=*/true)) {
+    jm->names.push_back(p.name);
+    jm->params.push_back(p.value);
+  }
+  if (!jm->m.find_method("forward")) throw std::runtime_error("the module has no forward method");
+  *out = jm.release();
+  return 0;
+  FG_GUARD_END
+}
+
+void fg_jit_free(fg_jit_module *jm) { delete jm; }
+
+size_t fg_jit_num_params(const fg_jit_module *jm) { return jm->params.size(); }
+
+const char *fg_jit_param_name(const fg_jit_module *jm, size_t i) { return jm->names[i].c_str(); }
+
+fg_tensor *fg_jit_param(const fg_jit_module *jm, size_t i) { return fg::wrap(jm->params[i]); }
+
+bool fg_jit_has_method(const fg_jit_module *jm, const char *name) {
+  return jm->m.find_method(name).has_value();
+}
+
+int fg_jit_num_args(const fg_jit_module *jm, const char *method) {
+  auto meth = jm->m.find_method(method);
+  if (!meth) return -1;
+  // The schema counts self.
+  return static_cast<int>(meth->function().getSchema().arguments().size()) - 1;
+}
+
+void fg_jit_train(fg_jit_module *jm, bool train) {
+  if (jm->m.is_training() != train) jm->m.train(train);
+}
+
+int fg_jit_call(fg_jit_module *jm, const char *method, const fg_value *const *args, size_t n,
+                fg_value **out, char **err) {
+  FG_GUARD_BEGIN
+  auto meth = jm->m.find_method(method);
+  if (!meth) throw std::runtime_error(std::string("the module has no method ") + method);
+  std::vector<c10::IValue> in;
+  for (size_t i = 0; i < n; i++) in.push_back(to_call_ivalue(jm, args[i]));
+  c10::IValue r = (*meth)(std::move(in));
+  fg_value *v = fg::from_ivalue(r);
+  if (v == nullptr) throw std::runtime_error(std::string(method) + " returned a value fulgur cannot read");
+  // forward's output is passed back to loss_step and metric_step within
+  // the same step, while it is alive; the next forward starts afresh, so
+  // an address reused after a free is never mistaken for it.
+  if (std::strcmp(method, "forward") == 0) {
+    jm->outputs.clear();
+    jm->outputs.emplace_back(v, r);
+  }
+  *out = v;
+  return 0;
+  FG_GUARD_END
+}
+

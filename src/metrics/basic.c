@@ -9,6 +9,7 @@
 #include "fulgur/error.h"
 #include "fulgur/metrics.h"
 #include "fulgur/registry.h"
+#include "metrics/metric_util.h"
 #include "util/xalloc.h"
 
 /* Checks that kwargs has only the names a metric's update takes, as
@@ -279,4 +280,9 @@ static const fg_class mean_class = {
 void fg__register_builtin_metrics(void) {
   fg__registry_add_builtin(&accuracy_class);
   fg__registry_add_builtin(&mean_class);
+  fg__register_classification_metrics();
+  fg__register_confusion_matrix_metric();
+  fg__register_auroc_metric();
+  fg__register_regression_metrics();
+  fg__register_metric_collection();
 }

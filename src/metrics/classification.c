@@ -7,9 +7,10 @@
  * false negative counts, kept as doubles (a double counts exactly up to
  * 2^53, far beyond any run). Each sample has exactly one predicted label:
  * with top_k > 1 it is the target when the target is among the k best
- * scores and the best class otherwise, which is what TorchMetrics >= 1.6
- * computes (older versions counted all k classes as predicted, which made
- * precision fall as k grows). */
+ * scores and the best class otherwise, which is what TorchMetrics computes
+ * since its top_k fix of late 2024 (Lightning-AI/torchmetrics#2839; older
+ * versions counted all k classes as predicted, so precision fell as k
+ * grew). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,7 +200,7 @@ static const fg_param stat_params[] = {
     {"zero_division", FG_T_FLOAT, "0", "the score when its denominator is 0 (0 or 1)", check_zero_division, 0},
 };
 
-#define STAT_CLASS(var, short_name, kind)                                                  \
+#define STAT_CLASS(var, short_name, which)                                                 \
   static const char *const var##_aliases[] = {"torchmetrics." short_name,                  \
                                               "torchmetrics.classification." short_name,   \
                                               NULL};                                       \
@@ -211,7 +212,7 @@ static const fg_param stat_params[] = {
                                .create = stat_create,                                      \
                                .destroy = fg__metric_destroy,                              \
                                .check = stat_check,                                        \
-                               .data = (void *)(intptr_t)(kind)};
+                               .data = (void *)(intptr_t)(which)};
 
 STAT_CLASS(precision_class, "Precision", STAT_PRECISION)
 STAT_CLASS(recall_class, "Recall", STAT_RECALL)

@@ -58,8 +58,9 @@ int fg__multiclass_target(const fg_tensor *target, int64_t num_classes, int64_t 
 
 /* Multiclass predictions as one label per target: float preds [N, C] are
  * scores (argmax, or with top_k > 1 the target when it is among the k best
- * and the best class otherwise, as TorchMetrics >= 1.6 does); preds shaped
- * like target are labels. `target` holds the n formatted target labels. */
+ * and the best class otherwise, as TorchMetrics does since its late-2024
+ * top_k fix); preds shaped like target are labels. `target` holds the n
+ * formatted target labels. */
 int fg__multiclass_pred_labels(const fg_tensor *preds, const fg_tensor *target_t,
                                const int64_t *target, size_t n, int64_t num_classes,
                                int64_t top_k, int64_t **out, char **err);

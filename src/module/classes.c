@@ -8,6 +8,7 @@
 #include "fulgur/config.h"
 #include "fulgur/error.h"
 #include "fulgur/module.h"
+#include "fulgur/plugin.h"
 #include "fulgur/registry.h"
 #include "util/xalloc.h"
 
@@ -291,6 +292,13 @@ static const fg_class classification_module_class = {
     .check = check_module,
     .data = (void *)&classification_hooks,
 };
+
+void fg_module_class_init(fg_class *cls, const char *name, const fg_module_hooks *hooks) {
+  *cls = lightning_module_class;
+  cls->name = name;
+  cls->aliases = NULL;
+  cls->data = (void *)hooks;
+}
 
 void fg__register_builtin_modules(void) {
   fg__registry_add_builtin(&lightning_module_class);

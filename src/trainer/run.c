@@ -11,6 +11,7 @@
 
 #include "fulgur/error.h"
 #include "fulgur/optim.h"
+#include "fulgur/plugin.h"
 #include "fulgur/registry.h"
 #include "trainer/trainer.h"
 #include "util/xalloc.h"
@@ -25,9 +26,22 @@ const char *fg_stage_name(fg_stage s) {
   return "unknown";
 }
 
-static int check_plugins(const fg_node *v, const char *k, char **err) {
-  if (fg_node_kind_of(v) == FG_NODE_NULL || fg_node_len(v) == 0) return 0;
-  return fg_config_error(err, v, k, "plugins are not supported by this fulgur version yet");
+/* Plugins load before anything else is checked: the classes they add are
+ * what the rest of the config names. */
+static int load_plugins(const fg_node *v, char **err) {
+  for (size_t i = 0; i < fg_node_len(v); i++) {
+    const fg_node *p = fg_node_at(v, i);
+    char *e = NULL;
+    int rc = fg_plugin_load(fg_node_str(p), &e);
+    if (rc) {
+      char *k = fg__xasprintf("plugins.%zu", i);
+      fg_config_error(err, p, k, "%s", e ? e : fg_strerror(rc));
+      free(k);
+      free(e);
+      return FG_ECONFIG;
+    }
+  }
+  return 0;
 }
 
 static const fg_param top_params[] = {
@@ -36,7 +50,7 @@ static const fg_param top_params[] = {
     {"model", FG_T_MAP, NULL, "the LightningModule", NULL, 0},
     {"data", FG_T_MAP, NULL, "the DataModule", NULL, 0},
     {"optimizer_config", FG_T_NULL | FG_T_MAP | FG_T_SEQ, "null", "optimizers (needed for fit)", NULL, 0},
-    {"plugins", FG_T_NULL | FG_T_SEQ, "null", "shared objects that register classes", check_plugins, FG_T_STRING},
+    {"plugins", FG_T_NULL | FG_T_SEQ, "null", "shared objects that register classes (fulgur/plugin.h)", NULL, FG_T_STRING},
     {"ckpt_path", FG_T_NULL | FG_T_STRING, "null", "checkpoint to resume (fit) or evaluate (validate, test)", NULL, 0},
 };
 
@@ -46,6 +60,7 @@ int fg_config_check(fg_node *config, bool fill, char **err) {
                            config ? fg_node_kind_name(fg_node_kind_of(config)) : "nothing");
   int rc = fg_schema_check(top_params, sizeof top_params / sizeof top_params[0], config, "", fill, err);
   if (rc) return rc;
+  if ((rc = load_plugins(fg_node_get(config, "plugins"), err))) return rc;
   fg_node *tr = fg_node_get(config, "trainer");
   if (tr == NULL) {
     tr = fg_node_new_map();

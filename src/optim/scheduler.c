@@ -24,6 +24,7 @@ typedef enum {
   S_CONSTANT,
   S_PLATEAU,
   S_WARMUP,
+  S_ONECYCLE,
 } sched_kind;
 
 typedef enum { W_CONSTANT, W_LINEAR, W_EXP } warmup_mode;
@@ -38,6 +39,9 @@ typedef struct {
   double threshold, min_lr, eps;
   double warmup_ratio;
   warmup_mode wmode;
+  /* OneCycleLR */
+  double max_lr, pct_start, base_momentum, max_momentum, div_factor, final_div_factor;
+  bool anneal_cos, cycle_momentum, three_phase;
 } sched_spec;
 
 struct fg_lr_scheduler {
@@ -110,9 +114,69 @@ static double chained_lr(const fg_lr_scheduler *s, size_t g, double lr) {
       }
       return lr;
     }
-    case S_PLATEAU: return lr;
+    case S_PLATEAU:
+    case S_ONECYCLE: return lr; /* not chainable: see onecycle_step */
   }
   return lr;
+}
+
+static double anneal(const sched_spec *p, double start, double end, double pct) {
+  if (p->anneal_cos) return end + (start - end) / 2.0 * (cos(M_PI * pct) + 1);
+  return (end - start) * pct + start;
+}
+
+/* OneCycleLR.get_lr (PyTorch 1.13): phases by step, lr and momentum
+ * annealed between the phase's ends. */
+static int onecycle_step(fg_lr_scheduler *s, char **err) {
+  const sched_spec *p = &s->spec;
+  int64_t step = s->last_epoch, total = p->total_iters;
+  if (step > total)
+    return fg_err_set(err, FG_ERUN,
+                      "OneCycleLR: tried to step %lld times; total_steps is %lld (raise "
+                      "total_steps or epochs)",
+                      (long long)step, (long long)total);
+  double ends[3];
+  int n_phases;
+  if (p->three_phase) {
+    ends[0] = p->pct_start * (double)total - 1;
+    ends[1] = 2 * p->pct_start * (double)total - 2;
+    ends[2] = (double)total - 1;
+    n_phases = 3;
+  } else {
+    ends[0] = p->pct_start * (double)total - 1;
+    ends[1] = (double)total - 1;
+    n_phases = 2;
+  }
+  for (size_t g = 0; g < s->n_groups; g++) {
+    double initial = s->base_lrs[g], max = p->max_lr, min = initial / p->final_div_factor;
+    double lr_from[3], lr_to[3], m_from[3], m_to[3];
+    if (p->three_phase) {
+      double a[3] = {initial, max, initial}, b[3] = {max, initial, min};
+      double ma[3] = {p->max_momentum, p->base_momentum, p->max_momentum};
+      double mb[3] = {p->base_momentum, p->max_momentum, p->max_momentum};
+      memcpy(lr_from, a, sizeof a), memcpy(lr_to, b, sizeof b);
+      memcpy(m_from, ma, sizeof ma), memcpy(m_to, mb, sizeof mb);
+    } else {
+      double a[2] = {initial, max}, b[2] = {max, min};
+      double ma[2] = {p->max_momentum, p->base_momentum}, mb[2] = {p->base_momentum, p->max_momentum};
+      memcpy(lr_from, a, sizeof a), memcpy(lr_to, b, sizeof b);
+      memcpy(m_from, ma, sizeof ma), memcpy(m_to, mb, sizeof mb);
+    }
+    double start = 0, lr = initial, mom = p->max_momentum;
+    for (int i = 0; i < n_phases; i++) {
+      if ((double)step <= ends[i] || i == n_phases - 1) {
+        double pct = ((double)step - start) / (ends[i] - start);
+        lr = anneal(p, lr_from[i], lr_to[i], pct);
+        mom = anneal(p, m_from[i], m_to[i], pct);
+        break;
+      }
+      start = ends[i];
+    }
+    fg_optimizer_set_lr(s->opt, g, lr);
+    if (p->cycle_momentum) fg_optimizer_set_momentum(s->opt, g, mom);
+    s->last_lr[g] = lr;
+  }
+  return 0;
 }
 
 static bool plateau_better(const sched_spec *p, double a, double best) {
@@ -152,6 +216,7 @@ int fg_lr_scheduler_step(fg_lr_scheduler *s, double metric, char **err) {
   }
   s->step_count++;
   s->last_epoch++;
+  if (s->spec.kind == S_ONECYCLE) return onecycle_step(s, err);
   /* All groups' new values first, then set: get_lr() reads every group
    * before step() writes any. */
   double *next = fg__xmalloc((s->n_groups + 1) * sizeof *next);
@@ -181,6 +246,15 @@ static fg_lr_scheduler *bind(const sched_spec *spec, fg_optimizer *opt, const do
   s->last_lr = fg__xcalloc(s->n_groups + 1, sizeof *s->last_lr);
   for (size_t g = 0; g < s->n_groups; g++) s->base_lrs[g] = initial[g];
   s->last_epoch = -1;
+  if (spec->kind == S_ONECYCLE) {
+    /* OneCycleLR sets its own initial_lr (max_lr / div_factor) and starts
+     * the momentum at max_momentum. */
+    for (size_t g = 0; g < s->n_groups; g++) {
+      s->base_lrs[g] = spec->max_lr / spec->div_factor;
+      fg_optimizer_set_lr(opt, g, s->base_lrs[g]);
+      if (spec->cycle_momentum) fg_optimizer_set_momentum(opt, g, spec->max_momentum);
+    }
+  }
   if (spec->kind == S_PLATEAU) {
     s->last_epoch = 0;
     s->best = spec->mode_max ? -INFINITY : INFINITY;
@@ -359,6 +433,49 @@ static const fg_param warmup_params[] = {
     COMMON_PARAMS,
 };
 
+static int check_anneal(const fg_node *v, const char *k, char **err) {
+  const char *s = fg_node_str(v);
+  if (strcmp(s, "cos") == 0 || strcmp(s, "linear") == 0) return 0;
+  return fg_config_error(err, v, k, "expected 'cos' or 'linear', got '%s'", s);
+}
+static int check_opt_pos_int(const fg_node *v, const char *k, char **err) {
+  return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : check_pos_int(v, k, err);
+}
+static int check_pct(const fg_node *v, const char *k, char **err) {
+  double f = fg_node_float(v);
+  if (f >= 0 && f <= 1) return 0;
+  return fg_config_error(err, v, k, "expected a fraction in [0, 1], got %g", f);
+}
+
+static const fg_param onecycle_params[] = {
+    {"max_lr", FG_T_FLOAT, NULL, "peak learning rate", check_nonneg, 0},
+    {"total_steps", FG_T_NULL | FG_T_INT, "null", "steps of the cycle (or epochs * steps_per_epoch)", check_opt_pos_int, 0},
+    {"epochs", FG_T_NULL | FG_T_INT, "null", "with steps_per_epoch, when total_steps is null", check_opt_pos_int, 0},
+    {"steps_per_epoch", FG_T_NULL | FG_T_INT, "null", "with epochs, when total_steps is null", check_opt_pos_int, 0},
+    {"pct_start", FG_T_FLOAT, "0.3", "fraction of the cycle spent increasing the lr", check_pct, 0},
+    {"anneal_strategy", FG_T_STRING, "cos", "cos or linear", check_anneal, 0},
+    {"cycle_momentum", FG_T_BOOL, "true", "cycle momentum (SGD) or beta1 (Adam) inversely", NULL, 0},
+    {"base_momentum", FG_T_FLOAT, "0.85", "lowest momentum", NULL, 0},
+    {"max_momentum", FG_T_FLOAT, "0.95", "highest momentum", NULL, 0},
+    {"div_factor", FG_T_FLOAT, "25.0", "initial_lr = max_lr / div_factor", NULL, 0},
+    {"final_div_factor", FG_T_FLOAT, "10000.0", "min_lr = initial_lr / final_div_factor", NULL, 0},
+    {"three_phase", FG_T_BOOL, "false", "fast.ai's three phases", NULL, 0},
+    COMMON_PARAMS,
+};
+
+static int onecycle_check(const fg_class *cls, fg_node *a, const char *keypath, bool fill,
+                          char **err) {
+  (void)cls;
+  (void)fill;
+  const fg_node *t = fg_node_get(a, "total_steps");
+  if (fg_node_kind_of(t) == FG_NODE_INT) return 0;
+  if (fg_node_kind_of(fg_node_get(a, "epochs")) == FG_NODE_INT &&
+      fg_node_kind_of(fg_node_get(a, "steps_per_epoch")) == FG_NODE_INT)
+    return 0;
+  return fg_config_error(err, a, keypath,
+                         "OneCycleLR needs total_steps, or epochs and steps_per_epoch");
+}
+
 static double num(const fg_node *a, const char *k) { return fg_node_float(fg_node_get(a, k)); }
 static int64_t inum(const fg_node *a, const char *k) { return fg_node_int(fg_node_get(a, k)); }
 
@@ -411,6 +528,21 @@ static int sched_create(const fg_class *cls, const fg_node *a, const char *keypa
       s->min_lr = num(a, "min_lr");
       s->eps = num(a, "eps");
       break;
+    case S_ONECYCLE: {
+      const fg_node *t = fg_node_get(a, "total_steps");
+      s->total_iters = fg_node_kind_of(t) == FG_NODE_INT ? fg_node_int(t)
+                                                         : inum(a, "epochs") * inum(a, "steps_per_epoch");
+      s->max_lr = num(a, "max_lr");
+      s->pct_start = num(a, "pct_start");
+      s->anneal_cos = strcmp(fg_node_str(fg_node_get(a, "anneal_strategy")), "cos") == 0;
+      s->cycle_momentum = fg_node_bool(fg_node_get(a, "cycle_momentum"));
+      s->base_momentum = num(a, "base_momentum");
+      s->max_momentum = num(a, "max_momentum");
+      s->div_factor = num(a, "div_factor");
+      s->final_div_factor = num(a, "final_div_factor");
+      s->three_phase = fg_node_bool(fg_node_get(a, "three_phase"));
+      break;
+    }
     case S_WARMUP: {
       s->warmup_iters = inum(a, "warmup_iters");
       s->warmup_ratio = num(a, "warmup_ratio");
@@ -448,6 +580,17 @@ SCHED_CLASS(constant_class, "torch.optim.lr_scheduler.ConstantLR", "ConstantLR",
 SCHED_CLASS(plateau_class, "torch.optim.lr_scheduler.ReduceLROnPlateau", "ReduceLROnPlateau",
             plateau_params, S_PLATEAU);
 
+static const char *const onecycle_aliases[] = {"OneCycleLR", NULL};
+static const fg_class onecycle_class = {.name = "torch.optim.lr_scheduler.OneCycleLR",
+                                        .aliases = onecycle_aliases,
+                                        .kind = FG_KIND_SCHEDULER,
+                                        .params = onecycle_params,
+                                        .n_params = sizeof onecycle_params / sizeof onecycle_params[0],
+                                        .create = sched_create,
+                                        .destroy = spec_free,
+                                        .check = onecycle_check,
+                                        .data = (void *)(intptr_t)S_ONECYCLE};
+
 static const char *const warmup_aliases[] = {"WarmupScheduler",
                                              "lightning_template.utils.optim.WarmupScheduler", NULL};
 static const fg_class warmup_class = {.name = "fulgur.optim.WarmupScheduler",
@@ -467,6 +610,7 @@ void fg__register_builtin_schedulers(void) {
   fg__registry_add_builtin(&linear_class);
   fg__registry_add_builtin(&constant_class);
   fg__registry_add_builtin(&plateau_class);
+  fg__registry_add_builtin(&onecycle_class);
   fg__registry_add_builtin(&warmup_class);
 }
 

@@ -165,6 +165,33 @@ void fg_optimizer_set_lr(fg_optimizer *opt, size_t group, double lr) {
   opt->opt->param_groups().at(group).options().set_lr(lr);
 }
 
+double fg_optimizer_get_momentum(const fg_optimizer *opt, size_t group) {
+  auto &o = opt->opt->param_groups().at(group).options();
+  switch (opt->kind) {
+    case FG_OPTIM_SGD: return static_cast<torch::optim::SGDOptions &>(o).momentum();
+    case FG_OPTIM_ADAM: return std::get<0>(static_cast<torch::optim::AdamOptions &>(o).betas());
+    case FG_OPTIM_ADAMW: return std::get<0>(static_cast<torch::optim::AdamWOptions &>(o).betas());
+  }
+  return 0;
+}
+
+void fg_optimizer_set_momentum(fg_optimizer *opt, size_t group, double m) {
+  auto &o = opt->opt->param_groups().at(group).options();
+  switch (opt->kind) {
+    case FG_OPTIM_SGD: static_cast<torch::optim::SGDOptions &>(o).momentum(m); break;
+    case FG_OPTIM_ADAM: {
+      auto &a = static_cast<torch::optim::AdamOptions &>(o);
+      a.betas(std::make_tuple(m, std::get<1>(a.betas())));
+      break;
+    }
+    case FG_OPTIM_ADAMW: {
+      auto &a = static_cast<torch::optim::AdamWOptions &>(o);
+      a.betas(std::make_tuple(m, std::get<1>(a.betas())));
+      break;
+    }
+  }
+}
+
 int fg_optimizer_state_dict(const fg_optimizer *opt, fg_value **out, char **err) {
   fg_value *sd = fg_value_dict();
   FG_GUARD_BEGIN

@@ -179,6 +179,13 @@ CASES = [
      lambda o: L.ExponentialLR(o, 0.5), "epoch", None, "step"),
     ("CosineAnnealingLR per epoch, logged per epoch", "CosineAnnealingLR", {"T_max": 2},
      lambda o: L.CosineAnnealingLR(o, 2), "epoch", None, "null"),
+    ("OneCycleLR (cos) per step", "OneCycleLR", {"max_lr": 0.5, "total_steps": 15},
+     lambda o: L.OneCycleLR(o, max_lr=0.5, total_steps=15), "step", None, "step"),
+    ("OneCycleLR three-phase linear, epochs * steps_per_epoch", "torch.optim.lr_scheduler.OneCycleLR",
+     {"max_lr": 0.3, "epochs": 3, "steps_per_epoch": 6, "three_phase": "true",
+      "anneal_strategy": "linear", "pct_start": 0.25},
+     lambda o: L.OneCycleLR(o, max_lr=0.3, epochs=3, steps_per_epoch=6, three_phase=True,
+                            anneal_strategy="linear", pct_start=0.25), "step", None, "step"),
 ]
 
 with tempfile.TemporaryDirectory() as work:
@@ -186,6 +193,18 @@ with tempfile.TemporaryDirectory() as work:
         got, err = fulgur_lrs(work, f"case{i}", sched_yaml(cp, args, interval, warmup), mon)
         want = python_lrs(make, interval, warmup, per_step=(mon == "step"))
         compare(name, got, want, err)
+
+    # OneCycleLR cycles SGD's momentum too: compare the final momentum.
+    p = torch.nn.Parameter(torch.zeros(1))
+    o = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    sch = L.OneCycleLR(o, max_lr=0.5, total_steps=15)
+    for _ in range(15):  # fulgur's 15 batches, each followed by a scheduler step
+        o.step()
+        sch.step()
+    ck = torch.load(os.path.join(work, "case8", "version_0", "checkpoints", "last.ckpt"))
+    got_m = ck["optimizer_states"][0]["param_groups"][0]["momentum"]
+    check("OneCycleLR cycles momentum as torch does",
+          abs(got_m - o.param_groups[0]["momentum"]) < 1e-12, f"{got_m} vs {o.param_groups[0]['momentum']}")
 
     # ReduceLROnPlateau on a logged metric, and its errors.
     plateau = """    scheduler: {class_path: ReduceLROnPlateau, init_args: {mode: max, patience: 0, factor: 0.5}}

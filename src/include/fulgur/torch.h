@@ -214,6 +214,9 @@ int fg_torch_set_deterministic(bool on, char **err);
 size_t fg_optimizer_num_groups(const fg_optimizer *opt);
 double fg_optimizer_get_lr(const fg_optimizer *opt, size_t group);
 void fg_optimizer_set_lr(fg_optimizer *opt, size_t group, double lr);
+/* SGD's momentum, or beta1 of Adam/AdamW (what OneCycleLR cycles). */
+double fg_optimizer_get_momentum(const fg_optimizer *opt, size_t group);
+void fg_optimizer_set_momentum(fg_optimizer *opt, size_t group, double m);
 /* The optimizer's state_dict() in PyTorch's layout:
  * {"state": {0: {"momentum_buffer": T} | {"step": T, "exp_avg": T,
  * "exp_avg_sq": T}, ...}, "param_groups": [{"lr": .., ..., "params": [0, 1,

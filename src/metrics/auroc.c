@@ -123,9 +123,9 @@ static int auroc_compute(void *self, fg_value **out, char **err) {
   for (int64_t k = 0; k < c; k++) per[k] = roc_auc(a, k, k, buf);
   free(buf);
   if (a->average == AVG_NONE) {
-    *out = fg__value_float_vector(per, c);
+    int rc = fg__value_float_vector(per, c, out, err);
     free(per);
-    return 0;
+    return rc;
   }
   double num = 0, den = 0;
   for (int64_t k = 0; k < c; k++) {

@@ -102,9 +102,9 @@ static int stat_compute(void *self, fg_value **out, char **err) {
   double *per = fg__xmalloc((size_t)c * sizeof *per);
   for (int64_t i = 0; i < c; i++) per[i] = score(s, s->tp[i], s->fp[i], s->fn[i]);
   if (s->average == AVG_NONE) {
-    *out = fg__value_float_vector(per, c);
+    int rc = fg__value_float_vector(per, c, out, err);
     free(per);
-    return 0;
+    return rc;
   }
   /* _adjust_weights_safe_divide: macro leaves out classes that never
    * occurred (neither predicted nor in the target; with top_k > 1, not in

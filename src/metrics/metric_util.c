@@ -282,15 +282,14 @@ int fg__multiclass_probs(const fg_tensor *preds, int64_t num_classes, int64_t n_
 
 /* ---- results ---------------------------------------------------------------- */
 
-fg_value *fg__value_float_vector(const double *v, int64_t n) {
+int fg__value_float_vector(const double *v, int64_t n, fg_value **out, char **err) {
   float *f = fg__xmalloc((size_t)(n ? n : 1) * sizeof *f);
   for (int64_t i = 0; i < n; i++) f[i] = (float)v[i];
   fg_tensor *t = NULL;
-  /* A 1-d float tensor of a few classes: failing here is out of memory,
-   * which aborts like any small allocation. */
-  if (fg_tensor_from_data(f, FG_FLOAT32, &n, 1, &t, NULL) != 0) abort();
+  int rc = fg_tensor_from_data(f, FG_FLOAT32, &n, 1, &t, err);
   free(f);
-  return fg_value_tensor(t);
+  if (rc == 0) *out = fg_value_tensor(t);
+  return rc;
 }
 
 /* ---- config --------------------------------------------------------------------- */

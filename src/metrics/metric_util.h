@@ -72,8 +72,8 @@ int fg__multiclass_probs(const fg_tensor *preds, int64_t num_classes, int64_t n_
 
 /* ---- results ---------------------------------------------------------------- */
 
-/* A float32 tensor value of n items, rounded from doubles. */
-fg_value *fg__value_float_vector(const double *v, int64_t n);
+/* *out: a float32 tensor value of n items, rounded from doubles. */
+int fg__value_float_vector(const double *v, int64_t n, fg_value **out, char **err);
 
 /* ---- config --------------------------------------------------------------------- */
 

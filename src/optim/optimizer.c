@@ -209,8 +209,9 @@ static int check_entry(fg_node *seq, size_t i, const char *keypath, bool fill, c
     } else if (strcmp(key, "lr_scheduler") == 0) {
       if (fg_node_kind_of(v) != FG_NODE_NULL) rc = fg__lr_scheduler_entry_check(e, p, fill, err);
     } else if (strcmp(key, "frequency") == 0) {
-      if (fg_node_kind_of(v) != FG_NODE_NULL)
-        rc = fg_config_error(err, v, p, "not supported by this fulgur version yet");
+      if (fg_node_kind_of(v) != FG_NODE_NULL &&
+          (fg_node_kind_of(v) != FG_NODE_INT || fg_node_int(v) < 1))
+        rc = fg_config_error(err, v, p, "expected a positive integer or null");
     } else {
       const char *close = fg_closest_name(key, keys, 3);
       rc = fg_config_error(err, v, p, "unknown key '%s'%s%s%s", key,
@@ -239,15 +240,27 @@ int fg_optim_config_check(fg_node *cfg, const char *keypath, bool fill, char **e
     fg_node_free(seq);
     return rc;
   }
-  if (fg_node_kind_of(cfg) != FG_NODE_SEQ)
+  if (fg_node_kind_of(cfg) != FG_NODE_SEQ || fg_node_len(cfg) == 0)
     return fg_config_error(err, cfg, keypath, "expected an optimizer entry or a list of them, got %s",
-                           fg_node_kind_name(fg_node_kind_of(cfg)));
-  if (fg_node_len(cfg) != 1)
-    return fg_config_error(err, cfg, keypath,
-                           "several optimizers are not supported by this fulgur version yet");
-  char *p = fg__xasprintf("%s.0", keypath);
-  int rc = check_entry(cfg, 0, p, fill, err);
-  free(p);
+                           fg_node_kind_of(cfg) == FG_NODE_SEQ ? "an empty list"
+                                                               : fg_node_kind_name(fg_node_kind_of(cfg)));
+  int rc = 0;
+  for (size_t i = 0; i < fg_node_len(cfg) && rc == 0; i++) {
+    char *p = fg__xasprintf("%s.%zu", keypath, i);
+    rc = check_entry(cfg, i, p, fill, err);
+    free(p);
+  }
+  /* lightning_template: frequencies are all null (every optimizer every
+   * step) or all set (round-robin); a mix has no meaning. */
+  size_t with = 0;
+  for (size_t i = 0; i < fg_node_len(cfg) && rc == 0; i++) {
+    const fg_node *f = fg_node_get(fg_node_at(cfg, i), "frequency");
+    with += f && fg_node_kind_of(f) == FG_NODE_INT;
+  }
+  if (rc == 0 && with != 0 && with != fg_node_len(cfg))
+    rc = fg_config_error(err, cfg, keypath,
+                         "frequency must be set for every optimizer or for none (%zu of %zu have one)",
+                         with, fg_node_len(cfg));
   return rc;
 }
 
@@ -273,95 +286,172 @@ static int cmp_len_desc(const void *a, const void *b) {
   return strcmp(x, y);
 }
 
-int fg_optim_build(const fg_node *cfg, const char *keypath, fg_module *m,
-                   fg_optimizer **out, const char **class_name, char **err) {
-  const fg_node *entry = fg_node_kind_of(cfg) == FG_NODE_SEQ ? fg_node_at(cfg, 0) : cfg;
-  char *p = fg__xasprintf("%s.optimizer", keypath);
-  void *obj = NULL;
-  const fg_node *ocfg = fg_node_get(entry, "optimizer");
-  int rc = fg_registry_create(ocfg, p, FG_KIND_OPTIMIZER, &obj, NULL, err);
-  free(p);
-  if (rc) return rc;
-  fg_optim_spec *spec = obj;
+void fg_optim_set_free(fg_optim_set *s) {
+  if (s == NULL) return;
+  for (size_t i = 0; i < s->n; i++) {
+    fg_sched_set_free(s->scheds[i]);
+    fg_optimizer_free(s->opts[i]);
+    free(s->monitor_names[i]);
+  }
+  free(s->scheds);
+  free(s->opts);
+  free(s->class_names);
+  free(s->monitor_names);
+  free(s->frequency);
+  free(s);
+}
 
-  /* The groups as written (lightning_template's parser_optim_config). */
-  const fg_node *ps = fg_node_get(fg_node_get(ocfg, "init_args"), "params");
-  bool list = fg_node_kind_of(ps) == FG_NODE_SEQ;
-  size_t ng = ps == NULL || fg_node_kind_of(ps) == FG_NODE_NULL ? 1 : list ? fg_node_len(ps) : 1;
-  group_cfg *groups = fg__xcalloc(ng + 1, sizeof *groups);
-  for (size_t i = 0; i < ng; i++) {
-    const fg_node *g = ps == NULL || fg_node_kind_of(ps) == FG_NODE_NULL ? NULL : list ? fg_node_at(ps, i) : ps;
-    if (fg_node_kind_of(g) == FG_NODE_MAP) {
-      groups[i].opts = g;
-      const fg_node *names = fg_node_get(g, "params");
-      if (names) add_names(&groups[i], names);
-      else add_names(&groups[i], NULL);
-    } else {
-      add_names(&groups[i], g);
-    }
+bool fg_optim_set_active(const fg_optim_set *s, size_t i, int64_t batch_idx) {
+  if (s->frequency == NULL) return true;
+  /* Lightning 1.x's round-robin: optimizer k owns frequency[k] consecutive
+   * batches of each cycle. */
+  int64_t cycle = 0;
+  for (size_t k = 0; k < s->n; k++) cycle += s->frequency[k];
+  int64_t place = batch_idx % cycle, end = 0;
+  for (size_t k = 0; k < s->n; k++) {
+    end += s->frequency[k];
+    if (place < end) return k == i;
   }
-  /* Every name, longest first: a parameter belongs to the longest name
-   * contained in it; the rest go to the null group, or are frozen when no
-   * group asks for them (as lightning_template does). */
-  size_t n_all = 0;
-  bool want_rest = false;
-  for (size_t i = 0; i < ng; i++) n_all += groups[i].n_names;
-  const char **all = fg__xcalloc(n_all + 1, sizeof *all);
-  size_t k = 0;
-  for (size_t i = 0; i < ng; i++)
-    for (size_t j = 0; j < groups[i].n_names; j++) {
-      if (groups[i].names[j] == NULL) want_rest = true;
-      else all[k++] = groups[i].names[j];
-    }
-  qsort(all, k, sizeof *all, cmp_len_desc);
-  size_t np = fg_module_num_params(m);
-  const char **owner = fg__xcalloc(np + 1, sizeof *owner); /* matched name, NULL = rest */
-  bool *rest = fg__xcalloc(np + 1, sizeof *rest);
-  for (size_t i = 0; i < np; i++) {
-    const char *name = fg_module_param_name(m, i);
-    for (size_t j = 0; j < k && owner[i] == NULL; j++)
-      if (strstr(name, all[j])) owner[i] = all[j];
-    if (owner[i] == NULL) {
-      if (want_rest) rest[i] = true;
-      else fg_tensor_set_requires_grad(fg_module_param(m, i), false, NULL);
-    }
-  }
-  fg_optim_group *built = fg__xcalloc(ng + 1, sizeof *built);
-  bool *taken = fg__xcalloc(np + 1, sizeof *taken);
-  for (size_t i = 0; i < ng && rc == 0; i++) {
-    built[i] = spec->defaults;
-    if (groups[i].opts) apply_args(spec->kind, groups[i].opts, &built[i]);
-    built[i].params = fg__xcalloc(np + 1, sizeof *built[i].params);
-    built[i].n_params = 0;
-    for (size_t j = 0; j < groups[i].n_names && rc == 0; j++) {
-      const char *want = groups[i].names[j];
-      for (size_t q = 0; q < np; q++) {
-        bool mine = want ? owner[q] && strcmp(owner[q], want) == 0 : rest[q];
-        if (!mine || !fg_tensor_requires_grad(fg_module_param(m, q))) continue;
-        if (taken[q]) {
-          rc = fg_err_set(err, FG_ECONFIG,
-                          "%s.optimizer.init_args.params: parameter '%s' is in more than one "
-                          "group",
-                          keypath, fg_module_param_name(m, q));
-          break;
-        }
-        taken[q] = true;
-        ((fg_tensor **)built[i].params)[built[i].n_params++] = fg_module_param(m, q);
+  return false;
+}
+
+int fg_optim_set_build(const fg_node *cfg, const char *keypath, fg_module *m, fg_optim_set **out,
+                       char **err) {
+  *out = NULL;
+  bool list = fg_node_kind_of(cfg) == FG_NODE_SEQ;
+  size_t n_opt = list ? fg_node_len(cfg) : 1;
+  fg_optim_set *set = fg__xcalloc(1, sizeof *set);
+  set->opts = fg__xcalloc(n_opt, sizeof *set->opts);
+  set->class_names = fg__xcalloc(n_opt, sizeof *set->class_names);
+  set->monitor_names = fg__xcalloc(n_opt, sizeof *set->monitor_names);
+  set->scheds = fg__xcalloc(n_opt, sizeof *set->scheds);
+  fg_optim_spec **specs = fg__xcalloc(n_opt, sizeof *specs);
+  int rc = 0;
+
+  /* Every optimizer's groups as written (lightning_template's
+   * parser_optim_config); names resolve across all optimizers together. */
+  size_t total_groups = 0;
+  group_cfg **groups = fg__xcalloc(n_opt, sizeof *groups);
+  size_t *n_groups = fg__xcalloc(n_opt, sizeof *n_groups);
+  for (size_t o = 0; o < n_opt && rc == 0; o++) {
+    const fg_node *entry = list ? fg_node_at(cfg, o) : cfg;
+    const fg_node *ocfg = fg_node_get(entry, "optimizer");
+    char *p = list ? fg__xasprintf("%s.%zu.optimizer", keypath, o) : fg__xasprintf("%s.optimizer", keypath);
+    void *obj = NULL;
+    rc = fg_registry_create(ocfg, p, FG_KIND_OPTIMIZER, &obj, NULL, err);
+    free(p);
+    if (rc) break;
+    specs[o] = obj;
+    const fg_node *ps = fg_node_get(fg_node_get(ocfg, "init_args"), "params");
+    bool none = ps == NULL || fg_node_kind_of(ps) == FG_NODE_NULL;
+    bool plist = fg_node_kind_of(ps) == FG_NODE_SEQ;
+    size_t ng = none ? 1 : plist ? fg_node_len(ps) : 1;
+    groups[o] = fg__xcalloc(ng + 1, sizeof **groups);
+    n_groups[o] = ng;
+    total_groups += ng;
+    for (size_t i = 0; i < ng; i++) {
+      const fg_node *g = none ? NULL : plist ? fg_node_at(ps, i) : ps;
+      if (fg_node_kind_of(g) == FG_NODE_MAP) {
+        groups[o][i].opts = g;
+        add_names(&groups[o][i], fg_node_get(g, "params"));
+      } else {
+        add_names(&groups[o][i], g);
       }
     }
   }
-  if (rc == 0) rc = fg_optimizer_create(spec->kind, built, ng, out, err);
-  if (rc == 0 && class_name) *class_name = spec->class_name; /* static: the class's name */
-  for (size_t i = 0; i < ng; i++) {
-    free((void *)built[i].params);
-    free(groups[i].names);
+  size_t np = fg_module_num_params(m);
+  const char **owner = fg__xcalloc(np + 1, sizeof *owner); /* matched name, NULL = rest */
+  bool *rest = fg__xcalloc(np + 1, sizeof *rest);
+  if (rc == 0) {
+    /* Longest name first: a parameter belongs to the longest name it
+     * contains; the rest go to null groups, or are frozen when no group
+     * asks for them (as lightning_template does). */
+    size_t n_all = 0, k = 0;
+    bool want_rest = false;
+    for (size_t o = 0; o < n_opt; o++)
+      for (size_t i = 0; i < n_groups[o]; i++) n_all += groups[o][i].n_names;
+    const char **all = fg__xcalloc(n_all + 1, sizeof *all);
+    for (size_t o = 0; o < n_opt; o++)
+      for (size_t i = 0; i < n_groups[o]; i++)
+        for (size_t j = 0; j < groups[o][i].n_names; j++) {
+          if (groups[o][i].names[j] == NULL) want_rest = true;
+          else all[k++] = groups[o][i].names[j];
+        }
+    qsort(all, k, sizeof *all, cmp_len_desc);
+    for (size_t i = 0; i < np; i++) {
+      const char *name = fg_module_param_name(m, i);
+      for (size_t j = 0; j < k && owner[i] == NULL; j++)
+        if (strstr(name, all[j])) owner[i] = all[j];
+      if (owner[i] == NULL) {
+        if (want_rest) rest[i] = true;
+        else fg_tensor_set_requires_grad(fg_module_param(m, i), false, NULL);
+      }
+    }
+    free(all);
   }
-  free(built);
+  for (size_t o = 0; o < n_opt && rc == 0; o++) {
+    size_t ng = n_groups[o];
+    fg_optim_group *built = fg__xcalloc(ng + 1, sizeof *built);
+    /* Within one optimizer a parameter may be in one group only. */
+    bool *taken = fg__xcalloc(np + 1, sizeof *taken);
+    for (size_t i = 0; i < ng && rc == 0; i++) {
+      built[i] = specs[o]->defaults;
+      if (groups[o][i].opts) apply_args(specs[o]->kind, groups[o][i].opts, &built[i]);
+      fg_tensor **ps = fg__xcalloc(np + 1, sizeof *ps);
+      built[i].params = ps;
+      for (size_t j = 0; j < groups[o][i].n_names && rc == 0; j++) {
+        const char *want = groups[o][i].names[j];
+        for (size_t q = 0; q < np; q++) {
+          bool mine = want ? owner[q] && strcmp(owner[q], want) == 0 : rest[q];
+          if (!mine || !fg_tensor_requires_grad(fg_module_param(m, q))) continue;
+          if (taken[q]) {
+            rc = fg_err_set(err, FG_ECONFIG,
+                            "%s: parameter '%s' is in more than one group of optimizer %zu",
+                            keypath, fg_module_param_name(m, q), o);
+            break;
+          }
+          taken[q] = true;
+          ps[built[i].n_params++] = fg_module_param(m, q);
+        }
+      }
+    }
+    if (rc == 0) rc = fg_optimizer_create(specs[o]->kind, built, ng, &set->opts[o], err);
+    for (size_t i = 0; i < ng; i++) free((void *)built[i].params);
+    free(built);
+    free(taken);
+    if (rc) break;
+    set->n = o + 1;
+    set->class_names[o] = specs[o]->class_name;
+    /* Lightning's LearningRateMonitor names: lr-<Class>, then -<k> for the
+     * k-th repeat of a class. */
+    size_t same = 0;
+    for (size_t k = 0; k < o; k++) same += strcmp(set->class_names[k], specs[o]->class_name) == 0;
+    set->monitor_names[o] = same ? fg__xasprintf("lr-%s-%zu", specs[o]->class_name, same)
+                                 : fg__xasprintf("lr-%s", specs[o]->class_name);
+    const fg_node *entry = list ? fg_node_at(cfg, o) : cfg;
+    char *p = list ? fg__xasprintf("%s.%zu", keypath, o) : fg__xstrdup(keypath);
+    rc = fg_sched_build(entry, p, set->opts[o], &set->scheds[o], err);
+    free(p);
+    const fg_node *f = fg_node_get(entry, "frequency");
+    if (f && fg_node_kind_of(f) == FG_NODE_INT) {
+      if (set->frequency == NULL) set->frequency = fg__xcalloc(n_opt, sizeof *set->frequency);
+      set->frequency[o] = fg_node_int(f);
+    }
+  }
+  for (size_t o = 0; o < n_opt; o++) {
+    for (size_t i = 0; i < n_groups[o]; i++) free(groups[o][i].names);
+    free(groups[o]);
+    free(specs[o]);
+  }
   free(groups);
-  free(all);
+  free(n_groups);
+  free(specs);
   free(owner);
   free(rest);
-  free(taken);
-  free(spec);
-  return rc;
+  if (rc) {
+    fg_optim_set_free(set);
+    return rc;
+  }
+  *out = set;
+  return 0;
 }

@@ -13,24 +13,30 @@
 #endif
 
 /* Lightning keeps the schedulers it steps in lr_schedulers; the manual
- * warmup scheduler is unknown to it (and so restarts on a Lightning
- * resume). fulgur keeps its state under its own key so a resume is exact. */
-static int sched_states(const fg_sched_set *sched, fg_value *ck, char **err) {
+ * warmup schedulers are unknown to it (and so restart on a Lightning
+ * resume). fulgur keeps theirs under its own key, one entry per optimizer,
+ * so a resume is exact. */
+static int sched_states(const fg_optim_set *optim, fg_value *ck, char **err) {
   fg_value *list = fg_value_list();
   fg_value_dict_set(ck, "lr_schedulers", list);
-  if (sched == NULL) return 0;
-  fg_value *st = NULL;
+  if (optim == NULL) return 0;
+  fg_value *warm = fg_value_list();
+  fg_value_dict_set(ck, "fulgur_warmup_schedulers", warm);
   int rc = 0;
-  if (sched->scheduler && (rc = fg_lr_scheduler_state_dict(sched->scheduler, &st, err)) == 0)
-    fg_value_list_append(list, st);
-  if (rc == 0 && sched->warmup && (rc = fg_lr_scheduler_state_dict(sched->warmup, &st, err)) == 0)
-    fg_value_dict_set(ck, "fulgur_warmup_scheduler", st);
+  for (size_t o = 0; o < optim->n && rc == 0; o++) {
+    const fg_sched_set *sc = optim->scheds[o];
+    fg_value *st = NULL;
+    if (sc && sc->scheduler && (rc = fg_lr_scheduler_state_dict(sc->scheduler, &st, err)) == 0)
+      fg_value_list_append(list, st);
+    st = NULL;
+    if (rc == 0 && sc && sc->warmup) rc = fg_lr_scheduler_state_dict(sc->warmup, &st, err);
+    if (rc == 0) fg_value_list_append(warm, st ? st : fg_value_none());
+  }
   return rc;
 }
 
-int fg__checkpoint_save(const char *path, fg_module *m, fg_optimizer *opt,
-                        const fg_sched_set *sched, const fg_ckpt_pos *pos,
-                        const fg_value *callbacks, char **err) {
+int fg__checkpoint_save(const char *path, fg_module *m, const fg_optim_set *optim,
+                        const fg_ckpt_pos *pos, const fg_value *callbacks, char **err) {
   fg_value *ck = fg_value_dict();
   fg_value_dict_set(ck, "epoch", fg_value_int(pos->epoch));
   fg_value_dict_set(ck, "global_step", fg_value_int(pos->global_step));
@@ -44,16 +50,13 @@ int fg__checkpoint_save(const char *path, fg_module *m, fg_optimizer *opt,
   }
   fg_value_dict_set(ck, "state_dict", sd);
   fg_value *opts = fg_value_list();
-  if (opt) {
+  fg_value_dict_set(ck, "optimizer_states", opts);
+  for (size_t o = 0; optim && o < optim->n; o++) {
     fg_value *os = NULL;
-    if ((rc = fg_optimizer_state_dict(opt, &os, err))) {
-      fg_value_free(opts);
-      goto done;
-    }
+    if ((rc = fg_optimizer_state_dict(optim->opts[o], &os, err))) goto done;
     fg_value_list_append(opts, os);
   }
-  fg_value_dict_set(ck, "optimizer_states", opts);
-  if ((rc = sched_states(sched, ck, err))) goto done;
+  if ((rc = sched_states(optim, ck, err))) goto done;
   fg_value_dict_set(ck, "callbacks", callbacks ? fg_value_copy(callbacks) : fg_value_dict());
   fg_value *loop = fg_value_dict();
   fg_value_dict_set(loop, "epoch_done", fg_value_bool(pos->epoch_done));
@@ -164,8 +167,8 @@ int fg__state_dict_load_file(const char *path, fg_module *m, char **report, char
   return rc;
 }
 
-int fg__checkpoint_load(const char *path, fg_module *m, fg_optimizer *opt,
-                        fg_sched_set *sched, fg_ckpt_pos *pos, char **err) {
+int fg__checkpoint_load(const char *path, fg_module *m, fg_optim_set *optim,
+                        fg_ckpt_pos *pos, char **err) {
   fg_value *ck = NULL;
   int rc = read_checkpoint(path, &ck, err);
   if (rc) return rc;
@@ -175,25 +178,36 @@ int fg__checkpoint_load(const char *path, fg_module *m, fg_optimizer *opt,
     goto done;
   }
   if ((rc = load_state_dict(sd, path, m, true, NULL, err))) goto done;
-  if (opt) {
+  if (optim) {
     const fg_value *os = fg_value_dict_get(ck, "optimizer_states");
-    if (os && fg_value_kind_of(os) == FG_VALUE_LIST && fg_value_len(os) > 0 &&
-        (rc = fg_optimizer_load_state_dict(opt, fg_value_list_at(os, 0), err))) {
-      fg_err_prefix(err, rc, "%s: optimizer state", path);
-      goto done;
-    }
-  }
-  if (sched) {
     const fg_value *ls = fg_value_dict_get(ck, "lr_schedulers");
-    const fg_value *ws = fg_value_dict_get(ck, "fulgur_warmup_scheduler");
-    if (sched->scheduler && ls && fg_value_kind_of(ls) == FG_VALUE_LIST && fg_value_len(ls) > 0 &&
-        (rc = fg_lr_scheduler_load_state_dict(sched->scheduler, fg_value_list_at(ls, 0), err))) {
-      fg_err_prefix(err, rc, "%s: lr_schedulers", path);
+    const fg_value *ws = fg_value_dict_get(ck, "fulgur_warmup_schedulers");
+    if (os == NULL || fg_value_kind_of(os) != FG_VALUE_LIST || fg_value_len(os) != optim->n) {
+      rc = fg_err_set(err, FG_EDATA, "%s: has %zu optimizer states, the config has %zu optimizers",
+                      path, os && fg_value_kind_of(os) == FG_VALUE_LIST ? fg_value_len(os) : 0,
+                      optim->n);
       goto done;
     }
-    if (sched->warmup && ws && (rc = fg_lr_scheduler_load_state_dict(sched->warmup, ws, err))) {
-      fg_err_prefix(err, rc, "%s: warmup scheduler", path);
-      goto done;
+    size_t li = 0;
+    for (size_t o = 0; o < optim->n; o++) {
+      if ((rc = fg_optimizer_load_state_dict(optim->opts[o], fg_value_list_at(os, o), err))) {
+        fg_err_prefix(err, rc, "%s: optimizer state %zu", path, o);
+        goto done;
+      }
+      fg_sched_set *sc = optim->scheds[o];
+      if (sc && sc->scheduler && ls && fg_value_kind_of(ls) == FG_VALUE_LIST &&
+          li < fg_value_len(ls) &&
+          (rc = fg_lr_scheduler_load_state_dict(sc->scheduler, fg_value_list_at(ls, li++), err))) {
+        fg_err_prefix(err, rc, "%s: lr_schedulers", path);
+        goto done;
+      }
+      const fg_value *w = ws && fg_value_kind_of(ws) == FG_VALUE_LIST && o < fg_value_len(ws)
+                              ? fg_value_list_at(ws, o) : NULL;
+      if (sc && sc->warmup && w && fg_value_kind_of(w) == FG_VALUE_DICT &&
+          (rc = fg_lr_scheduler_load_state_dict(sc->warmup, w, err))) {
+        fg_err_prefix(err, rc, "%s: warmup scheduler", path);
+        goto done;
+      }
     }
   }
   if (pos) {

@@ -312,7 +312,7 @@ static int run_checkpoint(fg_loop *l, fg_ckpt_callback *c, char **err) {
       c->best_path = fg__xstrdup(path);
     }
     fg_value *cbs = callback_states(l, ckpt_state(c, dir));
-    rc = fg__checkpoint_save(path, l->module, l->opt, l->sched, &l->pos, cbs, err);
+    rc = fg__checkpoint_save(path, l->module, l->optim, &l->pos, cbs, err);
     fg_value_free(cbs);
     if (rc == 0) {
       fg_event ev = base_event(l, FG_EVENT_ARTIFACT, FG_SPLIT_FIT);
@@ -338,7 +338,7 @@ static int run_checkpoint(fg_loop *l, fg_ckpt_callback *c, char **err) {
     free(c->last_path);
     c->last_path = fg__xstrdup(last);
     fg_value *cbs = callback_states(l, ckpt_state(c, dir));
-    rc = fg__checkpoint_save(last, l->module, l->opt, l->sched, &l->pos, cbs, err);
+    rc = fg__checkpoint_save(last, l->module, l->optim, &l->pos, cbs, err);
     fg_value_free(cbs);
     if (rc == 0) {
       fg_event ev = base_event(l, FG_EVENT_ARTIFACT, FG_SPLIT_FIT);
@@ -357,12 +357,15 @@ static int run_checkpoint(fg_loop *l, fg_ckpt_callback *c, char **err) {
 /* LearningRateMonitor's keys: lr-<Optimizer>, with /pg<N> for several
  * parameter groups (Lightning's names). */
 static void add_lrs(const fg_loop *l, fg_value *d) {
-  size_t n = fg_optimizer_num_groups(l->opt);
-  for (size_t g = 0; g < n; g++) {
-    char *key = n > 1 ? fg__xasprintf("lr-%s/pg%zu", l->opt_class, g + 1)
-                      : fg__xasprintf("lr-%s", l->opt_class);
-    fg_value_dict_set(d, key, fg_value_double(fg_optimizer_get_lr(l->opt, g)));
-    free(key);
+  for (size_t o = 0; o < l->optim->n; o++) {
+    fg_optimizer *opt = l->optim->opts[o];
+    const char *base = l->optim->monitor_names[o];
+    size_t n = fg_optimizer_num_groups(opt);
+    for (size_t g = 0; g < n; g++) {
+      char *key = n > 1 ? fg__xasprintf("%s/pg%zu", base, g + 1) : fg__xstrdup(base);
+      fg_value_dict_set(d, key, fg_value_double(fg_optimizer_get_lr(opt, g)));
+      free(key);
+    }
   }
 }
 
@@ -372,20 +375,29 @@ static bool lr_logged_per_step(const fg_loop *l) {
   const fg_callback *mon = l->opts->lr_monitor;
   if (mon->lr_interval == FG_LR_LOG_STEP) return true;
   if (mon->lr_interval == FG_LR_LOG_EPOCH) return false;
-  return l->sched == NULL || l->sched->scheduler == NULL || l->sched->interval_step;
+  bool any = false;
+  for (size_t o = 0; o < l->optim->n; o++) {
+    const fg_sched_set *sc = l->optim->scheds[o];
+    if (sc && sc->scheduler) {
+      any = true;
+      if (sc->interval_step) return true;
+    }
+  }
+  return !any;
 }
 
 /* Clipping, the optimizer step and lightning_template's manual
  * schedulers, which step inside optimizer_step when the global step (not
  * yet counted) is a multiple of their frequency. */
-static int optimizer_step(fg_loop *l, char **err) {
+static int optimizer_step(fg_loop *l, size_t i, char **err) {
   const fg_trainer_opts *o = l->opts;
+  fg_optimizer *opt = l->optim->opts[i];
   int rc = 0;
   if (!isnan(o->gradient_clip_val))
-    rc = o->clip_by_value ? fg_optimizer_clip_grad_value(l->opt, o->gradient_clip_val, err)
-                          : fg_optimizer_clip_grad_norm(l->opt, o->gradient_clip_val, NULL, err);
-  if (rc == 0) rc = fg_optimizer_step(l->opt, err);
-  fg_sched_set *sc = l->sched;
+    rc = o->clip_by_value ? fg_optimizer_clip_grad_value(opt, o->gradient_clip_val, err)
+                          : fg_optimizer_clip_grad_norm(opt, o->gradient_clip_val, NULL, err);
+  if (rc == 0) rc = fg_optimizer_step(opt, err);
+  fg_sched_set *sc = l->optim->scheds[i];
   if (rc == 0 && sc && sc->warmup && l->pos.global_step % sc->warmup_frequency == 0)
     rc = fg_lr_scheduler_step(sc->warmup, NAN, err);
   return rc;
@@ -452,7 +464,7 @@ static int64_t val_check_batch(const fg_trainer_opts *o, int64_t nb) {
 
 static int train_epoch(fg_loop *l, fg_dataloader *dl, bool *complete, char **err) {
   const fg_trainer_opts *o = l->opts;
-  fg_sched_set *sc = l->sched;
+  const fg_optim_set *os = l->optim;
   int64_t nb = limit_batches(o, FG_SPLIT_FIT, fg_dataloader_num_batches(dl));
   *complete = false;
   int rc = fg_dataloader_start_epoch(dl, l->pos.epoch, err);
@@ -487,7 +499,9 @@ static int train_epoch(fg_loop *l, fg_dataloader *dl, bool *complete, char **err
     int64_t acc = o->accumulate_grad_batches;
     bool do_step = (b + 1) % acc == 0 || b + 1 == nb;
     fg_step_result r;
-    if (b % acc == 0) rc = fg_optimizer_zero_grad(l->opt, err);
+    if (b % acc == 0)
+      for (size_t i = 0; i < os->n && rc == 0; i++)
+        if (fg_optim_set_active(os, i, b)) rc = fg_optimizer_zero_grad(os->opts[i], err);
     if (rc == 0) rc = fg_module_forward_step(l->module, FG_SPLIT_FIT, 0, batch, &r, err);
     fg_value_free(batch);
     if (rc) {
@@ -503,7 +517,10 @@ static int train_epoch(fg_loop *l, fg_dataloader *dl, bool *complete, char **err
     } else {
       rc = fg_tensor_backward(r.loss, err);
     }
-    if (rc == 0 && do_step) rc = optimizer_step(l, err);
+    /* One forward and backward; every optimizer whose turn it is
+     * (frequency) steps its own parameters. */
+    for (size_t i = 0; i < os->n && rc == 0 && do_step; i++)
+      if (fg_optim_set_active(os, i, b)) rc = optimizer_step(l, i, err);
     if (rc) {
       fg_step_result_clear(&r);
       fg_value_free(lrs);
@@ -535,9 +552,12 @@ static int train_epoch(fg_loop *l, fg_dataloader *dl, bool *complete, char **err
     fg_step_result_clear(&r);
     fg_value_free(lrs);
     /* Step-interval schedulers, after the batch as Lightning does. */
-    if (rc == 0 && sc && sc->scheduler && sc->interval_step &&
-        l->pos.global_step % sc->frequency == 0)
-      rc = fg_lr_scheduler_step(sc->scheduler, NAN, err);
+    for (size_t i = 0; i < os->n && rc == 0; i++) {
+      fg_sched_set *sc = os->scheds[i];
+      if (sc && sc->scheduler && sc->interval_step && fg_optim_set_active(os, i, b) &&
+          l->pos.global_step % sc->frequency == 0)
+        rc = fg_lr_scheduler_step(sc->scheduler, NAN, err);
+    }
     if (rc) return rc;
     fg_event ev = base_event(l, FG_EVENT_PROGRESS, FG_SPLIT_FIT);
     ev.batch_idx = b;
@@ -560,8 +580,7 @@ static int train_epoch(fg_loop *l, fg_dataloader *dl, bool *complete, char **err
 
 /* ReduceLROnPlateau at an epoch's end, with the latest value of its
  * monitor (Lightning's callback_metrics). */
-static int step_plateau(fg_loop *l, char **err) {
-  fg_sched_set *sc = l->sched;
+static int step_plateau(fg_loop *l, fg_sched_set *sc, char **err) {
   const fg_value *v = fg_value_dict_get(l->last_metrics, sc->monitor);
   if (v == NULL) {
     if (!sc->strict) {
@@ -605,11 +624,12 @@ int fg__loop_fit(fg_loop *l, char **err) {
     int64_t nb = limit_batches(o, FG_SPLIT_FIT, fg_dataloader_num_batches(dl));
     bool complete = false;
     if ((rc = train_epoch(l, dl, &complete, err))) return rc;
-    fg_sched_set *sc = l->sched;
-    bool plateau = sc && sc->scheduler && fg_lr_scheduler_is_plateau(sc->scheduler);
-    if (complete && sc && sc->scheduler && !sc->interval_step && !plateau &&
-        (e + 1) % sc->frequency == 0 && (rc = fg_lr_scheduler_step(sc->scheduler, NAN, err)))
-      return rc;
+    for (size_t i = 0; i < l->optim->n && complete; i++) {
+      fg_sched_set *sc = l->optim->scheds[i];
+      if (sc && sc->scheduler && !sc->interval_step && !fg_lr_scheduler_is_plateau(sc->scheduler) &&
+          (e + 1) % sc->frequency == 0 && (rc = fg_lr_scheduler_step(sc->scheduler, NAN, err)))
+        return rc;
+    }
     fg_value *m = fg_value_dict();
     rc = fg_module_evaluators_epoch_end(l->module, FG_SPLIT_FIT, m, err);
     if (rc == 0) emit_scalars(l, FG_EVENT_EPOCH, FG_SPLIT_FIT, m);
@@ -622,8 +642,12 @@ int fg__loop_fit(fg_loop *l, char **err) {
     if (complete && l->val_this_epoch && nb > 0 && nb % val_check_batch(o, nb) == 0 &&
         (rc = fg__loop_eval(l, FG_SPLIT_VAL, false, err)))
       return rc;
-    if (complete && plateau && (e + 1) % sc->frequency == 0 && (rc = step_plateau(l, err)))
-      return rc;
+    for (size_t i = 0; i < l->optim->n && complete; i++) {
+      fg_sched_set *sc = l->optim->scheds[i];
+      if (sc && sc->scheduler && fg_lr_scheduler_is_plateau(sc->scheduler) &&
+          (e + 1) % sc->frequency == 0 && (rc = step_plateau(l, sc, err)))
+        return rc;
+    }
     if (complete && !l->should_stop && (rc = run_early_stopping(l, err))) return rc;
     for (size_t i = 0; i < o->n_ckpts; i++)
       if ((rc = run_checkpoint(l, o->ckpts[i], err))) return rc;

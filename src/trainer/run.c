@@ -156,9 +156,7 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   memset(&topts, 0, sizeof topts);
   fg_module *module = NULL;
   fg_datamodule *dm = NULL;
-  fg_optimizer *opt = NULL;
-  const char *opt_class = NULL;
-  fg_sched_set *sched = NULL;
+  fg_optim_set *optim = NULL;
   char *run_dir = NULL;
   fg_events *bus = NULL;
   fg_loop loop;
@@ -241,17 +239,14 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
    * only see the parameters that train, and a resumed run's checkpoint
    * (below) must win over the starting weights. */
   if (ro->stage == FG_STAGE_FIT && (rc = module_fit_start(module, bus, err))) goto done;
-  if (oc && fg_node_kind_of(oc) != FG_NODE_NULL) {
-    if ((rc = fg_optim_build(oc, "optimizer_config", module, &opt, &opt_class, err))) goto done;
-    if ((rc = fg_sched_build(oc, "optimizer_config", opt, &sched, err))) goto done;
-  }
+  if (oc && fg_node_kind_of(oc) != FG_NODE_NULL &&
+      (rc = fg_optim_set_build(oc, "optimizer_config", module, &optim, err)))
+    goto done;
 
   loop.opts = &topts;
   loop.module = module;
   loop.dm = dm;
-  loop.opt = opt;
-  loop.opt_class = opt_class;
-  loop.sched = sched;
+  loop.optim = optim;
   loop.events = bus;
   loop.cancel = ro->cancel;
   loop.run_dir = run_dir;
@@ -260,8 +255,7 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   fg_node *ck = fg_node_get(config, "ckpt_path");
   const char *ckpt = ck && fg_node_kind_of(ck) == FG_NODE_STRING ? fg_node_str(ck) : NULL;
   if (ckpt) {
-    rc = fg__checkpoint_load(ckpt, module, ro->stage == FG_STAGE_FIT ? opt : NULL,
-                             ro->stage == FG_STAGE_FIT ? sched : NULL,
+    rc = fg__checkpoint_load(ckpt, module, ro->stage == FG_STAGE_FIT ? optim : NULL,
                              ro->stage == FG_STAGE_FIT ? &loop.pos : NULL, err);
     if (rc == 0 && ro->stage == FG_STAGE_FIT) rc = fg__callbacks_restore(ckpt, &topts, err);
     if (rc) goto done;
@@ -295,8 +289,7 @@ done:
     loop.last_metrics = NULL;
   }
   fg_value_free(loop.last_metrics);
-  fg_sched_set_free(sched);
-  fg_optimizer_free(opt);
+  fg_optim_set_free(optim);
   fg_datamodule_free(dm);
   fg_module_free(module);
   fg__trainer_opts_close(&topts);

@@ -108,14 +108,13 @@ typedef struct {
 } fg_ckpt_pos;
 
 /* Builds and writes a Lightning-layout checkpoint. */
-int fg__checkpoint_save(const char *path, fg_module *m, fg_optimizer *opt,
-                        const fg_sched_set *sched, const fg_ckpt_pos *pos,
-                        const fg_value *callbacks, char **err);
+int fg__checkpoint_save(const char *path, fg_module *m, const fg_optim_set *optim,
+                        const fg_ckpt_pos *pos, const fg_value *callbacks, char **err);
 /* Loads weights (strict: every module parameter must be present with the
  * same shape), and when opt/pos are non-NULL the optimizer state and loop
  * position. */
-int fg__checkpoint_load(const char *path, fg_module *m, fg_optimizer *opt,
-                        fg_sched_set *sched, fg_ckpt_pos *pos, char **err);
+int fg__checkpoint_load(const char *path, fg_module *m, fg_optim_set *optim,
+                        fg_ckpt_pos *pos, char **err);
 /* Restores callback states (EarlyStopping) from a checkpoint file. */
 int fg__callbacks_restore(const char *path, fg_trainer_opts *o, char **err);
 /* The seed's ckpt_path loading: the file's state_dict (or the file itself
@@ -135,9 +134,7 @@ typedef struct {
   fg_trainer_opts *opts;
   fg_module *module;
   fg_datamodule *dm;
-  fg_optimizer *opt;
-  const char *opt_class; /* "SGD": LearningRateMonitor's key names */
-  fg_sched_set *sched;   /* NULL = no lr schedulers */
+  fg_optim_set *optim;   /* optimizers and their schedulers (fit only) */
   fg_events *events;
   volatile sig_atomic_t *cancel;
   const char *run_dir;

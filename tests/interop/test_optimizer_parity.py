@@ -61,7 +61,7 @@ def python_fit(make_opt, clip=None, accumulate=1):
     return {"model.layers." + k: v.detach() for k, v in model.state_dict().items()}, steps
 
 
-def fulgur_fit(work, name, optimizer_yaml, trainer_extra=""):
+def fulgur_fit(work, name, optimizer_yaml, trainer_extra="", optimizer_block=None):
     root = os.path.join(work, name)
     cfg = os.path.join(work, name + ".yaml")
     with open(cfg, "w") as f:
@@ -81,8 +81,7 @@ trainer:
     model:
       class_path: fulgur.models.MLP
       init_args: {{in_features: {F}, hidden: [8], out_features: {C}}}
-optimizer_config:
-  optimizer: {optimizer_yaml}
+optimizer_config:{optimizer_block or chr(10) + "  optimizer: " + optimizer_yaml}
 data:
   class_path: fulgur.DataModule
   init_args:
@@ -200,6 +199,45 @@ with tempfile.TemporaryDirectory() as work:
     check("a group option typo names the key", bad.returncode == 2 and
           "optimizer_config.optimizer.init_args.params.0.lrr: unknown key 'lrr' (did you mean 'lr'?)"
           in bad.stderr, bad.stderr)
+
+    # Several optimizers: one forward and backward per batch, each optimizer
+    # steps its own parameters; with frequencies, round-robin by batch index.
+    def two_fit(freq):
+        model = make_model()
+        a = torch.optim.SGD(list(model[0].parameters()), lr=0.2, momentum=0.5)
+        b = torch.optim.Adam(list(model[2].parameters()), lr=0.01)
+        for _ in range(EPOCHS):
+            for i, start in enumerate(range(0, N, BATCH)):
+                x, y = X[start:start + BATCH], Y[start:start + BATCH]
+                active = [a, b] if freq is None else ([a] if i % sum(freq) < freq[0] else [b])
+                for o in active:
+                    o.zero_grad()
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                for o in active:
+                    o.step()
+        return {"model.layers." + k: v.detach() for k, v in model.state_dict().items()}
+
+    for freq in (None, (2, 1)):
+        fa = "" if freq is None else f", frequency: {freq[0]}"
+        fb = "" if freq is None else f", frequency: {freq[1]}"
+        two = ("\n    - {optimizer: {class_path: torch.optim.SGD, init_args: {lr: 0.2, momentum: 0.5, params: layers.0}}" + fa + "}"
+               "\n    - {optimizer: {class_path: torch.optim.Adam, init_args: {lr: 0.01, params: layers.2}}" + fb + "}")
+        name = "two" if freq is None else "two_freq"
+        root = os.path.join(work, name)
+        got, ck = fulgur_fit(work, name, None, optimizer_block=two)
+        if got is None:
+            check(f"two optimizers, frequency {freq}", False, ck)
+            continue
+        ck = torch.load(os.path.join(root, "version_0", "checkpoints", "last.ckpt"))
+        want = two_fit(freq)
+        diff = max((ck["state_dict"][k] - want[k]).abs().max().item() for k in want)
+        check(f"two optimizers, frequency {freq}: max |fulgur - torch| = {diff:.2e}",
+              diff <= 1e-6 and len(ck["optimizer_states"]) == 2)
+    mixed = open(os.path.join(work, "two_freq.yaml")).read().replace(", frequency: 1}", "}")
+    open(os.path.join(work, "mixed.yaml"), "w").write(mixed)
+    r = subprocess.run([FULGUR, "fit", "--config", os.path.join(work, "mixed.yaml")], capture_output=True, text=True)
+    check("mixed null and set frequencies are a config error", r.returncode == 2 and
+          "frequency must be set for every optimizer or for none (1 of 2 have one)" in r.stderr, r.stderr)
 
 print(f"{passed} passed, {len(failures)} failed")
 sys.exit(1 if failures else 0)

@@ -26,10 +26,24 @@ typedef struct {
  * an `optimizer` object). keypath is "optimizer_config". */
 int fg_optim_config_check(fg_node *cfg, const char *keypath, bool fill_defaults,
                           char **err);
-/* Builds the optimizer over the module's trainable parameters;
- * *class_name (may be NULL) gets its short class name ("SGD"), static. */
-int fg_optim_build(const fg_node *cfg, const char *keypath, fg_module *m,
-                   fg_optimizer **out, const char **class_name, char **err);
+typedef struct fg_sched_set fg_sched_set;
+
+/* The optimizers of optimizer_config, built over the module's trainable
+ * parameters, each with its schedulers. */
+typedef struct {
+  size_t n;
+  fg_optimizer **opts;
+  const char **class_names;  /* "SGD" (static) */
+  char **monitor_names;      /* LearningRateMonitor's "lr-SGD", "lr-SGD-1" */
+  fg_sched_set **scheds;     /* per optimizer; NULL when it has none */
+  int64_t *frequency;        /* per optimizer; NULL when every one steps each batch */
+} fg_optim_set;
+
+int fg_optim_set_build(const fg_node *cfg, const char *keypath, fg_module *m, fg_optim_set **out,
+                       char **err);
+void fg_optim_set_free(fg_optim_set *s); /* NULL is a no-op */
+/* Whether optimizer i steps on the epoch's batch batch_idx (frequency). */
+bool fg_optim_set_active(const fg_optim_set *s, size_t i, int64_t batch_idx);
 
 /* ---- learning-rate schedulers ---------------------------------------------
  * PyTorch's torch.optim.lr_scheduler classes with their chainable update
@@ -53,7 +67,7 @@ int fg_lr_scheduler_load_state_dict(fg_lr_scheduler *s, const fg_value *state, c
  * the Lightning-managed scheduler (stepped by the loop at its interval and
  * frequency) and the manual warmup scheduler (stepped after optimizer
  * steps whose global_step is a multiple of warmup_frequency). */
-typedef struct {
+struct fg_sched_set {
   fg_lr_scheduler *scheduler; /* NULL when the entry has none */
   bool interval_step;         /* "step" (else "epoch") */
   int64_t frequency;
@@ -61,10 +75,10 @@ typedef struct {
   bool strict;
   fg_lr_scheduler *warmup;    /* NULL when there is no warmup_config */
   int64_t warmup_frequency;
-} fg_sched_set;
+};
 
-/* Builds the schedulers of optimizer_config (checked) for opt; *out is
- * NULL when there are none. Must run right after the optimizer is built:
+/* Builds the schedulers of one optimizer_config entry (checked) for opt;
+ * *out is NULL when there are none. Must run right after the optimizer is built:
  * schedulers take the optimizer's current lrs as their base. */
 int fg_sched_build(const fg_node *cfg, const char *keypath, fg_optimizer *opt,
                    fg_sched_set **out, char **err);

@@ -1,11 +1,12 @@
 /* An example fulgur plugin, built as a shared object and named in a
  * config's `plugins:` list. It adds two classes:
  *
- * - example.PenalizedClassifier, a LightningModule that overrides two of
- *   the seed's hooks (forward and loss_step) and inherits the rest
- *   (metric_step through the output's metric_dict, loss_weights,
- *   evaluators, ckpt_path, finetune_cfg): its loss dict has the
- *   cross-entropy and a logit penalty, weighted through loss_weights.
+ * - example.PenalizedClassifier, a LightningModule that overrides three
+ *   of the seed's hooks (forward, loss_step, compute_evaluator) and
+ *   inherits the rest (metric_step through the output's metric_dict,
+ *   update_evaluator, loss_weights, ckpt_path, finetune_cfg): its loss
+ *   dict has the cross-entropy and a logit penalty, weighted through
+ *   loss_weights, and each evaluator also reports an error rate.
  * - example.data.XOR, a dataset of noisy XOR points (x: [N, 2], y: 0/1).
  *
  * Build: see CMakeLists.txt (`example_plugin` target) or
@@ -69,7 +70,27 @@ static int pc_loss_step(fg_module *m, const fg_value *batch, const fg_value *out
   return 0;
 }
 
-static const fg_module_hooks pc_hooks = {.forward = pc_forward, .loss_step = pc_loss_step};
+/* compute_evaluator: the evaluator's result, plus its complement when it
+ * is a number (an accuracy gives an error rate). */
+static int pc_compute_evaluator(fg_module *m, fg_metric *ev, fg_value **out, char **err) {
+  (void)m;
+  fg_value *r = NULL;
+  int rc = fg_metric_compute(ev, &r, err);
+  if (rc) return rc;
+  if (fg_value_kind_of(r) != FG_VALUE_DOUBLE) {
+    *out = r;
+    return 0;
+  }
+  fg_value *d = fg_value_dict();
+  fg_value_dict_set(d, fg_metric_name(ev), fg_value_double(fg_value_as_double(r)));
+  fg_value_dict_set(d, "error_rate", fg_value_double(1.0 - fg_value_as_double(r)));
+  fg_value_free(r);
+  *out = d;
+  return 0;
+}
+
+static const fg_module_hooks pc_hooks = {
+    .forward = pc_forward, .loss_step = pc_loss_step, .compute_evaluator = pc_compute_evaluator};
 static fg_class pc_class;
 
 /* ---- the dataset -------------------------------------------------------------- */

@@ -296,7 +296,9 @@ int fg_module_forward_step(fg_module *m, fg_split split, size_t dataloader_idx,
     }
     if (md) {
       size_t idx = dataloader_idx < m->n_evals[split] ? dataloader_idx : 0;
-      rc = fg_metric_update(m->evals[split][idx], md, err);
+      rc = m->hooks.update_evaluator
+               ? m->hooks.update_evaluator(m, m->evals[split][idx], md, err)
+               : fg_metric_update(m->evals[split][idx], md, err);
       fg_value_free(md);
       if (rc) goto fail;
     }
@@ -353,7 +355,9 @@ int fg_module_evaluators_epoch_end(fg_module *m, fg_split split,
   size_t n = m->n_evals[split];
   for (size_t i = 0; i < n; i++) {
     fg_value *r = NULL;
-    int rc = fg_metric_compute(m->evals[split][i], &r, err);
+    int rc = m->hooks.compute_evaluator
+                 ? m->hooks.compute_evaluator(m, m->evals[split][i], &r, err)
+                 : fg_metric_compute(m->evals[split][i], &r, err);
     fg_metric_reset(m->evals[split][i]);
     if (rc) return fg_err_prefix(err, rc, "%s evaluator %s", fg_split_names[split],
                                  fg_metric_name(m->evals[split][i]));

@@ -13,6 +13,8 @@ run "fit with the example plugin" 0 "$FULGUR" fit --config "$CFG" --plugins "[$S
   --trainer.default_root_dir "$WORK/xor" --trainer.max_epochs 15 --trainer.log_every_n_steps 1 "${FAST[@]}" --json
 "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["val/Accuracy"] >= 0.9, d' "$OUT" \
   && pass "the plugin's module learns the plugin's XOR data (val/Accuracy >= 0.9)" || fail "XOR accuracy" "$OUT"
+"$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); assert abs(d["val/error_rate"] + d["val/Accuracy"] - 1) < 1e-12, d' "$OUT" \
+  && pass "the plugin's compute_evaluator hook adds val/error_rate" || fail "compute_evaluator hook" "$OUT"
 # Inherited loss_weights: the same first step with weight 1 and 0.01.
 for w in 1.0 0.01; do
   "$FULGUR" fit --config "$CFG" --plugins "[$SO]" --trainer.default_root_dir "$WORK/w$w" --trainer.max_steps 1 \

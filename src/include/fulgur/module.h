@@ -67,6 +67,13 @@ typedef struct {
   int (*metric_step)(fg_module *m, const fg_value *batch,
                      const fg_value *output, fg_value **metric_dict,
                      char **err);
+  /* update_evaluator(evaluator, metric_dict). Base: evaluator.update(**metric_dict). */
+  int (*update_evaluator)(fg_module *m, fg_metric *evaluator, const fg_value *metric_dict,
+                          char **err);
+  /* compute_evaluator(evaluator) -> a number, a dict of them, or an
+   * artifact. Base: evaluator.compute(). fulgur resets the evaluator
+   * afterwards either way. */
+  int (*compute_evaluator)(fg_module *m, fg_metric *evaluator, fg_value **out, char **err);
 } fg_module_hooks;
 
 /* Split indices, in fg_split_names order. */

@@ -151,8 +151,38 @@ static void accuracy_reset(void *self) {
   a->correct = a->total = 0;
 }
 
-static const fg_metric_vtable accuracy_vt = {accuracy_update, accuracy_compute,
-                                             accuracy_reset, free};
+/* Two named sums as a state dict, and back (evaluator_as_submodule). */
+static int sums_state(double a, const char *an, double b, const char *bn, fg_value **out) {
+  fg_value *d = fg_value_dict();
+  fg_value_dict_set(d, an, fg_value_double(a));
+  fg_value_dict_set(d, bn, fg_value_double(b));
+  *out = d;
+  return 0;
+}
+
+static int sums_load(const fg_value *st, double *a, const char *an, double *b, const char *bn,
+                     char **err) {
+  const fg_value *x = fg_value_dict_get(st, an), *y = fg_value_dict_get(st, bn);
+  if (x == NULL || y == NULL)
+    return fg_err_set(err, FG_EDATA, "expected '%s' and '%s'", an, bn);
+  *a = fg_value_as_double(x);
+  *b = fg_value_as_double(y);
+  return 0;
+}
+
+static int accuracy_state(void *self, fg_value **out, char **err) {
+  (void)err;
+  accuracy *a = self;
+  return sums_state(a->correct, "correct", a->total, "total", out);
+}
+
+static int accuracy_load(void *self, const fg_value *st, char **err) {
+  accuracy *a = self;
+  return sums_load(st, &a->correct, "correct", &a->total, "total", err);
+}
+
+static const fg_metric_vtable accuracy_vt = {accuracy_update, accuracy_compute, accuracy_reset,
+                                             free, accuracy_state, accuracy_load};
 
 static int accuracy_create(const fg_class *cls, const fg_node *args, const char *keypath,
                            void **out, char **err) {
@@ -249,7 +279,19 @@ static void mean_reset(void *self) {
   m->sum = m->weight = 0;
 }
 
-static const fg_metric_vtable mean_vt = {mean_update, mean_compute, mean_reset, free};
+static int mean_state(void *self, fg_value **out, char **err) {
+  (void)err;
+  mean_metric *m = self;
+  return sums_state(m->sum, "sum", m->weight, "weight", out);
+}
+
+static int mean_load(void *self, const fg_value *st, char **err) {
+  mean_metric *m = self;
+  return sums_load(st, &m->sum, "sum", &m->weight, "weight", err);
+}
+
+static const fg_metric_vtable mean_vt = {mean_update, mean_compute, mean_reset, free,
+                                         mean_state, mean_load};
 
 static int mean_create(const fg_class *cls, const fg_node *args, const char *keypath,
                        void **out, char **err) {

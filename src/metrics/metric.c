@@ -43,3 +43,21 @@ int fg_metric_compute(fg_metric *m, fg_value **out, char **err) {
 }
 
 void fg_metric_reset(fg_metric *m) { m->vt->reset(m->self); }
+
+bool fg_metric_has_state(const fg_metric *m) {
+  return m->vt->state_dict != NULL && m->vt->load_state_dict != NULL;
+}
+
+int fg_metric_state_dict(const fg_metric *m, fg_value **out, char **err) {
+  *out = NULL;
+  if (!fg_metric_has_state(m))
+    return fg_err_set(err, FG_EUNSUPPORTED, "%s cannot save its state", m->name);
+  return m->vt->state_dict(m->self, out, err);
+}
+
+int fg_metric_load_state_dict(fg_metric *m, const fg_value *state, char **err) {
+  if (!fg_metric_has_state(m))
+    return fg_err_set(err, FG_EUNSUPPORTED, "%s cannot load a state", m->name);
+  int rc = m->vt->load_state_dict(m->self, state, err);
+  return rc ? fg_err_prefix(err, rc, "%s state", m->name) : 0;
+}

@@ -168,8 +168,9 @@ static int module_create(const fg_class *cls, const fg_node *args,
   for (size_t i = 0; i < fg_node_len(lw); i++)
     fg_module_set_loss_weight(m, fg_node_key_at(lw, i), fg_node_float(fg_node_value_at(lw, i)));
   const fg_node *ec = fg_node_get(args, "evaluator_cfg");
-  if (ec && fg_node_kind_of(ec) == FG_NODE_MAP &&
-      (rc = create_evaluators(m, ec, keypath, err))) {
+  if ((ec && fg_node_kind_of(ec) == FG_NODE_MAP && (rc = create_evaluators(m, ec, keypath, err))) ||
+      (rc = fg_module_set_evaluator_as_submodule(
+           m, fg_node_bool(fg_node_get(args, "evaluator_as_submodule")), err))) {
     fg_module_free(m);
     return rc;
   }

@@ -24,6 +24,7 @@ struct fg_module {
   char **param_names; /* "model." + model names, built on first use */
   char **init_ckpts;  /* ckpt_path */
   size_t n_init_ckpts;
+  bool evaluators_in_state; /* evaluator_as_submodule */
   char **finetune_patterns; /* finetune_cfg */
   size_t n_finetune;
   bool finetune;
@@ -373,4 +374,60 @@ int fg_module_evaluators_epoch_end(fg_module *m, fg_split split,
 
 void fg_module_evaluators_reset(fg_module *m, fg_split split) {
   for (size_t i = 0; i < m->n_evals[split]; i++) fg_metric_reset(m->evals[split][i]);
+}
+
+int fg_module_set_evaluator_as_submodule(fg_module *m, bool on, char **err) {
+  for (int s = 0; on && s < FG_SPLIT_COUNT; s++)
+    for (size_t i = 0; i < m->n_evals[s]; i++)
+      if (!fg_metric_has_state(m->evals[s][i]))
+        return fg_err_set(err, FG_ECONFIG,
+                          "evaluator_as_submodule: the %s evaluator %s cannot keep its state in "
+                          "checkpoints",
+                          fg_split_names[s], fg_metric_name(m->evals[s][i]));
+  m->evaluators_in_state = on;
+  return 0;
+}
+
+int fg_module_evaluator_state(const fg_module *m, fg_value *sd, char **err) {
+  for (int s = 0; m->evaluators_in_state && s < FG_SPLIT_COUNT; s++)
+    for (size_t i = 0; i < m->n_evals[s]; i++) {
+      fg_value *st = NULL;
+      int rc = fg_metric_state_dict(m->evals[s][i], &st, err);
+      for (size_t k = 0; rc == 0 && k < fg_value_len(st); k++) {
+        fg_tensor *t = NULL;
+        rc = fg_tensor_scalar(fg_value_as_double(fg_value_dict_value_at(st, k)), FG_FLOAT64, &t, err);
+        if (rc) break;
+        char *key = fg__xasprintf("_evaluators.%s.%zu.%s", fg_split_names[s], i,
+                                  fg_value_dict_key_at(st, k));
+        fg_value_dict_set(sd, key, fg_value_tensor(t));
+        free(key);
+      }
+      fg_value_free(st);
+      if (rc) return rc;
+    }
+  return 0;
+}
+
+int fg_module_load_evaluator_state(fg_module *m, const fg_value *sd, char **err) {
+  for (int s = 0; m->evaluators_in_state && s < FG_SPLIT_COUNT; s++)
+    for (size_t i = 0; i < m->n_evals[s]; i++) {
+      fg_value *st = NULL;
+      int rc = fg_metric_state_dict(m->evals[s][i], &st, err);
+      bool found = false;
+      for (size_t k = 0; rc == 0 && k < fg_value_len(st); k++) {
+        char *key = fg__xasprintf("_evaluators.%s.%zu.%s", fg_split_names[s], i,
+                                  fg_value_dict_key_at(st, k));
+        const fg_value *v = fg_value_dict_get(sd, key);
+        free(key);
+        double x;
+        if (v == NULL || fg_value_kind_of(v) != FG_VALUE_TENSOR) continue;
+        if ((rc = fg_tensor_item(fg_value_as_tensor(v), &x, err))) break;
+        fg_value_dict_set(st, fg_value_dict_key_at(st, k), fg_value_double(x));
+        found = true;
+      }
+      if (rc == 0 && found) rc = fg_metric_load_state_dict(m->evals[s][i], st, err);
+      fg_value_free(st);
+      if (rc) return rc;
+    }
+  return 0;
 }

@@ -48,6 +48,10 @@ int fg__checkpoint_save(const char *path, fg_module *m, const fg_optim_set *opti
     if ((rc = fg_tensor_detach(fg_module_param(m, i), &d, err))) goto done;
     fg_value_dict_set(sd, fg_module_param_name(m, i), fg_value_tensor(d));
   }
+  if ((rc = fg_module_evaluator_state(m, sd, err))) {
+    fg_value_free(sd);
+    goto done;
+  }
   fg_value_dict_set(ck, "state_dict", sd);
   fg_value *opts = fg_value_list();
   fg_value_dict_set(ck, "optimizer_states", opts);
@@ -124,7 +128,8 @@ static int load_state_dict(const fg_value *sd, const char *path, fg_module *m, b
       bool known = false;
       for (size_t i = 0; i < fg_module_num_params(m) && !known; i++)
         known = strcmp(fg_module_param_name(m, i), key) == 0;
-      if (!known) list_add(&unexpected, &n_unexpected, key);
+      /* Evaluator states (evaluator_as_submodule) are not parameters. */
+      if (!known && strncmp(key, "_evaluators.", 12) != 0) list_add(&unexpected, &n_unexpected, key);
     }
     if (report && (n_missing || n_unexpected)) {
       char *mt = n_missing ? list_text(missing, n_missing) : NULL;
@@ -178,6 +183,10 @@ int fg__checkpoint_load(const char *path, fg_module *m, fg_optim_set *optim,
     goto done;
   }
   if ((rc = load_state_dict(sd, path, m, true, NULL, err))) goto done;
+  if ((rc = fg_module_load_evaluator_state(m, sd, err))) {
+    fg_err_prefix(err, rc, "%s", path);
+    goto done;
+  }
   if (optim) {
     const fg_value *os = fg_value_dict_get(ck, "optimizer_states");
     const fg_value *ls = fg_value_dict_get(ck, "lr_schedulers");

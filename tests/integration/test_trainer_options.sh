@@ -72,6 +72,28 @@ n=$(val_rows "$WORK/v3/version_0/metrics.csv")
 run "deterministic" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/det" \
   --trainer.max_epochs 1 --trainer.deterministic true
 
+# evaluator_as_submodule: evaluator states in the checkpoint's state_dict.
+ACC="{class_path: fulgur.metrics.Accuracy, init_args: {task: multiclass, num_classes: 3}}"
+run "evaluator_as_submodule" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/sub" \
+  --trainer.max_epochs 1 --model.init_args.evaluator_cfg "$ACC" --model.init_args.evaluator_as_submodule true
+run "without evaluator_as_submodule" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/nosub" \
+  --trainer.max_epochs 1 --model.init_args.evaluator_cfg "$ACC"
+"$PY" - "$WORK/sub/version_0/checkpoints/last.ckpt" "$WORK/nosub/version_0/checkpoints/last.ckpt" <<'PY' && pass "evaluator states are saved under _evaluators. only when asked" || fail "evaluator_as_submodule state"
+import sys, torch
+sub = torch.load(sys.argv[1])["state_dict"]
+nosub = torch.load(sys.argv[2])["state_dict"]
+for k in ("_evaluators.fit.0.correct", "_evaluators.fit.0.total", "_evaluators.val.0.correct", "_evaluators.test.0.total"):
+    assert k in sub and sub[k].dtype == torch.float64, (k, sorted(sub))
+assert not any(k.startswith("_evaluators.") for k in nosub)
+PY
+run "resume with evaluator_as_submodule" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/sub" \
+  --trainer.max_epochs 2 --model.init_args.evaluator_cfg "$ACC" --model.init_args.evaluator_as_submodule true \
+  --ckpt_path "$WORK/sub/version_0/checkpoints/last.ckpt"
+run "evaluator_as_submodule with an evaluator that cannot save its state" 2 "$FULGUR" fit --config "$WORK/base.yaml" \
+  --model.init_args.evaluator_cfg "{class_path: fulgur.metrics.AUROC, init_args: {task: multiclass, num_classes: 3}}" \
+  --model.init_args.evaluator_as_submodule true
+expect "the evaluator is named" "$ERR" "evaluator_as_submodule: the fit evaluator AUROC cannot keep its state in checkpoints"
+
 run "bad clip algorithm" 2 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.gradient_clip_algorithm norms
 expect "bad clip algorithm is named" "$ERR" "trainer.gradient_clip_algorithm: expected 'norm' or 'value', got 'norms'"
 run "bad accumulate" 2 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.accumulate_grad_batches 0

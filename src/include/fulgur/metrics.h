@@ -3,6 +3,8 @@
 #ifndef FULGUR_METRICS_H
 #define FULGUR_METRICS_H
 
+#include <stdbool.h>
+
 #include "fulgur/value.h"
 
 #ifdef __cplusplus
@@ -18,6 +20,10 @@ typedef struct {
   int (*compute)(void *self, fg_value **out, char **err);
   void (*reset)(void *self);
   void (*free)(void *self);
+  /* Optional (evaluator_as_submodule): the accumulated state as a dict of
+   * numbers, and back. */
+  int (*state_dict)(void *self, fg_value **out, char **err);
+  int (*load_state_dict)(void *self, const fg_value *state, char **err);
 } fg_metric_vtable;
 
 /* name: the class name used when compute returns a non-dict ("Accuracy"). */
@@ -28,6 +34,9 @@ const char *fg_metric_name(const fg_metric *m);
 int fg_metric_update(fg_metric *m, const fg_value *kwargs, char **err);
 int fg_metric_compute(fg_metric *m, fg_value **out, char **err);
 void fg_metric_reset(fg_metric *m);
+bool fg_metric_has_state(const fg_metric *m);
+int fg_metric_state_dict(const fg_metric *m, fg_value **out, char **err);
+int fg_metric_load_state_dict(fg_metric *m, const fg_value *state, char **err);
 
 #ifdef __cplusplus
 }

@@ -107,6 +107,15 @@ void fg_module_set_finetune(fg_module *m, bool finetune, const char *const *patt
 size_t fg_module_apply_finetune(fg_module *m, void (*warn)(void *ctx, const char *pattern),
                                 void *ctx);
 
+/* evaluator_as_submodule: evaluator states go into checkpoints' state_dict
+ * as "_evaluators.<split>.<idx>.<name>" (float64 scalars). Setting it
+ * fails for an evaluator that cannot save its state. */
+int fg_module_set_evaluator_as_submodule(fg_module *m, bool on, char **err);
+/* Adds the evaluator states to a state dict (no-op unless the option is on). */
+int fg_module_evaluator_state(const fg_module *m, fg_value *state_dict, char **err);
+/* Restores what fg_module_evaluator_state saved (missing entries: left as is). */
+int fg_module_load_evaluator_state(fg_module *m, const fg_value *state_dict, char **err);
+
 /* The module's parameters as Lightning names them in a state_dict:
  * "model." + the model's names. */
 size_t fg_module_num_params(const fg_module *m);

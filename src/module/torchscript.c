@@ -40,17 +40,81 @@ static void ts_free(void *self) { fg_jit_free(self); }
 static const fg_model_vtable ts_vt = {
     .forward = ts_forward, .free = ts_free, .has_method = ts_has_method, .call_method = ts_call};
 
+static int check_parameters(const fg_node *v, const char *k, char **err) {
+  for (size_t i = 0; i < fg_node_len(v); i++) {
+    const char *name = fg_node_key_at(v, i);
+    const fg_node *shape = fg_node_value_at(v, i);
+    bool ident = (name[0] == '_' || (name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z'));
+    for (const char *c = name; *c && ident; c++)
+      ident = *c == '_' || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9');
+    char *p = fg__xasprintf("%s.%s", k, name);
+    int rc = 0;
+    if (!ident) rc = fg_config_error(err, shape, p, "parameter names must be identifiers");
+    else if (fg_node_kind_of(shape) != FG_NODE_SEQ || fg_node_len(shape) > FG_MAX_DIMS)
+      rc = fg_config_error(err, shape, p, "expected a shape (a list of sizes)");
+    for (size_t d = 0; rc == 0 && d < fg_node_len(shape); d++)
+      if (fg_node_kind_of(fg_node_at(shape, d)) != FG_NODE_INT || fg_node_int(fg_node_at(shape, d)) < 1)
+        rc = fg_config_error(err, fg_node_at(shape, d), p, "expected positive sizes");
+    free(p);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
 static const fg_param ts_params[] = {
-    {"path", FG_T_STRING, NULL, "file saved by torch.jit.script(model).save(path)", NULL, 0},
+    {"path", FG_T_NULL | FG_T_STRING, "null", "file saved by torch.jit.script(model).save(path)", NULL, 0},
+    {"source", FG_T_NULL | FG_T_STRING, "null", "TorchScript methods compiled in-process (instead of path)", NULL, 0},
+    {"parameters", FG_T_MAP, "{}", "with source: parameter name -> shape (nn.Linear's initialization)", check_parameters, 0},
 };
+
+static int ts_check(const fg_class *cls, fg_node *args, const char *keypath, bool fill, char **err) {
+  (void)cls;
+  (void)fill;
+  bool path = fg_node_str(fg_node_get(args, "path")) != NULL;
+  bool source = fg_node_str(fg_node_get(args, "source")) != NULL;
+  if (path == source)
+    return fg_config_error(err, args, keypath, "give exactly one of path (a saved module) and source");
+  if (path && fg_node_len(fg_node_get(args, "parameters")) > 0) {
+    char *p = fg__xasprintf("%s.parameters", keypath);
+    int rc = fg_config_error(err, fg_node_get(args, "parameters"), p,
+                             "parameters go with source; a saved module has its own");
+    free(p);
+    return rc;
+  }
+  return 0;
+}
 
 static int ts_create(const fg_class *cls, const fg_node *args, const char *keypath, void **out,
                      char **err) {
   (void)cls;
   const char *path = fg_node_str(fg_node_get(args, "path"));
   fg_jit_module *jm = NULL;
-  int rc = fg_jit_load(path, &jm, err);
-  if (rc) return fg_err_prefix(err, rc, "%s.path: cannot load TorchScript module '%s'", keypath, path);
+  int rc;
+  if (path) {
+    rc = fg_jit_load(path, &jm, err);
+    if (rc) return fg_err_prefix(err, rc, "%s.path: cannot load TorchScript module '%s'", keypath, path);
+  } else {
+    const fg_node *ps = fg_node_get(args, "parameters");
+    size_t n = fg_node_len(ps);
+    const char **names = fg__xcalloc(n + 1, sizeof *names);
+    int64_t(*shapes)[FG_MAX_DIMS] = fg__xcalloc(n + 1, sizeof *shapes);
+    const int64_t **sp = fg__xcalloc(n + 1, sizeof *sp);
+    int *nd = fg__xcalloc(n + 1, sizeof *nd);
+    for (size_t i = 0; i < n; i++) {
+      names[i] = fg_node_key_at(ps, i);
+      const fg_node *sh = fg_node_value_at(ps, i);
+      nd[i] = (int)fg_node_len(sh);
+      for (int d = 0; d < nd[i]; d++) shapes[i][d] = fg_node_int(fg_node_at(sh, (size_t)d));
+      sp[i] = shapes[i];
+    }
+    rc = fg_jit_compile(fg_node_str(fg_node_get(args, "source")), names, sp, nd, n, &jm, err);
+    free(names);
+    free(shapes);
+    free(sp);
+    free(nd);
+    if (rc) return fg_err_prefix(err, rc, "%s.source: cannot compile", keypath);
+    path = "<source>";
+  }
   if (fg_jit_num_args(jm, "forward") != 1) {
     int n = fg_jit_num_args(jm, "forward");
     fg_jit_free(jm);
@@ -78,4 +142,5 @@ const fg_class fg__torchscript_class = {
     .n_params = sizeof ts_params / sizeof ts_params[0],
     .create = ts_create,
     .destroy = ts_destroy,
+    .check = ts_check,
 };

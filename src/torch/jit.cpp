@@ -98,6 +98,39 @@ int fg_jit_load(const char *path, fg_jit_module **out, char **err) {
   FG_GUARD_END
 }
 
+int fg_jit_compile(const char *source, const char *const *names, const int64_t *const *shapes,
+                   const int *ndims, size_t n, fg_jit_module **out, char **err) {
+  FG_GUARD_BEGIN
+  auto jm = std::make_unique<fg_jit_module>();
+  jm->m = torch::jit::Module("__torch__.fulgur.SourceModel");
+  for (size_t i = 0; i < n; i++) {
+    std::vector<int64_t> shape(shapes[i], shapes[i] + ndims[i]);
+    at::Tensor t = torch::empty(shape, torch::kFloat32);
+    // nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    int64_t fan_in = 1;
+    if (ndims[i] >= 2)
+      for (int d = 1; d < ndims[i]; d++) fan_in *= shape[d];
+    else
+      fan_in = ndims[i] == 1 ? shape[0] : 1;
+    double bound = 1.0 / std::sqrt(static_cast<double>(fan_in > 0 ? fan_in : 1));
+    {
+      torch::NoGradGuard g;
+      t.uniform_(-bound, bound);
+    }
+    t.set_requires_grad(true);
+    jm->m.register_parameter(names[i], t, /*is_buffer=*/false);
+  }
+  jm->m.define(source);
+  for (const auto &p : jm->m.named_parameters(/*recurse=*/true)) {
+    jm->names.push_back(p.name);
+    jm->params.push_back(p.value);
+  }
+  if (!jm->m.find_method("forward")) throw std::runtime_error("the source defines no forward method");
+  *out = jm.release();
+  return 0;
+  FG_GUARD_END
+}
+
 void fg_jit_free(fg_jit_module *jm) { delete jm; }
 
 size_t fg_jit_num_params(const fg_jit_module *jm) { return jm->params.size(); }

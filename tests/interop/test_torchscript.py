@@ -148,6 +148,36 @@ with tempfile.TemporaryDirectory() as work:
     r = subprocess.run([FULGUR, "fit", "--config", cfg], capture_output=True, text=True)
     check("forward(x) -> logits in a ClassificationModule", r.returncode == 0, r.stderr)
 
+    # TorchScript source compiled in-process, parameters declared in the
+    # config and started from a Python-written checkpoint (ckpt_path).
+    lin = torch.nn.Linear(6, 3)
+    torch.save({"state_dict": {"model.weight": lin.weight.detach(), "model.bias": lin.bias.detach()}},
+               os.path.join(work, "lin.ckpt"))
+    src_model = ("\n      class_path: fulgur.models.TorchScript\n      init_args:\n        source: |\n"
+                 "          def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
+                 "              return torch.matmul(x, self.weight.t()) + self.bias\n"
+                 "        parameters: {weight: [3, 6], bias: [3]}")
+    cfg = config(work, "source", src_model, module="fulgur.ClassificationModule",
+                 extra=f"    ckpt_path: {work}/lin.ckpt")
+    r = subprocess.run([FULGUR, "fit", "--config", cfg], capture_output=True, text=True)
+    check("a model from TorchScript source trains", r.returncode == 0, r.stderr)
+    if r.returncode == 0:
+        got = torch.load(os.path.join(work, "source", "version_0", "checkpoints", "last.ckpt"))["state_dict"]
+        opt = torch.optim.SGD(lin.parameters(), lr=0.1)
+        for _ in range(EPOCHS):
+            for s in range(0, N, BATCH):
+                opt.zero_grad()
+                F.cross_entropy(lin(X[s:s + BATCH]), Y[s:s + BATCH]).backward()
+                opt.step()
+        diff = max((got["model.weight"] - lin.weight).abs().max().item(),
+                   (got["model.bias"] - lin.bias).abs().max().item())
+        check(f"source model weights equal nn.Linear trained in Python (max diff {diff:.1e})", diff <= 1e-6)
+    bad = config(work, "badsrc", src_model.replace("self.bias", "self.bias_typo"),
+                 module="fulgur.ClassificationModule")
+    r = subprocess.run([FULGUR, "fit", "--config", bad], capture_output=True, text=True)
+    check("a source that does not compile is named", r.returncode != 0 and
+          "model.init_args.model.init_args.source: cannot compile" in r.stderr, r.stderr)
+
     torch.jit.script(TwoArgs()).save(os.path.join(work, "two.pt"))
     cfg = config(work, "two", f"{{class_path: TorchScript, init_args: {{path: {work}/two.pt}}}}")
     r = subprocess.run([FULGUR, "fit", "--config", cfg], capture_output=True, text=True)

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "fulgur/torch.h"
 #include "fulgur/value.h"
@@ -17,6 +18,11 @@ extern "C" {
 typedef struct fg_jit_module fg_jit_module;
 
 int fg_jit_load(const char *path, fg_jit_module **out, char **err);
+/* Compiles TorchScript source (methods using self.<name>) into a module
+ * with the given parameters (float32, nn.Linear's default initialization
+ * from the global generator). */
+int fg_jit_compile(const char *source, const char *const *names, const int64_t *const *shapes,
+                   const int *ndims, size_t n, fg_jit_module **out, char **err);
 void fg_jit_free(fg_jit_module *jm); /* NULL is a no-op */
 size_t fg_jit_num_params(const fg_jit_module *jm);
 const char *fg_jit_param_name(const fg_jit_module *jm, size_t i); /* "layers.0.weight" */

@@ -317,7 +317,8 @@ fail:
 }
 
 /* Flattens a compute result into metrics: dicts by key, numbers as is,
- * one-element tensors as numbers; anything else is an artifact (skipped). */
+ * one-element tensors as numbers; larger tensors (a confusion matrix) stay
+ * tensors, for the caller to keep as artifacts rather than scalars. */
 static int add_result(fg_value *metrics, const char *prefix, const char *name,
                       const char *suffix, const fg_value *r, char **err) {
   char *key = NULL;
@@ -336,7 +337,11 @@ static int add_result(fg_value *metrics, const char *prefix, const char *name,
       break;
     case FG_VALUE_TENSOR: {
       const fg_tensor *t = fg_value_as_tensor(r);
-      if (fg_tensor_numel(t) != 1) return 0;
+      if (fg_tensor_numel(t) != 1) {
+        key = fg__xasprintf("%s/%s%s", prefix, name, suffix);
+        fg_value_dict_set(metrics, key, fg_value_tensor(fg_tensor_ref(t)));
+        break;
+      }
       double d;
       int rc = fg_tensor_item(t, &d, err);
       if (rc) return rc;

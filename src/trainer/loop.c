@@ -49,6 +49,74 @@ static void emit_scalars(fg_loop *l, fg_event_kind kind, fg_split split, const f
   free(vals);
 }
 
+/* Writes a tensor as CSV: one line per row (a vector is one line). */
+static int write_tensor_csv(const char *path, const fg_tensor *t, char **err) {
+  int64_t rows = fg_tensor_ndim(t) == 2 ? fg_tensor_size(t, 0) : 1;
+  int64_t n = fg_tensor_numel(t), cols = rows ? n / rows : 0;
+  double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+  if (v == NULL) return fg_err_set(err, FG_ENOMEM, "artifact %s: out of memory", path);
+  int rc = fg_tensor_copy_out(t, FG_FLOAT64, v, (size_t)n * sizeof *v, err);
+  size_t cap = (size_t)n * 26 + (size_t)rows + 1, len = 0;
+  char *text = rc == 0 ? malloc(cap) : NULL;
+  if (rc == 0 && text == NULL) rc = fg_err_set(err, FG_ENOMEM, "artifact %s: out of memory", path);
+  for (int64_t i = 0; rc == 0 && i < n; i++) {
+    char num[32];
+    for (int prec = 1; prec <= 17; prec++) {
+      snprintf(num, sizeof num, "%.*g", prec, v[i]);
+      if (strtod(num, NULL) == v[i]) break;
+    }
+    len += (size_t)snprintf(text + len, cap - len, "%s%s", num, (i + 1) % cols == 0 ? "\n" : ",");
+  }
+  if (rc == 0) rc = fg__write_file_atomic(path, text, len, err);
+  free(text);
+  free(v);
+  return rc;
+}
+
+/* Evaluator results that are not scalars (ConfusionMatrix) leave the
+ * metrics as files in <run dir>/artifacts, each announced by an artifact
+ * event, as Lightning users log figures and tables beside their scalars. */
+static int keep_artifacts(fg_loop *l, fg_split split, fg_value *metrics, char **err) {
+  int rc = 0;
+  for (size_t i = 0; i < fg_value_len(metrics) && rc == 0;) {
+    const fg_value *v = fg_value_dict_value_at(metrics, i);
+    if (fg_value_kind_of(v) != FG_VALUE_TENSOR) {
+      i++;
+      continue;
+    }
+    char *key = fg__xstrdup(fg_value_dict_key_at(metrics, i));
+    fg_value *t = fg_value_dict_take(metrics, key);
+    char *dir = fg__xasprintf("%s/artifacts", l->run_dir);
+    char *flat = fg__xstrdup(key);
+    for (char *c = flat; *c; c++)
+      if (*c == '/') *c = '-';
+    bool small = fg_tensor_ndim(fg_value_as_tensor(t)) <= 2;
+    char *path = fg__xasprintf("%s/%s-epoch=%lld-step=%lld.%s", dir, flat, (long long)l->pos.epoch,
+                               (long long)l->pos.global_step, small ? "csv" : "pt");
+    rc = fg__mkdirs(dir, err);
+    if (rc == 0 && small) {
+      rc = write_tensor_csv(path, fg_value_as_tensor(t), err);
+    } else if (rc == 0) {
+      char *buf = NULL;
+      size_t len = 0;
+      if ((rc = fg_value_pickle(t, &buf, &len, err)) == 0) rc = fg__write_file_atomic(path, buf, len, err);
+      free(buf);
+    }
+    if (rc == 0) {
+      fg_event ev = base_event(l, FG_EVENT_ARTIFACT, split);
+      ev.text = key;
+      ev.path = path;
+      fg_events_emit(l->events, &ev);
+    }
+    free(path);
+    free(flat);
+    free(dir);
+    free(key);
+    fg_value_free(t);
+  }
+  return rc;
+}
+
 static int cancelled(const fg_loop *l, char **err) {
   if (l->cancel && *l->cancel) return fg_err_set(err, FG_ECANCELED, "run cancelled");
   return 0;
@@ -118,7 +186,8 @@ int fg__loop_eval(fg_loop *l, fg_split split, bool sanity, char **err) {
   if (rc == 0) {
     if (sanity) {
       fg_module_evaluators_reset(l->module, split);
-    } else if ((rc = fg_module_evaluators_epoch_end(l->module, split, metrics, err)) == 0) {
+    } else if ((rc = fg_module_evaluators_epoch_end(l->module, split, metrics, err)) == 0 &&
+               (rc = keep_artifacts(l, split, metrics, err)) == 0) {
       emit_scalars(l, FG_EVENT_EPOCH, split, metrics);
     }
   } else {
@@ -632,6 +701,7 @@ int fg__loop_fit(fg_loop *l, char **err) {
     }
     fg_value *m = fg_value_dict();
     rc = fg_module_evaluators_epoch_end(l->module, FG_SPLIT_FIT, m, err);
+    if (rc == 0) rc = keep_artifacts(l, FG_SPLIT_FIT, m, err);
     if (rc == 0) emit_scalars(l, FG_EVENT_EPOCH, FG_SPLIT_FIT, m);
     fg_value_free(m);
     if (rc) return rc;

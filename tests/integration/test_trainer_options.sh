@@ -94,6 +94,24 @@ run "evaluator_as_submodule with an evaluator that cannot save its state" 2 "$FU
   --model.init_args.evaluator_as_submodule true
 expect "the evaluator is named" "$ERR" "evaluator_as_submodule: the fit evaluator AUROC cannot keep its state in checkpoints"
 
+# A ConfusionMatrix (inside a MetricCollection) is an artifact file, not a scalar.
+COLL="{class_path: fulgur.metrics.MetricCollection, init_args: {metrics: [$ACC, {class_path: fulgur.metrics.ConfusionMatrix, init_args: {task: multiclass, num_classes: 3}}]}}"
+run "ConfusionMatrix as an artifact" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/cm" \
+  --trainer.max_epochs 1 --model.init_args.evaluator_cfg "$COLL" --json
+CM="$WORK/cm/version_0/artifacts/val-ConfusionMatrix-epoch=0-step=8.csv"
+[[ -s $CM ]] && pass "val confusion matrix written as CSV" || fail "no $CM" "$(ls -R "$WORK/cm/version_0")"
+"$PY" - "$CM" "$OUT" <<'PY' && pass "3x3 counts over the 32 val samples, diagonal sum = accuracy" || fail "confusion matrix contents"
+import json, sys
+rows = [[float(v) for v in line.split(",")] for line in open(sys.argv[1]).read().split()]
+assert len(rows) == 3 and all(len(r) == 3 for r in rows), rows
+total = sum(map(sum, rows))
+assert total == 32, total
+acc = json.loads(sys.argv[2])["val/Accuracy"]
+assert abs(sum(rows[i][i] for i in range(3)) / total - acc) < 1e-12
+assert not any("ConfusionMatrix" in k for k in json.loads(sys.argv[2]))
+PY
+grep -q ConfusionMatrix "$WORK/cm/version_0/metrics.csv" && fail "ConfusionMatrix leaked into metrics.csv" || pass "metrics.csv keeps scalars only"
+
 run "bad clip algorithm" 2 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.gradient_clip_algorithm norms
 expect "bad clip algorithm is named" "$ERR" "trainer.gradient_clip_algorithm: expected 'norm' or 'value', got 'norms'"
 run "bad accumulate" 2 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.accumulate_grad_batches 0

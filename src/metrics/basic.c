@@ -90,8 +90,18 @@ static int accuracy_update(void *self, const fg_value *kw, char **err) {
       rc = fg_tensor_from_data(cls, FG_UINT8, &shape, 1, &tmp, err);
       free(cls);
       if (rc) return rc;
-    } else {
-      tmp = fg_tensor_ref(preds);
+    } else if ((rc = fg_op_flatten(preds, 0, &tmp, err))) {
+      return rc;
+    }
+    /* Both sides flattened: preds [N, 1] against target [N] compare
+     * element by element, never by broadcasting. */
+    if (fg_tensor_numel(tmp) != fg_tensor_numel(target)) {
+      char ps[64], ts[64];
+      fg_tensor_shape_str(preds, ps, sizeof ps);
+      fg_tensor_shape_str(target, ts, sizeof ts);
+      fg_tensor_free(tmp);
+      return fg_err_set(err, FG_EINVAL, "binary preds of shape %s and target of shape %s differ in size",
+                        ps, ts);
     }
     fg_tensor *p64 = NULL, *t64 = NULL, *tflat = NULL;
     if ((rc = fg_op_to_dtype(tmp, FG_INT64, &p64, err)) == 0 &&

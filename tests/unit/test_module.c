@@ -209,8 +209,18 @@ Test(accuracy, binary_probs_and_logits) {
   fg_value *k2 = kw(tensor_f(lg, 4, 0), tensor_l(target, 4));
   cr_assert_eq(fg_metric_update(m, k2, NULL), 0);
   cr_assert_float_eq(compute(m), 0.75, 1e-12);
+  /* Label predictions shaped [N, 1] compare element by element with [N]. */
+  fg_metric_reset(m);
+  const int64_t labels[] = {1, 1, 0, 0};
+  fg_tensor *col = NULL;
+  int64_t shape[2] = {4, 1};
+  cr_assert_eq(fg_tensor_from_data(labels, FG_INT64, shape, 2, &col, NULL), 0);
+  fg_value *k3 = kw(col, tensor_l(target, 4));
+  cr_assert_eq(fg_metric_update(m, k3, NULL), 0);
+  cr_assert_float_eq(compute(m), 0.75, 1e-12);
   fg_value_free(k);
   fg_value_free(k2);
+  fg_value_free(k3);
   fg_metric_free(m);
 }
 

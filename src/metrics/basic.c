@@ -194,8 +194,50 @@ static int accuracy_load(void *self, const fg_value *st, char **err) {
 static const fg_metric_vtable accuracy_vt = {accuracy_update, accuracy_compute, accuracy_reset,
                                              free, accuracy_state, accuracy_load};
 
+/* Multiclass accuracy averaged per class (macro, weighted, none) is
+ * per-class recall: TorchMetrics computes both as tp / (tp + fn) with the
+ * same class weights. Those averages reuse Recall under Accuracy's name. */
+typedef struct {
+  fg_metric *inner;
+} renamed;
+
+static int renamed_update(void *self, const fg_value *kw, char **err) {
+  return fg_metric_update(((renamed *)self)->inner, kw, err);
+}
+static int renamed_compute(void *self, fg_value **out, char **err) {
+  return fg_metric_compute(((renamed *)self)->inner, out, err);
+}
+static void renamed_reset(void *self) { fg_metric_reset(((renamed *)self)->inner); }
+static void renamed_free(void *self) {
+  fg_metric_free(((renamed *)self)->inner);
+  free(self);
+}
+static const fg_metric_vtable renamed_vt = {renamed_update, renamed_compute, renamed_reset,
+                                            renamed_free};
+
+static int per_class_accuracy(const fg_node *args, const char *keypath, void **out, char **err) {
+  fg_node *obj = fg_node_new_map(), *ia = fg_node_new_map();
+  fg_node_map_set(obj, "class_path", fg_node_new_string("fulgur.metrics.Recall"));
+  static const char *const keys[] = {"task", "num_classes", "average", "top_k"};
+  for (size_t i = 0; i < 4; i++)
+    fg_node_map_set(ia, keys[i], fg_node_clone(fg_node_get(args, keys[i])));
+  fg_node_map_set(obj, "init_args", ia);
+  void *inner = NULL;
+  int rc = fg_registry_create(obj, keypath, FG_KIND_METRIC, &inner, NULL, err);
+  fg_node_free(obj);
+  if (rc) return rc;
+  renamed *r = fg__xmalloc(sizeof *r);
+  r->inner = inner;
+  *out = fg_metric_create(&renamed_vt, r, "Accuracy");
+  return 0;
+}
+
 static int accuracy_create(const fg_class *cls, const fg_node *args, const char *keypath,
                            void **out, char **err) {
+  const char *avg = fg_node_str(fg_node_get(args, "average"));
+  if (strcmp(fg_node_str(fg_node_get(args, "task")), "multiclass") == 0 &&
+      (avg == NULL || strcmp(avg, "micro") != 0))
+    return per_class_accuracy(args, keypath, out, err);
   accuracy *a = fg__xcalloc(1, sizeof *a);
   const char *task = fg_node_str(fg_node_get(args, "task"));
   a->task = strcmp(task, "binary") == 0 ? TASK_BINARY : TASK_MULTICLASS;
@@ -229,10 +271,12 @@ static int check_task(const fg_node *v, const char *keypath, char **err) {
 }
 
 static int check_average(const fg_node *v, const char *keypath, char **err) {
-  if (strcmp(fg_node_str(v), "micro") == 0) return 0;
+  const char *s = fg_node_str(v);
+  if (s == NULL || strcmp(s, "micro") == 0 || strcmp(s, "macro") == 0 ||
+      strcmp(s, "weighted") == 0 || strcmp(s, "none") == 0)
+    return 0;
   return fg_config_error(err, v, keypath,
-                         "only average 'micro' is supported by this fulgur version, got '%s'",
-                         fg_node_str(v));
+                         "expected 'micro', 'macro', 'weighted', 'none' or null, got '%s'", s);
 }
 
 static const fg_param accuracy_params[] = {
@@ -240,7 +284,7 @@ static const fg_param accuracy_params[] = {
     {"num_classes", FG_T_NULL | FG_T_INT, "null", "classes (multiclass)", NULL, 0},
     {"top_k", FG_T_INT, "1", "a hit when the target is among the k best", NULL, 0},
     {"threshold", FG_T_FLOAT, "0.5", "binary decision threshold", NULL, 0},
-    {"average", FG_T_STRING, "micro", "micro", check_average, 0},
+    {"average", FG_T_NULL | FG_T_STRING, "micro", "micro, macro, weighted, none (multiclass)", check_average, 0},
 };
 
 /* ---- MeanMetric ---------------------------------------------------------------- */

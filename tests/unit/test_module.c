@@ -224,6 +224,19 @@ Test(accuracy, binary_probs_and_logits) {
   fg_metric_free(m);
 }
 
+Test(accuracy, macro_average_is_per_class_recall) {
+  /* preds (argmax) 2, 0, 1, 1 against targets 2, 0, 0, 0: class 0 recall
+   * 1/3, class 1 has no target but false positives (0), class 2 recall 1. */
+  fg_metric *m = make_metric("{class_path: fulgur.metrics.Accuracy, init_args: {task: multiclass, num_classes: 3, average: macro}}");
+  cr_assert_str_eq(fg_metric_name(m), "Accuracy");
+  const int64_t target[] = {2, 0, 0, 0};
+  fg_value *k = kw(tensor_f(logits, 4, 3), tensor_l(target, 4));
+  cr_assert_eq(fg_metric_update(m, k, NULL), 0);
+  cr_assert_float_eq(compute(m), (1.0 / 3 + 0 + 1) / 3, 1e-12);
+  fg_value_free(k);
+  fg_metric_free(m);
+}
+
 Test(accuracy, bad_arguments) {
   fg_metric *m = make_metric("{class_path: fulgur.metrics.Accuracy, init_args: {task: multiclass, num_classes: 4}}");
   const int64_t target[] = {2, 2, 0, 1};

@@ -112,6 +112,19 @@ assert not any("ConfusionMatrix" in k for k in json.loads(sys.argv[2]))
 PY
 grep -q ConfusionMatrix "$WORK/cm/version_0/metrics.csv" && fail "ConfusionMatrix leaked into metrics.csv" || pass "metrics.csv keeps scalars only"
 
+# Several val dataloaders, one evaluator each: keys get _<idx>.
+run "two val dataloaders" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/twoval" \
+  --trainer.max_epochs 1 --data.init_args.dataset_cfg.val "[{}, {init_args: {num_samples: 16, seed: 9}}]" \
+  --model.init_args.evaluator_cfg "{fit: $ACC, val: [{}, {init_args: {top_k: 2}}]}" --json
+for k in val/loss_0 val/loss_1 val/Accuracy_0 val/Accuracy_1 fit/Accuracy; do
+  expect "two val dataloaders log $k" "$OUT" "\"$k\": "
+done
+
+# A checkpoint cut short is a clear error, not a crash.
+head -c 3000 "$WORK/sub/version_0/checkpoints/last.ckpt" >"$WORK/cut.ckpt"
+run "truncated checkpoint" 1 "$FULGUR" test --config "$WORK/base.yaml" --ckpt_path "$WORK/cut.ckpt"
+expect "truncated checkpoint is named" "$ERR" "cut.ckpt: not a checkpoint"
+
 run "bad clip algorithm" 2 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.gradient_clip_algorithm norms
 expect "bad clip algorithm is named" "$ERR" "trainer.gradient_clip_algorithm: expected 'norm' or 'value', got 'norms'"
 run "bad accumulate" 2 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.accumulate_grad_batches 0

@@ -16,19 +16,7 @@ import tempfile
 
 import torch
 
-FULGUR = os.environ["FULGUR"]
-failures = []
-passed = 0
-
-
-def check(name, cond, detail=""):
-    global passed
-    if cond:
-        passed += 1
-        print(f"ok - {name}")
-    else:
-        failures.append(name)
-        print(f"not ok - {name} {detail}")
+from interop import FULGUR, check, finish
 
 
 def mlp():
@@ -136,5 +124,4 @@ data:
     check("Python checkpoint: same accuracy", abs(m.get("test/Accuracy", -1) - py_acc) < 1e-6,
           f"{m} vs {py_acc}")
 
-print(f"{passed} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+finish()

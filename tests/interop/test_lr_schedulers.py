@@ -20,19 +20,7 @@ import tempfile
 
 import torch
 
-FULGUR = os.environ["FULGUR"]
-failures = []
-passed = 0
-
-
-def check(name, cond, detail=""):
-    global passed
-    if cond:
-        passed += 1
-        print(f"ok - {name}")
-    else:
-        failures.append(name)
-        print(f"not ok - {name} {detail}")
+from interop import FULGUR, check, finish
 
 
 class WarmupScheduler(torch.optim.lr_scheduler._LRScheduler):
@@ -262,5 +250,4 @@ with tempfile.TemporaryDirectory() as work:
     check("scheduler states are saved", a["lr_schedulers"] == b["lr_schedulers"] and
           len(a["lr_schedulers"]) == 1 and a["fulgur_warmup_schedulers"][0]["last_epoch"] > 0, str(a["lr_schedulers"]))
 
-print(f"{passed} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+finish()

@@ -28,21 +28,9 @@ import tempfile
 
 import torch
 
-FULGUR = os.environ["FULGUR"]
+from interop import FULGUR, check, finish
 BUILD = os.environ.get("FG_BUILD_DIR") or os.path.dirname(os.path.abspath(FULGUR))
 TOL = 1e-6
-failures = []
-passed = 0
-
-
-def check(name, cond, detail=""):
-    global passed
-    if cond:
-        passed += 1
-        print(f"ok - {name}")
-    else:
-        failures.append(name)
-        print(f"not ok - {name} {detail}")
 
 
 def close(name, got, want):
@@ -544,5 +532,4 @@ with tempfile.TemporaryDirectory() as tmp:
 lib_path = os.path.join(BUILD, "libfulgur.so")
 c_api_checks(Lib(lib_path))
 
-print(f"{passed} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+finish()

@@ -13,19 +13,7 @@ import tempfile
 
 import torch
 
-FULGUR = os.environ["FULGUR"]
-failures = []
-passed = 0
-
-
-def check(name, cond, detail=""):
-    global passed
-    if cond:
-        passed += 1
-        print(f"ok - {name}")
-    else:
-        failures.append(name)
-        print(f"not ok - {name} {detail}")
+from interop import FULGUR, check, finish
 
 
 torch.manual_seed(11)
@@ -239,5 +227,4 @@ with tempfile.TemporaryDirectory() as work:
     check("mixed null and set frequencies are a config error", r.returncode == 2 and
           "frequency must be set for every optimizer or for none (1 of 2 have one)" in r.stderr, r.stderr)
 
-print(f"{passed} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+finish()

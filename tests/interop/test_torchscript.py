@@ -19,19 +19,7 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
-FULGUR = os.environ["FULGUR"]
-failures = []
-passed = 0
-
-
-def check(name, cond, detail=""):
-    global passed
-    if cond:
-        passed += 1
-        print(f"ok - {name}")
-    else:
-        failures.append(name)
-        print(f"not ok - {name} {detail}")
+from interop import FULGUR, check, finish
 
 
 class Net(torch.nn.Module):
@@ -191,5 +179,4 @@ with tempfile.TemporaryDirectory() as work:
     check("a file that is not TorchScript is named", r.returncode == 1 and
           "cannot load TorchScript module" in r.stderr and "junk.pt" in r.stderr, r.stderr)
 
-print(f"{passed} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+finish()

@@ -6,6 +6,7 @@ nesterov, weight_decay), Adam (amsgrad, weight_decay) and AdamW; and with
 Lightning's gradient clipping (norm, value) and gradient accumulation
 (loss / N, a step at each window's end and at the epoch's last batch).
 """
+import collections
 import os
 import subprocess
 import sys
@@ -118,7 +119,9 @@ with tempfile.TemporaryDirectory() as work:
         for x, y in zip(X.tolist(), Y.tolist()):
             # repr of the float32 value: fulgur's strtod then float cast gives it back exactly
             f.write(",".join(repr(v) for v in x) + f",{y}\n")
-    init = {"model.layers." + k: v for k, v in make_model().state_dict().items()}
+    # An OrderedDict, as every state_dict() Python writes is.
+    init = collections.OrderedDict(
+        ("model.layers." + k, v) for k, v in make_model().state_dict().items())
     torch.save({"state_dict": init}, os.path.join(work, "init.ckpt"))
     for i, (name, yaml, make) in enumerate(CASES):
         got, ck = fulgur_fit(work, f"case{i}", yaml)

@@ -344,8 +344,9 @@ static int mean_load(void *self, const fg_value *st, char **err) {
   return sums_load(st, &m->sum, "sum", &m->weight, "weight", err);
 }
 
+static const char *const mean_args[] = {"value", "weight", NULL};
 static const fg_metric_vtable mean_vt = {mean_update, mean_compute, mean_reset, free,
-                                         mean_state, mean_load};
+                                         mean_state, mean_load, mean_args};
 
 static int mean_create(const fg_class *cls, const fg_node *args, const char *keypath,
                        void **out, char **err) {

@@ -28,7 +28,15 @@ typedef struct {
 static int collection_update(void *self, const fg_value *kw, char **err) {
   collection *c = self;
   for (size_t i = 0; i < c->n; i++) {
-    int rc = fg_metric_update(c->metrics[i], kw, err);
+    /* Each member gets only the arguments its update takes (TorchMetrics'
+     * _filter_kwargs), so MeanMetric and Accuracy can share a collection. */
+    fg_value *mine = fg_value_dict();
+    for (size_t k = 0; k < fg_value_len(kw); k++)
+      if (fg_metric_takes(c->metrics[i], fg_value_dict_key_at(kw, k)))
+        fg_value_dict_set(mine, fg_value_dict_key_at(kw, k),
+                          fg_value_copy(fg_value_dict_value_at(kw, k)));
+    int rc = fg_value_len(mine) ? fg_metric_update(c->metrics[i], mine, err) : 0;
+    fg_value_free(mine);
     if (rc) return rc;
   }
   return 0;
@@ -82,8 +90,10 @@ static void collection_free(void *self) {
   free(c);
 }
 
+static const char *const collection_args[] = {"*", NULL}; /* filtered per member */
 static const fg_metric_vtable collection_vt = {collection_update, collection_compute,
-                                               collection_reset, collection_free};
+                                               collection_reset, collection_free, NULL, NULL,
+                                               collection_args};
 
 /* A mapping with a class_path is one metric config, not a name -> config
  * mapping. */

@@ -1,5 +1,6 @@
 /* fg_metric: a named evaluator behind a vtable. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "fulgur/error.h"
 #include "fulgur/metrics.h"
@@ -60,4 +61,12 @@ int fg_metric_load_state_dict(fg_metric *m, const fg_value *state, char **err) {
     return fg_err_set(err, FG_EUNSUPPORTED, "%s cannot load a state", m->name);
   int rc = m->vt->load_state_dict(m->self, state, err);
   return rc ? fg_err_prefix(err, rc, "%s state", m->name) : 0;
+}
+
+bool fg_metric_takes(const fg_metric *m, const char *name) {
+  static const char *const preds_target[] = {"preds", "target", NULL};
+  const char *const *names = m->vt->arg_names ? m->vt->arg_names : preds_target;
+  for (; *names; names++)
+    if (strcmp(*names, "*") == 0 || strcmp(*names, name) == 0) return true;
+  return false;
 }

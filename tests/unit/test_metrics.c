@@ -560,3 +560,25 @@ Test(metric_collection, config_errors) {
   expect_config_error("{class_path: fulgur.metrics.MetricCollection, init_args: {metrics: [{class_path: torch.optim.SGD}]}}",
                       "evaluator_cfg.init_args.metrics.0.class_path", "expected a metric");
 }
+
+Test(metric_collection, members_get_only_their_arguments) {
+  /* MeanMetric takes value (and weight), Accuracy preds and target: in one
+   * collection each gets its own, as TorchMetrics' _filter_kwargs does. */
+  fg_metric *m = make_metric(
+      "{class_path: fulgur.metrics.MetricCollection, init_args: {metrics: ["
+      "{class_path: fulgur.metrics.MeanMetric}, "
+      "{class_path: fulgur.metrics.Accuracy, init_args: {task: multiclass, num_classes: 2}}]}}");
+  const float p[] = {0.9f, 0.1f, 0.2f, 0.8f};
+  const int64_t t[] = {0, 0};
+  fg_value *k = kw(tensor_f(p, 2, 2), tensor_l(t, 2));
+  fg_value_dict_set(k, "value", fg_value_double(3.0));
+  char *err = NULL;
+  cr_assert_eq(fg_metric_update(m, k, &err), 0, "%s", err);
+  fg_value *r = NULL;
+  cr_assert_eq(fg_metric_compute(m, &r, NULL), 0);
+  cr_assert_float_eq(fg_value_as_double(fg_value_dict_get(r, "MeanMetric")), 3.0, 1e-12);
+  cr_assert_float_eq(fg_value_as_double(fg_value_dict_get(r, "Accuracy")), 0.5, 1e-12);
+  fg_value_free(r);
+  fg_value_free(k);
+  fg_metric_free(m);
+}

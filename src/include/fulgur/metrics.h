@@ -24,6 +24,10 @@ typedef struct {
    * numbers, and back. */
   int (*state_dict)(void *self, fg_value **out, char **err);
   int (*load_state_dict)(void *self, const fg_value *state, char **err);
+  /* The keyword arguments update takes, NULL-terminated; {"*", NULL} takes
+   * any; NULL means {"preds", "target"}. A MetricCollection passes each
+   * member only what it takes, as TorchMetrics' _filter_kwargs does. */
+  const char *const *arg_names;
 } fg_metric_vtable;
 
 /* name: the class name used when compute returns a non-dict ("Accuracy"). */
@@ -35,6 +39,8 @@ int fg_metric_update(fg_metric *m, const fg_value *kwargs, char **err);
 int fg_metric_compute(fg_metric *m, fg_value **out, char **err);
 void fg_metric_reset(fg_metric *m);
 bool fg_metric_has_state(const fg_metric *m);
+/* Whether update takes the keyword argument `name`. */
+bool fg_metric_takes(const fg_metric *m, const char *name);
 int fg_metric_state_dict(const fg_metric *m, fg_value **out, char **err);
 int fg_metric_load_state_dict(fg_metric *m, const fg_value *state, char **err);
 

@@ -2,6 +2,8 @@
  * fulgur.LightningModule (forward = model(batch)) and
  * fulgur.ClassificationModule (forward = model(batch["x"]) with a
  * cross-entropy loss and preds/target metrics). */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,8 +74,128 @@ static int classification_forward(fg_module *m, const fg_value *batch, bool trai
   return 0;
 }
 
+/* ---- ClassificationModule's predict tasks ---------------------------------------
+ * logits, probs and labels, sharing one `logits` dependency (the model run
+ * once per batch however many of the tasks are asked for). */
+
+static int cls_logits_dependency(fg_module *m, const fg_value *const *args, size_t n,
+                                 fg_value **out, char **err) {
+  const fg_tensor *x;
+  int rc = n < 1 ? fg_err_set(err, FG_EINVAL, "expected the batch") : get_tensor(args[0], "x", &x, err);
+  if (rc) return rc;
+  fg_value *xin = fg_value_tensor(fg_tensor_ref(x));
+  rc = fg_model_forward(fg_module_model(m), xin, false, out, err);
+  fg_value_free(xin);
+  if (rc == 0 && fg_value_kind_of(*out) != FG_VALUE_TENSOR) {
+    fg_value_free(*out);
+    *out = NULL;
+    rc = fg_err_set(err, FG_EINVAL, "the model must return a tensor of logits");
+  }
+  return rc;
+}
+
+static int cls_start(fg_module *m, const fg_value *const *args, size_t n, fg_value **out,
+                     char **err) {
+  (void)m, (void)args, (void)n, (void)err;
+  fg_value *d = fg_value_dict(), *deps = fg_value_list();
+  fg_value_list_append(deps, fg_value_string("logits"));
+  fg_value_dict_set(d, "dependency", deps);
+  fg_value_dict_set(d, "result", fg_value_list());
+  *out = d;
+  return 0;
+}
+
+/* The logits dependency from a task's deps argument. */
+static int dep_logits(const fg_value *const *args, size_t n, const fg_tensor **t, char **err) {
+  const fg_value *v = n >= 2 ? fg_value_dict_get(args[1], "logits") : NULL;
+  if (v == NULL || fg_value_kind_of(v) != FG_VALUE_TENSOR)
+    return fg_err_set(err, FG_EINVAL, "expected the logits dependency");
+  *t = fg_value_as_tensor(v);
+  return 0;
+}
+
+static int cls_logits(fg_module *m, const fg_value *const *args, size_t n, fg_value **out,
+                      char **err) {
+  (void)m;
+  const fg_tensor *t;
+  int rc = dep_logits(args, n, &t, err);
+  if (rc == 0) *out = fg_value_tensor(fg_tensor_ref(t));
+  return rc;
+}
+
+static int cls_probs(fg_module *m, const fg_value *const *args, size_t n, fg_value **out,
+                     char **err) {
+  (void)m;
+  const fg_tensor *t;
+  fg_tensor *p = NULL;
+  int rc = dep_logits(args, n, &t, err);
+  if (rc == 0) rc = fg_op_softmax(t, 1, &p, err);
+  if (rc == 0) *out = fg_value_tensor(p);
+  return rc;
+}
+
+static int cls_labels(fg_module *m, const fg_value *const *args, size_t n, fg_value **out,
+                      char **err) {
+  (void)m;
+  const fg_tensor *t;
+  fg_tensor *l = NULL;
+  int rc = dep_logits(args, n, &t, err);
+  if (rc == 0) rc = fg_op_argmax(t, 1, &l, err);
+  if (rc == 0) *out = fg_value_tensor(l);
+  return rc;
+}
+
+/* labels.csv beside predictions.pt: index,label for every sample in
+ * order; written to a temporary name and renamed, so a file that exists
+ * is complete. */
+static int cls_labels_end(fg_module *m, const fg_value *const *args, size_t n, fg_value **out,
+                          char **err) {
+  (void)m;
+  if (n < 2 || fg_value_kind_of(args[0]) != FG_VALUE_LIST || fg_value_as_string(args[1]) == NULL)
+    return fg_err_set(err, FG_EINVAL, "expected (results, output_path)");
+  char *path = fg__xasprintf("%s/labels.csv", fg_value_as_string(args[1]));
+  char *tmp = fg__xasprintf("%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  int rc = 0;
+  if (f == NULL) {
+    rc = fg_err_set(err, FG_EIO, "cannot write %s: %s", tmp, strerror(errno));
+  } else {
+    fputs("index,label\n", f);
+    int64_t idx = 0;
+    for (size_t b = 0; b < fg_value_len(args[0]) && rc == 0; b++) {
+      const fg_tensor *t = fg_value_as_tensor(fg_value_list_at(args[0], b));
+      int64_t k = fg_tensor_numel(t);
+      int64_t *v = malloc((size_t)(k ? k : 1) * sizeof *v);
+      if (v == NULL) rc = fg_err_set(err, FG_ENOMEM, "labels.csv: out of memory");
+      else rc = fg_tensor_copy_out(t, FG_INT64, v, (size_t)k * sizeof *v, err);
+      for (int64_t i = 0; rc == 0 && i < k; i++) fprintf(f, "%lld,%lld\n", (long long)idx++, (long long)v[i]);
+      free(v);
+    }
+    if (fclose(f) != 0 && rc == 0) rc = fg_err_set(err, FG_EIO, "cannot write %s", tmp);
+    if (rc == 0 && rename(tmp, path) != 0) rc = fg_err_set(err, FG_EIO, "cannot rename %s: %s", tmp, strerror(errno));
+    if (rc) remove(tmp);
+  }
+  free(tmp);
+  free(path);
+  *out = rc == 0 ? fg_value_none() : NULL;
+  return rc;
+}
+
+static const fg_named_hook classification_named[] = {
+    {"predict_logits_dependency", cls_logits_dependency},
+    {"predict_logits_start", cls_start},
+    {"predict_probs_start", cls_start},
+    {"predict_labels_start", cls_start},
+    {"predict_logits", cls_logits},
+    {"predict_probs", cls_probs},
+    {"predict_labels", cls_labels},
+    {"predict_labels_end", cls_labels_end},
+    {NULL, NULL},
+};
+
 static const fg_module_hooks classification_hooks = {
     .forward = classification_forward,
+    .named = classification_named,
 };
 
 /* evaluator_cfg: expanded into fit/val/test/predict, each null, a metric
@@ -245,15 +367,11 @@ static void set_fit_start_options(fg_module *m, const fg_node *args) {
   const char **pats = string_list(params, &n);
   fg_module_set_finetune(m, finetune, pats, n);
   free(pats);
+  const char **tasks = string_list(fg_node_get(args, "predict_tasks"), &n);
+  fg_module_set_predict(m, tasks, n, fg_node_str(fg_node_get(args, "predict_path")));
+  free(tasks);
 }
 
-/* Seed options whose behaviour lands with later work: accepted only when
- * unset, so a config that relies on them fails loudly instead of training
- * without them. */
-static int check_unset(const fg_node *v, const char *keypath, char **err) {
-  if (fg_node_kind_of(v) == FG_NODE_NULL) return 0;
-  return fg_config_error(err, v, keypath, "not supported by this fulgur version yet");
-}
 
 static const fg_param module_params[] = {
     {"model", FG_T_MAP, NULL, "the network: {class_path, init_args}", NULL, 0},
@@ -262,8 +380,8 @@ static const fg_param module_params[] = {
     {"evaluator_as_submodule", FG_T_BOOL, "false", "keep evaluator state in checkpoints", NULL, 0},
     {"ckpt_path", FG_T_NULL | FG_T_STRING | FG_T_SEQ, "null", "checkpoints whose state_dict loads (non-strictly, in order) at fit start", NULL, FG_T_STRING},
     {"finetune_cfg", FG_T_NULL | FG_T_STRING | FG_T_SEQ | FG_T_MAP, "null", "parameters to fine-tune (name patterns; the rest are frozen)", check_finetune, 0},
-    {"predict_tasks", FG_T_ANY, "null", "prediction task names", check_unset, 0},
-    {"predict_path", FG_T_NULL | FG_T_STRING, "null", "where prediction tasks write", check_unset, 0},
+    {"predict_tasks", FG_T_NULL | FG_T_STRING | FG_T_SEQ, "null", "prediction task names (predict_<task> hooks)", NULL, FG_T_STRING},
+    {"predict_path", FG_T_NULL | FG_T_STRING, "null", "where tasks write <predict_path>/<task>/ (relative to the checkpoint's run directory)", NULL, 0},
 };
 
 static const char *const lm_aliases[] = {"LightningModule",

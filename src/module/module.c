@@ -25,6 +25,9 @@ struct fg_module {
   char **init_ckpts;  /* ckpt_path */
   size_t n_init_ckpts;
   bool evaluators_in_state; /* evaluator_as_submodule */
+  char **predict_tasks;
+  size_t n_predict_tasks;
+  char *predict_path;
   char **finetune_patterns; /* finetune_cfg */
   size_t n_finetune;
   bool finetune;
@@ -108,6 +111,8 @@ void fg_module_free(fg_module *m) {
   }
   free_strings(m->init_ckpts, m->n_init_ckpts);
   free_strings(m->finetune_patterns, m->n_finetune);
+  free_strings(m->predict_tasks, m->n_predict_tasks);
+  free(m->predict_path);
   fg_model_free(m->model);
   free(m);
 }
@@ -436,3 +441,33 @@ int fg_module_load_evaluator_state(fg_module *m, const fg_value *sd, char **err)
     }
   return 0;
 }
+
+static const fg_named_hook *named_hook(const fg_module *m, const char *name) {
+  for (const fg_named_hook *h = m->hooks.named; h && h->name; h++)
+    if (strcmp(h->name, name) == 0) return h;
+  return NULL;
+}
+
+bool fg_module_has_hook(const fg_module *m, const char *name) {
+  return named_hook(m, name) != NULL || fg_model_has_method(m->model, name);
+}
+
+int fg_module_call_hook(fg_module *m, const char *name, const fg_value *const *args, size_t n,
+                        fg_value **out, char **err) {
+  *out = NULL;
+  const fg_named_hook *h = named_hook(m, name);
+  int rc = h ? h->fn(m, args, n, out, err) : fg_model_call(m->model, name, args, n, out, err);
+  return rc ? fg_err_prefix(err, rc, "%s", name) : 0;
+}
+
+void fg_module_set_predict(fg_module *m, const char *const *tasks, size_t n, const char *path) {
+  free_strings(m->predict_tasks, m->n_predict_tasks);
+  free(m->predict_path);
+  m->predict_tasks = copy_strings(tasks, n);
+  m->n_predict_tasks = n;
+  m->predict_path = path ? fg__xstrdup(path) : NULL;
+}
+
+size_t fg_module_num_predict_tasks(const fg_module *m) { return m->n_predict_tasks; }
+const char *fg_module_predict_task(const fg_module *m, size_t i) { return m->predict_tasks[i]; }
+const char *fg_module_predict_path(const fg_module *m) { return m->predict_path; }

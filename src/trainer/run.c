@@ -168,10 +168,6 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
     rc = fg_config_error(err, config, "optimizer_config", "fit needs an optimizer_config");
     goto done;
   }
-  if (ro->stage == FG_STAGE_PREDICT) {
-    rc = fg_err_set(err, FG_EUNSUPPORTED, "predict is not supported by this fulgur version yet");
-    goto done;
-  }
   if ((rc = fg__trainer_opts_parse(fg_node_get(config, "trainer"), &topts, err))) goto done;
 
   /* Seed first: parameter initialization draws from the global generator. */
@@ -273,6 +269,7 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
     case FG_STAGE_FIT: rc = fg__loop_fit(&loop, err); break;
     case FG_STAGE_VALIDATE: rc = fg__loop_eval(&loop, FG_SPLIT_VAL, false, err); break;
     case FG_STAGE_TEST: rc = fg__loop_eval(&loop, FG_SPLIT_TEST, false, err); break;
+    case FG_STAGE_PREDICT: rc = fg__predict_run(&loop, ckpt, err); break;
     default: rc = fg_err_set(err, FG_EUNSUPPORTED, "stage not supported"); break;
   }
   st.text = rc == 0 ? "succeeded" : rc == FG_ECANCELED ? "cancelled" : "failed";

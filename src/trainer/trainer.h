@@ -146,6 +146,8 @@ typedef struct {
 } fg_loop;
 
 int fg__loop_fit(fg_loop *l, char **err);
+/* The predict loop; ckpt is the --ckpt_path (for predict_path), or NULL. */
+int fg__predict_run(fg_loop *l, const char *ckpt, char **err);
 /* Validate or test over every dataloader of the split; logs epoch metrics. */
 int fg__loop_eval(fg_loop *l, fg_split split, bool sanity, char **err);
 

@@ -74,7 +74,19 @@ typedef struct {
    * artifact. Base: evaluator.compute(). fulgur resets the evaluator
    * afterwards either way. */
   int (*compute_evaluator)(fg_module *m, fg_metric *evaluator, fg_value **out, char **err);
+  /* Hooks found by name, as Python's hasattr finds methods: the predict
+   * hooks (predict_<task>, predict_<task>_start, predict_<task>_end,
+   * predict_<dep>_dependency, predict_<dep>_dependency_start). A table
+   * ending with a NULL name; may be NULL. */
+  const struct fg_named_hook *named;
 } fg_module_hooks;
+
+/* A hook by name: args as the predict engine passes them (see
+ * fg_module_call_hook). */
+typedef struct fg_named_hook {
+  const char *name;
+  int (*fn)(fg_module *m, const fg_value *const *args, size_t n, fg_value **out, char **err);
+} fg_named_hook;
 
 /* Split indices, in fg_split_names order. */
 typedef enum { FG_SPLIT_FIT = 0, FG_SPLIT_VAL, FG_SPLIT_TEST, FG_SPLIT_PREDICT } fg_split;
@@ -106,6 +118,19 @@ void fg_module_set_finetune(fg_module *m, bool finetune, const char *const *patt
  * parameters. */
 size_t fg_module_apply_finetune(fg_module *m, void (*warn)(void *ctx, const char *pattern),
                                 void *ctx);
+
+/* Hooks by name: the module class's table first, then the model's own
+ * methods (a TorchScript module's predict_* methods). A model method gets
+ * as many leading args as it takes. */
+bool fg_module_has_hook(const fg_module *m, const char *name);
+int fg_module_call_hook(fg_module *m, const char *name, const fg_value *const *args, size_t n,
+                        fg_value **out, char **err);
+
+/* predict_tasks and predict_path (copied; path may be NULL). */
+void fg_module_set_predict(fg_module *m, const char *const *tasks, size_t n, const char *path);
+size_t fg_module_num_predict_tasks(const fg_module *m);
+const char *fg_module_predict_task(const fg_module *m, size_t i);
+const char *fg_module_predict_path(const fg_module *m);
 
 /* evaluator_as_submodule: evaluator states go into checkpoints' state_dict
  * as "_evaluators.<split>.<idx>.<name>" (float64 scalars). Setting it

@@ -1,0 +1,351 @@
+/* The predict loop (ARCHITECTURE.md 3.6, the seed's "Predict loop"):
+ * named tasks with their own output folder and state, sharing
+ * dependencies that are computed once per batch.
+ *
+ * Before the first batch: every task's hook must exist, its folder is
+ * emptied and created, its start hook gives its dependencies and initial
+ * state, and the dependency graph (dependencies may name their own through
+ * predict_<dep>_dependency_start) is ordered, a cycle being an error that
+ * spells it out. Per batch, dependencies run in that order, then each task
+ * in the order given; a non-None result is appended to the task's state.
+ * At the end the results are saved as <task>/predictions.pt (a list of
+ * tensors in batch order, written atomically) and the task's end hook, if
+ * any, writes what else it wants.
+ *
+ * This engine runs on the caller's thread; the worker-thread engine of
+ * issue "Predict" keeps these semantics. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fulgur/error.h"
+#include "trainer/trainer.h"
+#include "util/xalloc.h"
+
+typedef struct {
+  char *name;
+  char *path;        /* <predict_path>/<name> */
+  char **deps;       /* declared dependency names */
+  size_t n_deps;
+  fg_value *state;   /* a list, or the start hook's initial state */
+} task;
+
+typedef struct {
+  char **names; /* dependencies in the order they run */
+  size_t n;
+} dep_order;
+
+static void free_names(char **v, size_t n) {
+  for (size_t i = 0; i < n; i++) free(v[i]);
+  free(v);
+}
+
+/* A hook's list of names (a list value of strings) into *names. */
+static int names_of(const fg_value *v, const char *hook, char ***names, size_t *n, char **err) {
+  *names = NULL;
+  *n = 0;
+  if (v == NULL || fg_value_kind_of(v) == FG_VALUE_NONE) return 0;
+  if (fg_value_kind_of(v) != FG_VALUE_LIST)
+    return fg_err_set(err, FG_EINVAL, "%s: expected a list of dependency names, got %s", hook,
+                      fg_value_kind_name(fg_value_kind_of(v)));
+  *names = fg__xcalloc(fg_value_len(v) + 1, sizeof **names);
+  for (size_t i = 0; i < fg_value_len(v); i++) {
+    const char *s = fg_value_as_string(fg_value_list_at(v, i));
+    if (s == NULL) {
+      free_names(*names, *n);
+      *names = NULL;
+      *n = 0;
+      return fg_err_set(err, FG_EINVAL, "%s: dependency names must be strings", hook);
+    }
+    (*names)[(*n)++] = fg__xstrdup(s);
+  }
+  return 0;
+}
+
+/* Depth-first ordering of a dependency and what it depends on. `path`
+ * holds the chain being visited, to spell out a cycle. */
+static int order_dep(fg_module *m, const char *dep, const char *user, dep_order *order,
+                     char ***path, size_t *depth, char **err) {
+  for (size_t i = 0; i < order->n; i++)
+    if (strcmp(order->names[i], dep) == 0) return 0;
+  for (size_t i = 0; i < *depth; i++)
+    if (strcmp((*path)[i], dep) == 0) {
+      size_t len = strlen(dep) + 1;
+      for (size_t k = i; k < *depth; k++) len += strlen((*path)[k]) + 4;
+      char *chain = fg__xcalloc(len, 1);
+      for (size_t k = i; k < *depth; k++) {
+        strcat(chain, (*path)[k]);
+        strcat(chain, " -> ");
+      }
+      strcat(chain, dep);
+      int rc = fg_err_set(err, FG_ECONFIG, "predict: dependency cycle %s", chain);
+      free(chain);
+      return rc;
+    }
+  char *hook = fg__xasprintf("predict_%s_dependency", dep);
+  bool have = fg_module_has_hook(m, hook);
+  free(hook);
+  if (!have)
+    return fg_err_set(err, FG_ECONFIG,
+                      "predict: '%s' depends on '%s', but the module has no predict_%s_dependency",
+                      user, dep, dep);
+  *path = fg__xrealloc(*path, (*depth + 1) * sizeof **path);
+  (*path)[(*depth)++] = fg__xstrdup(dep);
+  int rc = 0;
+  char *start = fg__xasprintf("predict_%s_dependency_start", dep);
+  if (fg_module_has_hook(m, start)) {
+    fg_value *v = NULL;
+    char **sub = NULL;
+    size_t n_sub = 0;
+    rc = fg_module_call_hook(m, start, NULL, 0, &v, err);
+    if (rc == 0) rc = names_of(v, start, &sub, &n_sub, err);
+    for (size_t i = 0; i < n_sub && rc == 0; i++)
+      rc = order_dep(m, sub[i], dep, order, path, depth, err);
+    free_names(sub, n_sub);
+    fg_value_free(v);
+  }
+  free(start);
+  free((*path)[--*depth]);
+  if (rc == 0) {
+    order->names = fg__xrealloc(order->names, (order->n + 1) * sizeof *order->names);
+    order->names[order->n++] = fg__xstrdup(dep);
+  }
+  return rc;
+}
+
+/* Empties and creates a task's folder. */
+static int fresh_dir(const char *path, char **err) {
+  int rc = 0;
+  /* Remove the folder's contents (files only: tasks write flat folders). */
+  DIR *d = opendir(path);
+  if (d) {
+    struct dirent *e;
+    while ((e = readdir(d)) && rc == 0) {
+      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+      char *f = fg__xasprintf("%s/%s", path, e->d_name);
+      if (remove(f) != 0)
+        rc = fg_err_set(err, FG_EIO, "cannot empty %s: %s: %s", path, e->d_name, strerror(errno));
+      free(f);
+    }
+    closedir(d);
+  }
+  if (rc == 0) rc = fg__mkdirs(path, err);
+  return rc;
+}
+
+/* <run dir of the checkpoint>/<predict_path or "visualization">, as the
+ * seed computes it; without a checkpoint from a run directory,
+ * predict_path as given. */
+static int resolve_root(const fg_module *m, const char *ckpt, char **out, char **err) {
+  const char *pp = fg_module_predict_path(m);
+  char *run = NULL;
+  if (ckpt) {
+    char *dir = fg__xstrdup(ckpt);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+      *slash = '\0';
+      char *parent = strrchr(dir, '/');
+      const char *base = parent ? parent + 1 : dir;
+      if (strcmp(base, "checkpoints") == 0) {
+        if (parent) *parent = '\0';
+        else strcpy(dir, ".");
+        run = fg__xstrdup(dir);
+      }
+    }
+    free(dir);
+  }
+  if (run) {
+    *out = pp == NULL ? fg__xasprintf("%s/visualization", run)
+           : pp[0] == '/' ? fg__xstrdup(pp)
+                          : fg__xasprintf("%s/%s", run, pp);
+    free(run);
+    return 0;
+  }
+  if (pp == NULL)
+    return fg_err_set(err, FG_ECONFIG,
+                      "model.init_args.predict_path is null and --ckpt_path is not a checkpoint "
+                      "of a run directory: set predict_path");
+  *out = fg__xstrdup(pp);
+  return 0;
+}
+
+static void emit_artifact(fg_loop *l, const char *what, const char *path) {
+  fg_event ev = {.kind = FG_EVENT_ARTIFACT, .split = "predict", .text = what, .path = path,
+                 .epoch = 0, .global_step = l->pos.global_step, .batch_idx = -1,
+                 .num_batches = -1, .max_epochs = -1, .max_steps = -1};
+  fg_events_emit(l->events, &ev);
+}
+
+int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
+  fg_module *m = l->module;
+  size_t nt = fg_module_num_predict_tasks(m);
+  if (nt == 0)
+    return fg_err_set(err, FG_ECONFIG, "model.init_args.predict_tasks: no prediction tasks given");
+  if (fg_datamodule_num_loaders(l->dm, "predict") == 0)
+    return fg_err_set(err, FG_ECONFIG, "data: no predict dataset is configured");
+  char *root = NULL;
+  int rc = resolve_root(m, ckpt, &root, err);
+  if (rc) return rc;
+  task *tasks = fg__xcalloc(nt, sizeof *tasks);
+  dep_order order = {0};
+  char **path = NULL;
+  size_t depth = 0;
+  /* Everything is checked before the first batch. */
+  for (size_t t = 0; t < nt && rc == 0; t++) {
+    task *k = &tasks[t];
+    k->name = fg__xstrdup(fg_module_predict_task(m, t));
+    char *hook = fg__xasprintf("predict_%s", k->name);
+    if (!fg_module_has_hook(m, hook))
+      rc = fg_err_set(err, FG_ECONFIG,
+                      "model.init_args.predict_tasks: task '%s' is not supported: the module has "
+                      "no %s",
+                      k->name, hook);
+    free(hook);
+    if (rc) break;
+    k->path = fg__xasprintf("%s/%s", root, k->name);
+    if ((rc = fresh_dir(k->path, err))) break;
+    char *start = fg__xasprintf("predict_%s_start", k->name);
+    fg_value *sv = NULL;
+    if (fg_module_has_hook(m, start)) {
+      fg_value *arg = fg_value_string(k->path);
+      const fg_value *args[1] = {arg};
+      rc = fg_module_call_hook(m, start, args, 1, &sv, err);
+      fg_value_free(arg);
+    }
+    if (rc == 0) {
+      /* {dependency: [...], result: state}; a list of names (TorchScript's
+       * List[str]); or a bare initial state. */
+      if (sv == NULL) {
+        k->state = fg_value_list(); /* no start hook: no dependency, an empty list */
+      } else if (fg_value_kind_of(sv) == FG_VALUE_DICT &&
+          (fg_value_dict_get(sv, "dependency") || fg_value_dict_get(sv, "result"))) {
+        rc = names_of(fg_value_dict_get(sv, "dependency"), start, &k->deps, &k->n_deps, err);
+        fg_value *res = fg_value_dict_take(sv, "result");
+        k->state = res ? res : fg_value_list();
+      } else if (fg_value_kind_of(sv) == FG_VALUE_LIST && fg_value_len(sv) > 0 &&
+                 fg_value_kind_of(fg_value_list_at(sv, 0)) == FG_VALUE_STRING) {
+        rc = names_of(sv, start, &k->deps, &k->n_deps, err);
+        k->state = fg_value_list();
+      } else {
+        k->state = fg_value_kind_of(sv) != FG_VALUE_NONE ? fg_value_copy(sv) : fg_value_list();
+      }
+    }
+    fg_value_free(sv);
+    free(start);
+    for (size_t d = 0; d < k->n_deps && rc == 0; d++)
+      rc = order_dep(m, k->deps[d], k->name, &order, &path, &depth, err);
+  }
+  free(path);
+
+  bool was = fg_torch_set_grad_enabled(false);
+  size_t n_loaders = fg_datamodule_num_loaders(l->dm, "predict");
+  int64_t batch_no = 0;
+  for (size_t li = 0; li < n_loaders && rc == 0; li++) {
+    fg_dataloader *dl = NULL;
+    if ((rc = fg_datamodule_loader(l->dm, "predict", li, &dl, err))) break;
+    if ((rc = fg_dataloader_start_epoch(dl, 0, err))) break;
+    int64_t nb = fg_dataloader_num_batches(dl);
+    if (l->opts->limit[FG_SPLIT_PREDICT] < 1.0 || l->opts->limit_is_count[FG_SPLIT_PREDICT]) {
+      int64_t cap = l->opts->limit_is_count[FG_SPLIT_PREDICT]
+                        ? (int64_t)l->opts->limit[FG_SPLIT_PREDICT]
+                        : (int64_t)((double)nb * l->opts->limit[FG_SPLIT_PREDICT]);
+      if (cap < nb) nb = cap;
+    }
+    for (int64_t b = 0; b < nb && rc == 0; b++, batch_no++) {
+      if (l->cancel && *l->cancel) {
+        rc = fg_err_set(err, FG_ECANCELED, "run cancelled");
+        break;
+      }
+      fg_value *batch = NULL;
+      if ((rc = fg_dataloader_next(dl, &batch, err)) || batch == NULL) break;
+      /* Each dependency once, in order; later ones see earlier ones. */
+      fg_value *deps = fg_value_dict();
+      for (size_t d = 0; d < order.n && rc == 0; d++) {
+        char *hook = fg__xasprintf("predict_%s_dependency", order.names[d]);
+        const fg_value *args[2] = {batch, deps};
+        fg_value *v = NULL;
+        rc = fg_module_call_hook(m, hook, args, 2, &v, err);
+        if (rc) fg_err_prefix(err, rc, "predict batch %lld", (long long)batch_no);
+        else fg_value_dict_set(deps, order.names[d], v ? v : fg_value_none());
+        free(hook);
+      }
+      for (size_t t = 0; t < nt && rc == 0; t++) {
+        task *k = &tasks[t];
+        fg_value *mine = fg_value_dict();
+        for (size_t d = 0; d < k->n_deps; d++)
+          fg_value_dict_set(mine, k->deps[d], fg_value_copy(fg_value_dict_get(deps, k->deps[d])));
+        fg_value *pathv = fg_value_string(k->path);
+        const fg_value *args[4] = {batch, mine, k->state, pathv};
+        char *hook = fg__xasprintf("predict_%s", k->name);
+        fg_value *r = NULL;
+        rc = fg_module_call_hook(m, hook, args, 4, &r, err);
+        if (rc) {
+          fg_err_prefix(err, rc, "predict task '%s', batch %lld", k->name, (long long)batch_no);
+        } else if (r && fg_value_kind_of(r) != FG_VALUE_NONE) {
+          if (fg_value_kind_of(k->state) != FG_VALUE_LIST) {
+            rc = fg_err_set(err, FG_EINVAL,
+                            "predict task '%s': %s returned a result but its state is %s, not a "
+                            "list",
+                            k->name, hook, fg_value_kind_name(fg_value_kind_of(k->state)));
+          } else {
+            fg_value_list_append(k->state, r);
+            r = NULL;
+          }
+        }
+        fg_value_free(r);
+        free(hook);
+        fg_value_free(pathv);
+        fg_value_free(mine);
+      }
+      fg_value_free(deps);
+      fg_value_free(batch);
+      if (rc == 0) {
+        fg_event ev = {.kind = FG_EVENT_PROGRESS, .split = "predict", .batch_idx = b,
+                       .num_batches = nb, .max_epochs = -1, .max_steps = -1};
+        fg_events_emit(l->events, &ev);
+      }
+    }
+  }
+  fg_torch_set_grad_enabled(was);
+
+  for (size_t t = 0; t < nt && rc == 0; t++) {
+    task *k = &tasks[t];
+    if (fg_value_kind_of(k->state) == FG_VALUE_LIST) {
+      /* predictions.pt: the results in batch order, for torch.load. */
+      char *file = fg__xasprintf("%s/predictions.pt", k->path);
+      char *buf = NULL;
+      size_t len = 0;
+      rc = fg_value_pickle(k->state, &buf, &len, err);
+      if (rc == 0) rc = fg__write_file_atomic(file, buf, len, err);
+      if (rc == 0) emit_artifact(l, k->name, file);
+      else fg_err_prefix(err, rc, "predict task '%s'", k->name);
+      free(buf);
+      free(file);
+    }
+    char *end = fg__xasprintf("predict_%s_end", k->name);
+    if (rc == 0 && fg_module_has_hook(m, end)) {
+      fg_value *pathv = fg_value_string(k->path);
+      const fg_value *args[2] = {k->state, pathv};
+      fg_value *r = NULL;
+      rc = fg_module_call_hook(m, end, args, 2, &r, err);
+      if (rc) fg_err_prefix(err, rc, "predict task '%s'", k->name);
+      else emit_artifact(l, k->name, k->path);
+      fg_value_free(r);
+      fg_value_free(pathv);
+    }
+    free(end);
+  }
+  if (rc == 0) fg_events_log(l->events, FG_LOG_INFO, "predictions written to %s", root);
+  for (size_t t = 0; t < nt; t++) {
+    free(tasks[t].name);
+    free(tasks[t].path);
+    free_names(tasks[t].deps, tasks[t].n_deps);
+    fg_value_free(tasks[t].state);
+  }
+  free(tasks);
+  free_names(order.names, order.n);
+  free(root);
+  return rc;
+}

@@ -116,14 +116,17 @@ def measure(build, repeats, n1, n2, batch, threads, env, tmp):
         return lambda steps: [
             fulgur, "fit", "--config", CONFIG, f"--trainer.max_steps={steps}",
             f"--data.init_args.dataloader_cfg.batch_size={batch}",
-            f"--trainer.num_threads={threads}"] + extra
+            f"--trainer.num_threads={threads}",
+            # Run directories (config.yaml) go to the temporary folder, not
+            # the working directory.
+            f"--trainer.default_root_dir={tmp}"] + extra
 
     programs = [
         Program("raw", lambda steps: [raw, str(steps), str(batch), str(threads)]),
         Program("fulgur", fulgur_argv([])),
         # An extra row: the CSV logger writing every step's loss to disk.
         Program("fulgur+csv", fulgur_argv(
-            ["--trainer.logger=true", f"--trainer.default_root_dir={tmp}"]),
+            ["--trainer.logger=true"]),
             required=False),
     ]
     if python is not None:

@@ -12,10 +12,12 @@
  * tensors in batch order, written atomically) and the task's end hook, if
  * any, writes what else it wants.
  *
- * This engine runs on the caller's thread; the worker-thread engine of
- * issue "Predict" keeps these semantics. */
+ * Tasks of a batch run on a pool of predict_threads workers (independent
+ * tasks overlap; the batch ends when all are done, so each task sees its
+ * batches in order); dependencies run on the caller's thread first. */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +180,156 @@ static void emit_artifact(fg_loop *l, const char *what, const char *path) {
   fg_events_emit(l->events, &ev);
 }
 
+/* One task on one batch: predict_<task>(batch, its deps, state, path);
+ * a non-None result is appended to the state. Touches only the task. */
+static int run_task(fg_module *m, task *k, const fg_value *batch, const fg_value *deps,
+                    int64_t batch_no, char **err) {
+  fg_value *mine = fg_value_dict();
+  for (size_t d = 0; d < k->n_deps; d++)
+    fg_value_dict_set(mine, k->deps[d], fg_value_copy(fg_value_dict_get(deps, k->deps[d])));
+  fg_value *pathv = fg_value_string(k->path);
+  const fg_value *args[4] = {batch, mine, k->state, pathv};
+  char *hook = fg__xasprintf("predict_%s", k->name);
+  fg_value *r = NULL;
+  int rc = fg_module_call_hook(m, hook, args, 4, &r, err);
+  if (rc) {
+    fg_err_prefix(err, rc, "predict task '%s', batch %lld", k->name, (long long)batch_no);
+  } else if (r && fg_value_kind_of(r) != FG_VALUE_NONE) {
+    if (fg_value_kind_of(k->state) != FG_VALUE_LIST) {
+      rc = fg_err_set(err, FG_EINVAL,
+                      "predict task '%s': %s returned a result but its state is %s, not a list",
+                      k->name, hook, fg_value_kind_name(fg_value_kind_of(k->state)));
+    } else {
+      fg_value_list_append(k->state, r);
+      r = NULL;
+    }
+  }
+  fg_value_free(r);
+  free(hook);
+  fg_value_free(pathv);
+  fg_value_free(mine);
+  return rc;
+}
+
+/* ---- the worker pool ----------------------------------------------------------
+ * Per batch, the tasks are jobs: workers take the next one, run it, and the
+ * caller waits for all before the next batch, so every task sees batches
+ * in order and independent tasks overlap. Each worker runs without grad
+ * (grad mode is per thread in libtorch). */
+
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t work, done;
+  pthread_t *threads;
+  int n_threads;
+  bool stop;
+  /* the current batch */
+  fg_module *m;
+  task *tasks;
+  size_t nt, next, finished;
+  const fg_value *batch, *deps;
+  int64_t batch_no;
+  int *rcs;
+  char **errs;
+  uint64_t gen;
+} pool_t;
+
+static void *worker(void *arg) {
+  pool_t *p = arg;
+  fg_torch_set_grad_enabled(false);
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    while (!p->stop && p->next >= p->nt) pthread_cond_wait(&p->work, &p->mu);
+    if (p->stop) break;
+    size_t t = p->next++;
+    pthread_mutex_unlock(&p->mu);
+    char *e = NULL;
+    int rc = run_task(p->m, &p->tasks[t], p->batch, p->deps, p->batch_no, &e);
+    pthread_mutex_lock(&p->mu);
+    p->rcs[t] = rc;
+    p->errs[t] = e;
+    if (++p->finished == p->nt) pthread_cond_signal(&p->done);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+static pool_t *pool_create(int n_threads, size_t nt) {
+  if (n_threads < 2 || nt < 2) return NULL; /* nothing to overlap */
+  pool_t *p = fg__xcalloc(1, sizeof *p);
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->work, NULL);
+  pthread_cond_init(&p->done, NULL);
+  p->rcs = fg__xcalloc(nt, sizeof *p->rcs);
+  p->errs = fg__xcalloc(nt, sizeof *p->errs);
+  p->threads = fg__xcalloc((size_t)n_threads, sizeof *p->threads);
+  for (int i = 0; i < n_threads; i++) {
+    if (pthread_create(&p->threads[i], NULL, worker, p) != 0) break;
+    p->n_threads++;
+  }
+  if (p->n_threads == 0) {
+    free(p->threads);
+    free(p->rcs);
+    free(p->errs);
+    free(p);
+    return NULL; /* no threads: the caller's thread does the work */
+  }
+  return p;
+}
+
+static void pool_free(pool_t *p) {
+  if (p == NULL) return;
+  pthread_mutex_lock(&p->mu);
+  p->stop = true;
+  pthread_cond_broadcast(&p->work);
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 0; i < p->n_threads; i++) pthread_join(p->threads[i], NULL);
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->work);
+  pthread_cond_destroy(&p->done);
+  free(p->threads);
+  free(p->rcs);
+  free(p->errs);
+  free(p);
+}
+
+static int run_tasks(pool_t *p, fg_module *m, task *tasks, size_t nt, const fg_value *batch,
+                     const fg_value *deps, int64_t batch_no, char **err) {
+  if (p == NULL) {
+    int rc = 0;
+    for (size_t t = 0; t < nt && rc == 0; t++) rc = run_task(m, &tasks[t], batch, deps, batch_no, err);
+    return rc;
+  }
+  pthread_mutex_lock(&p->mu);
+  p->m = m;
+  p->tasks = tasks;
+  p->batch = batch;
+  p->deps = deps;
+  p->batch_no = batch_no;
+  p->finished = 0;
+  memset(p->rcs, 0, nt * sizeof *p->rcs);
+  p->nt = nt;
+  p->next = 0;
+  pthread_cond_broadcast(&p->work);
+  while (p->finished < nt) pthread_cond_wait(&p->done, &p->mu);
+  p->nt = 0; /* nothing left to take until the next batch */
+  pthread_mutex_unlock(&p->mu);
+  /* The first failing task in task order is the one reported. */
+  int rc = 0;
+  for (size_t t = 0; t < nt; t++) {
+    if (p->rcs[t] && rc == 0) {
+      rc = p->rcs[t];
+      if (err && *err == NULL) {
+        *err = p->errs[t];
+        p->errs[t] = NULL;
+      }
+    }
+    free(p->errs[t]);
+    p->errs[t] = NULL;
+  }
+  return rc;
+}
+
 int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
   fg_module *m = l->module;
   size_t nt = fg_module_num_predict_tasks(m);
@@ -240,6 +392,7 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
   free(path);
 
   bool was = fg_torch_set_grad_enabled(false);
+  pool_t *pool = rc == 0 ? pool_create(l->opts->predict_threads, nt) : NULL;
   size_t n_loaders = fg_datamodule_num_loaders(l->dm, "predict");
   int64_t batch_no = 0;
   for (size_t li = 0; li < n_loaders && rc == 0; li++) {
@@ -271,34 +424,7 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
         else fg_value_dict_set(deps, order.names[d], v ? v : fg_value_none());
         free(hook);
       }
-      for (size_t t = 0; t < nt && rc == 0; t++) {
-        task *k = &tasks[t];
-        fg_value *mine = fg_value_dict();
-        for (size_t d = 0; d < k->n_deps; d++)
-          fg_value_dict_set(mine, k->deps[d], fg_value_copy(fg_value_dict_get(deps, k->deps[d])));
-        fg_value *pathv = fg_value_string(k->path);
-        const fg_value *args[4] = {batch, mine, k->state, pathv};
-        char *hook = fg__xasprintf("predict_%s", k->name);
-        fg_value *r = NULL;
-        rc = fg_module_call_hook(m, hook, args, 4, &r, err);
-        if (rc) {
-          fg_err_prefix(err, rc, "predict task '%s', batch %lld", k->name, (long long)batch_no);
-        } else if (r && fg_value_kind_of(r) != FG_VALUE_NONE) {
-          if (fg_value_kind_of(k->state) != FG_VALUE_LIST) {
-            rc = fg_err_set(err, FG_EINVAL,
-                            "predict task '%s': %s returned a result but its state is %s, not a "
-                            "list",
-                            k->name, hook, fg_value_kind_name(fg_value_kind_of(k->state)));
-          } else {
-            fg_value_list_append(k->state, r);
-            r = NULL;
-          }
-        }
-        fg_value_free(r);
-        free(hook);
-        fg_value_free(pathv);
-        fg_value_free(mine);
-      }
+      if (rc == 0) rc = run_tasks(pool, m, tasks, nt, batch, deps, batch_no, err);
       fg_value_free(deps);
       fg_value_free(batch);
       if (rc == 0) {
@@ -308,6 +434,7 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
       }
     }
   }
+  pool_free(pool);
   fg_torch_set_grad_enabled(was);
 
   for (size_t t = 0; t < nt && rc == 0; t++) {

@@ -73,6 +73,7 @@ typedef struct {
   bool enable_checkpointing;
   bool enable_progress_bar;
   int num_threads;
+  int predict_threads; /* worker threads running predict tasks */
   bool deterministic;
   fg_ckpt_callback **ckpts; /* borrowed from callbacks */
   size_t n_ckpts;

@@ -91,6 +91,7 @@ static const fg_param trainer_params[] = {
     {"num_nodes", FG_T_INT, "1", "machines", check_num_nodes, 0},
     {"strategy", FG_T_STRING, "auto", "distribution strategy", check_strategy, 0},
     {"num_threads", FG_T_NULL | FG_T_INT, "null", "libtorch and OpenBLAS threads (null: all cores)", check_threads, 0},
+    {"predict_threads", FG_T_NULL | FG_T_INT, "null", "worker threads running predict tasks (null: all cores)", check_threads, 0},
     {"gradient_clip_val", FG_T_NULL | FG_T_FLOAT, "null", "clip gradients at this norm or value (null: no clipping)", check_clip, 0},
     {"gradient_clip_algorithm", FG_T_NULL | FG_T_STRING, "null", "norm (default) or value", check_clip_algorithm, 0},
     {"accumulate_grad_batches", FG_T_INT, "1", "batches whose gradients add up before an optimizer step", check_positive, 0},
@@ -203,6 +204,13 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
   } else {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o->num_threads = n > 0 ? (int)n : 1;
+  }
+  const fg_node *pt = fg_node_get(cfg, "predict_threads");
+  if (pt && fg_node_kind_of(pt) == FG_NODE_INT) {
+    o->predict_threads = (int)fg_node_int(pt);
+  } else {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    o->predict_threads = n > 0 ? (int)n : 1;
   }
   const fg_node *det = fg_node_get(cfg, "deterministic");
   o->deterministic = det && fg_node_kind_of(det) == FG_NODE_BOOL && fg_node_bool(det);

@@ -12,9 +12,11 @@
  * tensors in batch order, written atomically) and the task's end hook, if
  * any, writes what else it wants.
  *
- * Tasks of a batch run on a pool of predict_threads workers (independent
- * tasks overlap; the batch ends when all are done, so each task sees its
- * batches in order); dependencies run on the caller's thread first. */
+ * Tasks of a batch run on a pool of predict_threads workers: independent
+ * tasks overlap, and each task sees its batches in order because a batch
+ * is handed over only when the previous one is done. Meanwhile the
+ * caller's thread loads the next batch and computes its dependencies, so
+ * batches are pipelined. */
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -293,13 +295,9 @@ static void pool_free(pool_t *p) {
   free(p);
 }
 
-static int run_tasks(pool_t *p, fg_module *m, task *tasks, size_t nt, const fg_value *batch,
-                     const fg_value *deps, int64_t batch_no, char **err) {
-  if (p == NULL) {
-    int rc = 0;
-    for (size_t t = 0; t < nt && rc == 0; t++) rc = run_task(m, &tasks[t], batch, deps, batch_no, err);
-    return rc;
-  }
+/* Hands a batch's tasks to the workers and returns at once. */
+static void pool_submit(pool_t *p, fg_module *m, task *tasks, size_t nt, const fg_value *batch,
+                        const fg_value *deps, int64_t batch_no) {
   pthread_mutex_lock(&p->mu);
   p->m = m;
   p->tasks = tasks;
@@ -311,10 +309,16 @@ static int run_tasks(pool_t *p, fg_module *m, task *tasks, size_t nt, const fg_v
   p->nt = nt;
   p->next = 0;
   pthread_cond_broadcast(&p->work);
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Waits for the submitted batch; the first failing task in task order is
+ * the one reported. */
+static int pool_wait(pool_t *p, size_t nt, char **err) {
+  pthread_mutex_lock(&p->mu);
   while (p->finished < nt) pthread_cond_wait(&p->done, &p->mu);
   p->nt = 0; /* nothing left to take until the next batch */
   pthread_mutex_unlock(&p->mu);
-  /* The first failing task in task order is the one reported. */
   int rc = 0;
   for (size_t t = 0; t < nt; t++) {
     if (p->rcs[t] && rc == 0) {
@@ -327,6 +331,27 @@ static int run_tasks(pool_t *p, fg_module *m, task *tasks, size_t nt, const fg_v
     free(p->errs[t]);
     p->errs[t] = NULL;
   }
+  return rc;
+}
+
+/* A batch whose tasks are running: kept alive until they finish. */
+typedef struct {
+  fg_value *batch, *deps;
+  int64_t b, nb;
+  bool live;
+} inflight;
+
+static int finish_inflight(fg_loop *l, pool_t *p, size_t nt, inflight *f, char **err) {
+  if (!f->live) return 0;
+  int rc = pool_wait(p, nt, err);
+  if (rc == 0) {
+    fg_event ev = {.kind = FG_EVENT_PROGRESS, .split = "predict", .batch_idx = f->b,
+                   .num_batches = f->nb, .max_epochs = -1, .max_steps = -1};
+    fg_events_emit(l->events, &ev);
+  }
+  fg_value_free(f->batch);
+  fg_value_free(f->deps);
+  memset(f, 0, sizeof *f);
   return rc;
 }
 
@@ -393,6 +418,7 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
 
   bool was = fg_torch_set_grad_enabled(false);
   pool_t *pool = rc == 0 ? pool_create(l->opts->predict_threads, nt) : NULL;
+  inflight prev = {0};
   size_t n_loaders = fg_datamodule_num_loaders(l->dm, "predict");
   int64_t batch_no = 0;
   for (size_t li = 0; li < n_loaders && rc == 0; li++) {
@@ -412,19 +438,42 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
         break;
       }
       fg_value *batch = NULL;
-      if ((rc = fg_dataloader_next(dl, &batch, err)) || batch == NULL) break;
+      /* This batch's data and dependencies are prepared on this thread
+       * while the workers finish the previous batch's tasks (pipelining);
+       * its own error waits until the earlier batch is accounted for. */
+      char *derr = NULL;
+      int drc = fg_dataloader_next(dl, &batch, &derr);
       /* Each dependency once, in order; later ones see earlier ones. */
       fg_value *deps = fg_value_dict();
-      for (size_t d = 0; d < order.n && rc == 0; d++) {
+      for (size_t d = 0; d < order.n && drc == 0 && batch; d++) {
         char *hook = fg__xasprintf("predict_%s_dependency", order.names[d]);
         const fg_value *args[2] = {batch, deps};
         fg_value *v = NULL;
-        rc = fg_module_call_hook(m, hook, args, 2, &v, err);
-        if (rc) fg_err_prefix(err, rc, "predict batch %lld", (long long)batch_no);
+        drc = fg_module_call_hook(m, hook, args, 2, &v, &derr);
+        if (drc) fg_err_prefix(&derr, drc, "predict batch %lld", (long long)batch_no);
         else fg_value_dict_set(deps, order.names[d], v ? v : fg_value_none());
         free(hook);
       }
-      if (rc == 0) rc = run_tasks(pool, m, tasks, nt, batch, deps, batch_no, err);
+      if (pool) rc = finish_inflight(l, pool, nt, &prev, err);
+      if (rc == 0 && drc) {
+        rc = drc;
+        if (err && *err == NULL) {
+          *err = derr;
+          derr = NULL;
+        }
+      }
+      free(derr);
+      if (rc || batch == NULL) {
+        fg_value_free(deps);
+        fg_value_free(batch);
+        break;
+      }
+      if (pool) {
+        pool_submit(pool, m, tasks, nt, batch, deps, batch_no);
+        prev = (inflight){batch, deps, b, nb, true};
+        continue;
+      }
+      for (size_t t = 0; t < nt && rc == 0; t++) rc = run_task(m, &tasks[t], batch, deps, batch_no, err);
       fg_value_free(deps);
       fg_value_free(batch);
       if (rc == 0) {
@@ -433,6 +482,10 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
         fg_events_emit(l->events, &ev);
       }
     }
+  }
+  if (pool) {
+    int frc = finish_inflight(l, pool, nt, &prev, err);
+    if (rc == 0) rc = frc;
   }
   pool_free(pool);
   fg_torch_set_grad_enabled(was);

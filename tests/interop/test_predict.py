@@ -5,8 +5,9 @@ order, outputs Python reads, and the errors of ARCHITECTURE.md 3.6.
    Python wrote: predictions.pt equals the PyTorch module's outputs over
    the same CSV rows in order; labels.csv has one row per sample.
 2. A module scripted in Python drives tasks and dependencies (with a
-   dependency of a dependency); a counter inside it proves each dependency
-   runs exactly once per batch although three tasks use it.
+   dependency of a dependency); a dependency numbering its calls proves
+   each dependency runs exactly once per batch although three tasks use it,
+   with batches pipelined across worker threads.
 3. Unknown tasks, missing dependencies, cycles and a failing task are
    clear errors, and a failed run leaves no predictions.pt behind.
 """
@@ -47,12 +48,17 @@ class Tasks(torch.nn.Module):
     @torch.jit.export
     def predict_feat_dependency(self, batch: Dict[str, torch.Tensor],
                                 deps: Dict[str, torch.Tensor]) -> torch.Tensor:
-        self.calls += 1
         return deps["base"].sum(1)
+
+    # Numbers its calls: run twice for one batch, the numbers would skip.
+    @torch.jit.export
+    def predict_ticket_dependency(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        self.calls += 1
+        return torch.tensor([self.calls])
 
     @torch.jit.export
     def predict_double_start(self, output_path: str) -> List[str]:
-        return ["feat"]
+        return ["feat", "ticket"]
 
     @torch.jit.export
     def predict_double(self, batch: Dict[str, torch.Tensor],
@@ -61,7 +67,7 @@ class Tasks(torch.nn.Module):
 
     @torch.jit.export
     def predict_plus_start(self, output_path: str) -> List[str]:
-        return ["feat"]
+        return ["feat", "ticket"]
 
     @torch.jit.export
     def predict_plus(self, batch: Dict[str, torch.Tensor],
@@ -70,12 +76,12 @@ class Tasks(torch.nn.Module):
 
     @torch.jit.export
     def predict_count_start(self, output_path: str) -> List[str]:
-        return ["feat"]
+        return ["feat", "ticket"]
 
     @torch.jit.export
     def predict_count(self, batch: Dict[str, torch.Tensor],
                       deps: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
-        return torch.tensor([self.calls])
+        return deps["ticket"]
 
     @torch.jit.export
     def predict_ghost_start(self, output_path: str) -> List[str]:

@@ -6,7 +6,9 @@
  *   inherits the rest (metric_step through the output's metric_dict,
  *   update_evaluator, loss_weights, ckpt_path, finetune_cfg): its loss
  *   dict has the cross-entropy and a logit penalty, weighted through
- *   loss_weights, and each evaluator also reports an error rate.
+ *   loss_weights, and each evaluator also reports an error rate. Its
+ *   predict hooks (a hook table by name) give a `probs` task fed by a
+ *   `scores` dependency.
  * - example.data.XOR, a dataset of noisy XOR points (x: [N, 2], y: 0/1).
  *
  * Build: see CMakeLists.txt (`example_plugin` target) or
@@ -89,8 +91,50 @@ static int pc_compute_evaluator(fg_module *m, fg_metric *ev, fg_value **out, cha
   return 0;
 }
 
-static const fg_module_hooks pc_hooks = {
-    .forward = pc_forward, .loss_step = pc_loss_step, .compute_evaluator = pc_compute_evaluator};
+/* Predict hooks, found by name: a `scores` dependency (the model's logits,
+ * computed once per batch) and a `probs` task returning their softmax. */
+static int pc_scores_dependency(fg_module *m, const fg_value *const *args, size_t n,
+                                fg_value **out, char **err) {
+  const fg_tensor *x = n >= 1 ? tensor_of(args[0], "x") : NULL;
+  if (x == NULL) return fg_err_set(err, FG_EINVAL, "the batch needs a tensor x");
+  fg_value *xin = fg_value_tensor(fg_tensor_ref(x));
+  int rc = fg_model_forward(fg_module_model(m), xin, false, out, err);
+  fg_value_free(xin);
+  return rc;
+}
+
+static int pc_probs_start(fg_module *m, const fg_value *const *args, size_t n, fg_value **out,
+                          char **err) {
+  (void)m, (void)args, (void)n, (void)err;
+  fg_value *d = fg_value_dict(), *deps = fg_value_list();
+  fg_value_list_append(deps, fg_value_string("scores"));
+  fg_value_dict_set(d, "dependency", deps);
+  *out = d;
+  return 0;
+}
+
+static int pc_probs(fg_module *m, const fg_value *const *args, size_t n, fg_value **out,
+                    char **err) {
+  (void)m;
+  const fg_tensor *s = n >= 2 ? tensor_of(args[1], "scores") : NULL;
+  if (s == NULL) return fg_err_set(err, FG_EINVAL, "expected the scores dependency");
+  fg_tensor *p = NULL;
+  int rc = fg_op_softmax(s, 1, &p, err);
+  if (rc == 0) *out = fg_value_tensor(p);
+  return rc;
+}
+
+static const fg_named_hook pc_named[] = {
+    {"predict_scores_dependency", pc_scores_dependency},
+    {"predict_probs_start", pc_probs_start},
+    {"predict_probs", pc_probs},
+    {NULL, NULL},
+};
+
+static const fg_module_hooks pc_hooks = {.forward = pc_forward,
+                                         .loss_step = pc_loss_step,
+                                         .compute_evaluator = pc_compute_evaluator,
+                                         .named = pc_named};
 static fg_class pc_class;
 
 /* ---- the dataset -------------------------------------------------------------- */

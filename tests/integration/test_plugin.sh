@@ -29,6 +29,16 @@ for r in (one, small):
 PY
 
 
+# The plugin's predict hooks (by name): a probs task over a scores dependency.
+run "predict with the plugin's hooks" 0 "$FULGUR" predict --config "$CFG" --plugins "[$SO]" "${FAST[@]}" \
+  --ckpt_path "$WORK/xor/version_0/checkpoints/last.ckpt" --model.init_args.predict_tasks "[probs]"
+"$PY" - "$WORK/xor/version_0/visualization/probs/predictions.pt" <<'PY' && pass "the plugin's predictions load in Python: 128 rows of probabilities" || fail "plugin predictions"
+import sys, torch
+p = torch.cat(torch.load(sys.argv[1]))
+assert p.shape == (128, 2), p.shape
+assert torch.allclose(p.sum(1), torch.ones(128), atol=1e-6)
+PY
+
 run "plugin classes need the plugin" 2 "$FULGUR" fit --config "$CFG" "${FAST[@]}"
 expect "unknown plugin class is named" "$ERR" "model.class_path: unknown class 'example.PenalizedClassifier'"
 run "missing plugin" 2 "$FULGUR" fit --config "$CFG" --plugins "[$WORK/nope.so]"

@@ -93,6 +93,15 @@ class Tasks(torch.nn.Module):
         return None
 
     @torch.jit.export
+    def predict_badstart_start(self, output_path: str) -> Dict[str, int]:
+        return {"dependency": 3}
+
+    @torch.jit.export
+    def predict_badstart(self, batch: Dict[str, torch.Tensor],
+                         deps: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
+        return None
+
+    @torch.jit.export
     def predict_boom(self, batch: Dict[str, torch.Tensor],
                      deps: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
         if bool(batch["x"].shape[0] < 8):
@@ -252,6 +261,13 @@ with tempfile.TemporaryDirectory() as work:
           f"exit {r.returncode}: {r.stderr}")
     check("a failed run leaves no predictions.pt",
           not os.path.exists(os.path.join(work, "p_boom", "double", "predictions.pt")))
+    r = predict(config(work, "badstart", "fulgur.LightningModule", ts, "[badstart]", f"{work}/p_bs"))
+    check("a start hook returning the wrong type is named", r.returncode != 0 and
+          "predict_badstart_start: expected a list of dependency names, got an int" in r.stderr, r.stderr)
+    open(os.path.join(work, "a_file"), "w").close()
+    r = predict(config(work, "badpath", "fulgur.LightningModule", ts, "[double]", f"{work}/a_file/out"))
+    check("an output path that cannot be created is named", r.returncode == 1 and
+          "a_file/out" in r.stderr, r.stderr)
     r = predict(config(work, "nopath", "fulgur.ClassificationModule", mlp, "[logits]", None))
     check("no predict_path and no run checkpoint is a config error", r.returncode == 2 and
           "predict_path is null" in r.stderr, r.stderr)

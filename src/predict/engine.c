@@ -104,7 +104,9 @@ static int order_dep(fg_module *m, const char *dep, const char *user, dep_order 
     char **sub = NULL;
     size_t n_sub = 0;
     rc = fg_module_call_hook(m, start, NULL, 0, &v, err);
-    if (rc == 0) rc = names_of(v, start, &sub, &n_sub, err);
+    /* A list of names, or {dependency: [...]} as a task's start returns. */
+    const fg_value *names = v && fg_value_kind_of(v) == FG_VALUE_DICT ? fg_value_dict_get(v, "dependency") : v;
+    if (rc == 0) rc = names_of(names, start, &sub, &n_sub, err);
     for (size_t i = 0; i < n_sub && rc == 0; i++)
       rc = order_dep(m, sub[i], dep, order, path, depth, err);
     free_names(sub, n_sub);

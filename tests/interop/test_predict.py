@@ -42,8 +42,8 @@ class Tasks(torch.nn.Module):
         return self.lin(batch["x"])
 
     @torch.jit.export
-    def predict_feat_dependency_start(self) -> List[str]:
-        return ["base"]
+    def predict_feat_dependency_start(self) -> Dict[str, List[str]]:
+        return {"dependency": ["base"]}  # the dict form; a bare list works too
 
     @torch.jit.export
     def predict_feat_dependency(self, batch: Dict[str, torch.Tensor],

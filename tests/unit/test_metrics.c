@@ -11,6 +11,7 @@
 #include "fulgur/error.h"
 #include "fulgur/metrics.h"
 #include "fulgur/registry.h"
+#include "tensor_args.h"
 
 /* ---- helpers ---- */
 
@@ -40,26 +41,6 @@ static void expect_config_error(const char *yaml, const char *path, const char *
   cr_assert(strstr(err, "m.yaml:1:"), "message '%s' has no mark", err);
   free(err);
   fg_node_free(n);
-}
-
-static fg_tensor *tensor_f(const float *v, int64_t rows, int64_t cols) {
-  fg_tensor *t = NULL;
-  int64_t shape[2] = {rows, cols};
-  cr_assert_eq(fg_tensor_from_data(v, FG_FLOAT32, shape, cols ? 2 : 1, &t, NULL), 0);
-  return t;
-}
-
-static fg_tensor *tensor_l(const int64_t *v, int64_t n) {
-  fg_tensor *t = NULL;
-  cr_assert_eq(fg_tensor_from_data(v, FG_INT64, &n, 1, &t, NULL), 0);
-  return t;
-}
-
-static fg_value *kw(fg_tensor *preds, fg_tensor *target) {
-  fg_value *d = fg_value_dict();
-  fg_value_dict_set(d, "preds", fg_value_tensor(preds));
-  fg_value_dict_set(d, "target", fg_value_tensor(target));
-  return d;
 }
 
 /* Updates m with (preds, target) and frees the arguments. */

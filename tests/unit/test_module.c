@@ -11,6 +11,7 @@
 #include "fulgur/metrics.h"
 #include "fulgur/module.h"
 #include "fulgur/registry.h"
+#include "tensor_args.h"
 
 static fg_tensor *scalar(double v) {
   fg_tensor *t = NULL;
@@ -142,31 +143,11 @@ static fg_metric *make_metric(const char *yaml) {
   return obj;
 }
 
-static fg_tensor *tensor_f(const float *v, int64_t rows, int64_t cols) {
-  fg_tensor *t = NULL;
-  int64_t shape[2] = {rows, cols};
-  cr_assert_eq(fg_tensor_from_data(v, FG_FLOAT32, shape, cols ? 2 : 1, &t, NULL), 0);
-  return t;
-}
-
-static fg_tensor *tensor_l(const int64_t *v, int64_t n) {
-  fg_tensor *t = NULL;
-  cr_assert_eq(fg_tensor_from_data(v, FG_INT64, &n, 1, &t, NULL), 0);
-  return t;
-}
-
 static double compute(fg_metric *m) {
   fg_value *r = NULL;
   cr_assert_eq(fg_metric_compute(m, &r, NULL), 0);
   double d = fg_value_as_double(r);
   fg_value_free(r);
-  return d;
-}
-
-static fg_value *kw(fg_tensor *preds, fg_tensor *target) {
-  fg_value *d = fg_value_dict();
-  fg_value_dict_set(d, "preds", fg_value_tensor(preds));
-  fg_value_dict_set(d, "target", fg_value_tensor(target));
   return d;
 }
 

@@ -14,6 +14,7 @@
 #include "fulgur/events.h"
 #include "fulgur/run.h"
 #include "fulgur/value.h"
+#include "util/numfmt.h"
 
 #ifndef FG_VERSION
 #define FG_VERSION "0.0.0"
@@ -138,10 +139,7 @@ static void print_json_number(double v) {
     return;
   }
   char buf[32];
-  for (int prec = 1; prec <= 17; prec++) {
-    snprintf(buf, sizeof buf, "%.*g", prec, v);
-    if (strtod(buf, NULL) == v) break;
-  }
+  fg__shortest_double(v, buf, sizeof buf);
   fputs(buf, stdout);
 }
 

@@ -11,9 +11,8 @@
 #include <yaml.h>
 
 #include "config/node_internal.h"
+#include "util/numfmt.h"
 #include "util/xalloc.h"
-
-bool fg__config_plain_is_string(const char *s);
 
 typedef struct {
   char *buf;
@@ -43,10 +42,7 @@ static void format_float(double d, char *buf, size_t n) {
     snprintf(buf, n, d > 0 ? ".inf" : "-.inf");
     return;
   }
-  for (int prec = 1; prec <= 17; prec++) {
-    snprintf(buf, n, "%.*g", prec, d);
-    if (strtod(buf, NULL) == d) break;
-  }
+  fg__shortest_double(d, buf, n);
   if (strpbrk(buf, ".en") == NULL) strncat(buf, ".0", n - strlen(buf) - 1);
 }
 

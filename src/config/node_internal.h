@@ -25,6 +25,8 @@ const char *fg__config_intern(const char *name);
 /* Moves src's content into dst (dst's old content is freed) and frees the
  * src struct: lets a node be replaced where only a pointer to it is held. */
 void fg__node_replace(fg_node *dst, fg_node *src);
+/* Whether a plain scalar reads back as a string (emit quotes the others). */
+bool fg__config_plain_is_string(const char *s);
 /* Parses "12" / "-1" as a list index. */
 bool fg__parse_index(const char *s, size_t len, long *out);
 /* "a.b" + "c" -> "a.b.c"; "" + "c" -> "c". malloc'd. */

@@ -15,6 +15,7 @@
 
 #include "fulgur/data.h"
 #include "fulgur/error.h"
+#include "util/splitmix.h"
 #include "util/xalloc.h"
 
 typedef struct {
@@ -174,21 +175,14 @@ int64_t fg_dataloader_num_batches(const fg_dataloader *dl) { return dl->num_batc
 
 fg_dataset *fg_dataloader_dataset(const fg_dataloader *dl) { return dl->ds; }
 
-static uint64_t splitmix64(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 /* Uniform in [0, bound) without modulo bias (Lemire's method). */
 static uint64_t below(uint64_t *s, uint64_t bound) {
-  unsigned __int128 m = (unsigned __int128)splitmix64(s) * bound;
+  unsigned __int128 m = (unsigned __int128)fg__splitmix64(s) * bound;
   uint64_t low = (uint64_t)m;
   if (low < bound) {
     uint64_t threshold = -bound % bound;
     while (low < threshold) {
-      m = (unsigned __int128)splitmix64(s) * bound;
+      m = (unsigned __int128)fg__splitmix64(s) * bound;
       low = (uint64_t)m;
     }
   }
@@ -205,7 +199,7 @@ int fg_dataloader_start_epoch(fg_dataloader *dl, int64_t epoch, char **err) {
      * one on every run with the same seed, so resumed runs see the batches
      * an uninterrupted run would have. */
     uint64_t s = dl->opts.seed ^ ((uint64_t)epoch * 0xd1b54a32d192ed03ULL);
-    splitmix64(&s);
+    fg__splitmix64(&s);
     for (int64_t i = dl->n - 1; i > 0; i--) {
       int64_t j = (int64_t)below(&s, (uint64_t)i + 1);
       int64_t t = dl->order[i];

@@ -8,16 +8,10 @@
 
 #include "fulgur/data.h"
 #include "fulgur/error.h"
-
-static uint64_t splitmix64(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
+#include "util/splitmix.h"
 
 /* Uniform in (0, 1]. */
-static double uniform(uint64_t *s) { return ((splitmix64(s) >> 11) + 1) * 0x1.0p-53; }
+static double uniform(uint64_t *s) { return ((fg__splitmix64(s) >> 11) + 1) * 0x1.0p-53; }
 
 static double gaussian(uint64_t *s) {
   double u = uniform(s), v = uniform(s);
@@ -61,7 +55,7 @@ int fg_dataset_synthetic_create(const fg_synthetic_opts *o, fg_dataset **out, ch
   float *xd = fg_tensor_data_ptr(x);
   int64_t *yd = fg_tensor_data_ptr(y);
   for (int64_t i = 0; i < o->num_samples; i++) {
-    int64_t c = (int64_t)(splitmix64(&s) % (uint64_t)o->num_classes);
+    int64_t c = (int64_t)(fg__splitmix64(&s) % (uint64_t)o->num_classes);
     yd[i] = c;
     for (int64_t j = 0; j < feat; j++)
       xd[i * feat + j] = centres[c * feat + j] + (float)gaussian(&s);

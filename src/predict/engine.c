@@ -30,6 +30,7 @@
 
 typedef struct {
   char *name;
+  char *hook;        /* "predict_<name>", formatted once, not per batch */
   char *path;        /* <predict_path>/<name> */
   char **deps;       /* declared dependency names */
   size_t n_deps;
@@ -38,6 +39,7 @@ typedef struct {
 
 typedef struct {
   char **names; /* dependencies in the order they run */
+  char **hooks; /* their "predict_<name>_dependency" */
   size_t n;
 } dep_order;
 
@@ -116,7 +118,9 @@ static int order_dep(fg_module *m, const char *dep, const char *user, dep_order 
   free((*path)[--*depth]);
   if (rc == 0) {
     order->names = fg__xrealloc(order->names, (order->n + 1) * sizeof *order->names);
-    order->names[order->n++] = fg__xstrdup(dep);
+    order->hooks = fg__xrealloc(order->hooks, (order->n + 1) * sizeof *order->hooks);
+    order->names[order->n] = fg__xstrdup(dep);
+    order->hooks[order->n++] = fg__xasprintf("predict_%s_dependency", dep);
   }
   return rc;
 }
@@ -193,7 +197,7 @@ static int run_task(fg_module *m, task *k, const fg_value *batch, const fg_value
     fg_value_dict_set(mine, k->deps[d], fg_value_copy(fg_value_dict_get(deps, k->deps[d])));
   fg_value *pathv = fg_value_string(k->path);
   const fg_value *args[4] = {batch, mine, k->state, pathv};
-  char *hook = fg__xasprintf("predict_%s", k->name);
+  const char *hook = k->hook;
   fg_value *r = NULL;
   int rc = fg_module_call_hook(m, hook, args, 4, &r, err);
   if (rc) {
@@ -209,7 +213,6 @@ static int run_task(fg_module *m, task *k, const fg_value *batch, const fg_value
     }
   }
   fg_value_free(r);
-  free(hook);
   fg_value_free(pathv);
   fg_value_free(mine);
   return rc;
@@ -375,13 +378,12 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
   for (size_t t = 0; t < nt && rc == 0; t++) {
     task *k = &tasks[t];
     k->name = fg__xstrdup(fg_module_predict_task(m, t));
-    char *hook = fg__xasprintf("predict_%s", k->name);
-    if (!fg_module_has_hook(m, hook))
+    k->hook = fg__xasprintf("predict_%s", k->name);
+    if (!fg_module_has_hook(m, k->hook))
       rc = fg_err_set(err, FG_ECONFIG,
                       "model.init_args.predict_tasks: task '%s' is not supported: the module has "
                       "no %s",
-                      k->name, hook);
-    free(hook);
+                      k->name, k->hook);
     if (rc) break;
     k->path = fg__xasprintf("%s/%s", root, k->name);
     if ((rc = fresh_dir(k->path, err))) break;
@@ -448,13 +450,11 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
       /* Each dependency once, in order; later ones see earlier ones. */
       fg_value *deps = fg_value_dict();
       for (size_t d = 0; d < order.n && drc == 0 && batch; d++) {
-        char *hook = fg__xasprintf("predict_%s_dependency", order.names[d]);
         const fg_value *args[2] = {batch, deps};
         fg_value *v = NULL;
-        drc = fg_module_call_hook(m, hook, args, 2, &v, &derr);
+        drc = fg_module_call_hook(m, order.hooks[d], args, 2, &v, &derr);
         if (drc) fg_err_prefix(&derr, drc, "predict batch %lld", (long long)batch_no);
         else fg_value_dict_set(deps, order.names[d], v ? v : fg_value_none());
-        free(hook);
       }
       if (pool) rc = finish_inflight(l, pool, nt, &prev, err);
       if (rc == 0 && drc) {
@@ -522,12 +522,14 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
   if (rc == 0) fg_events_log(l->events, FG_LOG_INFO, "predictions written to %s", root);
   for (size_t t = 0; t < nt; t++) {
     free(tasks[t].name);
+    free(tasks[t].hook);
     free(tasks[t].path);
     free_names(tasks[t].deps, tasks[t].n_deps);
     fg_value_free(tasks[t].state);
   }
   free(tasks);
   free_names(order.names, order.n);
+  free_names(order.hooks, order.n);
   free(root);
   return rc;
 }

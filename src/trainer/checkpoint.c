@@ -173,7 +173,7 @@ int fg__state_dict_load_file(const char *path, fg_module *m, char **report, char
 }
 
 int fg__checkpoint_load(const char *path, fg_module *m, fg_optim_set *optim,
-                        fg_ckpt_pos *pos, char **err) {
+                        fg_ckpt_pos *pos, fg_value **callbacks, char **err) {
   fg_value *ck = NULL;
   int rc = read_checkpoint(path, &ck, err);
   if (rc) return rc;
@@ -230,6 +230,9 @@ int fg__checkpoint_load(const char *path, fg_module *m, fg_optim_set *optim,
     /* Lightning's own checkpoints are taken at epoch ends. */
     pos->epoch_done = done_v == NULL || fg_value_as_bool(done_v);
   }
+  /* Handed over so the caller restores callback states without reading
+   * the file a second time. */
+  if (callbacks) *callbacks = fg_value_dict_take(ck, "callbacks");
 done:
   fg_value_free(ck);
   return rc;

@@ -11,6 +11,7 @@
 
 #include "fulgur/error.h"
 #include "trainer/trainer.h"
+#include "util/numfmt.h"
 #include "util/xalloc.h"
 
 typedef struct {
@@ -47,10 +48,7 @@ static void add_col(csv_logger *c, const char *k) {
 
 /* Python's repr of a float: the shortest text that reads back the same. */
 static void fmt_double(char *buf, size_t len, double v) {
-  for (int prec = 1; prec <= 17; prec++) {
-    snprintf(buf, len, "%.*g", prec, v);
-    if (strtod(buf, NULL) == v) break;
-  }
+  fg__shortest_double(v, buf, len);
   if (strchr(buf, '.') == NULL && strchr(buf, 'e') == NULL && strchr(buf, 'n') == NULL &&
       strchr(buf, 'i') == NULL)
     strncat(buf, ".0", len - strlen(buf) - 1);

@@ -8,6 +8,7 @@
 
 #include "fulgur/error.h"
 #include "trainer/trainer.h"
+#include "util/numfmt.h"
 #include "util/xalloc.h"
 
 static int64_t limit_batches(const fg_trainer_opts *o, fg_split s, int64_t n) {
@@ -61,10 +62,7 @@ static int write_tensor_csv(const char *path, const fg_tensor *t, char **err) {
   if (rc == 0 && text == NULL) rc = fg_err_set(err, FG_ENOMEM, "artifact %s: out of memory", path);
   for (int64_t i = 0; rc == 0 && i < n; i++) {
     char num[32];
-    for (int prec = 1; prec <= 17; prec++) {
-      snprintf(num, sizeof num, "%.*g", prec, v[i]);
-      if (strtod(num, NULL) == v[i]) break;
-    }
+    fg__shortest_double(v[i], num, sizeof num);
     len += (size_t)snprintf(text + len, cap - len, "%s%s", num, (i + 1) % cols == 0 ? "\n" : ",");
   }
   if (rc == 0) rc = fg__write_file_atomic(path, text, len, err);
@@ -278,19 +276,9 @@ static fg_value *callback_states(const fg_loop *l, fg_value *ckpt_state_value) {
   return cbs;
 }
 
-int fg__callbacks_restore(const char *path, fg_trainer_opts *o, char **err) {
-  bool any = false;
-  for (size_t i = 0; i < o->n_callbacks; i++) any |= o->callbacks[i]->type == FG_CB_EARLY_STOPPING;
-  if (!any) return 0;
-  char *buf = NULL;
-  size_t len = 0;
-  int rc = fg__read_file(path, &buf, &len, err);
-  fg_value *ck = NULL;
-  if (rc == 0) rc = fg_value_unpickle(buf, len, &ck, err);
-  free(buf);
-  if (rc) return fg_err_prefix(err, rc, "%s", path);
-  const fg_value *cbs = fg_value_kind_of(ck) == FG_VALUE_DICT ? fg_value_dict_get(ck, "callbacks") : NULL;
-  for (size_t i = 0; cbs && i < o->n_callbacks; i++) {
+void fg__callbacks_restore(const fg_value *cbs, fg_trainer_opts *o) {
+  if (cbs == NULL || fg_value_kind_of(cbs) != FG_VALUE_DICT) return;
+  for (size_t i = 0; i < o->n_callbacks; i++) {
     fg_callback *cb = o->callbacks[i];
     if (cb->type != FG_CB_EARLY_STOPPING) continue;
     char *key = es_key(&cb->es);
@@ -304,8 +292,6 @@ int fg__callbacks_restore(const char *path, fg_trainer_opts *o, char **err) {
     if (s && fg_value_kind_of(s) == FG_VALUE_INT) cb->es.stopped_epoch = fg_value_as_int(s);
     if (b) cb->es.best = fg_value_as_double(b);
   }
-  fg_value_free(ck);
-  return 0;
 }
 
 static fg_value *ckpt_state(const fg_ckpt_callback *c, const char *dir) {
@@ -483,7 +469,6 @@ static int early_stopping_check(fg_loop *l, fg_early_stopping *e, char **err) {
                       e->monitor);
   }
   double cur = fg_value_as_double(v);
-  bool (*better)(double, double) = NULL;
   const char *why = NULL;
   char buf[160];
 #define ES_BETTER(a, b) (e->mode_max ? (a) > (b) : (a) < (b))
@@ -507,7 +492,6 @@ static int early_stopping_check(fg_loop *l, fg_early_stopping *e, char **err) {
     why = buf;
   }
 #undef ES_BETTER
-  (void)better;
   if (why) {
     l->should_stop = true;
     e->stopped_epoch = l->pos.epoch;

@@ -251,9 +251,12 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   fg_node *ck = fg_node_get(config, "ckpt_path");
   const char *ckpt = ck && fg_node_kind_of(ck) == FG_NODE_STRING ? fg_node_str(ck) : NULL;
   if (ckpt) {
-    rc = fg__checkpoint_load(ckpt, module, ro->stage == FG_STAGE_FIT ? optim : NULL,
-                             ro->stage == FG_STAGE_FIT ? &loop.pos : NULL, err);
-    if (rc == 0 && ro->stage == FG_STAGE_FIT) rc = fg__callbacks_restore(ckpt, &topts, err);
+    bool fit = ro->stage == FG_STAGE_FIT;
+    fg_value *cbs = NULL;
+    rc = fg__checkpoint_load(ckpt, module, fit ? optim : NULL, fit ? &loop.pos : NULL,
+                             fit ? &cbs : NULL, err);
+    if (rc == 0 && fit) fg__callbacks_restore(cbs, &topts);
+    fg_value_free(cbs);
     if (rc) goto done;
     fg_events_log(bus, FG_LOG_INFO, "loaded checkpoint %s", ckpt);
   } else if (ro->stage != FG_STAGE_FIT) {

@@ -115,9 +115,10 @@ int fg__checkpoint_save(const char *path, fg_module *m, const fg_optim_set *opti
  * same shape), and when opt/pos are non-NULL the optimizer state and loop
  * position. */
 int fg__checkpoint_load(const char *path, fg_module *m, fg_optim_set *optim,
-                        fg_ckpt_pos *pos, char **err);
-/* Restores callback states (EarlyStopping) from a checkpoint file. */
-int fg__callbacks_restore(const char *path, fg_trainer_opts *o, char **err);
+                        fg_ckpt_pos *pos, fg_value **callbacks, char **err);
+/* Restores callback states (EarlyStopping) from a checkpoint's
+ * "callbacks" entry (NULL: nothing to restore). */
+void fg__callbacks_restore(const fg_value *callbacks, fg_trainer_opts *o);
 /* The seed's ckpt_path loading: the file's state_dict (or the file itself
  * when it is a bare state dict) loads non-strictly. *report (malloc'd)
  * names missing and unexpected keys when there are any. */

@@ -190,7 +190,14 @@ static uint64_t below(uint64_t *s, uint64_t bound) {
 }
 
 int fg_dataloader_start_epoch(fg_dataloader *dl, int64_t epoch, char **err) {
-  (void)err;
+  return fg_dataloader_start_epoch_at(dl, epoch, 0, err);
+}
+
+int fg_dataloader_start_epoch_at(fg_dataloader *dl, int64_t epoch, int64_t first_batch,
+                                 char **err) {
+  if (first_batch < 0 || first_batch > dl->num_batches)
+    return fg_err_set(err, FG_EINVAL, "dataloader: cannot start at batch %lld of %lld",
+                      (long long)first_batch, (long long)dl->num_batches);
   pthread_mutex_lock(&dl->mu);
   end_epoch_locked(dl);
   for (int64_t i = 0; i < dl->n; i++) dl->order[i] = i;
@@ -207,7 +214,9 @@ int fg_dataloader_start_epoch(fg_dataloader *dl, int64_t epoch, char **err) {
       dl->order[j] = t;
     }
   }
-  dl->next_claim = dl->next_out = 0;
+  /* Batches are cut from the order by index, so skipping the first ones
+   * costs nothing: they are never built. */
+  dl->next_claim = dl->next_out = first_batch;
   dl->active = true;
   pthread_cond_broadcast(&dl->work_cv);
   pthread_mutex_unlock(&dl->mu);

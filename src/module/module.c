@@ -1,6 +1,7 @@
 /* The base LightningModule: the seed's forward_step (forward, loss_step,
  * metric_step) and epoch-end evaluator handling, with hooks that subclasses
  * (built-in, plugin) override. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,6 +143,11 @@ void fg_module_set_evaluators(fg_module *m, fg_split split, fg_metric **evals,
 
 size_t fg_module_num_evaluators(const fg_module *m, fg_split split) {
   return m->n_evals[split];
+}
+
+fg_metric *fg_module_evaluator(const fg_module *m, fg_split split, size_t i) {
+  assert(i < m->n_evals[split]);
+  return m->evals[split][i];
 }
 
 size_t fg_module_num_params(const fg_module *m) { return fg_model_num_params(m->model); }

@@ -437,7 +437,7 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
       if (cap < nb) nb = cap;
     }
     for (int64_t b = 0; b < nb && rc == 0; b++, batch_no++) {
-      if (l->cancel && *l->cancel) {
+      if (fg__loop_cancel_requested(l)) {
         rc = fg_err_set(err, FG_ECANCELED, "run cancelled");
         break;
       }

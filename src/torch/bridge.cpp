@@ -76,6 +76,27 @@ int fg_torch_set_deterministic(bool on, char **err) {
 
 void fg_torch_manual_seed(uint64_t seed) { torch::manual_seed(seed); }
 
+int fg_torch_get_rng_state(fg_tensor **out, char **err) {
+  FG_GUARD_BEGIN
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  *out = wrap(gen.get_state());
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_torch_set_rng_state(const fg_tensor *state, char **err) {
+  FG_GUARD_BEGIN
+  if (!state->t.defined() || state->t.scalar_type() != at::kByte)
+    throw std::runtime_error("a generator state is a uint8 tensor");
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  // set_state checks the size and the format itself.
+  gen.set_state(state->t.contiguous());
+  return 0;
+  FG_GUARD_END
+}
+
 bool fg_torch_set_grad_enabled(bool enabled) {
   bool was = at::GradMode::is_enabled();
   at::GradMode::set_enabled(enabled);
@@ -214,6 +235,20 @@ int fg_tensor_grad(const fg_tensor *t, fg_tensor **out, char **err) {
   FG_GUARD_BEGIN
   const auto &g = t->t.grad();
   *out = g.defined() ? wrap(g) : nullptr;
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_tensor_set_grad(fg_tensor *t, const fg_tensor *grad, char **err) {
+  FG_GUARD_BEGIN
+  if (grad == nullptr) {
+    t->t.mutable_grad() = at::Tensor();
+    return 0;
+  }
+  if (!grad->t.sizes().equals(t->t.sizes()))
+    throw std::runtime_error("gradient of shape " + c10::str(grad->t.sizes()) +
+                             " for a tensor of shape " + c10::str(t->t.sizes()));
+  t->t.mutable_grad() = grad->t.detach().to(t->t.scalar_type()).clone(at::MemoryFormat::Contiguous);
   return 0;
   FG_GUARD_END
 }

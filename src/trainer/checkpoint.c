@@ -1,6 +1,25 @@
 /* Checkpoints in Lightning's layout, as PyTorch files that Python's
  * torch.load reads: epoch, global_step, state_dict, optimizer_states,
- * lr_schedulers, callbacks, fulgur_version, plus fulgur's loop position. */
+ * lr_schedulers, callbacks, fulgur_version, plus fulgur's own keys for an
+ * exact resume, which Lightning does not keep:
+ *
+ *   fulgur_warmup_schedulers  the manual schedulers' states, per optimizer
+ *   fulgur_loop
+ *     epoch_done     taken at the end of `epoch` (else inside it)
+ *     batches_done   fit batches of `epoch` consumed: a resume starts there
+ *     seed           the run's seed, which orders the fit data
+ *     rng_state      torch.get_rng_state() (dropout draws from it)
+ *     last_metrics   the latest value of every logged key (monitors)
+ *   and in a pause checkpoint (pause.ckpt) also
+ *     paused             true
+ *     grads              {param name: gradient} accumulated so far
+ *     fit_evaluators     each fit evaluator's state (None: it has none)
+ *     model_checkpoints  each ModelCheckpoint's state, in config order
+ *
+ * Lightning keeps the loop position under "loops" in a layout of its own
+ * loop classes; fulgur does not write that key, so a Lightning that loads
+ * the file restarts its loops from epoch and global_step as for an old
+ * checkpoint instead of misreading a partial copy. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,7 +55,8 @@ static int sched_states(const fg_optim_set *optim, fg_value *ck, char **err) {
 }
 
 int fg__checkpoint_save(const char *path, fg_module *m, const fg_optim_set *optim,
-                        const fg_ckpt_pos *pos, const fg_value *callbacks, char **err) {
+                        const fg_ckpt_pos *pos, const fg_value *callbacks,
+                        const fg_value *loop_state, char **err) {
   fg_value *ck = fg_value_dict();
   fg_value_dict_set(ck, "epoch", fg_value_int(pos->epoch));
   fg_value_dict_set(ck, "global_step", fg_value_int(pos->global_step));
@@ -64,6 +84,10 @@ int fg__checkpoint_save(const char *path, fg_module *m, const fg_optim_set *opti
   fg_value_dict_set(ck, "callbacks", callbacks ? fg_value_copy(callbacks) : fg_value_dict());
   fg_value *loop = fg_value_dict();
   fg_value_dict_set(loop, "epoch_done", fg_value_bool(pos->epoch_done));
+  fg_value_dict_set(loop, "batches_done", fg_value_int(pos->batches_done));
+  for (size_t i = 0; loop_state && i < fg_value_len(loop_state); i++)
+    fg_value_dict_set(loop, fg_value_dict_key_at(loop_state, i),
+                      fg_value_copy(fg_value_dict_value_at(loop_state, i)));
   fg_value_dict_set(ck, "fulgur_loop", loop);
   fg_value_dict_set(ck, "fulgur_version", fg_value_string(FG_VERSION));
   char *buf = NULL;
@@ -173,7 +197,8 @@ int fg__state_dict_load_file(const char *path, fg_module *m, char **report, char
 }
 
 int fg__checkpoint_load(const char *path, fg_module *m, fg_optim_set *optim,
-                        fg_ckpt_pos *pos, fg_value **callbacks, char **err) {
+                        fg_ckpt_pos *pos, fg_value **callbacks, fg_value **loop_state,
+                        char **err) {
   fg_value *ck = NULL;
   int rc = read_checkpoint(path, &ck, err);
   if (rc) return rc;
@@ -228,11 +253,28 @@ int fg__checkpoint_load(const char *path, fg_module *m, fg_optim_set *optim,
     const fg_value *done_v = loop && fg_value_kind_of(loop) == FG_VALUE_DICT
                                  ? fg_value_dict_get(loop, "epoch_done") : NULL;
     /* Lightning's own checkpoints are taken at epoch ends. */
-    pos->epoch_done = done_v == NULL || fg_value_as_bool(done_v);
+    pos->epoch_done = done_v == NULL || fg_value_kind_of(done_v) != FG_VALUE_BOOL ||
+                      fg_value_as_bool(done_v);
+    const fg_value *bd = loop && fg_value_kind_of(loop) == FG_VALUE_DICT
+                             ? fg_value_dict_get(loop, "batches_done") : NULL;
+    pos->batches_done = bd && fg_value_kind_of(bd) == FG_VALUE_INT && !pos->epoch_done
+                            ? fg_value_as_int(bd) : 0;
+    if (pos->batches_done < 0) {
+      rc = fg_err_set(err, FG_EDATA, "%s: fulgur_loop.batches_done is negative", path);
+      goto done;
+    }
   }
   /* Handed over so the caller restores callback states without reading
    * the file a second time. */
   if (callbacks) *callbacks = fg_value_dict_take(ck, "callbacks");
+  if (loop_state) {
+    fg_value *ls = fg_value_dict_take(ck, "fulgur_loop");
+    if (ls && fg_value_kind_of(ls) != FG_VALUE_DICT) {
+      fg_value_free(ls);
+      ls = NULL;
+    }
+    *loop_state = ls;
+  }
 done:
   fg_value_free(ck);
   return rc;

@@ -115,8 +115,12 @@ static int keep_artifacts(fg_loop *l, fg_split split, fg_value *metrics, char **
   return rc;
 }
 
+bool fg__loop_cancel_requested(const fg_loop *l) {
+  return (l->cancel && *l->cancel) || (l->pause_cancels && l->pause && *l->pause);
+}
+
 static int cancelled(const fg_loop *l, char **err) {
-  if (l->cancel && *l->cancel) return fg_err_set(err, FG_ECANCELED, "run cancelled");
+  if (fg__loop_cancel_requested(l)) return fg_err_set(err, FG_ECANCELED, "run cancelled");
   return 0;
 }
 
@@ -257,10 +261,12 @@ static char *es_key(const fg_early_stopping *e) {
                        e->mode_max ? "max" : "min");
 }
 
-/* Every callback's state, as a checkpoint's "callbacks" entry. */
+/* Every callback's state, as a checkpoint's "callbacks" entry; the
+ * ModelCheckpoint entry (taken) is the saving callback's, or absent when
+ * ckpt_state_value is NULL. */
 static fg_value *callback_states(const fg_loop *l, fg_value *ckpt_state_value) {
   fg_value *cbs = fg_value_dict();
-  fg_value_dict_set(cbs, "ModelCheckpoint", ckpt_state_value);
+  if (ckpt_state_value) fg_value_dict_set(cbs, "ModelCheckpoint", ckpt_state_value);
   for (size_t i = 0; i < l->opts->n_callbacks; i++) {
     const fg_callback *cb = l->opts->callbacks[i];
     if (cb->type != FG_CB_EARLY_STOPPING) continue;
@@ -308,6 +314,196 @@ static fg_value *ckpt_state(const fg_ckpt_callback *c, const char *dir) {
   return d;
 }
 
+static char *ckpt_dir(const fg_loop *l, const fg_ckpt_callback *c) {
+  return c->dirpath ? fg__xstrdup(c->dirpath) : fg__xasprintf("%s/checkpoints", l->run_dir);
+}
+
+/* Puts back what ckpt_state saved: the kept files with their scores (in
+ * order: which one is replaced next depends on it), the best and the last. */
+static void ckpt_restore(fg_ckpt_callback *c, const fg_value *st) {
+  const fg_value *k = fg_value_dict_get(st, "best_k_models");
+  if (k && fg_value_kind_of(k) == FG_VALUE_DICT) {
+    for (size_t i = 0; i < c->n_kept; i++) free(c->kept_paths[i]);
+    c->n_kept = 0;
+    size_t n = fg_value_len(k);
+    c->kept_paths = fg__xrealloc(c->kept_paths, (n ? n : 1) * sizeof *c->kept_paths);
+    c->kept_scores = fg__xrealloc(c->kept_scores, (n ? n : 1) * sizeof *c->kept_scores);
+    for (size_t i = 0; i < n; i++) {
+      const fg_value *v = fg_value_dict_value_at(k, i);
+      bool num = fg_value_kind_of(v) == FG_VALUE_DOUBLE || fg_value_kind_of(v) == FG_VALUE_INT;
+      c->kept_paths[c->n_kept] = fg__xstrdup(fg_value_dict_key_at(k, i));
+      c->kept_scores[c->n_kept++] = num ? fg_value_as_double(v) : NAN;
+    }
+  }
+  const fg_value *bp = fg_value_dict_get(st, "best_model_path");
+  const fg_value *bs = fg_value_dict_get(st, "best_model_score");
+  const fg_value *lp = fg_value_dict_get(st, "last_model_path");
+  if (bp && fg_value_kind_of(bp) == FG_VALUE_STRING) {
+    free(c->best_path);
+    c->best_path = *fg_value_as_string(bp) ? fg__xstrdup(fg_value_as_string(bp)) : NULL;
+  }
+  if (bs && (fg_value_kind_of(bs) == FG_VALUE_DOUBLE || fg_value_kind_of(bs) == FG_VALUE_INT))
+    c->best_score = fg_value_as_double(bs);
+  if (lp && fg_value_kind_of(lp) == FG_VALUE_STRING) {
+    free(c->last_path);
+    c->last_path = *fg_value_as_string(lp) ? fg__xstrdup(fg_value_as_string(lp)) : NULL;
+  }
+}
+
+/* What "fulgur_loop" keeps beside the position (see checkpoint.c): the
+ * seed, the global generator and the latest metrics in every checkpoint;
+ * after a pause also what the interrupted epoch has gathered so far:
+ * gradients of an unfinished accumulation window, fit evaluator states,
+ * and every ModelCheckpoint's state (a paused run goes on as the same
+ * run, so its top-k continues). */
+static int loop_state(fg_loop *l, bool pause, fg_value **out, char **err) {
+  fg_value *st = fg_value_dict();
+  fg_value_dict_set(st, "seed", fg_value_int((int64_t)l->seed));
+  fg_tensor *rng = NULL;
+  int rc = fg_torch_get_rng_state(&rng, err);
+  if (rc == 0) fg_value_dict_set(st, "rng_state", fg_value_tensor(rng));
+  fg_value_dict_set(st, "last_metrics", fg_value_copy(l->last_metrics));
+  if (rc == 0 && pause) {
+    fg_value_dict_set(st, "paused", fg_value_bool(true));
+    fg_value *grads = fg_value_dict();
+    fg_value_dict_set(st, "grads", grads);
+    for (size_t i = 0; i < fg_module_num_params(l->module) && rc == 0; i++) {
+      fg_tensor *g = NULL, *d = NULL;
+      if ((rc = fg_tensor_grad(fg_module_param(l->module, i), &g, err)) || g == NULL) continue;
+      if ((rc = fg_tensor_clone(g, &d, err)) == 0)
+        fg_value_dict_set(grads, fg_module_param_name(l->module, i), fg_value_tensor(d));
+      fg_tensor_free(g);
+    }
+    fg_value *evs = fg_value_list();
+    fg_value_dict_set(st, "fit_evaluators", evs);
+    for (size_t i = 0; i < fg_module_num_evaluators(l->module, FG_SPLIT_FIT) && rc == 0; i++) {
+      fg_metric *ev = fg_module_evaluator(l->module, FG_SPLIT_FIT, i);
+      fg_value *es = NULL;
+      if (fg_metric_has_state(ev)) {
+        rc = fg_metric_state_dict(ev, &es, err);
+      } else if (l->pos.batches_done > 0) {
+        fg_events_log(l->events, FG_LOG_WARNING,
+                      "pause: the fit evaluator %s cannot save its state; after a resume its "
+                      "epoch %lld value covers only the batches after the pause",
+                      fg_metric_name(ev), (long long)l->pos.epoch);
+      }
+      fg_value_list_append(evs, es ? es : fg_value_none());
+    }
+    fg_value *cks = fg_value_list();
+    fg_value_dict_set(st, "model_checkpoints", cks);
+    for (size_t i = 0; i < l->opts->n_ckpts; i++) {
+      char *dir = ckpt_dir(l, l->opts->ckpts[i]);
+      fg_value_list_append(cks, ckpt_state(l->opts->ckpts[i], dir));
+      free(dir);
+    }
+  }
+  if (rc) {
+    fg_value_free(st);
+    return rc;
+  }
+  *out = st;
+  return 0;
+}
+
+int fg__loop_restore(fg_loop *l, const fg_value *st, char **err) {
+  if (st == NULL) return 0;
+  const fg_value *seed = fg_value_dict_get(st, "seed");
+  if (seed && fg_value_kind_of(seed) == FG_VALUE_INT && (uint64_t)fg_value_as_int(seed) != l->seed) {
+    /* The data order of the epochs to come is the checkpoint's run's. */
+    fg_events_log(l->events, FG_LOG_INFO,
+                  "resuming with the checkpoint's seed %llu for the data order (the config's is %llu)",
+                  (unsigned long long)fg_value_as_int(seed), (unsigned long long)l->seed);
+    l->seed = (uint64_t)fg_value_as_int(seed);
+    fg_datamodule_set_seed(l->dm, l->seed);
+  }
+  int rc = 0;
+  const fg_value *rng = fg_value_dict_get(st, "rng_state");
+  if (rng && fg_value_kind_of(rng) == FG_VALUE_TENSOR &&
+      (rc = fg_torch_set_rng_state(fg_value_as_tensor(rng), err)))
+    return fg_err_prefix(err, rc, "fulgur_loop.rng_state");
+  const fg_value *lm = fg_value_dict_get(st, "last_metrics");
+  for (size_t i = 0; lm && fg_value_kind_of(lm) == FG_VALUE_DICT && i < fg_value_len(lm); i++) {
+    const fg_value *v = fg_value_dict_value_at(lm, i);
+    if (fg_value_kind_of(v) == FG_VALUE_DOUBLE || fg_value_kind_of(v) == FG_VALUE_INT)
+      fg_value_dict_set(l->last_metrics, fg_value_dict_key_at(lm, i),
+                        fg_value_double(fg_value_as_double(v)));
+  }
+  const fg_value *paused = fg_value_dict_get(st, "paused");
+  if (paused == NULL || fg_value_kind_of(paused) != FG_VALUE_BOOL || !fg_value_as_bool(paused))
+    return 0;
+  const fg_value *grads = fg_value_dict_get(st, "grads");
+  for (size_t i = 0; i < fg_module_num_params(l->module) && rc == 0; i++) {
+    const fg_value *g = grads && fg_value_kind_of(grads) == FG_VALUE_DICT
+                            ? fg_value_dict_get(grads, fg_module_param_name(l->module, i)) : NULL;
+    if (g && fg_value_kind_of(g) == FG_VALUE_TENSOR &&
+        (rc = fg_tensor_set_grad(fg_module_param(l->module, i), fg_value_as_tensor(g), err)))
+      fg_err_prefix(err, rc, "fulgur_loop.grads.%s", fg_module_param_name(l->module, i));
+  }
+  const fg_value *evs = fg_value_dict_get(st, "fit_evaluators");
+  size_t n_ev = fg_module_num_evaluators(l->module, FG_SPLIT_FIT);
+  for (size_t i = 0; rc == 0 && evs && fg_value_kind_of(evs) == FG_VALUE_LIST && i < n_ev &&
+                     i < fg_value_len(evs); i++) {
+    const fg_value *es = fg_value_list_at(evs, i);
+    fg_metric *ev = fg_module_evaluator(l->module, FG_SPLIT_FIT, i);
+    if (fg_value_kind_of(es) == FG_VALUE_DICT && fg_metric_has_state(ev) &&
+        (rc = fg_metric_load_state_dict(ev, es, err)))
+      fg_err_prefix(err, rc, "fulgur_loop.fit_evaluators.%zu", i);
+  }
+  const fg_value *cks = fg_value_dict_get(st, "model_checkpoints");
+  for (size_t i = 0; rc == 0 && cks && fg_value_kind_of(cks) == FG_VALUE_LIST &&
+                     i < l->opts->n_ckpts && i < fg_value_len(cks); i++)
+    if (fg_value_kind_of(fg_value_list_at(cks, i)) == FG_VALUE_DICT)
+      ckpt_restore(l->opts->ckpts[i], fg_value_list_at(cks, i));
+  return rc;
+}
+
+/* The pause: at a step boundary, the checkpoint a resume continues from
+ * (batch b of the current epoch is the next to run), then FG_EPAUSED. */
+static int pause_now(fg_loop *l, int64_t b, char **err) {
+  char *dir = fg__xasprintf("%s/checkpoints", l->run_dir);
+  char *path = fg__xasprintf("%s/pause.ckpt", dir);
+  fg_ckpt_pos saved = l->pos;
+  l->pos.epoch_done = false;
+  l->pos.batches_done = b;
+  fg_value *st = NULL, *cbs = NULL;
+  int rc = fg__mkdirs(dir, err);
+  if (rc == 0) rc = loop_state(l, true, &st, err);
+  if (rc == 0) {
+    fg_value *mc = NULL;
+    if (l->opts->n_ckpts > 0) {
+      char *d0 = ckpt_dir(l, l->opts->ckpts[0]);
+      mc = ckpt_state(l->opts->ckpts[0], d0);
+      free(d0);
+    }
+    cbs = callback_states(l, mc);
+    rc = fg__checkpoint_save(path, l->module, l->optim, &l->pos, cbs, st, err);
+  }
+  if (rc == 0) {
+    fg_event ev = base_event(l, FG_EVENT_ARTIFACT, FG_SPLIT_FIT);
+    ev.batch_idx = b;
+    ev.text = "checkpoint";
+    ev.path = path;
+    fg_events_emit(l->events, &ev);
+    rc = fg_err_set(err, FG_EPAUSED, "run paused at epoch %lld batch %lld (global step %lld); resume from %s",
+                    (long long)l->pos.epoch, (long long)b, (long long)l->pos.global_step, path);
+  } else {
+    fg_err_prefix(err, rc, "pause: writing %s", path);
+  }
+  l->pos = saved;
+  fg_value_free(cbs);
+  fg_value_free(st);
+  free(path);
+  free(dir);
+  return rc;
+}
+
+/* A training step boundary: batch b of the epoch is the next to run. */
+static int step_boundary(fg_loop *l, int64_t b, char **err) {
+  int rc = cancelled(l, err);
+  if (rc == 0 && l->pause && *l->pause) rc = pause_now(l, b, err);
+  return rc;
+}
+
 static bool better(const fg_ckpt_callback *c, double a, double b) {
   if (isnan(b)) return !isnan(a);
   return c->mode_max ? a > b : a < b;
@@ -315,8 +511,10 @@ static bool better(const fg_ckpt_callback *c, double a, double b) {
 
 static int run_checkpoint(fg_loop *l, fg_ckpt_callback *c, char **err) {
   if ((l->pos.epoch + 1) % c->every_n_epochs != 0) return 0;
-  char *dir = c->dirpath ? fg__xstrdup(c->dirpath) : fg__xasprintf("%s/checkpoints", l->run_dir);
+  char *dir = ckpt_dir(l, c);
+  fg_value *st = NULL;
   int rc = fg__mkdirs(dir, err);
+  if (rc == 0) rc = loop_state(l, false, &st, err);
   double score = NAN;
   if (rc == 0 && c->monitor) {
     const fg_value *v = fg_value_dict_get(l->last_metrics, c->monitor);
@@ -367,7 +565,7 @@ static int run_checkpoint(fg_loop *l, fg_ckpt_callback *c, char **err) {
       c->best_path = fg__xstrdup(path);
     }
     fg_value *cbs = callback_states(l, ckpt_state(c, dir));
-    rc = fg__checkpoint_save(path, l->module, l->optim, &l->pos, cbs, err);
+    rc = fg__checkpoint_save(path, l->module, l->optim, &l->pos, cbs, st, err);
     fg_value_free(cbs);
     if (rc == 0) {
       fg_event ev = base_event(l, FG_EVENT_ARTIFACT, FG_SPLIT_FIT);
@@ -393,7 +591,7 @@ static int run_checkpoint(fg_loop *l, fg_ckpt_callback *c, char **err) {
     free(c->last_path);
     c->last_path = fg__xstrdup(last);
     fg_value *cbs = callback_states(l, ckpt_state(c, dir));
-    rc = fg__checkpoint_save(last, l->module, l->optim, &l->pos, cbs, err);
+    rc = fg__checkpoint_save(last, l->module, l->optim, &l->pos, cbs, st, err);
     fg_value_free(cbs);
     if (rc == 0) {
       fg_event ev = base_event(l, FG_EVENT_ARTIFACT, FG_SPLIT_FIT);
@@ -403,6 +601,7 @@ static int run_checkpoint(fg_loop *l, fg_ckpt_callback *c, char **err) {
     }
     free(last);
   }
+  fg_value_free(st);
   free(name);
   free(path);
   free(dir);
@@ -520,10 +719,21 @@ static int train_epoch(fg_loop *l, fg_dataloader *dl, bool *complete, char **err
   const fg_optim_set *os = l->optim;
   int64_t nb = limit_batches(o, FG_SPLIT_FIT, fg_dataloader_num_batches(dl));
   *complete = false;
-  int rc = fg_dataloader_start_epoch(dl, l->pos.epoch, err);
-  if (rc) return rc;
+  /* A resume inside the epoch starts at the batch the pause stopped
+   * before; what ran before it (the epoch-start lr log included) is in the
+   * checkpoint's run. */
+  int64_t first = l->pos.batches_done;
+  l->pos.batches_done = 0;
+  if (first > nb)
+    return fg_err_set(err, FG_EDATA,
+                      "the checkpoint stopped after batch %lld of epoch %lld, which now has only "
+                      "%lld batches (did the data or batch size change?)",
+                      (long long)first, (long long)l->pos.epoch, (long long)nb);
+  int rc = 0;
+  if (first == 0 && (rc = step_boundary(l, 0, err))) return rc;
+  if ((rc = fg_dataloader_start_epoch_at(dl, l->pos.epoch, first, err))) return rc;
   bool lr_steps = o->lr_monitor && lr_logged_per_step(l);
-  if (o->lr_monitor && !lr_steps) {
+  if (o->lr_monitor && !lr_steps && first == 0) {
     /* Logged at the epoch's start, in the row of the step about to run. */
     fg_value *d = fg_value_dict();
     add_lrs(l, d);
@@ -534,9 +744,9 @@ static int train_epoch(fg_loop *l, fg_dataloader *dl, bool *complete, char **err
   }
   static const char *const loss_key = "loss";
   int64_t b;
-  for (b = 0; b < nb; b++) {
+  for (b = first; b < nb; b++) {
     if (o->max_steps >= 0 && l->pos.global_step >= o->max_steps) break;
-    if ((rc = cancelled(l, err))) return rc;
+    if (b > 0 && (rc = step_boundary(l, b, err))) return rc;
     fg_value *batch = NULL;
     if ((rc = fg_dataloader_next(dl, &batch, err))) return rc;
     if (batch == NULL) break;

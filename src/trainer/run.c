@@ -44,6 +44,14 @@ static int load_plugins(const fg_node *v, char **err) {
   return 0;
 }
 
+/* Read by fulgurd, not by the run: what becomes of a job that was running
+ * when the daemon died. Local runs accept it so one config serves both. */
+static int check_restart_policy(const fg_node *v, const char *keypath, char **err) {
+  const char *s = fg_node_str(v);
+  if (s && (strcmp(s, "fail") == 0 || strcmp(s, "resume") == 0)) return 0;
+  return fg_config_error(err, v, keypath, "expected fail or resume, got '%s'", s ? s : "");
+}
+
 static const fg_param top_params[] = {
     {"seed_everything", FG_T_BOOL | FG_T_INT, "true", "seed (true: pick one at random; false: do not seed)", NULL, 0},
     {"trainer", FG_T_MAP, "{}", "Trainer options", NULL, 0},
@@ -52,6 +60,7 @@ static const fg_param top_params[] = {
     {"optimizer_config", FG_T_NULL | FG_T_MAP | FG_T_SEQ, "null", "optimizers (needed for fit)", NULL, 0},
     {"plugins", FG_T_NULL | FG_T_SEQ, "null", "shared objects that register classes (fulgur/plugin.h)", NULL, FG_T_STRING},
     {"ckpt_path", FG_T_NULL | FG_T_STRING, "null", "checkpoint to resume (fit) or evaluate (validate, test)", NULL, 0},
+    {"restart_policy", FG_T_STRING, "fail", "fulgurd: a job running when the daemon died fails, or resumes from its last checkpoint", check_restart_policy, 0},
 };
 
 int fg_config_check(fg_node *config, bool fill, char **err) {
@@ -245,6 +254,9 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   loop.optim = optim;
   loop.events = bus;
   loop.cancel = ro->cancel;
+  loop.pause = ro->pause;
+  loop.pause_cancels = ro->stage != FG_STAGE_FIT;
+  loop.seed = seed;
   loop.run_dir = run_dir;
   loop.last_metrics = fg_value_dict();
 
@@ -252,13 +264,22 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   const char *ckpt = ck && fg_node_kind_of(ck) == FG_NODE_STRING ? fg_node_str(ck) : NULL;
   if (ckpt) {
     bool fit = ro->stage == FG_STAGE_FIT;
-    fg_value *cbs = NULL;
+    fg_value *cbs = NULL, *ls = NULL;
     rc = fg__checkpoint_load(ckpt, module, fit ? optim : NULL, fit ? &loop.pos : NULL,
-                             fit ? &cbs : NULL, err);
+                             fit ? &cbs : NULL, fit ? &ls : NULL, err);
     if (rc == 0 && fit) fg__callbacks_restore(cbs, &topts);
+    /* Last: the generator state must be the checkpoint's when the loop
+     * starts, whatever building the run drew from it. */
+    if (rc == 0 && fit) rc = fg__loop_restore(&loop, ls, err);
     fg_value_free(cbs);
+    fg_value_free(ls);
     if (rc) goto done;
-    fg_events_log(bus, FG_LOG_INFO, "loaded checkpoint %s", ckpt);
+    if (fit && loop.pos.batches_done > 0)
+      fg_events_log(bus, FG_LOG_INFO, "loaded checkpoint %s: resuming epoch %lld at batch %lld (global step %lld)",
+                    ckpt, (long long)loop.pos.epoch, (long long)loop.pos.batches_done,
+                    (long long)loop.pos.global_step);
+    else
+      fg_events_log(bus, FG_LOG_INFO, "loaded checkpoint %s", ckpt);
   } else if (ro->stage != FG_STAGE_FIT) {
     fg_events_log(bus, FG_LOG_WARNING,
                   "no ckpt_path given: %s runs with the model's initial weights",
@@ -275,7 +296,7 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
     case FG_STAGE_PREDICT: rc = fg__predict_run(&loop, ckpt, err); break;
     default: rc = fg_err_set(err, FG_EUNSUPPORTED, "stage not supported"); break;
   }
-  st.text = rc == 0 ? "succeeded" : rc == FG_ECANCELED ? "cancelled" : "failed";
+  st.text = rc == 0 ? "succeeded" : rc == FG_ECANCELED ? "cancelled" : rc == FG_EPAUSED ? "paused" : "failed";
   fg_events_emit(bus, &st);
 
 done:

@@ -106,16 +106,24 @@ typedef struct {
   int64_t epoch;       /* the epoch the checkpoint was taken in */
   int64_t global_step;
   bool epoch_done;     /* taken at the end of `epoch` */
+  /* Fit batches of `epoch` already consumed (a pause inside the epoch),
+   * where a resume starts; 0 otherwise. */
+  int64_t batches_done;
 } fg_ckpt_pos;
 
-/* Builds and writes a Lightning-layout checkpoint. */
+/* Builds and writes a Lightning-layout checkpoint. loop_state (may be
+ * NULL) is a dict whose entries join the position under "fulgur_loop". */
 int fg__checkpoint_save(const char *path, fg_module *m, const fg_optim_set *optim,
-                        const fg_ckpt_pos *pos, const fg_value *callbacks, char **err);
+                        const fg_ckpt_pos *pos, const fg_value *callbacks,
+                        const fg_value *loop_state, char **err);
 /* Loads weights (strict: every module parameter must be present with the
  * same shape), and when opt/pos are non-NULL the optimizer state and loop
- * position. */
+ * position. *callbacks and *loop_state (each may be NULL) receive the
+ * checkpoint's "callbacks" and "fulgur_loop" entries, or NULL; the caller
+ * frees them. */
 int fg__checkpoint_load(const char *path, fg_module *m, fg_optim_set *optim,
-                        fg_ckpt_pos *pos, fg_value **callbacks, char **err);
+                        fg_ckpt_pos *pos, fg_value **callbacks, fg_value **loop_state,
+                        char **err);
 /* Restores callback states (EarlyStopping) from a checkpoint's
  * "callbacks" entry (NULL: nothing to restore). */
 void fg__callbacks_restore(const fg_value *callbacks, fg_trainer_opts *o);
@@ -139,7 +147,12 @@ typedef struct {
   fg_optim_set *optim;   /* optimizers and their schedulers (fit only) */
   fg_events *events;
   volatile sig_atomic_t *cancel;
+  volatile sig_atomic_t *pause;
+  bool pause_cancels;     /* outside fit a pause is a cancel */
+  uint64_t seed;          /* the run's seed (the fit data order) */
   const char *run_dir;
+  /* Where the loop is; pos.batches_done > 0 only when a resume starts
+   * inside an epoch (train_epoch consumes it). */
   fg_ckpt_pos pos;
   fg_value *last_metrics; /* latest of every logged key */
   bool should_stop;       /* set by EarlyStopping */
@@ -148,6 +161,14 @@ typedef struct {
 } fg_loop;
 
 int fg__loop_fit(fg_loop *l, char **err);
+/* Restores what a checkpoint's "fulgur_loop" entry keeps beside the
+ * position (seed, generator state, latest metrics and, after a pause,
+ * gradients, fit evaluator and ModelCheckpoint states) before a resumed
+ * fit starts. NULL restores nothing. */
+int fg__loop_restore(fg_loop *l, const fg_value *loop_state, char **err);
+/* Whether the run must stop now with FG_ECANCELED: cancel, or a pause
+ * outside fit. Polled by every loop at its step boundaries. */
+bool fg__loop_cancel_requested(const fg_loop *l);
 /* The predict loop; ckpt is the --ckpt_path (for predict_path), or NULL. */
 int fg__predict_run(fg_loop *l, const char *ckpt, char **err);
 /* Validate or test over every dataloader of the split; logs epoch metrics. */

@@ -345,6 +345,47 @@ Test(dataloader, shuffle_is_seeded_per_epoch_and_workers_keep_order) {
   fg_dataset_unref(ds);
 }
 
+/* start_epoch_at yields exactly the rest of the epoch start_epoch would
+ * give, with or without workers, and never builds the skipped batches. */
+Test(dataloader, start_at_a_batch_yields_the_rest_of_the_epoch) {
+  fg_dataset *ds = index_dataset(50, 3); /* sample 3 fails: batch 0 must not be built */
+  int64_t full[50], sizes[50];
+  fg_dataset *ok = index_dataset(50, -1);
+  fg_dataloader *ref = loader(ok, 4, true, false, 0, 9);
+  int64_t nb = epoch_order(ref, 2, full, sizes);
+  cr_assert_eq(nb, 13);
+  /* The failing sample sits in some batch of the shuffled epoch; start past it. */
+  int64_t bad_batch = -1;
+  for (int64_t i = 0; i < 50; i++)
+    if (full[i] == 3) bad_batch = i / 4;
+  for (int workers = 0; workers <= 2; workers += 2) {
+    fg_dataloader *dl = loader(ds, 4, true, false, workers, 9);
+    for (int64_t first = bad_batch + 1; first <= nb; first++) {
+      cr_assert_eq(fg_dataloader_start_epoch_at(dl, 2, first, NULL), 0);
+      int64_t k = first * 4 < 50 ? first * 4 : 50;
+      for (;;) {
+        fg_value *b = NULL;
+        char *err = NULL;
+        cr_assert_eq(fg_dataloader_next(dl, &b, &err), 0, "first %lld workers %d: %s",
+                     (long long)first, workers, err ? err : "");
+        if (b == NULL) break;
+        int64_t n = fg_tensor_size(fg_value_as_tensor(fg_value_dict_get(b, "y")), 0);
+        for (int64_t i = 0; i < n; i++, k++) cr_assert_eq(yval(b, i), full[k]);
+        fg_value_free(b);
+      }
+      cr_assert_eq(k, 50, "first %lld: every remaining sample, once", (long long)first);
+    }
+    char *err = NULL;
+    cr_assert_eq(fg_dataloader_start_epoch_at(dl, 2, nb + 1, &err), FG_EINVAL);
+    cr_assert_str_eq(err, "dataloader: cannot start at batch 14 of 13");
+    free(err);
+    fg_dataloader_free(dl);
+  }
+  fg_dataloader_free(ref);
+  fg_dataset_unref(ok);
+  fg_dataset_unref(ds);
+}
+
 Test(dataloader, epoch_restarted_midway_and_freed_midway) {
   fg_dataset *ds = index_dataset(64, -1);
   fg_dataloader *dl = loader(ds, 4, false, false, 2, 0);

@@ -39,6 +39,59 @@ Test(ops, linear_relu_values) {
   fg_tensor_free(x); fg_tensor_free(w); fg_tensor_free(b); fg_tensor_free(y); fg_tensor_free(r);
 }
 
+/* The global generator's state, saved and put back, replays dropout. */
+Test(torch, rng_state_round_trip_replays_dropout) {
+  fg_torch_manual_seed(3);
+  const float ones[64] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                          1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                          1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+  fg_tensor *x = mat(ones, 8, 8), *st = NULL, *a = NULL, *b = NULL, *c = NULL;
+  cr_assert_eq(fg_torch_get_rng_state(&st, NULL), 0);
+  cr_assert_eq(fg_tensor_dtype(st), FG_UINT8);
+  cr_assert_eq(fg_op_dropout(x, 0.5, true, &a, NULL), 0);
+  cr_assert_eq(fg_op_dropout(x, 0.5, true, &c, NULL), 0);
+  cr_assert_eq(fg_torch_set_rng_state(st, NULL), 0);
+  cr_assert_eq(fg_op_dropout(x, 0.5, true, &b, NULL), 0);
+  float va[64], vb[64], vc[64];
+  cr_assert_eq(fg_tensor_copy_out(a, FG_FLOAT32, va, sizeof va, NULL), 0);
+  cr_assert_eq(fg_tensor_copy_out(b, FG_FLOAT32, vb, sizeof vb, NULL), 0);
+  cr_assert_eq(fg_tensor_copy_out(c, FG_FLOAT32, vc, sizeof vc, NULL), 0);
+  cr_assert_arr_eq(va, vb, sizeof va, "the restored state draws the same mask");
+  cr_assert(memcmp(va, vc, sizeof va) != 0, "a second draw differs");
+  char *err = NULL;
+  cr_assert_eq(fg_torch_set_rng_state(x, &err), FG_ETORCH, "a float tensor is no state");
+  cr_assert_not_null(err);
+  free(err);
+  fg_tensor_free(x); fg_tensor_free(st); fg_tensor_free(a); fg_tensor_free(b); fg_tensor_free(c);
+}
+
+/* A restored gradient is a copy, and backward adds to it. */
+Test(torch, set_grad_then_backward_accumulates) {
+  const float wv[] = {1, 2}, gv[] = {0.5f, -1};
+  fg_tensor *w = mat(wv, 1, 2), *g = mat(gv, 1, 2), *s = NULL, *got = NULL;
+  cr_assert_eq(fg_tensor_set_requires_grad(w, true, NULL), 0);
+  cr_assert_eq(fg_tensor_set_grad(w, g, NULL), 0);
+  cr_assert_eq(fg_op_sum(w, &s, NULL), 0);
+  cr_assert_eq(fg_tensor_backward(s, NULL), 0);
+  cr_assert_eq(fg_tensor_grad(w, &got, NULL), 0);
+  float out[2], orig[2];
+  cr_assert_eq(fg_tensor_copy_out(got, FG_FLOAT32, out, sizeof out, NULL), 0);
+  cr_assert_eq(fg_tensor_copy_out(g, FG_FLOAT32, orig, sizeof orig, NULL), 0);
+  cr_assert_float_eq(out[0], 1.5f, 1e-6);
+  cr_assert_float_eq(out[1], 0.0f, 1e-6);
+  cr_assert_float_eq(orig[0], 0.5f, 1e-6, "the source is not modified");
+  fg_tensor *bad = mat(wv, 2, 1);
+  char *err = NULL;
+  cr_assert_eq(fg_tensor_set_grad(w, bad, &err), FG_ETORCH);
+  cr_assert(strstr(err, "gradient of shape [2, 1] for a tensor of shape [1, 2]"), "%s", err);
+  free(err);
+  fg_tensor_free(got);
+  cr_assert_eq(fg_tensor_set_grad(w, NULL, NULL), 0);
+  cr_assert_eq(fg_tensor_grad(w, &got, NULL), 0);
+  cr_assert_null(got, "NULL clears the gradient");
+  fg_tensor_free(w); fg_tensor_free(g); fg_tensor_free(s); fg_tensor_free(bad);
+}
+
 Test(ops, cross_entropy_and_backward) {
   const float lv[] = {0, 0, 0, 0};
   fg_tensor *logits = mat(lv, 2, 2), *target = NULL, *loss = NULL, *g = NULL;

@@ -112,6 +112,12 @@ fg_dataset *fg_dataloader_dataset(const fg_dataloader *dl); /* borrowed */
 /* Starts an epoch: a fresh permutation (when shuffling) from (seed, epoch);
  * workers begin building batches at once. Ends any epoch in progress. */
 int fg_dataloader_start_epoch(fg_dataloader *dl, int64_t epoch, char **err);
+/* The same, but the epoch yields batches first_batch, first_batch + 1, ...
+ * only: exactly what is left of the epoch after first_batch batches, as a
+ * resume in the middle of an epoch needs. The skipped batches are never
+ * built. first_batch outside 0..num_batches is FG_EINVAL. */
+int fg_dataloader_start_epoch_at(fg_dataloader *dl, int64_t epoch, int64_t first_batch,
+                                 char **err);
 /* Next batch of the epoch in order, or *out = NULL when the epoch is done.
  * The caller frees *out. A worker's error is returned here, in order. */
 int fg_dataloader_next(fg_dataloader *dl, fg_value **out, char **err);

@@ -32,7 +32,8 @@ extern "C" {
   X(ERUN, -9, "run failed")                               \
   X(ENOTFOUND, -10, "not found")                          \
   X(EPERM, -11, "permission denied")                      \
-  X(EUNSUPPORTED, -12, "not supported")
+  X(EUNSUPPORTED, -12, "not supported")                  \
+  X(EPAUSED, -13, "run paused")
 
 typedef enum {
   FG_OK = 0,

@@ -101,6 +101,8 @@ void fg_module_set_loss_weight(fg_module *m, const char *key, double w);
 void fg_module_set_evaluators(fg_module *m, fg_split split, fg_metric **evals,
                               size_t n);
 size_t fg_module_num_evaluators(const fg_module *m, fg_split split);
+/* The i-th evaluator of a split (borrowed; i < fg_module_num_evaluators). */
+fg_metric *fg_module_evaluator(const fg_module *m, fg_split split, size_t i);
 
 /* The seed's `ckpt_path`: checkpoints whose state_dict loads (non-strictly,
  * in order) at fit start. Copies the paths. */

@@ -32,6 +32,17 @@ typedef struct {
   /* Polled at every step boundary; non-zero stops the run with
    * FG_ECANCELED. May be NULL. */
   volatile sig_atomic_t *cancel;
+  /* Polled where cancel is; may be NULL. In fit, non-zero stops the run at
+   * the next training step boundary (between two batches, never inside a
+   * validation) with FG_EPAUSED, after writing
+   * <run_dir>/checkpoints/pause.ckpt (announced by an ARTIFACT event of
+   * kind "checkpoint") and a STATE event "paused". Fitting again with that
+   * file as ckpt_path continues exactly where the run stopped, also in the
+   * middle of an epoch: the weights, metrics, scheduler states and
+   * global_step at the end are those of a run never paused. In validate,
+   * test and predict, which have nothing to resume, pause is a cancel
+   * (FG_ECANCELED). */
+  volatile sig_atomic_t *pause;
   /* Where a progress bar may draw (a terminal), or NULL for none. The bar
    * is drawn only when trainer.enable_progress_bar is also true. */
   FILE *progress;
@@ -47,7 +58,9 @@ int fg_config_check(fg_node *config, bool fill_defaults, char **err);
 /* Runs a stage of a merged config (not yet checked: fg_run checks it).
  * *final_metrics (may be NULL) receives a dict of the last value of every
  * logged scalar; the caller frees it. Returns FG_ECONFIG for config errors,
- * FG_ECANCELED when cancelled, other codes for run failures. */
+ * FG_ECANCELED when cancelled, FG_EPAUSED when paused (*err then reads
+ * "run paused at epoch E batch B (global step S); resume from PATH"),
+ * other codes for run failures. */
 int fg_run(const fg_node *config, const fg_run_opts *opts,
            fg_value **final_metrics, char **err);
 

@@ -50,6 +50,13 @@ int fg_torch_set_num_threads(int n, char **err);
 int fg_torch_get_num_threads(void);
 /* Seeds libtorch's global CPU generator. */
 void fg_torch_manual_seed(uint64_t seed);
+/* The global CPU generator's state, what Python's torch.get_rng_state()
+ * returns (a uint8 tensor; the caller frees *out), and back, as
+ * torch.set_rng_state() takes it (a state of another size or format is
+ * FG_ETORCH). Dropout draws from this generator, so a resumed run restores
+ * it to draw what an uninterrupted run would. */
+int fg_torch_get_rng_state(fg_tensor **out, char **err);
+int fg_torch_set_rng_state(const fg_tensor *state, char **err);
 /* Grad mode for the calling thread; returns the previous setting. */
 bool fg_torch_set_grad_enabled(bool enabled);
 bool fg_torch_is_grad_enabled(void);
@@ -106,6 +113,10 @@ bool fg_tensor_requires_grad(const fg_tensor *t);
 int fg_tensor_backward(const fg_tensor *loss, char **err);
 /* *out = NULL when the tensor has no gradient. */
 int fg_tensor_grad(const fg_tensor *t, fg_tensor **out, char **err);
+/* Sets t's gradient to a copy of grad (same shape; converted to t's dtype),
+ * as a resumed run restores gradients accumulated before a pause; grad
+ * NULL clears it (None). Later backward passes add to it. */
+int fg_tensor_set_grad(fg_tensor *t, const fg_tensor *grad, char **err);
 
 /* ---- in-place updates (used for init and loading) --------------------- */
 

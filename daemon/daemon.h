@@ -1,0 +1,151 @@
+/* fulgurd's shared state: the job table, the queue, the event pipeline.
+ * Everything here is touched only on the loop thread. */
+#ifndef FGD_DAEMON_H
+#define FGD_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "fulgur/v1/jobs.pb-c.h"
+#include "server.h"
+#include "store.h"
+
+typedef struct fgd fgd;
+typedef struct fgd_job fgd_job;
+typedef struct fgd_worker fgd_worker;
+typedef struct fgd_watch fgd_watch;
+
+typedef struct {
+  const char *state_dir;
+  const char **listen;
+  size_t n_listen;
+  const char **roots; /* real paths */
+  size_t n_roots;
+  const char *token_file, *tls_cert, *tls_key;
+  const char *worker_path;
+  int max_jobs;
+  int max_queue;
+  unsigned kill_grace_ms;
+  size_t max_request_bytes;
+  int64_t state_max_bytes;
+} fgd_opts;
+
+typedef struct {
+  char *key;
+  double value;
+} fgd_metric;
+
+/* Recently committed events, so live watchers need no database read. */
+#define FGD_EVENT_CACHE 64
+typedef struct {
+  uint64_t seq;
+  uint8_t *data;
+  size_t len;
+} fgd_cached_event;
+
+struct fgd_job {
+  int64_t rowid; /* submission order */
+  char *id, *name, *idempotency_key, *config;
+  char *resume_ckpt; /* the checkpoint the next attempt starts from */
+  bool restart_resume;
+  Fulgur__V1__Stage stage;
+  Fulgur__V1__JobState state;
+  char *error, *run_dir, *last_ckpt, *exit_signal;
+  int32_t exit_code;
+  uint32_t attempts;
+  int64_t create_ns, start_ns, end_ns;
+  fgd_metric *metrics;
+  size_t n_metrics;
+  /* Progress, as the worker last reported it. */
+  int64_t epoch, global_step, total_steps, batch_idx, num_batches, max_epochs;
+  char *split;
+  double percent;
+  int64_t attempt_start_ns; /* for the ETA */
+  double attempt_start_percent;
+  /* Events: seq given out so far, seq committed so far, and the seq of the
+   * latest state event that ends a stream (terminal or paused; 0 none). */
+  uint64_t last_seq, stored_seq, final_seq;
+  fgd_cached_event cache[FGD_EVENT_CACHE];
+  bool dirty; /* the stored Job blob is stale */
+  fgd_worker *worker;
+  bool cancel_requested, pause_requested;
+  fgd_watch *watchers;
+};
+
+/* An event given a seq, waiting for the next commit. */
+typedef struct {
+  fgd_job *job;
+  uint64_t seq;
+  uint8_t *data;
+  size_t len;
+} fgd_pending_event;
+
+struct fgd {
+  uv_loop_t *loop;
+  fgd_opts opts;
+  char *token;
+  fgd_store *store;
+  fgd_server *server;
+  /* Jobs in submission order, and indexes by id and idempotency key. */
+  fgd_job **jobs;
+  size_t n_jobs, cap_jobs;
+  struct fgd_map *by_id, *by_key;
+  int running;
+  int queued;
+  fgd_pending_event *pending;
+  size_t n_pending, cap_pending;
+  uv_timer_t flush_timer;
+  bool flush_armed;
+  bool shutting_down;
+  char *jobs_dir;
+};
+
+/* ---- jobs.c ---- */
+fgd_job *fgd_job_find(fgd *d, const char *id);
+fgd_job *fgd_job_find_key(fgd *d, const char *key);
+/* A new job from a checked config; stored (with its QUEUED event) before it
+ * returns. NULL with *err on a store failure (*full: disk or size cap). */
+fgd_job *fgd_job_create(fgd *d, Fulgur__V1__Stage stage, const char *name, const char *key,
+                        const char *config, const char *ckpt, int *full, char **err);
+/* Moves a job to a state and queues the state event; terminal states set
+ * the end time. message may be NULL. */
+void fgd_job_set_state(fgd *d, fgd_job *j, Fulgur__V1__JobState st, const char *message);
+/* Queues an event (data: a packed JobEvent without seq/job_id, or NULL
+ * with ev set) and returns its seq. */
+uint64_t fgd_job_add_event(fgd *d, fgd_job *j, Fulgur__V1__JobEvent *ev);
+/* The Job message (free with fgd_job_message_free). */
+Fulgur__V1__Job *fgd_job_message(const fgd_job *j);
+void fgd_job_message_free(Fulgur__V1__Job *m);
+bool fgd_state_terminal(Fulgur__V1__JobState s);
+/* Commits pending events and dirty jobs now. */
+void fgd_flush(fgd *d);
+/* Starts queued jobs while there is room. */
+void fgd_schedule(fgd *d);
+/* Loads the store and applies the restart rules. */
+int fgd_recover(fgd *d, char **err);
+void fgd_jobs_free(fgd *d);
+/* Watchers. */
+void fgd_watch_start(fgd *d, fgd_job *j, fgd_call *c, uint64_t after_seq);
+void fgd_watch_pump_job(fgd *d, fgd_job *j);
+void fgd_watch_end_all(fgd *d);
+/* Reads one committed event (cache, then store); *data malloc'd. */
+int fgd_job_read_event(fgd *d, fgd_job *j, uint64_t seq, uint8_t **data, size_t *len);
+
+/* ---- worker.c ---- */
+int fgd_worker_start(fgd *d, fgd_job *j, char **err);
+void fgd_worker_signal(fgd *d, fgd_job *j, int sig);
+void fgd_worker_kill_all(fgd *d);
+
+/* ---- rpc.c ---- */
+void fgd_rpc_on_call(void *ctx, fgd_call *c);
+
+/* ---- map.c: string -> pointer ---- */
+typedef struct fgd_map fgd_map;
+fgd_map *fgd_map_create(void);
+void fgd_map_free(fgd_map *m);
+void *fgd_map_get(const fgd_map *m, const char *key);
+void fgd_map_put(fgd_map *m, const char *key, void *value); /* key borrowed */
+void fgd_map_del(fgd_map *m, const char *key);
+
+#endif

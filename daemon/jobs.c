@@ -1,0 +1,514 @@
+/* The job table and the event pipeline.
+ *
+ * An event gets its seq the moment it is accepted (from a worker, or from
+ * the daemon's own state changes) and waits in d->pending. A short timer
+ * commits all pending events, plus the Job rows they changed, in one
+ * transaction; only then are they given to watchers. So a watcher never
+ * sees an event that a crash could take back, and seqs on disk have no
+ * gaps: a failed commit is fatal to the batch's jobs' streams, never
+ * papered over. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include "daemon.h"
+#include "fg_rpc.h"
+#include "util/xalloc.h"
+
+/* Commit at most this long after the first pending event: delivery to
+ * watchers waits for the commit. */
+#define FLUSH_DELAY_MS 5
+#define FLUSH_BATCH_MAX 1024
+
+bool fgd_state_terminal(Fulgur__V1__JobState s) {
+  return s == FULGUR__V1__JOB_STATE__SUCCEEDED || s == FULGUR__V1__JOB_STATE__FAILED ||
+         s == FULGUR__V1__JOB_STATE__CANCELLED;
+}
+
+fgd_job *fgd_job_find(fgd *d, const char *id) { return id ? fgd_map_get(d->by_id, id) : NULL; }
+
+fgd_job *fgd_job_find_key(fgd *d, const char *key) {
+  return key && key[0] ? fgd_map_get(d->by_key, key) : NULL;
+}
+
+static void set_str(char **slot, const char *v) {
+  free(*slot);
+  *slot = v ? fg__xstrdup(v) : NULL;
+}
+
+/* ---- the Job message ---- */
+
+/* The message and everything it points to, freed together. */
+typedef struct {
+  Fulgur__V1__Job m;
+  Fulgur__V1__Progress p;
+  Fulgur__V1__Job__MetricsEntry *entries;
+} job_msg;
+
+Fulgur__V1__Job *fgd_job_message(const fgd_job *j) {
+  job_msg *jm = fg__xcalloc(1, sizeof *jm);
+  Fulgur__V1__Job *m = &jm->m;
+  fulgur__v1__job__init(m);
+  m->id = j->id;
+  m->name = j->name ? j->name : "";
+  m->stage = j->stage;
+  m->state = j->state;
+  m->error = j->error ? j->error : "";
+  m->n_metrics = j->n_metrics;
+  m->metrics = fg__xcalloc(j->n_metrics + 1, sizeof *m->metrics);
+  jm->entries = fg__xcalloc(j->n_metrics + 1, sizeof *jm->entries);
+  for (size_t i = 0; i < j->n_metrics; i++) {
+    fulgur__v1__job__metrics_entry__init(&jm->entries[i]);
+    jm->entries[i].key = j->metrics[i].key;
+    jm->entries[i].value = j->metrics[i].value;
+    m->metrics[i] = &jm->entries[i];
+  }
+  Fulgur__V1__Progress *p = &jm->p;
+  fulgur__v1__progress__init(p);
+  p->epoch = j->epoch;
+  p->global_step = j->global_step;
+  p->total_steps = j->total_steps;
+  p->split = j->split ? j->split : "";
+  p->batch_idx = j->batch_idx;
+  p->num_batches = j->num_batches;
+  p->max_epochs = j->max_epochs;
+  p->percent = j->state == FULGUR__V1__JOB_STATE__SUCCEEDED ? 100.0 : j->percent;
+  p->eta_seconds = -1;
+  if (j->state == FULGUR__V1__JOB_STATE__RUNNING && j->percent > j->attempt_start_percent &&
+      j->percent < 100.0) {
+    double elapsed = (double)(fg_rpc_now_ns() - j->attempt_start_ns) / 1e9;
+    double rate = (j->percent - j->attempt_start_percent) / elapsed;
+    if (rate > 0) p->eta_seconds = (100.0 - j->percent) / rate;
+  }
+  m->progress = p;
+  m->create_time_ns = j->create_ns;
+  m->start_time_ns = j->start_ns;
+  m->end_time_ns = j->end_ns;
+  m->idempotency_key = j->idempotency_key ? j->idempotency_key : "";
+  m->last_seq = j->stored_seq;
+  m->run_dir = j->run_dir ? j->run_dir : "";
+  m->last_checkpoint = j->last_ckpt ? j->last_ckpt : "";
+  m->exit_signal = j->exit_signal ? j->exit_signal : "";
+  m->exit_code = j->exit_code;
+  m->attempts = j->attempts;
+  return m;
+}
+
+void fgd_job_message_free(Fulgur__V1__Job *m) {
+  if (!m) return;
+  job_msg *jm = (job_msg *)m; /* m is the first member */
+  free(jm->entries);
+  free(m->metrics);
+  free(jm);
+}
+
+/* Restores a job's fields from its stored Job message. */
+static void job_from_message(fgd_job *j, const Fulgur__V1__Job *m) {
+  set_str(&j->name, m->name);
+  j->stage = m->stage;
+  j->state = m->state;
+  set_str(&j->error, m->error[0] ? m->error : NULL);
+  j->metrics = fg__xcalloc(m->n_metrics + 1, sizeof *j->metrics);
+  for (size_t i = 0; i < m->n_metrics; i++)
+    j->metrics[i] = (fgd_metric){fg__xstrdup(m->metrics[i]->key), m->metrics[i]->value};
+  j->n_metrics = m->n_metrics;
+  if (m->progress) {
+    j->epoch = m->progress->epoch;
+    j->global_step = m->progress->global_step;
+    j->total_steps = m->progress->total_steps;
+    set_str(&j->split, m->progress->split);
+    j->batch_idx = m->progress->batch_idx;
+    j->num_batches = m->progress->num_batches;
+    j->max_epochs = m->progress->max_epochs;
+    j->percent = m->progress->percent;
+  }
+  j->create_ns = m->create_time_ns;
+  j->start_ns = m->start_time_ns;
+  j->end_ns = m->end_time_ns;
+  set_str(&j->run_dir, m->run_dir[0] ? m->run_dir : NULL);
+  set_str(&j->last_ckpt, m->last_checkpoint[0] ? m->last_checkpoint : NULL);
+  set_str(&j->exit_signal, m->exit_signal[0] ? m->exit_signal : NULL);
+  j->exit_code = m->exit_code;
+  j->attempts = m->attempts;
+}
+
+static uint8_t *pack_job(const fgd_job *j, size_t *len) {
+  Fulgur__V1__Job *m = fgd_job_message(j);
+  *len = fulgur__v1__job__get_packed_size(m);
+  uint8_t *buf = fg__xmalloc(*len + 1);
+  fulgur__v1__job__pack(m, buf);
+  fgd_job_message_free(m);
+  return buf;
+}
+
+/* ---- the table ---- */
+
+static fgd_job *job_new(void) {
+  fgd_job *j = fg__xcalloc(1, sizeof *j);
+  j->percent = 0;
+  j->max_epochs = -1;
+  return j;
+}
+
+static void job_free(fgd_job *j) {
+  free(j->id);
+  free(j->name);
+  free(j->idempotency_key);
+  free(j->config);
+  free(j->resume_ckpt);
+  free(j->error);
+  free(j->run_dir);
+  free(j->last_ckpt);
+  free(j->exit_signal);
+  free(j->split);
+  for (size_t i = 0; i < j->n_metrics; i++) free(j->metrics[i].key);
+  free(j->metrics);
+  for (int i = 0; i < FGD_EVENT_CACHE; i++) free(j->cache[i].data);
+  free(j);
+}
+
+static void table_add(fgd *d, fgd_job *j) {
+  if (d->n_jobs == d->cap_jobs) {
+    d->cap_jobs = d->cap_jobs ? 2 * d->cap_jobs : 64;
+    d->jobs = fg__xrealloc(d->jobs, d->cap_jobs * sizeof *d->jobs);
+  }
+  d->jobs[d->n_jobs++] = j;
+  fgd_map_put(d->by_id, j->id, j);
+  if (j->idempotency_key) fgd_map_put(d->by_key, j->idempotency_key, j);
+  if (j->state == FULGUR__V1__JOB_STATE__QUEUED) d->queued++;
+}
+
+/* Restarts (restart_policy: resume) keep the job id; a fresh id is 16
+ * random hex digits: unguessable, and never reused across restarts. */
+static char *new_id(fgd *d) {
+  for (;;) {
+    unsigned char b[8];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
+      for (size_t i = 0; i < sizeof b; i++) b[i] = (unsigned char)rand();
+    char *id = fg__xasprintf("%02x%02x%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5],
+                             b[6], b[7]);
+    if (!fgd_job_find(d, id)) return id;
+    free(id);
+  }
+}
+
+/* The config's top-level restart_policy, from the YAML our own emitter
+ * wrote (top-level keys start a line, plain scalars unquoted). */
+static bool wants_resume(const char *config) {
+  for (const char *p = config; p && *p;) {
+    if (strncmp(p, "restart_policy: resume", 22) == 0 && (p[22] == '\n' || p[22] == '\0'))
+      return true;
+    p = strchr(p, '\n');
+    if (p) p++;
+  }
+  return false;
+}
+
+static void cache_put(fgd_job *j, uint64_t seq, const uint8_t *data, size_t len) {
+  fgd_cached_event *c = &j->cache[seq % FGD_EVENT_CACHE];
+  free(c->data);
+  c->seq = seq;
+  c->data = fg__xmalloc(len + 1);
+  memcpy(c->data, data, len);
+  c->len = len;
+}
+
+/* ev may be an unpacked message its owner frees: its own job_id string
+ * is put back after packing. */
+static uint8_t *pack_event(fgd_job *j, Fulgur__V1__JobEvent *ev, uint64_t seq, size_t *len) {
+  char *own = ev->job_id;
+  ev->seq = seq;
+  ev->job_id = j->id;
+  if (ev->time_ns == 0) ev->time_ns = fg_rpc_now_ns();
+  *len = fulgur__v1__job_event__get_packed_size(ev);
+  uint8_t *buf = fg__xmalloc(*len + 1);
+  fulgur__v1__job_event__pack(ev, buf);
+  ev->job_id = own;
+  return buf;
+}
+
+fgd_job *fgd_job_create(fgd *d, Fulgur__V1__Stage stage, const char *name, const char *key,
+                        const char *config, const char *ckpt, int *full, char **err) {
+  fgd_job *j = job_new();
+  j->id = new_id(d);
+  j->name = fg__xstrdup(name ? name : "");
+  j->idempotency_key = key && key[0] ? fg__xstrdup(key) : NULL;
+  j->config = fg__xstrdup(config);
+  j->resume_ckpt = ckpt && ckpt[0] ? fg__xstrdup(ckpt) : NULL;
+  j->restart_resume = wants_resume(config);
+  j->stage = stage;
+  j->state = FULGUR__V1__JOB_STATE__QUEUED;
+  j->create_ns = fg_rpc_now_ns();
+  /* The first event is stored with the job, in the same transaction. */
+  Fulgur__V1__StateChange sc = FULGUR__V1__STATE_CHANGE__INIT;
+  sc.state = j->state;
+  sc.message = "queued";
+  Fulgur__V1__JobEvent ev = FULGUR__V1__JOB_EVENT__INIT;
+  ev.kind_case = FULGUR__V1__JOB_EVENT__KIND_STATE;
+  ev.state = &sc;
+  size_t elen, jlen;
+  uint8_t *edata = pack_event(j, &ev, 1, &elen);
+  j->last_seq = j->stored_seq = 1;
+  uint8_t *jdata = pack_job(j, &jlen);
+  fgd_store_job row = {.id = j->id,
+                       .idempotency_key = j->idempotency_key,
+                       .config = j->config,
+                       .resume_ckpt = j->resume_ckpt,
+                       .restart_resume = j->restart_resume,
+                       .job = jdata,
+                       .job_len = jlen};
+  /* Events already pending belong to other jobs: commit them first so
+   * this transaction is the job's alone. */
+  fgd_flush(d);
+  int rc = fgd_store_begin(d->store, err);
+  if (rc == 0) rc = fgd_store_insert_job(d->store, &row, full, err);
+  if (rc == 0) rc = fgd_store_put_event(d->store, row.rowid, 1, edata, elen, full, err);
+  if (rc == 0) rc = fgd_store_commit(d->store, full, err);
+  if (rc) {
+    fgd_store_rollback(d->store);
+    free(edata);
+    free(jdata);
+    job_free(j);
+    return NULL;
+  }
+  j->rowid = row.rowid;
+  cache_put(j, 1, edata, elen);
+  free(edata);
+  free(jdata);
+  table_add(d, j);
+  return j;
+}
+
+/* ---- events ---- */
+
+static void on_flush_timer(uv_timer_t *t) {
+  fgd *d = t->data;
+  d->flush_armed = false;
+  fgd_flush(d);
+}
+
+static void queue_pending(fgd *d, fgd_job *j, uint64_t seq, uint8_t *data, size_t len) {
+  if (d->n_pending == d->cap_pending) {
+    d->cap_pending = d->cap_pending ? 2 * d->cap_pending : 256;
+    d->pending = fg__xrealloc(d->pending, d->cap_pending * sizeof *d->pending);
+  }
+  d->pending[d->n_pending++] = (fgd_pending_event){j, seq, data, len};
+  if (d->n_pending >= FLUSH_BATCH_MAX) {
+    fgd_flush(d);
+  } else if (!d->flush_armed) {
+    d->flush_armed = true;
+    uv_timer_start(&d->flush_timer, on_flush_timer, FLUSH_DELAY_MS, 0);
+  }
+}
+
+uint64_t fgd_job_add_event(fgd *d, fgd_job *j, Fulgur__V1__JobEvent *ev) {
+  uint64_t seq = ++j->last_seq;
+  size_t len;
+  uint8_t *data = pack_event(j, ev, seq, &len);
+  queue_pending(d, j, seq, data, len);
+  j->dirty = true;
+  return seq;
+}
+
+void fgd_job_set_state(fgd *d, fgd_job *j, Fulgur__V1__JobState st, const char *message) {
+  if (j->state == FULGUR__V1__JOB_STATE__QUEUED) d->queued--;
+  if (st == FULGUR__V1__JOB_STATE__QUEUED) d->queued++;
+  j->state = st;
+  int64_t now = fg_rpc_now_ns();
+  if (st == FULGUR__V1__JOB_STATE__RUNNING) {
+    if (j->start_ns == 0) j->start_ns = now;
+    j->attempt_start_ns = now;
+    j->attempt_start_percent = j->percent > 0 ? j->percent : 0;
+    j->end_ns = 0;
+  }
+  if (fgd_state_terminal(st)) j->end_ns = now;
+  Fulgur__V1__StateChange sc = FULGUR__V1__STATE_CHANGE__INIT;
+  sc.state = st;
+  sc.message = (char *)(message ? message : "");
+  Fulgur__V1__JobEvent ev = FULGUR__V1__JOB_EVENT__INIT;
+  ev.kind_case = FULGUR__V1__JOB_EVENT__KIND_STATE;
+  ev.state = &sc;
+  uint64_t seq = fgd_job_add_event(d, j, &ev);
+  /* Streams end after a terminal state, and after a pause: the job is
+   * at rest until someone resumes it. */
+  j->final_seq = fgd_state_terminal(st) || st == FULGUR__V1__JOB_STATE__PAUSED ? seq : 0;
+}
+
+/* One transaction: the pending events, then every dirty job's row. On
+ * failure nothing of the batch is stored, and the seqs it gave out cannot
+ * be given again without a gap: the jobs concerned fail (in memory and for
+ * their watchers) with the store's error; the daemon goes on. */
+void fgd_flush(fgd *d) {
+  if (d->flush_armed) {
+    uv_timer_stop(&d->flush_timer);
+    d->flush_armed = false;
+  }
+  bool any_dirty = false;
+  for (size_t i = 0; i < d->n_jobs && !any_dirty; i++) any_dirty = d->jobs[i]->dirty;
+  if (d->n_pending == 0 && !any_dirty) return;
+  char *err = NULL;
+  int full = 0;
+  int rc = fgd_store_begin(d->store, &err);
+  for (size_t i = 0; i < d->n_pending && rc == 0; i++) {
+    fgd_pending_event *p = &d->pending[i];
+    rc = fgd_store_put_event(d->store, p->job->rowid, p->seq, p->data, p->len, &full, &err);
+  }
+  for (size_t i = 0; i < d->n_jobs && rc == 0; i++) {
+    fgd_job *j = d->jobs[i];
+    if (!j->dirty) continue;
+    /* The row records what will be committed. */
+    uint64_t saved = j->stored_seq;
+    j->stored_seq = j->last_seq;
+    size_t len;
+    uint8_t *data = pack_job(j, &len);
+    j->stored_seq = saved;
+    rc = fgd_store_update_job(d->store, j->rowid, data, len, j->resume_ckpt, &full, &err);
+    free(data);
+  }
+  if (rc == 0) rc = fgd_store_commit(d->store, &full, &err);
+  if (rc) {
+    fgd_store_rollback(d->store);
+    fprintf(stderr, "fulgurd: %s\n", err);
+  }
+  for (size_t i = 0; i < d->n_jobs; i++) d->jobs[i]->dirty = false;
+  size_t n = d->n_pending;
+  d->n_pending = 0;
+  for (size_t i = 0; i < n; i++) {
+    fgd_pending_event *p = &d->pending[i];
+    if (rc == 0) {
+      cache_put(p->job, p->seq, p->data, p->len);
+      p->job->stored_seq = p->seq;
+    }
+    free(p->data);
+  }
+  for (size_t i = 0; i < n; i++) {
+    fgd_job *j = d->pending[i].job;
+    if (rc == 0) {
+      fgd_watch_pump_job(d, j);
+    } else if (j->last_seq != j->stored_seq) {
+      /* Take back the seqs that were not stored, and end this job's
+       * watchers with the reason: they must not wait for events that
+       * will never be stored. */
+      j->last_seq = j->stored_seq;
+      j->final_seq = 0;
+      for (fgd_watch *w = j->watchers; w; w = j->watchers) {
+        extern void fgd__watch_fail(fgd * d, fgd_watch * w, grpc_status_code code, const char *msg);
+        fgd__watch_fail(d, w, full ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL, err);
+      }
+    }
+  }
+  free(err);
+}
+
+/* ---- the queue ---- */
+
+void fgd_schedule(fgd *d) {
+  if (d->shutting_down) return;
+  for (size_t i = 0; i < d->n_jobs && d->running < d->opts.max_jobs; i++) {
+    fgd_job *j = d->jobs[i];
+    if (j->state != FULGUR__V1__JOB_STATE__QUEUED || j->worker) continue;
+    char *err = NULL;
+    if (fgd_worker_start(d, j, &err)) {
+      fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__FAILED, err);
+      set_str(&j->error, err);
+      free(err);
+    }
+  }
+}
+
+/* ---- recovery ---- */
+
+static void load_one(void *ctx, const fgd_store_job *row) {
+  fgd *d = ctx;
+  fgd_job *j = job_new();
+  j->rowid = row->rowid;
+  j->id = fg__xstrdup(row->id);
+  j->idempotency_key = row->idempotency_key ? fg__xstrdup(row->idempotency_key) : NULL;
+  j->config = fg__xstrdup(row->config);
+  j->resume_ckpt = row->resume_ckpt ? fg__xstrdup(row->resume_ckpt) : NULL;
+  j->restart_resume = row->restart_resume != 0;
+  Fulgur__V1__Job *m = fulgur__v1__job__unpack(NULL, row->job_len, row->job);
+  if (m) {
+    job_from_message(j, m);
+    fulgur__v1__job__free_unpacked(m, NULL);
+  } else {
+    j->state = FULGUR__V1__JOB_STATE__FAILED;
+    j->error = fg__xstrdup("stored job record is unreadable");
+  }
+  table_add(d, j);
+}
+
+int fgd_recover(fgd *d, char **err) {
+  if (fgd_store_load_jobs(d->store, load_one, d, err)) return -1;
+  for (size_t i = 0; i < d->n_jobs; i++) {
+    fgd_job *j = d->jobs[i];
+    j->last_seq = j->stored_seq = fgd_store_max_seq(d->store, j->rowid);
+    if (j->state != FULGUR__V1__JOB_STATE__RUNNING) {
+      if (fgd_state_terminal(j->state) || j->state == FULGUR__V1__JOB_STATE__PAUSED)
+        j->final_seq = j->stored_seq; /* its last event is that state's */
+      continue;
+    }
+    /* Its worker died with the old daemon (parent-death signal). */
+    if (j->restart_resume && j->last_ckpt) {
+      set_str(&j->resume_ckpt, j->last_ckpt);
+      char *msg = fg__xasprintf("daemon restarted; resuming from %s", j->last_ckpt);
+      fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__QUEUED, msg);
+      free(msg);
+    } else {
+      set_str(&j->error, "daemon restarted");
+      fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__FAILED, "daemon restarted");
+    }
+  }
+  fgd_flush(d);
+  return 0;
+}
+
+void fgd_jobs_free(fgd *d) {
+  for (size_t i = 0; i < d->n_pending; i++) free(d->pending[i].data);
+  free(d->pending);
+  for (size_t i = 0; i < d->n_jobs; i++) job_free(d->jobs[i]);
+  free(d->jobs);
+  fgd_map_free(d->by_id);
+  fgd_map_free(d->by_key);
+}
+
+static void copy_out(void *ctx, uint64_t seq, const void *data, size_t len) {
+  struct {
+    uint8_t *data;
+    size_t len;
+  } *out = ctx;
+  out->data = fg__xmalloc(len + 1);
+  memcpy(out->data, data, len);
+  out->len = len;
+}
+
+static int fgd__store_read_event(fgd *d, fgd_job *j, uint64_t seq, uint8_t **data, size_t *len) {
+  struct {
+    uint8_t *data;
+    size_t len;
+  } out = {0};
+  char *err = NULL;
+  int n = fgd_store_events(d->store, j->rowid, seq - 1, 1, copy_out, &out, &err);
+  free(err);
+  if (n != 1) {
+    free(out.data);
+    return -1;
+  }
+  *data = out.data;
+  *len = out.len;
+  return 0;
+}
+
+int fgd_job_read_event(fgd *d, fgd_job *j, uint64_t seq, uint8_t **data, size_t *len) {
+  fgd_cached_event *c = &j->cache[seq % FGD_EVENT_CACHE];
+  if (c->data && c->seq == seq) {
+    *data = fg__xmalloc(c->len + 1);
+    memcpy(*data, c->data, c->len);
+    *len = c->len;
+    return 0;
+  }
+  return fgd__store_read_event(d, j, seq, data, len);
+}

@@ -1,0 +1,455 @@
+/* fulgur.v1.JobService: request checks and answers. Config checking needs
+ * the engine, which the daemon does not load: SubmitJob runs
+ * `fulgur-worker check` as a child and answers when it exits; the loop
+ * never waits on it. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "fg_rpc.h"
+#include "util/xalloc.h"
+
+#define LIST_JOBS_DEFAULT 100
+#define LIST_JOBS_MAX 1000
+#define LIST_EVENTS_DEFAULT 500
+#define LIST_EVENTS_MAX 5000
+
+static void reply_job(fgd_call *c, const fgd_job *j) {
+  Fulgur__V1__Job *m = fgd_job_message(j);
+  fgd_call_reply(c, &m->base);
+  fgd_job_message_free(m);
+}
+
+/* Unpacks the request or answers INVALID_ARGUMENT (NULL). */
+static ProtobufCMessage *request(fgd_call *c, const ProtobufCMessageDescriptor *desc) {
+  ProtobufCMessage *m = fgd_call_unpack(c, desc);
+  if (!m) fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed %s", desc->name);
+  return m;
+}
+
+static fgd_job *job_or_not_found(fgd *d, fgd_call *c, const char *id) {
+  fgd_job *j = fgd_job_find(d, id);
+  if (!j) fgd_call_fail(c, GRPC_STATUS_NOT_FOUND, "no job with id '%s'", id ? id : "");
+  return j;
+}
+
+/* ---- SubmitJob ---- */
+
+typedef struct {
+  fgd *d;
+  fgd_call *call;
+  Fulgur__V1__SubmitJobRequest *req;
+  uv_process_t proc;
+  uv_pipe_t in, out;
+  uv_write_t write;
+  char *out_buf;
+  size_t out_len, out_cap;
+  int64_t exit_status;
+  int term_signal;
+  int open; /* handles not yet closed, plus the process's exit */
+} submit_check;
+
+static void submit_check_free(submit_check *sc) {
+  fulgur__v1__submit_job_request__free_unpacked(sc->req, NULL);
+  free(sc->out_buf);
+  free(sc);
+}
+
+static void submit_finish(submit_check *sc) {
+  fgd *d = sc->d;
+  fgd_call *c = sc->call;
+  Fulgur__V1__SubmitJobRequest *r = sc->req;
+  const char *text = sc->out_buf ? sc->out_buf : "";
+  size_t tl = strlen(text);
+  char *msg = fg__xstrndup(text, tl && text[tl - 1] == '\n' ? tl - 1 : tl);
+  if (sc->term_signal || (sc->exit_status != 0 && sc->exit_status != 2 && sc->exit_status != 3)) {
+    fgd_call_fail(c, GRPC_STATUS_INTERNAL, "the config check failed (%s %d)%s%s",
+                  sc->term_signal ? "signal" : "status",
+                  sc->term_signal ? sc->term_signal : (int)sc->exit_status, msg[0] ? ": " : "", msg);
+  } else if (sc->exit_status == 2) {
+    fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", msg);
+  } else if (sc->exit_status == 3) {
+    fgd_call_fail(c, GRPC_STATUS_PERMISSION_DENIED, "%s", msg);
+  } else if (d->shutting_down) {
+    fgd_call_fail(c, GRPC_STATUS_UNAVAILABLE, "fulgurd is shutting down");
+  } else {
+    /* Another submit with the same key may have won while this one was
+     * being checked: it is the job. */
+    fgd_job *j = fgd_job_find_key(d, r->idempotency_key);
+    if (j) {
+      reply_job(c, j);
+    } else if (d->queued >= d->opts.max_queue) {
+      /* Checked again: other submits may have filled the queue while this
+       * one was being checked. */
+      fgd_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                    "the queue is full (%d jobs waiting; --max-queue)", d->queued);
+    } else {
+      int full = 0;
+      char *err = NULL;
+      j = fgd_job_create(d, r->stage, r->name, r->idempotency_key, text, r->ckpt_path, &full, &err);
+      if (!j) {
+        fgd_call_fail(c, full ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
+                      "the job could not be stored: %s", err);
+      } else {
+        reply_job(c, j);
+        fgd_schedule(d);
+      }
+      free(err);
+    }
+  }
+  free(msg);
+  submit_check_free(sc);
+}
+
+static void check_closed(uv_handle_t *h) {
+  submit_check *sc = h->data;
+  if (--sc->open == 0) submit_finish(sc);
+}
+
+static void check_exit(uv_process_t *p, int64_t status, int sig) {
+  submit_check *sc = p->data;
+  sc->exit_status = status;
+  sc->term_signal = sig;
+  uv_close((uv_handle_t *)p, check_closed);
+}
+
+static void check_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  submit_check *sc = h->data;
+  if (sc->out_cap - sc->out_len < 65536) {
+    sc->out_cap = sc->out_cap ? 2 * sc->out_cap : 131072;
+    sc->out_buf = fg__xrealloc(sc->out_buf, sc->out_cap + 1);
+  }
+  *buf = uv_buf_init(sc->out_buf + sc->out_len, (unsigned)(sc->out_cap - sc->out_len));
+}
+
+static void check_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  submit_check *sc = s->data;
+  if (n > 0) {
+    sc->out_len += (size_t)n;
+    sc->out_buf[sc->out_len] = '\0';
+  } else if (n < 0) {
+    uv_close((uv_handle_t *)s, check_closed);
+  }
+}
+
+static void check_written(uv_write_t *wr, int status) {
+  submit_check *sc = wr->data;
+  uv_close((uv_handle_t *)&sc->in, check_closed);
+}
+
+static void handle_submit(fgd *d, fgd_call *c) {
+  Fulgur__V1__SubmitJobRequest *r =
+      (Fulgur__V1__SubmitJobRequest *)request(c, &fulgur__v1__submit_job_request__descriptor);
+  if (!r) return;
+  const char *bad = NULL;
+  if (r->stage < FULGUR__V1__STAGE__FIT || r->stage > FULGUR__V1__STAGE__PREDICT)
+    bad = "stage must be FIT, VALIDATE, TEST or PREDICT";
+  else if (r->config_yaml[0] == '\0')
+    bad = "config_yaml is empty";
+  if (bad) {
+    fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", bad);
+    fulgur__v1__submit_job_request__free_unpacked(r, NULL);
+    return;
+  }
+  fgd_job *j = fgd_job_find_key(d, r->idempotency_key);
+  if (j) {
+    reply_job(c, j);
+    fulgur__v1__submit_job_request__free_unpacked(r, NULL);
+    return;
+  }
+  if (d->queued >= d->opts.max_queue) {
+    fgd_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "the queue is full (%d jobs waiting; --max-queue)",
+                  d->queued);
+    fulgur__v1__submit_job_request__free_unpacked(r, NULL);
+    return;
+  }
+  submit_check *sc = fg__xcalloc(1, sizeof *sc);
+  sc->d = d;
+  sc->call = c;
+  sc->req = r;
+  /* Arguments: the stage, where relative paths resolve, the roots, and
+   * the request's overrides, each one whole "--k=v" argument. */
+  size_t n = 0, cap = 8 + 2 * d->opts.n_roots + 2 * r->n_overrides + 4;
+  const char **args = fg__xcalloc(cap, sizeof *args);
+  args[n++] = d->opts.worker_path;
+  args[n++] = "check";
+  args[n++] = "--stage";
+  args[n++] = fg_rpc_stage_name(r->stage);
+  args[n++] = "--cwd";
+  args[n++] = d->jobs_dir;
+  for (size_t i = 0; i < d->opts.n_roots; i++) {
+    args[n++] = "--root";
+    args[n++] = d->opts.roots[i];
+  }
+  for (size_t i = 0; i < r->n_overrides; i++) {
+    args[n++] = "--override";
+    args[n++] = r->overrides[i];
+  }
+  /* The checkpoint is a file the job reads: like every path in the
+   * config, it must lie under the roots (checked as the ckpt_path key). */
+  char *ckpt_arg = r->ckpt_path[0] ? fg__xasprintf("--ckpt_path=%s", r->ckpt_path) : NULL;
+  if (ckpt_arg) {
+    args[n++] = "--override";
+    args[n++] = ckpt_arg;
+  }
+  args[n] = NULL;
+  uv_pipe_init(d->loop, &sc->in, 0);
+  uv_pipe_init(d->loop, &sc->out, 0);
+  sc->in.data = sc->out.data = sc->proc.data = sc->write.data = sc;
+  uv_stdio_container_t stdio[3];
+  stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
+  stdio[0].data.stream = (uv_stream_t *)&sc->in;
+  stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[1].data.stream = (uv_stream_t *)&sc->out;
+  stdio[2].flags = UV_INHERIT_FD;
+  stdio[2].data.fd = 2;
+  uv_process_options_t po = {0};
+  po.exit_cb = check_exit;
+  po.file = d->opts.worker_path;
+  po.args = (char **)args;
+  po.cwd = d->jobs_dir;
+  po.stdio = stdio;
+  po.stdio_count = 3;
+  int e = uv_spawn(d->loop, &sc->proc, &po);
+  free(args);
+  free(ckpt_arg);
+  sc->open = 3;
+  if (e) {
+    sc->exit_status = 1;
+    sc->out_buf = fg__xasprintf("cannot start '%s': %s", d->opts.worker_path, uv_strerror(e));
+    uv_close((uv_handle_t *)&sc->proc, check_closed);
+    uv_close((uv_handle_t *)&sc->in, check_closed);
+    uv_close((uv_handle_t *)&sc->out, check_closed);
+    return;
+  }
+  uv_read_start((uv_stream_t *)&sc->out, check_alloc, check_read);
+  uv_buf_t buf = uv_buf_init(r->config_yaml, (unsigned)strlen(r->config_yaml));
+  uv_write(&sc->write, (uv_stream_t *)&sc->in, &buf, 1, check_written);
+}
+
+/* ---- the others ---- */
+
+static void handle_get(fgd *d, fgd_call *c) {
+  Fulgur__V1__GetJobRequest *r =
+      (Fulgur__V1__GetJobRequest *)request(c, &fulgur__v1__get_job_request__descriptor);
+  if (!r) return;
+  fgd_job *j = job_or_not_found(d, c, r->id);
+  if (j) reply_job(c, j);
+  fulgur__v1__get_job_request__free_unpacked(r, NULL);
+}
+
+static void handle_list(fgd *d, fgd_call *c) {
+  Fulgur__V1__ListJobsRequest *r =
+      (Fulgur__V1__ListJobsRequest *)request(c, &fulgur__v1__list_jobs_request__descriptor);
+  if (!r) return;
+  /* The page token is the submission rank of the last job returned. */
+  long long after = 0;
+  if (r->page_token[0]) {
+    char *end = NULL;
+    after = strtoll(r->page_token, &end, 10);
+    if (*end != '\0' || after < 0) {
+      fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "page_token '%s' is not one this server gave",
+                    r->page_token);
+      fulgur__v1__list_jobs_request__free_unpacked(r, NULL);
+      return;
+    }
+  }
+  size_t size = r->page_size == 0 ? LIST_JOBS_DEFAULT : r->page_size;
+  if (size > LIST_JOBS_MAX) size = LIST_JOBS_MAX;
+  Fulgur__V1__ListJobsResponse resp = FULGUR__V1__LIST_JOBS_RESPONSE__INIT;
+  resp.jobs = fg__xcalloc(size + 1, sizeof *resp.jobs);
+  char token[32] = "";
+  /* Jobs are in rank order: binary search for the first after the token. */
+  size_t lo = 0, hi = d->n_jobs;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (d->jobs[mid]->rowid <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  bool more = false;
+  long long last_rank = 0;
+  for (size_t i = lo; i < d->n_jobs; i++) {
+    fgd_job *j = d->jobs[i];
+    if (r->state && j->state != r->state) continue;
+    if (resp.n_jobs == size) {
+      more = true;
+      break;
+    }
+    resp.jobs[resp.n_jobs++] = fgd_job_message(j);
+    last_rank = j->rowid;
+  }
+  if (more) snprintf(token, sizeof token, "%lld", last_rank);
+  resp.next_page_token = token;
+  fgd_call_reply(c, &resp.base);
+  for (size_t i = 0; i < resp.n_jobs; i++) fgd_job_message_free(resp.jobs[i]);
+  free(resp.jobs);
+  fulgur__v1__list_jobs_request__free_unpacked(r, NULL);
+}
+
+static void handle_cancel(fgd *d, fgd_call *c) {
+  Fulgur__V1__CancelJobRequest *r =
+      (Fulgur__V1__CancelJobRequest *)request(c, &fulgur__v1__cancel_job_request__descriptor);
+  if (!r) return;
+  fgd_job *j = job_or_not_found(d, c, r->id);
+  if (j) {
+    if (fgd_state_terminal(j->state)) {
+      fgd_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "job %s already %s", j->id,
+                    fg_rpc_state_name(j->state));
+    } else {
+      if (j->worker) {
+        /* The worker stops at its next step boundary; the job turns
+         * CANCELLED when it has exited (or been killed after the grace). */
+        j->cancel_requested = true;
+        fgd_worker_signal(d, j, SIGTERM);
+      } else {
+        free(j->error);
+        j->error = fg__xstrdup("cancelled");
+        fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__CANCELLED, "cancelled");
+      }
+      reply_job(c, j);
+    }
+  }
+  fulgur__v1__cancel_job_request__free_unpacked(r, NULL);
+}
+
+static void handle_pause(fgd *d, fgd_call *c) {
+  Fulgur__V1__PauseJobRequest *r =
+      (Fulgur__V1__PauseJobRequest *)request(c, &fulgur__v1__pause_job_request__descriptor);
+  if (!r) return;
+  fgd_job *j = job_or_not_found(d, c, r->id);
+  if (j) {
+    if (j->state == FULGUR__V1__JOB_STATE__QUEUED) {
+      fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__PAUSED, "paused before it started");
+      reply_job(c, j);
+    } else if (j->state == FULGUR__V1__JOB_STATE__RUNNING && j->stage == FULGUR__V1__STAGE__FIT) {
+      j->pause_requested = true;
+      fgd_worker_signal(d, j, SIGUSR1);
+      reply_job(c, j);
+    } else if (j->state == FULGUR__V1__JOB_STATE__RUNNING) {
+      fgd_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION,
+                    "job %s is a %s job: only fit jobs can pause (cancel it instead)", j->id,
+                    fg_rpc_stage_name(j->stage));
+    } else {
+      fgd_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "job %s is %s: only queued or running jobs can pause",
+                    j->id, fg_rpc_state_name(j->state));
+    }
+  }
+  fulgur__v1__pause_job_request__free_unpacked(r, NULL);
+}
+
+static void handle_resume(fgd *d, fgd_call *c) {
+  Fulgur__V1__ResumeJobRequest *r =
+      (Fulgur__V1__ResumeJobRequest *)request(c, &fulgur__v1__resume_job_request__descriptor);
+  if (!r) return;
+  fgd_job *j = job_or_not_found(d, c, r->id);
+  if (j) {
+    if (j->state != FULGUR__V1__JOB_STATE__PAUSED) {
+      fgd_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "job %s is %s: only paused jobs can resume",
+                    j->id, fg_rpc_state_name(j->state));
+    } else {
+      char *msg = j->resume_ckpt ? fg__xasprintf("resumed; will continue from %s", j->resume_ckpt)
+                                 : fg__xstrdup("resumed");
+      fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__QUEUED, msg);
+      free(msg);
+      reply_job(c, j);
+      fgd_schedule(d);
+    }
+  }
+  fulgur__v1__resume_job_request__free_unpacked(r, NULL);
+}
+
+static void handle_watch(fgd *d, fgd_call *c) {
+  Fulgur__V1__WatchJobRequest *r =
+      (Fulgur__V1__WatchJobRequest *)request(c, &fulgur__v1__watch_job_request__descriptor);
+  if (!r) return;
+  fgd_job *j = job_or_not_found(d, c, r->id);
+  if (j && r->after_seq > j->last_seq) {
+    fgd_call_fail(c, GRPC_STATUS_OUT_OF_RANGE, "after_seq %llu is past the job's last event (%llu)",
+                  (unsigned long long)r->after_seq, (unsigned long long)j->last_seq);
+  } else if (j) {
+    fgd_watch_start(d, j, c, r->after_seq);
+  }
+  fulgur__v1__watch_job_request__free_unpacked(r, NULL);
+}
+
+/* ListJobEventsResponse written directly on the wire: the stored events
+ * are already packed JobEvents, and field 1 (repeated JobEvent) is just
+ * each one length-delimited, so nothing is unpacked to be packed again. */
+typedef struct {
+  uint8_t *buf;
+  size_t len, cap;
+  uint64_t last;
+} wire;
+
+static void wire_room(wire *w, size_t n) {
+  if (w->len + n > w->cap) {
+    w->cap = (w->len + n) * 2;
+    w->buf = fg__xrealloc(w->buf, w->cap);
+  }
+}
+
+static void wire_varint(wire *w, uint64_t v) {
+  wire_room(w, 10);
+  do {
+    uint8_t b = v & 0x7f;
+    v >>= 7;
+    w->buf[w->len++] = b | (v ? 0x80 : 0);
+  } while (v);
+}
+
+static void wire_event(void *ctx, uint64_t seq, const void *data, size_t len) {
+  wire *w = ctx;
+  wire_varint(w, (1 << 3) | 2);
+  wire_varint(w, len);
+  wire_room(w, len);
+  memcpy(w->buf + w->len, data, len);
+  w->len += len;
+  w->last = seq;
+}
+
+static void handle_events(fgd *d, fgd_call *c) {
+  Fulgur__V1__ListJobEventsRequest *r = (Fulgur__V1__ListJobEventsRequest *)request(
+      c, &fulgur__v1__list_job_events_request__descriptor);
+  if (!r) return;
+  fgd_job *j = job_or_not_found(d, c, r->id);
+  if (j) {
+    int size = r->page_size == 0 ? LIST_EVENTS_DEFAULT : (int)r->page_size;
+    if (size > LIST_EVENTS_MAX) size = LIST_EVENTS_MAX;
+    wire w = {.last = r->after_seq};
+    char *err = NULL;
+    int n = fgd_store_events(d->store, j->rowid, r->after_seq, size, wire_event, &w, &err);
+    if (n < 0) {
+      fgd_call_fail(c, GRPC_STATUS_INTERNAL, "%s", err);
+    } else {
+      if (w.last) {
+        wire_varint(&w, (2 << 3) | 0);
+        wire_varint(&w, w.last);
+      }
+      if (w.last < j->stored_seq) {
+        wire_varint(&w, (3 << 3) | 0);
+        wire_varint(&w, 1);
+      }
+      fgd_call_reply_bytes(c, w.buf, w.len);
+    }
+    free(err);
+    free(w.buf);
+  }
+  fulgur__v1__list_job_events_request__free_unpacked(r, NULL);
+}
+
+void fgd_rpc_on_call(void *ctx, fgd_call *c) {
+  fgd *d = ctx;
+  switch (fgd_call_method(c)) {
+    case FGD_M_SUBMIT: handle_submit(d, c); break;
+    case FGD_M_GET: handle_get(d, c); break;
+    case FGD_M_LIST: handle_list(d, c); break;
+    case FGD_M_CANCEL: handle_cancel(d, c); break;
+    case FGD_M_PAUSE: handle_pause(d, c); break;
+    case FGD_M_RESUME: handle_resume(d, c); break;
+    case FGD_M_WATCH: handle_watch(d, c); break;
+    case FGD_M_EVENTS: handle_events(d, c); break;
+    default: fgd_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method"); break;
+  }
+}

@@ -1,0 +1,108 @@
+/* WatchJob streams. A watcher is a cursor (next_seq) over the job's
+ * committed events: it sends one event at a time, from the cache of recent
+ * events or, when it has fallen behind, from the store, so a slow watcher
+ * costs the job nothing but its own reads. It ends with OK right after the
+ * job's final state event (terminal, or paused), and with a non-OK status
+ * whenever it cannot go on. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "daemon.h"
+#include "util/xalloc.h"
+
+struct fgd_watch {
+  fgd *d;
+  fgd_job *job;
+  fgd_call *call;
+  uint64_t next_seq;
+  bool sending;
+  fgd_watch *next;
+};
+
+static void unlink_watch(fgd_watch *w) {
+  for (fgd_watch **p = &w->job->watchers; *p; p = &(*p)->next)
+    if (*p == w) {
+      *p = w->next;
+      break;
+    }
+}
+
+static void finish(fgd_watch *w, grpc_status_code code, const char *msg) {
+  unlink_watch(w);
+  fgd_stream_finish(w->call, code, msg);
+  free(w);
+}
+
+void fgd__watch_fail(fgd *d, fgd_watch *w, grpc_status_code code, const char *msg) {
+  finish(w, code, msg);
+}
+
+static void pump(fgd_watch *w) {
+  if (w->sending) return;
+  fgd_job *j = w->job;
+  if (w->next_seq <= j->stored_seq) {
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (fgd_job_read_event(w->d, j, w->next_seq, &data, &len)) {
+      char msg[128];
+      snprintf(msg, sizeof msg, "event %llu of job %s cannot be read from the store",
+               (unsigned long long)w->next_seq, j->id);
+      finish(w, GRPC_STATUS_INTERNAL, msg);
+      return;
+    }
+    w->sending = true;
+    w->next_seq++;
+    fgd_stream_send_bytes(w->call, data, len);
+    free(data);
+    return;
+  }
+  if (j->final_seq && w->next_seq > j->final_seq && j->final_seq <= j->stored_seq)
+    finish(w, GRPC_STATUS_OK, "");
+}
+
+static void on_sent(void *ctx, bool ok) {
+  fgd_watch *w = ctx;
+  w->sending = false;
+  if (!ok) {
+    finish(w, GRPC_STATUS_CANCELLED, "the stream broke");
+    return;
+  }
+  pump(w);
+}
+
+static void on_close(void *ctx) {
+  fgd_watch *w = ctx;
+  if (w->d->shutting_down) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "fulgurd is shutting down; watch again with after_seq=%llu",
+             (unsigned long long)(w->next_seq - 1 - (w->sending ? 1 : 0)));
+    finish(w, GRPC_STATUS_UNAVAILABLE, msg);
+  } else {
+    finish(w, GRPC_STATUS_CANCELLED, "the client went away");
+  }
+}
+
+void fgd_watch_start(fgd *d, fgd_job *j, fgd_call *c, uint64_t after_seq) {
+  fgd_watch *w = fg__xcalloc(1, sizeof *w);
+  w->d = d;
+  w->job = j;
+  w->call = c;
+  w->next_seq = after_seq + 1;
+  w->next = j->watchers;
+  j->watchers = w;
+  fgd_stream_start(c, (fgd_stream_cbs){on_sent, on_close, w});
+  pump(w);
+}
+
+void fgd_watch_pump_job(fgd *d, fgd_job *j) {
+  fgd_watch *next;
+  for (fgd_watch *w = j->watchers; w; w = next) {
+    next = w->next;
+    pump(w);
+  }
+}
+
+void fgd_watch_end_all(fgd *d) {
+  for (size_t i = 0; i < d->n_jobs; i++)
+    while (d->jobs[i]->watchers) on_close(d->jobs[i]->watchers);
+}

@@ -1,0 +1,375 @@
+/* Worker processes: one per running job (fulgur-worker run), spawned with
+ * libuv. The worker writes length-prefixed WorkerMessages to fd 3; its
+ * stdout and stderr go to worker.log in the job's folder. A job ends when
+ * both the pipe has closed and the process has exited: the result message
+ * says how it ended; without one, the exit status or signal does. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "fg_rpc.h"
+#include "fulgur/v1/worker.pb-c.h"
+#include "util/xalloc.h"
+
+/* A message larger than this is a broken worker, not a big event. */
+#define MAX_MESSAGE (16u << 20)
+
+struct fgd_worker {
+  fgd *d;
+  fgd_job *job;
+  uv_process_t proc;
+  uv_pipe_t pipe;
+  uv_timer_t kill_timer;
+  uint8_t *buf;
+  size_t len, cap;
+  bool exited, pipe_closed, killed_after_grace;
+  int open_handles; /* freed when the last one has closed */
+  int64_t exit_status;
+  int term_signal;
+  Fulgur__V1__JobState result;
+  char *result_message;
+  char *log_path;
+};
+
+static void set_str(char **slot, const char *v) {
+  free(*slot);
+  *slot = v ? fg__xstrdup(v) : NULL;
+}
+
+static void set_metric(fgd_job *j, const char *key, double v) {
+  for (size_t i = 0; i < j->n_metrics; i++)
+    if (strcmp(j->metrics[i].key, key) == 0) {
+      j->metrics[i].value = v;
+      return;
+    }
+  j->metrics = fg__xrealloc(j->metrics, (j->n_metrics + 1) * sizeof *j->metrics);
+  j->metrics[j->n_metrics++] = (fgd_metric){fg__xstrdup(key), v};
+}
+
+static char *dir_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  return slash ? fg__xstrndup(path, (size_t)(slash - path)) : fg__xstrdup(".");
+}
+
+static void on_event(fgd_worker *w, Fulgur__V1__JobEvent *ev) {
+  fgd_job *j = w->job;
+  Fulgur__V1__Scalars *sc = ev->kind_case == FULGUR__V1__JOB_EVENT__KIND_STEP    ? ev->step
+                            : ev->kind_case == FULGUR__V1__JOB_EVENT__KIND_EPOCH ? ev->epoch
+                                                                                 : NULL;
+  if (sc) {
+    for (size_t i = 0; i < sc->n_values; i++) set_metric(j, sc->values[i]->key, sc->values[i]->value);
+    if (sc->global_step > j->global_step) j->global_step = sc->global_step;
+  }
+  if (ev->kind_case == FULGUR__V1__JOB_EVENT__KIND_ARTIFACT && ev->artifact->path[0]) {
+    if (strcmp(ev->artifact->kind, "checkpoint") == 0) {
+      set_str(&j->last_ckpt, ev->artifact->path);
+    } else if (strcmp(ev->artifact->kind, "config") == 0) {
+      /* The run saves its config at the top of its run directory. */
+      free(j->run_dir);
+      j->run_dir = dir_of(ev->artifact->path);
+    }
+  }
+  /* A state event from a worker would forge the daemon's own: drop it. */
+  if (ev->kind_case == FULGUR__V1__JOB_EVENT__KIND_STATE) return;
+  fgd_job_add_event(w->d, j, ev);
+}
+
+static void on_progress(fgd_worker *w, const Fulgur__V1__Progress *p) {
+  fgd_job *j = w->job;
+  j->epoch = p->epoch;
+  if (p->global_step > j->global_step) j->global_step = p->global_step;
+  if (p->total_steps > 0) j->total_steps = p->total_steps;
+  set_str(&j->split, p->split);
+  j->batch_idx = p->batch_idx;
+  j->num_batches = p->num_batches;
+  j->max_epochs = p->max_epochs;
+  if (p->percent >= 0) j->percent = p->percent;
+  j->dirty = true;
+}
+
+static void kill_worker(fgd_worker *w, int sig) {
+  if (!w->exited) uv_process_kill(&w->proc, sig);
+}
+
+/* Parses every whole message in the buffer. */
+static void parse(fgd_worker *w) {
+  size_t off = 0;
+  while (w->len - off >= 4) {
+    const uint8_t *p = w->buf + off;
+    uint32_t n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    if (n > MAX_MESSAGE) {
+      set_str(&w->result_message, "worker protocol error: oversized message");
+      w->result = FULGUR__V1__JOB_STATE__FAILED;
+      kill_worker(w, SIGKILL);
+      w->len = 0;
+      return;
+    }
+    if (w->len - off - 4 < n) break;
+    Fulgur__V1__WorkerMessage *m = fulgur__v1__worker_message__unpack(NULL, n, p + 4);
+    off += 4 + n;
+    if (m == NULL) {
+      set_str(&w->result_message, "worker protocol error: malformed message");
+      w->result = FULGUR__V1__JOB_STATE__FAILED;
+      kill_worker(w, SIGKILL);
+      w->len = 0;
+      return;
+    }
+    switch (m->kind_case) {
+      case FULGUR__V1__WORKER_MESSAGE__KIND_EVENT:
+        on_event(w, m->event);
+        break;
+      case FULGUR__V1__WORKER_MESSAGE__KIND_PROGRESS:
+        on_progress(w, m->progress);
+        break;
+      case FULGUR__V1__WORKER_MESSAGE__KIND_RESULT:
+        w->result = m->result->state;
+        set_str(&w->result_message, m->result->message);
+        break;
+      default:
+        break;
+    }
+    fulgur__v1__worker_message__free_unpacked(m, NULL);
+  }
+  memmove(w->buf, w->buf + off, w->len - off);
+  w->len -= off;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  fgd_worker *w = h->data;
+  if (w->cap - w->len < 65536) {
+    w->cap = w->cap ? 2 * w->cap : 65536 * 2;
+    w->buf = fg__xrealloc(w->buf, w->cap);
+  }
+  *buf = uv_buf_init((char *)w->buf + w->len, (unsigned)(w->cap - w->len));
+}
+
+static void maybe_finish(fgd_worker *w);
+
+static void on_handle_closed(uv_handle_t *h);
+
+static void on_pipe_closed(uv_handle_t *h) {
+  fgd_worker *w = h->data;
+  w->pipe_closed = true;
+  maybe_finish(w);
+  on_handle_closed(h);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  fgd_worker *w = s->data;
+  if (n > 0) {
+    w->len += (size_t)n;
+    parse(w);
+    return;
+  }
+  if (n < 0) uv_close((uv_handle_t *)&w->pipe, on_pipe_closed);
+}
+
+static void on_exit_cb(uv_process_t *p, int64_t status, int sig) {
+  fgd_worker *w = p->data;
+  w->exited = true;
+  w->exit_status = status;
+  w->term_signal = sig;
+  uv_timer_stop(&w->kill_timer);
+  maybe_finish(w);
+}
+
+/* The last non-empty line of the worker's log: an abort's message. */
+static char *last_log_line(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) return NULL;
+  char line[512], *last = NULL;
+  if (fseek(f, -4096, SEEK_END) != 0) rewind(f);
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = '\0';
+    if (line[0]) set_str(&last, line);
+  }
+  fclose(f);
+  return last;
+}
+
+static void finish_job(fgd_worker *w) {
+  fgd *d = w->d;
+  fgd_job *j = w->job;
+  j->worker = NULL;
+  d->running--;
+  /* A daemon going down kills its workers; their jobs stay RUNNING on
+   * disk and the restart rules decide what becomes of them. */
+  if (d->shutting_down) return;
+  j->exit_code = (int32_t)w->exit_status;
+  set_str(&j->exit_signal, NULL);
+  Fulgur__V1__JobState st = w->result;
+  char *msg = NULL;
+  if (w->term_signal && (st == FULGUR__V1__JOB_STATE__JOB_STATE_UNSPECIFIED || w->killed_after_grace)) {
+    const char *abbrev = sigabbrev_np(w->term_signal);
+    char *name = abbrev ? fg__xasprintf("SIG%s", abbrev) : fg__xasprintf("signal %d", w->term_signal);
+    set_str(&j->exit_signal, name);
+    if (j->cancel_requested) {
+      st = FULGUR__V1__JOB_STATE__CANCELLED;
+      msg = fg__xasprintf("cancelled; the worker did not stop within %u ms and was killed (%s)",
+                          d->opts.kill_grace_ms, name);
+    } else {
+      st = FULGUR__V1__JOB_STATE__FAILED;
+      char *tail = last_log_line(w->log_path);
+      msg = fg__xasprintf("worker killed by %s%s%s%s", name,
+                          w->term_signal == SIGKILL ? " (out of memory, or killed from outside)" : "",
+                          tail ? ": " : "", tail ? tail : "");
+      free(tail);
+    }
+    free(name);
+  } else if (st == FULGUR__V1__JOB_STATE__JOB_STATE_UNSPECIFIED) {
+    st = FULGUR__V1__JOB_STATE__FAILED;
+    char *tail = last_log_line(w->log_path);
+    msg = fg__xasprintf("worker exited with status %lld without a result%s%s",
+                        (long long)w->exit_status, tail ? ": " : "", tail ? tail : "");
+    free(tail);
+  } else {
+    msg = fg__xstrdup(w->result_message ? w->result_message : "");
+  }
+  if (st == FULGUR__V1__JOB_STATE__FAILED) set_str(&j->error, msg);
+  else if (st == FULGUR__V1__JOB_STATE__CANCELLED) set_str(&j->error, msg[0] ? msg : "cancelled");
+  else set_str(&j->error, NULL);
+  if (st == FULGUR__V1__JOB_STATE__PAUSED) set_str(&j->resume_ckpt, j->last_ckpt);
+  j->cancel_requested = j->pause_requested = false;
+  fgd_job_set_state(d, j, st, msg);
+  free(msg);
+  fgd_schedule(d);
+}
+
+static void maybe_finish(fgd_worker *w) {
+  if (!w->exited || !w->pipe_closed) return;
+  finish_job(w);
+  uv_close((uv_handle_t *)&w->kill_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&w->proc, on_handle_closed);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  fgd_worker *w = h->data;
+  if (--w->open_handles > 0) return;
+  free(w->buf);
+  free(w->result_message);
+  free(w->log_path);
+  free(w);
+}
+
+static void on_kill_timer(uv_timer_t *t) {
+  fgd_worker *w = t->data;
+  w->killed_after_grace = true;
+  kill_worker(w, SIGKILL);
+}
+
+static int write_file(const char *path, const char *text, char **err) {
+  char *tmp = fg__xasprintf("%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  int ok = f && fputs(text, f) >= 0;
+  if (f && fclose(f) != 0) ok = 0;
+  if (ok && rename(tmp, path) != 0) ok = 0;
+  if (!ok) {
+    *err = fg__xasprintf("cannot write '%s': %s", path, strerror(errno));
+    unlink(tmp);
+  }
+  free(tmp);
+  return ok ? 0 : -1;
+}
+
+int fgd_worker_start(fgd *d, fgd_job *j, char **err) {
+  char *dir = fg__xasprintf("%s/%s", d->jobs_dir, j->id);
+  char *config = fg__xasprintf("%s/config.yaml", dir);
+  char *log = fg__xasprintf("%s/worker.log", dir);
+  int rc = 0;
+  if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+    *err = fg__xasprintf("cannot create the job folder '%s': %s", dir, strerror(errno));
+    rc = -1;
+  }
+  if (rc == 0) rc = write_file(config, j->config, err);
+  int log_fd = -1;
+  if (rc == 0 && (log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
+    *err = fg__xasprintf("cannot open '%s': %s", log, strerror(errno));
+    rc = -1;
+  }
+  if (rc) {
+    free(dir);
+    free(config);
+    free(log);
+    return -1;
+  }
+  fgd_worker *w = fg__xcalloc(1, sizeof *w);
+  w->d = d;
+  w->job = j;
+  w->log_path = log;
+  uv_pipe_init(d->loop, &w->pipe, 0);
+  w->pipe.data = w;
+  const char *args[12];
+  int n = 0;
+  args[n++] = d->opts.worker_path;
+  args[n++] = "run";
+  args[n++] = "--stage";
+  args[n++] = fg_rpc_stage_name(j->stage);
+  args[n++] = "--config";
+  args[n++] = config;
+  if (j->resume_ckpt) {
+    args[n++] = "--ckpt-path";
+    args[n++] = j->resume_ckpt;
+  }
+  args[n++] = "--events-fd";
+  args[n++] = "3";
+  args[n] = NULL;
+  uv_stdio_container_t stdio[4];
+  stdio[0].flags = UV_IGNORE;
+  stdio[1].flags = UV_INHERIT_FD;
+  stdio[1].data.fd = log_fd;
+  stdio[2].flags = UV_INHERIT_FD;
+  stdio[2].data.fd = log_fd;
+  stdio[3].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[3].data.stream = (uv_stream_t *)&w->pipe;
+  uv_process_options_t po = {0};
+  po.exit_cb = on_exit_cb;
+  po.file = d->opts.worker_path;
+  po.args = (char **)args;
+  po.cwd = dir;
+  po.stdio = stdio;
+  po.stdio_count = 4;
+  w->proc.data = w;
+  int e = uv_spawn(d->loop, &w->proc, &po);
+  close(log_fd);
+  free(dir);
+  free(config);
+  if (e) {
+    *err = fg__xasprintf("cannot start the worker '%s': %s", d->opts.worker_path, uv_strerror(e));
+    /* uv_spawn failed: the process handle still has to be closed. */
+    w->open_handles = 2;
+    uv_close((uv_handle_t *)&w->pipe, on_handle_closed);
+    uv_close((uv_handle_t *)&w->proc, on_handle_closed);
+    return -1;
+  }
+  uv_timer_init(d->loop, &w->kill_timer);
+  w->kill_timer.data = w;
+  w->open_handles = 3;
+  uv_read_start((uv_stream_t *)&w->pipe, on_alloc, on_read);
+  j->worker = w;
+  j->attempts++;
+  d->running++;
+  char *msg = j->resume_ckpt ? fg__xasprintf("running (pid %d), from %s", w->proc.pid, j->resume_ckpt)
+                             : fg__xasprintf("running (pid %d)", w->proc.pid);
+  fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__RUNNING, msg);
+  free(msg);
+  return 0;
+}
+
+void fgd_worker_signal(fgd *d, fgd_job *j, int sig) {
+  fgd_worker *w = j->worker;
+  if (!w || w->exited) return;
+  kill_worker(w, sig);
+  if (sig == SIGTERM && !uv_is_active((uv_handle_t *)&w->kill_timer))
+    uv_timer_start(&w->kill_timer, on_kill_timer, d->opts.kill_grace_ms, 0);
+}
+
+void fgd_worker_kill_all(fgd *d) {
+  for (size_t i = 0; i < d->n_jobs; i++)
+    if (d->jobs[i]->worker) kill_worker(d->jobs[i]->worker, SIGKILL);
+}

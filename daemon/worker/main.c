@@ -1,0 +1,181 @@
+/* fulgur-worker: runs one job for fulgurd, in a process of its own, so a
+ * crash, an abort or the OOM killer takes only this job down. The daemon
+ * links no libtorch; everything that needs the engine happens here.
+ *
+ *   fulgur-worker check --stage S --cwd DIR [--root DIR ...] [--override ARG ...]
+ *     The submitted YAML on stdin. Applies the overrides, checks the config
+ *     for the stage and the path keys against the roots. Prints the merged,
+ *     checked config as YAML on stdout (exit 0), or the error (exit 2 for a
+ *     config error, 3 for a path outside the roots, 1 otherwise).
+ *
+ *   fulgur-worker run --stage S --config FILE [--ckpt-path F] [--events-fd N]
+ *     Runs the stage. Events go to fd N (default 3) as length-prefixed
+ *     WorkerMessages, ending with the result. SIGTERM cancels at the next
+ *     step boundary; SIGUSR1 pauses there (fit: checkpoint and exit).
+ *     Dies with the daemon (parent-death signal). Exit 0 when the result
+ *     was delivered, whatever it was.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "fulgur/config.h"
+#include "fulgur/error.h"
+#include "fulgur/run.h"
+#include "pipe_sink.h"
+#include "roots.h"
+#include "util/xalloc.h"
+
+static volatile sig_atomic_t cancel_flag, pause_flag;
+
+static void on_term(int sig) { cancel_flag = 1; }
+static void on_usr1(int sig) { pause_flag = 1; }
+
+static const struct {
+  const char *name;
+  fg_stage stage;
+  const char *split;
+} stages[] = {{"fit", FG_STAGE_FIT, "fit"},
+              {"validate", FG_STAGE_VALIDATE, "val"},
+              {"test", FG_STAGE_TEST, "test"},
+              {"predict", FG_STAGE_PREDICT, "predict"}};
+
+static int find_stage(const char *name) {
+  for (size_t i = 0; name && i < sizeof stages / sizeof stages[0]; i++)
+    if (strcmp(name, stages[i].name) == 0) return (int)i;
+  return -1;
+}
+
+static char *read_all(FILE *f, size_t *len) {
+  size_t cap = 1 << 16, n = 0;
+  char *buf = fg__xmalloc(cap);
+  size_t r;
+  while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
+    n += r;
+    if (n == cap) buf = fg__xrealloc(buf, cap *= 2);
+  }
+  buf[n] = '\0';
+  *len = n;
+  return buf;
+}
+
+static int cmd_check(int argc, char **argv) {
+  const char *stage = NULL, *cwd = ".";
+  const char **roots = fg__xcalloc((size_t)argc + 1, sizeof *roots);
+  const char **overrides = fg__xcalloc((size_t)argc + 1, sizeof *overrides);
+  size_t n_roots = 0, n_over = 0;
+  for (int i = 0; i + 1 < argc; i += 2) {
+    if (strcmp(argv[i], "--stage") == 0) stage = argv[i + 1];
+    else if (strcmp(argv[i], "--cwd") == 0) cwd = argv[i + 1];
+    else if (strcmp(argv[i], "--root") == 0) roots[n_roots++] = argv[i + 1];
+    else if (strcmp(argv[i], "--override") == 0) overrides[n_over++] = argv[i + 1];
+  }
+  size_t len;
+  char *text = read_all(stdin, &len);
+  fg_node *cfg = NULL;
+  char *err = NULL, *yaml = NULL;
+  int si = find_stage(stage);
+  int rc = si < 0 ? fg_err_set(&err, FG_EINVAL, "unknown stage '%s'", stage ? stage : "")
+                  : fg_node_parse(text, len, "config.yaml", &cfg, &err);
+  if (rc == 0 && fg_node_kind_of(cfg) != FG_NODE_MAP)
+    rc = fg_config_error(&err, cfg, "(top level)", "expected a mapping");
+  for (size_t i = 0; i < n_over && rc == 0; i++) {
+    /* "--k=v" as one token (the RPC's overrides are whole arguments). */
+    rc = fg_config_apply_override(&cfg, overrides[i], NULL, &err);
+  }
+  if (rc == 0) rc = fg_config_check(cfg, true, &err);
+  if (rc == 0 && stages[si].stage == FG_STAGE_FIT) {
+    fg_node *oc = fg_node_get(cfg, "optimizer_config");
+    if (oc == NULL || fg_node_kind_of(oc) == FG_NODE_NULL)
+      rc = fg_config_error(&err, cfg, "optimizer_config", "fit needs an optimizer_config");
+  }
+  if (rc == 0) rc = fg_roots_check(cfg, cwd, roots, n_roots, &err);
+  if (rc == 0) rc = fg_node_emit(cfg, &yaml, &err);
+  if (rc == 0) fputs(yaml, stdout);
+  else printf("%s\n", err ? err : fg_strerror(rc));
+  free(yaml);
+  free(err);
+  fg_node_free(cfg);
+  free(text);
+  free(roots);
+  free(overrides);
+  return rc == 0 ? 0 : rc == FG_EPERM ? 3 : rc == FG_ECONFIG || rc == FG_EINVAL ? 2 : 1;
+}
+
+static int cmd_run(int argc, char **argv) {
+  const char *stage = NULL, *config = NULL, *ckpt = NULL;
+  int fd = 3;
+  for (int i = 0; i + 1 < argc; i += 2) {
+    if (strcmp(argv[i], "--stage") == 0) stage = argv[i + 1];
+    else if (strcmp(argv[i], "--config") == 0) config = argv[i + 1];
+    else if (strcmp(argv[i], "--ckpt-path") == 0) ckpt = argv[i + 1];
+    else if (strcmp(argv[i], "--events-fd") == 0) fd = atoi(argv[i + 1]);
+  }
+  int si = find_stage(stage);
+  if (si < 0 || config == NULL) {
+    fprintf(stderr, "fulgur-worker: run needs --stage and --config\n");
+    return 2;
+  }
+  fg_pipe_sink *ps = fg_pipe_sink_create(fd, stages[si].split);
+  if (ps == NULL) {
+    fprintf(stderr, "fulgur-worker: cannot start the event writer: %s\n", strerror(errno));
+    return 1;
+  }
+  fg_events *bus = fg_events_create();
+  fg_events_add_sink(bus, fg_pipe_sink_as_sink(ps));
+  const char *over[2];
+  size_t n_over = 0;
+  char *ck_arg = NULL;
+  if (ckpt && ckpt[0]) {
+    ck_arg = fg__xasprintf("--ckpt_path=%s", ckpt);
+    over[n_over++] = ck_arg;
+  }
+  fg_node *cfg = NULL;
+  char *err = NULL;
+  int rc = fg_config_load(&config, 1, over, n_over, &cfg, &err);
+  if (rc == 0) {
+    fg_run_opts ro = {.stage = stages[si].stage, .events = bus, .cancel = &cancel_flag,
+                      .pause = &pause_flag};
+    rc = fg_run(cfg, &ro, NULL, &err);
+  }
+  int frc = fg_events_free(bus, rc ? NULL : &err);
+  if (rc == 0 && frc) rc = frc;
+  const char *state = rc == 0                ? "succeeded"
+                      : rc == FG_ECANCELED ? "cancelled"
+                      : rc == FG_EPAUSED   ? "paused"
+                                           : "failed";
+  int prc = fg_pipe_sink_free(ps, state, rc ? (err ? err : fg_strerror(rc)) : "");
+  free(err);
+  free(ck_arg);
+  fg_node_free(cfg);
+  return prc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: fulgur-worker check|run ... (started by fulgurd)\n");
+    return 2;
+  }
+  if (strcmp(argv[1], "check") == 0) return cmd_check(argc - 2, argv + 2);
+  if (strcmp(argv[1], "run") == 0) {
+    /* Die with the daemon: a worker left running after it would train for
+     * no one. The parent may already be gone by the time this runs. */
+    pid_t parent = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) return 1;
+    struct sigaction sa = {0};
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, NULL);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    return cmd_run(argc - 2, argv + 2);
+  }
+  fprintf(stderr, "fulgur-worker: unknown command '%s'\n", argv[1]);
+  return 2;
+}

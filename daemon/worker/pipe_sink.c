@@ -1,0 +1,290 @@
+/* See pipe_sink.h. Lock order: only q->mu exists. */
+#include "pipe_sink.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fulgur/v1/worker.pb-c.h"
+#include "util/xalloc.h"
+
+typedef struct msg {
+  struct msg *next;
+  size_t len;
+  uint8_t data[];
+} msg;
+
+struct fg_pipe_sink {
+  int fd;
+  pthread_t writer;
+  pthread_mutex_t mu;
+  pthread_cond_t cv_nonempty, cv_space;
+  msg *head, *tail;
+  size_t queued_bytes;
+  bool closing, broken;
+  const char *split; /* the stage's own loop: "fit", "val", "test", "predict" */
+  char *cwd;         /* relative artifact paths are made absolute with it */
+  /* Coalesced PROGRESS: the latest one not yet sent. */
+  msg *progress;
+  int64_t progress_sent_ns;
+};
+
+static int64_t now_ns(int clock) {
+  struct timespec ts;
+  clock_gettime(clock, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static msg *pack(const Fulgur__V1__WorkerMessage *wm) {
+  size_t n = fulgur__v1__worker_message__get_packed_size(wm);
+  msg *m = fg__xmalloc(sizeof *m + 4 + n);
+  m->next = NULL;
+  m->len = 4 + n;
+  uint32_t le = (uint32_t)n;
+  for (int i = 0; i < 4; i++) m->data[i] = (uint8_t)(le >> (8 * i));
+  fulgur__v1__worker_message__pack(wm, m->data + 4);
+  return m;
+}
+
+/* Appends m, waiting for room when the queue is full (m itself always
+ * fits: a single message larger than the bound is let through). */
+static void enqueue(fg_pipe_sink *s, msg *m) {
+  pthread_mutex_lock(&s->mu);
+  while (!s->broken && s->queued_bytes > 0 && s->queued_bytes + m->len > FG_PIPE_QUEUE_BYTES)
+    pthread_cond_wait(&s->cv_space, &s->mu);
+  if (s->broken) {
+    pthread_mutex_unlock(&s->mu);
+    free(m);
+    return;
+  }
+  if (s->tail) s->tail->next = m;
+  else s->head = m;
+  s->tail = m;
+  s->queued_bytes += m->len;
+  pthread_cond_signal(&s->cv_nonempty);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static void *writer_main(void *arg) {
+  fg_pipe_sink *s = arg;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    while (s->head == NULL && !s->closing) pthread_cond_wait(&s->cv_nonempty, &s->mu);
+    if (s->head == NULL && s->closing) break;
+    msg *m = s->head;
+    s->head = m->next;
+    if (s->head == NULL) s->tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    int rc = s->broken ? -1 : write_all(s->fd, m->data, m->len);
+    pthread_mutex_lock(&s->mu);
+    s->queued_bytes -= m->len;
+    free(m);
+    if (rc) s->broken = true;
+    pthread_cond_broadcast(&s->cv_space);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+fg_pipe_sink *fg_pipe_sink_create(int fd, const char *split) {
+  fg_pipe_sink *s = fg__xcalloc(1, sizeof *s);
+  s->fd = fd;
+  s->split = split;
+  s->cwd = getcwd(NULL, 0);
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv_nonempty, NULL);
+  pthread_cond_init(&s->cv_space, NULL);
+  int rc = pthread_create(&s->writer, NULL, writer_main, s);
+  if (rc) {
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv_nonempty);
+    pthread_cond_destroy(&s->cv_space);
+    free(s);
+    errno = rc;
+    return NULL;
+  }
+  return s;
+}
+
+static Fulgur__V1__Scalars *scalars_of(const fg_event *ev, Fulgur__V1__Scalars *sc,
+                                       Fulgur__V1__Scalars__ValuesEntry *entries,
+                                       Fulgur__V1__Scalars__ValuesEntry **ptrs) {
+  fulgur__v1__scalars__init(sc);
+  for (size_t i = 0; i < ev->n_values; i++) {
+    fulgur__v1__scalars__values_entry__init(&entries[i]);
+    entries[i].key = (char *)ev->keys[i];
+    entries[i].value = ev->values[i];
+    ptrs[i] = &entries[i];
+  }
+  sc->n_values = ev->n_values;
+  sc->values = ptrs;
+  sc->split = (char *)(ev->split ? ev->split : "");
+  sc->epoch = ev->epoch;
+  sc->global_step = ev->global_step;
+  sc->batch_idx = ev->batch_idx;
+  return sc;
+}
+
+static void flush_progress_locked_out(fg_pipe_sink *s) {
+  pthread_mutex_lock(&s->mu);
+  msg *p = s->progress;
+  s->progress = NULL;
+  pthread_mutex_unlock(&s->mu);
+  if (p) enqueue(s, p);
+}
+
+static void progress_emit(fg_pipe_sink *s, const fg_event *ev) {
+  Fulgur__V1__Progress pr = FULGUR__V1__PROGRESS__INIT;
+  pr.epoch = ev->epoch;
+  pr.global_step = ev->global_step;
+  pr.split = (char *)(ev->split ? ev->split : "");
+  pr.batch_idx = ev->batch_idx;
+  pr.num_batches = ev->num_batches > 0 ? ev->num_batches : 0;
+  pr.max_epochs = ev->max_epochs;
+  /* total_steps is known when max_steps bounds the run, or when both the
+   * epoch count and the fit loop's batches per epoch are known. */
+  int64_t done = -1, total = -1;
+  if (ev->max_steps > 0) {
+    total = ev->max_steps;
+    done = ev->global_step;
+  } else if (ev->max_epochs > 0 && ev->num_batches > 0) {
+    total = ev->max_epochs * ev->num_batches;
+    done = ev->epoch * ev->num_batches + ev->batch_idx + 1;
+  }
+  /* Only the stage's own loop moves the percentage: the validation loop
+   * inside fit has a progress of its own that would make it jump. */
+  bool own = ev->split && strcmp(ev->split, s->split) == 0;
+  pr.total_steps = own && total > 0 ? total : 0;
+  pr.percent = own && total > 0 ? 100.0 * (double)(done < total ? done : total) / (double)total : -1;
+  pr.eta_seconds = -1;
+  Fulgur__V1__WorkerMessage wm = FULGUR__V1__WORKER_MESSAGE__INIT;
+  wm.kind_case = FULGUR__V1__WORKER_MESSAGE__KIND_PROGRESS;
+  wm.progress = &pr;
+  msg *m = pack(&wm);
+  int64_t now = now_ns(CLOCK_MONOTONIC);
+  pthread_mutex_lock(&s->mu);
+  free(s->progress);
+  s->progress = m;
+  bool due = now - s->progress_sent_ns >= 100000000;
+  if (due) s->progress_sent_ns = now;
+  pthread_mutex_unlock(&s->mu);
+  if (due) flush_progress_locked_out(s);
+}
+
+static void sink_emit(void *self, const fg_event *ev) {
+  fg_pipe_sink *s = self;
+  if (ev->kind == FG_EVENT_PROGRESS) {
+    progress_emit(s, ev);
+    return;
+  }
+  /* The run's own state changes ("running", the outcome) are the daemon's
+   * to announce: it also knows about queues, pauses and crashes the worker
+   * cannot see. The outcome reaches it as the result message. */
+  if (ev->kind == FG_EVENT_STATE) return;
+  Fulgur__V1__JobEvent je = FULGUR__V1__JOB_EVENT__INIT;
+  je.time_ns = now_ns(CLOCK_REALTIME);
+  Fulgur__V1__LogLine lg = FULGUR__V1__LOG_LINE__INIT;
+  char *abs_path = NULL;
+  Fulgur__V1__Artifact ar = FULGUR__V1__ARTIFACT__INIT;
+  Fulgur__V1__Scalars sc;
+  size_t n = ev->n_values ? ev->n_values : 1;
+  Fulgur__V1__Scalars__ValuesEntry *entries = fg__xcalloc(n, sizeof *entries);
+  Fulgur__V1__Scalars__ValuesEntry **ptrs = fg__xcalloc(n, sizeof *ptrs);
+  switch (ev->kind) {
+    case FG_EVENT_STEP:
+      je.kind_case = FULGUR__V1__JOB_EVENT__KIND_STEP;
+      je.step = scalars_of(ev, &sc, entries, ptrs);
+      break;
+    case FG_EVENT_EPOCH:
+      je.kind_case = FULGUR__V1__JOB_EVENT__KIND_EPOCH;
+      je.epoch = scalars_of(ev, &sc, entries, ptrs);
+      break;
+    case FG_EVENT_LOG:
+      je.kind_case = FULGUR__V1__JOB_EVENT__KIND_LOG;
+      lg.level = (Fulgur__V1__LogLine__Level)ev->level;
+      lg.text = (char *)(ev->text ? ev->text : "");
+      je.log = &lg;
+      break;
+    case FG_EVENT_ARTIFACT:
+      je.kind_case = FULGUR__V1__JOB_EVENT__KIND_ARTIFACT;
+      ar.kind = (char *)(ev->text ? ev->text : "");
+      /* Remote readers cannot know the worker's folder: paths go absolute. */
+      if (ev->path && ev->path[0] != '/' && s->cwd) {
+        const char *rel = ev->path;
+        while (strncmp(rel, "./", 2) == 0) rel += 2;
+        abs_path = fg__xasprintf("%s/%s", s->cwd, rel);
+      }
+      ar.path = abs_path ? abs_path : (char *)(ev->path ? ev->path : "");
+      je.artifact = &ar;
+      break;
+    default:
+      free(entries);
+      free(ptrs);
+      return;
+  }
+  Fulgur__V1__WorkerMessage wm = FULGUR__V1__WORKER_MESSAGE__INIT;
+  wm.kind_case = FULGUR__V1__WORKER_MESSAGE__KIND_EVENT;
+  wm.event = &je;
+  msg *m = pack(&wm);
+  free(entries);
+  free(ptrs);
+  free(abs_path);
+  /* A progress update held back must not arrive after later events. */
+  flush_progress_locked_out(s);
+  enqueue(s, m);
+}
+
+fg_sink fg_pipe_sink_as_sink(fg_pipe_sink *s) {
+  return (fg_sink){sink_emit, NULL, s};
+}
+
+int fg_pipe_sink_free(fg_pipe_sink *s, const char *state, const char *message) {
+  if (s == NULL) return 0;
+  flush_progress_locked_out(s);
+  Fulgur__V1__StateChange st = FULGUR__V1__STATE_CHANGE__INIT;
+  static const struct {
+    const char *name;
+    Fulgur__V1__JobState state;
+  } states[] = {{"succeeded", FULGUR__V1__JOB_STATE__SUCCEEDED},
+                {"failed", FULGUR__V1__JOB_STATE__FAILED},
+                {"cancelled", FULGUR__V1__JOB_STATE__CANCELLED},
+                {"paused", FULGUR__V1__JOB_STATE__PAUSED}};
+  st.state = FULGUR__V1__JOB_STATE__FAILED;
+  for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
+    if (state && strcmp(state, states[i].name) == 0) st.state = states[i].state;
+  st.message = (char *)(message ? message : "");
+  Fulgur__V1__WorkerMessage wm = FULGUR__V1__WORKER_MESSAGE__INIT;
+  wm.kind_case = FULGUR__V1__WORKER_MESSAGE__KIND_RESULT;
+  wm.result = &st;
+  enqueue(s, pack(&wm));
+  pthread_mutex_lock(&s->mu);
+  s->closing = true;
+  pthread_cond_signal(&s->cv_nonempty);
+  pthread_mutex_unlock(&s->mu);
+  pthread_join(s->writer, NULL);
+  int rc = s->broken ? -1 : 0;
+  close(s->fd);
+  free(s->cwd);
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->cv_nonempty);
+  pthread_cond_destroy(&s->cv_space);
+  free(s);
+  return rc;
+}

@@ -12,6 +12,8 @@ pkgs=(
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   libuv1-dev libyaml-dev libsqlite3-dev zlib1g-dev
   libcriterion-dev
+  # TLS tests make a self-signed certificate.
+  openssl
   dataset-fashion-mnist
   # Interop tests and the Python baseline of the benchmarks.
   python3 python3-torch python3-grpcio python3-grpc-tools python3-yaml python3-numpy

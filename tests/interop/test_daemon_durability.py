@@ -7,9 +7,12 @@ and the other jobs carry on)."""
 import os
 import re
 import signal
+import threading
 import time
 
-from daemon_util import Daemon, pb, tiny_config, TERMINAL
+import grpc
+
+from daemon_util import Daemon, pb, pb_grpc, tiny_config, TERMINAL
 from interop import check, finish
 
 
@@ -125,5 +128,42 @@ else:
     check("every job's seqs are contiguous across the restart", True)
 check("a second daemon on the same state dir is refused",
       Daemon(work=W, sock=os.path.join(W, "other.sock")).start(wait=False).proc.wait(10) != 0)
-check("fulgurd exits 0 on SIGTERM", d2.stop() == 0, d2.log_text()[-2000:])
+
+# ---- streams never lie: a daemon going down ends them with a status ----
+job = d2.submit(long_cfg(f"{W}/stream", "restart_policy: resume\n").replace("max_epochs: 1000", "max_epochs: 8"))
+got, status = [], {}
+
+
+# Its own channel: stop() closes the daemon helper's.
+watch_channel = grpc.insecure_channel("unix:" + d2.sock)
+
+
+def watch_until_break():
+    try:
+        for e in pb_grpc.JobServiceStub(watch_channel).WatchJob(pb.WatchJobRequest(id=job.id)):
+            got.append(e)
+        status["code"] = "OK"
+    except grpc.RpcError as e:
+        status["code"] = e.code()
+
+
+t = threading.Thread(target=watch_until_break)
+t.start()
+check("the job checkpoints", wait_for(lambda: d2.stub.GetJob(pb.GetJobRequest(id=job.id)).last_checkpoint != "", 120))
+# A stalled watcher: opened, never read while the job goes on.
+stalled = d2.stub.WatchJob(pb.WatchJobRequest(id=job.id))
+check("SIGTERM: fulgurd exits 0", d2.stop() == 0, d2.log_text()[-2000:])
+t.join(30)
+check("a watcher of a daemon going down gets UNAVAILABLE, not a silent OK",
+      status.get("code") == grpc.StatusCode.UNAVAILABLE, str(status))
+watch_channel.close()
+d3 = Daemon(work=W, args=["--max-jobs", "2"]).start()
+last_seen = got[-1].seq if got else 0
+rest = d3.watch(job.id, after_seq=last_seen, timeout=300)
+whole = [e.seq for e in got] + [e.seq for e in rest]
+check("reconnecting with the last seq misses nothing and repeats nothing",
+      whole == list(range(1, len(whole) + 1)) and rest and rest[-1].state.state == pb.SUCCEEDED,
+      f"{len(got)} + {len(rest)}")
+check("the job resumed after the restart and finished", d3.stub.GetJob(pb.GetJobRequest(id=job.id)).attempts == 2)
+check("fulgurd exits 0 on SIGTERM", d3.stop() == 0, d3.log_text()[-2000:])
 finish()

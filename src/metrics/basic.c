@@ -212,8 +212,14 @@ static void renamed_free(void *self) {
   fg_metric_free(((renamed *)self)->inner);
   free(self);
 }
+static int renamed_state(void *self, fg_value **out, char **err) {
+  return fg_metric_state_dict(((renamed *)self)->inner, out, err);
+}
+static int renamed_load(void *self, const fg_value *st, char **err) {
+  return fg_metric_load_state_dict(((renamed *)self)->inner, st, err);
+}
 static const fg_metric_vtable renamed_vt = {renamed_update, renamed_compute, renamed_reset,
-                                            renamed_free};
+                                            renamed_free,   renamed_state,   renamed_load};
 
 static int per_class_accuracy(const fg_node *args, const char *keypath, void **out, char **err) {
   fg_node *obj = fg_node_new_map(), *ia = fg_node_new_map();

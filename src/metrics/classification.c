@@ -143,7 +143,39 @@ static void stat_free(void *self) {
   free(s);
 }
 
-static const fg_metric_vtable stat_vt = {stat_update, stat_compute, stat_reset, stat_free};
+/* TorchMetrics' state names; per-class float64 counts. */
+static int stat_state(void *self, fg_value **out, char **err) {
+  stat_scores *s = self;
+  fg_value *st = fg_value_dict();
+  int rc = fg__state_put(st, "tp", s->tp, FG_FLOAT64, &s->num_classes, 1, err);
+  if (rc == 0) rc = fg__state_put(st, "fp", s->fp, FG_FLOAT64, &s->num_classes, 1, err);
+  if (rc == 0) rc = fg__state_put(st, "fn", s->fn, FG_FLOAT64, &s->num_classes, 1, err);
+  if (rc) {
+    fg_value_free(st);
+    return rc;
+  }
+  *out = st;
+  return 0;
+}
+
+static int stat_load(void *self, const fg_value *st, char **err) {
+  stat_scores *s = self;
+  int64_t c = s->num_classes;
+  double *tp = fg__xmalloc((size_t)c * 3 * sizeof *tp), *fp = tp + c, *fn = fp + c;
+  int rc = fg__state_get(st, "tp", tp, FG_FLOAT64, c, err);
+  if (rc == 0) rc = fg__state_get(st, "fp", fp, FG_FLOAT64, c, err);
+  if (rc == 0) rc = fg__state_get(st, "fn", fn, FG_FLOAT64, c, err);
+  if (rc == 0) {
+    memcpy(s->tp, tp, (size_t)c * sizeof *tp);
+    memcpy(s->fp, fp, (size_t)c * sizeof *fp);
+    memcpy(s->fn, fn, (size_t)c * sizeof *fn);
+  }
+  free(tp);
+  return rc;
+}
+
+static const fg_metric_vtable stat_vt = {stat_update, stat_compute, stat_reset, stat_free,
+                                         stat_state, stat_load};
 
 static int stat_create(const fg_class *cls, const fg_node *args, const char *keypath,
                        void **out, char **err) {

@@ -90,10 +90,58 @@ static void collection_free(void *self) {
   free(c);
 }
 
+/* The members' states under "<name>.<key>" (a nested collection's keys
+ * nest the same way). Only used when every member has a state. */
+static int collection_state(void *self, fg_value **out, char **err) {
+  collection *c = self;
+  fg_value *st = fg_value_dict();
+  for (size_t i = 0; i < c->n; i++) {
+    fg_value *ms = NULL;
+    int rc = fg_metric_state_dict(c->metrics[i], &ms, err);
+    if (rc) {
+      fg_value_free(st);
+      return fg_err_prefix(err, rc, "%s", c->names[i]);
+    }
+    for (size_t k = 0; k < fg_value_len(ms); k++) {
+      char *key = fg__xasprintf("%s.%s", c->names[i], fg_value_dict_key_at(ms, k));
+      fg_value_dict_set(st, key, fg_value_copy(fg_value_dict_value_at(ms, k)));
+      free(key);
+    }
+    fg_value_free(ms);
+  }
+  *out = st;
+  return 0;
+}
+
+static int collection_load(void *self, const fg_value *st, char **err) {
+  collection *c = self;
+  int rc = 0;
+  for (size_t i = 0; i < c->n && rc == 0; i++) {
+    /* The member's own keys say what to look for. */
+    fg_value *ms = NULL;
+    if ((rc = fg_metric_state_dict(c->metrics[i], &ms, err))) break;
+    fg_value *mine = fg_value_dict();
+    for (size_t k = 0; k < fg_value_len(ms); k++) {
+      char *key = fg__xasprintf("%s.%s", c->names[i], fg_value_dict_key_at(ms, k));
+      const fg_value *v = fg_value_dict_get(st, key);
+      if (v) fg_value_dict_set(mine, fg_value_dict_key_at(ms, k), fg_value_copy(v));
+      free(key);
+    }
+    rc = fg_metric_load_state_dict(c->metrics[i], mine, err);
+    if (rc) fg_err_prefix(err, rc, "%s", c->names[i]);
+    fg_value_free(mine);
+    fg_value_free(ms);
+  }
+  return rc;
+}
+
 static const char *const collection_args[] = {"*", NULL}; /* filtered per member */
 static const fg_metric_vtable collection_vt = {collection_update, collection_compute,
                                                collection_reset, collection_free, NULL, NULL,
                                                collection_args};
+static const fg_metric_vtable collection_state_vt = {
+    collection_update, collection_compute, collection_reset, collection_free,
+    collection_state,  collection_load,    collection_args};
 
 /* A mapping with a class_path is one metric config, not a name -> config
  * mapping. */
@@ -160,7 +208,9 @@ static int collection_create(const fg_class *cls, const fg_node *args, const cha
     collection_free(c);
     return rc;
   }
-  *out = fg_metric_create(&collection_vt, c, "MetricCollection");
+  bool stateful = true;
+  for (size_t i = 0; i < c->n; i++) stateful = stateful && fg_metric_has_state(c->metrics[i]);
+  *out = fg_metric_create(stateful ? &collection_state_vt : &collection_vt, c, "MetricCollection");
   return 0;
 }
 

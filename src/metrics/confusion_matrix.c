@@ -89,8 +89,32 @@ static void confmat_free(void *self) {
   free(m);
 }
 
+/* TorchMetrics' state: "confmat", int64 counts [C, C]. */
+static int confmat_state(void *self, fg_value **out, char **err) {
+  confmat *m = self;
+  int64_t shape[2] = {m->num_classes, m->num_classes};
+  fg_value *st = fg_value_dict();
+  int rc = fg__state_put(st, "confmat", m->counts, FG_INT64, shape, 2, err);
+  if (rc) {
+    fg_value_free(st);
+    return rc;
+  }
+  *out = st;
+  return 0;
+}
+
+static int confmat_load(void *self, const fg_value *st, char **err) {
+  confmat *m = self;
+  int64_t n = m->num_classes * m->num_classes;
+  int64_t *c = fg__xmalloc((size_t)n * sizeof *c);
+  int rc = fg__state_get(st, "confmat", c, FG_INT64, n, err);
+  if (rc == 0) memcpy(m->counts, c, (size_t)n * sizeof *c);
+  free(c);
+  return rc;
+}
+
 static const fg_metric_vtable confmat_vt = {confmat_update, confmat_compute, confmat_reset,
-                                            confmat_free};
+                                            confmat_free, confmat_state, confmat_load};
 
 static int confmat_create(const fg_class *cls, const fg_node *args, const char *keypath,
                           void **out, char **err) {

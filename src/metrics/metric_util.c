@@ -292,6 +292,28 @@ int fg__value_float_vector(const double *v, int64_t n, fg_value **out, char **er
   return rc;
 }
 
+/* ---- states ----------------------------------------------------------------------- */
+
+int fg__state_put(fg_value *st, const char *key, const void *v, fg_dtype dtype, const int64_t *shape,
+                  int ndim, char **err) {
+  fg_tensor *t = NULL;
+  int rc = fg_tensor_from_data(v, dtype, shape, ndim, &t, err);
+  if (rc == 0) fg_value_dict_set(st, key, fg_value_tensor(t));
+  return rc;
+}
+
+int fg__state_get(const fg_value *st, const char *key, void *v, fg_dtype dtype, int64_t numel,
+                  char **err) {
+  const fg_value *x = fg_value_dict_get(st, key);
+  if (x == NULL || fg_value_kind_of(x) != FG_VALUE_TENSOR)
+    return fg_err_set(err, FG_EDATA, "expected a tensor '%s'", key);
+  const fg_tensor *t = fg_value_as_tensor(x);
+  if (fg_tensor_numel(t) != numel)
+    return fg_err_set(err, FG_EDATA, "'%s' has %lld elements, expected %lld", key,
+                      (long long)fg_tensor_numel(t), (long long)numel);
+  return fg_tensor_copy_out(t, dtype, v, (size_t)numel * fg_dtype_size(dtype), err);
+}
+
 /* ---- config --------------------------------------------------------------------- */
 
 int fg__check_task(const fg_node *v, const char *keypath, char **err) {

@@ -75,6 +75,16 @@ int fg__multiclass_probs(const fg_tensor *preds, int64_t num_classes, int64_t n_
 /* *out: a float32 tensor value of n items, rounded from doubles. */
 int fg__value_float_vector(const double *v, int64_t n, fg_value **out, char **err);
 
+/* ---- states (evaluator_as_submodule, pause checkpoints) ------------------------- */
+
+/* st[key] = a tensor of `dtype` and `shape` copied from v. */
+int fg__state_put(fg_value *st, const char *key, const void *v, fg_dtype dtype, const int64_t *shape,
+                  int ndim, char **err);
+/* Copies st[key], a tensor of exactly numel elements, into v as `dtype`;
+ * FG_EDATA names the key when it is missing or of another size. */
+int fg__state_get(const fg_value *st, const char *key, void *v, fg_dtype dtype, int64_t numel,
+                  char **err);
+
 /* ---- config --------------------------------------------------------------------- */
 
 /* fg_param checks. */

@@ -55,7 +55,32 @@ static void error_reset(void *self) {
   m->sum = m->total = 0;
 }
 
-static const fg_metric_vtable error_vt = {error_update, error_compute, error_reset, free};
+/* TorchMetrics' state names (sum_squared_error or sum_abs_error, total). */
+static int error_state(void *self, fg_value **out, char **err) {
+  (void)err;
+  mean_error *m = self;
+  fg_value *st = fg_value_dict();
+  fg_value_dict_set(st, m->kind == ERR_SQUARED ? "sum_squared_error" : "sum_abs_error",
+                    fg_value_double(m->sum));
+  fg_value_dict_set(st, "total", fg_value_double(m->total));
+  *out = st;
+  return 0;
+}
+
+static int error_load(void *self, const fg_value *st, char **err) {
+  mean_error *m = self;
+  const char *sk = m->kind == ERR_SQUARED ? "sum_squared_error" : "sum_abs_error";
+  const fg_value *s = fg_value_dict_get(st, sk), *t = fg_value_dict_get(st, "total");
+  bool num_s = s && (fg_value_kind_of(s) == FG_VALUE_DOUBLE || fg_value_kind_of(s) == FG_VALUE_INT);
+  bool num_t = t && (fg_value_kind_of(t) == FG_VALUE_DOUBLE || fg_value_kind_of(t) == FG_VALUE_INT);
+  if (!num_s || !num_t) return fg_err_set(err, FG_EDATA, "expected numbers '%s' and 'total'", sk);
+  m->sum = fg_value_as_double(s);
+  m->total = fg_value_as_double(t);
+  return 0;
+}
+
+static const fg_metric_vtable error_vt = {error_update, error_compute, error_reset, free,
+                                          error_state, error_load};
 
 static int mse_create(const fg_class *cls, const fg_node *args, const char *keypath,
                       void **out, char **err) {

@@ -410,8 +410,10 @@ int fg_module_evaluator_state(const fg_module *m, fg_value *sd, char **err) {
       fg_value *st = NULL;
       int rc = fg_metric_state_dict(m->evals[s][i], &st, err);
       for (size_t k = 0; rc == 0 && k < fg_value_len(st); k++) {
+        const fg_value *v = fg_value_dict_value_at(st, k);
         fg_tensor *t = NULL;
-        rc = fg_tensor_scalar(fg_value_as_double(fg_value_dict_value_at(st, k)), FG_FLOAT64, &t, err);
+        if (fg_value_kind_of(v) == FG_VALUE_TENSOR) rc = fg_tensor_clone(fg_value_as_tensor(v), &t, err);
+        else rc = fg_tensor_scalar(fg_value_as_double(v), FG_FLOAT64, &t, err);
         if (rc) break;
         char *key = fg__xasprintf("_evaluators.%s.%zu.%s", fg_split_names[s], i,
                                   fg_value_dict_key_at(st, k));
@@ -437,9 +439,15 @@ int fg_module_load_evaluator_state(fg_module *m, const fg_value *sd, char **err)
         free(key);
         double x;
         if (v == NULL || fg_value_kind_of(v) != FG_VALUE_TENSOR) continue;
+        found = true;
+        /* A tensor entry (per-class counts) stays a tensor; the metric
+         * checks its size. */
+        if (fg_value_kind_of(fg_value_dict_value_at(st, k)) == FG_VALUE_TENSOR) {
+          fg_value_dict_set(st, fg_value_dict_key_at(st, k), fg_value_copy(v));
+          continue;
+        }
         if ((rc = fg_tensor_item(fg_value_as_tensor(v), &x, err))) break;
         fg_value_dict_set(st, fg_value_dict_key_at(st, k), fg_value_double(x));
-        found = true;
       }
       if (rc == 0 && found) rc = fg_metric_load_state_dict(m->evals[s][i], st, err);
       fg_value_free(st);

@@ -563,3 +563,141 @@ Test(metric_collection, members_get_only_their_arguments) {
   fg_value_free(k);
   fg_metric_free(m);
 }
+
+/* ---- states (evaluator_as_submodule, pause checkpoints) ---- */
+
+/* A result as text, tensors element by element, for exact comparisons. */
+static void result_text(const fg_value *v, char *buf, size_t len) {
+  size_t used = strlen(buf);
+  switch (fg_value_kind_of(v)) {
+    case FG_VALUE_DOUBLE:
+      snprintf(buf + used, len - used, "%.17g;", fg_value_as_double(v));
+      break;
+    case FG_VALUE_TENSOR: {
+      const fg_tensor *t = fg_value_as_tensor(v);
+      int64_t n = fg_tensor_numel(t);
+      double *d = malloc((size_t)(n ? n : 1) * sizeof *d);
+      cr_assert_eq(fg_tensor_copy_out(t, FG_FLOAT64, d, (size_t)n * sizeof *d, NULL), 0);
+      for (int64_t i = 0; i < n; i++) {
+        used = strlen(buf);
+        snprintf(buf + used, len - used, "%.17g,", d[i]);
+      }
+      free(d);
+      break;
+    }
+    case FG_VALUE_DICT:
+      for (size_t i = 0; i < fg_value_len(v); i++) {
+        used = strlen(buf);
+        snprintf(buf + used, len - used, "%s=", fg_value_dict_key_at(v, i));
+        result_text(fg_value_dict_value_at(v, i), buf, len);
+      }
+      break;
+    default:
+      cr_assert_fail("unexpected result kind");
+  }
+}
+
+/* Update a metric with batch 1, save its state, load it into a fresh one,
+ * update both with batch 2: both compute the same, and it differs from
+ * batch 2 alone (the state carried batch 1). */
+static void check_state_round_trip(const char *yaml, bool binary) {
+  fg_metric *a = make_metric(yaml), *b = make_metric(yaml), *only2 = make_metric(yaml);
+  cr_assert(fg_metric_has_state(a), "%s has a state", yaml);
+  const float p1[] = {2, 0, 0, 0, 1, 0, 0, 0, 3, 1, 2, 0}, p2[] = {0, 1, 0, 0, 2, 0, 5, 0, 0};
+  const float bp1[] = {0.9f, 0.2f, 0.7f, 0.4f}, bp2[] = {0.1f, 0.8f, 0.6f};
+  const int64_t t1[] = {0, 1, 2, 0}, t2[] = {1, 2, 0};
+  const int64_t bt1[] = {1, 0, 0, 1}, bt2[] = {0, 1, 1};
+  const float r1[] = {0.5f, 1.5f, -2, 3}, r2[] = {1, 2, 3};
+  bool regression = strstr(yaml, "Error") != NULL;
+  fg_value *k1 = regression ? kw(tensor_f(r1, 4, 0), tensor_f(r1, 4, 0))
+                 : binary   ? kw(tensor_f(bp1, 4, 0), tensor_l(bt1, 4))
+                            : kw(tensor_f(p1, 4, 3), tensor_l(t1, 4));
+  if (regression) {
+    const float z[] = {0, 1, 0, 1};
+    fg_value_dict_set(k1, "target", fg_value_tensor(tensor_f(z, 4, 0)));
+  }
+  fg_value *k2 = regression ? kw(tensor_f(r2, 3, 0), tensor_f((const float[]){0, 0, 0}, 3, 0))
+                 : binary   ? kw(tensor_f(bp2, 3, 0), tensor_l(bt2, 3))
+                            : kw(tensor_f(p2, 3, 3), tensor_l(t2, 3));
+  char *err = NULL;
+  cr_assert_eq(fg_metric_update(a, k1, &err), 0, "%s", err);
+  fg_value *st = NULL;
+  cr_assert_eq(fg_metric_state_dict(a, &st, &err), 0, "%s", err);
+  cr_assert_eq(fg_metric_load_state_dict(b, st, &err), 0, "%s: %s", yaml, err);
+  cr_assert_eq(fg_metric_update(a, k2, NULL), 0);
+  cr_assert_eq(fg_metric_update(b, k2, NULL), 0);
+  cr_assert_eq(fg_metric_update(only2, k2, NULL), 0);
+  fg_value *ra = NULL, *rb = NULL, *r2v = NULL;
+  cr_assert_eq(fg_metric_compute(a, &ra, NULL), 0);
+  cr_assert_eq(fg_metric_compute(b, &rb, NULL), 0);
+  cr_assert_eq(fg_metric_compute(only2, &r2v, NULL), 0);
+  char ta[4096] = "", tb[4096] = "", t2s[4096] = "";
+  result_text(ra, ta, sizeof ta);
+  result_text(rb, tb, sizeof tb);
+  result_text(r2v, t2s, sizeof t2s);
+  cr_assert_str_eq(ta, tb, "%s: restored state", yaml);
+  cr_assert_str_neq(ta, t2s, "%s: the state carried the first batch", yaml);
+  /* A state of the wrong size is refused. */
+  for (size_t i = 0; i < fg_value_len(st); i++) {
+    if (fg_value_kind_of(fg_value_dict_value_at(st, i)) != FG_VALUE_TENSOR) continue;
+    fg_value *bad = fg_value_copy(st);
+    const int64_t one[] = {1, 2, 3, 4, 5, 6, 7};
+    fg_value_dict_set(bad, fg_value_dict_key_at(st, i), fg_value_tensor(tensor_l(one, 7)));
+    cr_assert_eq(fg_metric_load_state_dict(b, bad, &err), FG_EDATA, "%s", yaml);
+    cr_assert(strstr(err, "elements, expected"), "%s", err);
+    free(err);
+    err = NULL;
+    fg_value_free(bad);
+    break;
+  }
+  fg_value_free(ra);
+  fg_value_free(rb);
+  fg_value_free(r2v);
+  fg_value_free(st);
+  fg_value_free(k1);
+  fg_value_free(k2);
+  fg_metric_free(a);
+  fg_metric_free(b);
+  fg_metric_free(only2);
+}
+
+Test(states, every_builtin_but_auroc_round_trips) {
+  const char *mc = "task: multiclass, num_classes: 3";
+  char y[512];
+  const char *classes[] = {"Precision", "Recall", "F1Score"};
+  const char *avgs[] = {"micro", "macro", "weighted", "none"};
+  for (size_t c = 0; c < 3; c++)
+    for (size_t a = 0; a < 4; a++) {
+      snprintf(y, sizeof y, "{class_path: fulgur.metrics.%s, init_args: {%s, average: %s}}", classes[c], mc, avgs[a]);
+      check_state_round_trip(y, false);
+    }
+  snprintf(y, sizeof y, "{class_path: fulgur.metrics.F1Score, init_args: {task: binary}}");
+  check_state_round_trip(y, true);
+  snprintf(y, sizeof y, "{class_path: fulgur.metrics.Accuracy, init_args: {%s, average: macro}}", mc);
+  check_state_round_trip(y, false);
+  snprintf(y, sizeof y, "{class_path: fulgur.metrics.ConfusionMatrix, init_args: {%s}}", mc);
+  check_state_round_trip(y, false);
+  snprintf(y, sizeof y, "{class_path: fulgur.metrics.ConfusionMatrix, init_args: {task: binary, normalize: true}}");
+  check_state_round_trip(y, true);
+  check_state_round_trip("{class_path: fulgur.metrics.MeanSquaredError}", false);
+  check_state_round_trip("{class_path: fulgur.metrics.MeanAbsoluteError}", false);
+  snprintf(y, sizeof y,
+           "{class_path: fulgur.metrics.MetricCollection, init_args: {metrics: ["
+           "{class_path: fulgur.metrics.Accuracy, init_args: {%s}}, "
+           "{class_path: fulgur.metrics.Precision, init_args: {%s, average: none}}, "
+           "{class_path: fulgur.metrics.ConfusionMatrix, init_args: {%s}}], prefix: p_}}",
+           mc, mc, mc);
+  check_state_round_trip(y, false);
+}
+
+Test(states, auroc_and_collections_holding_it_have_none) {
+  fg_metric *a = make_metric("{class_path: fulgur.metrics.AUROC, init_args: {task: binary}}");
+  cr_assert_not(fg_metric_has_state(a));
+  fg_metric *c = make_metric(
+      "{class_path: fulgur.metrics.MetricCollection, init_args: {metrics: ["
+      "{class_path: fulgur.metrics.AUROC, init_args: {task: binary}}, "
+      "{class_path: fulgur.metrics.F1Score, init_args: {task: binary}}]}}");
+  cr_assert_not(fg_metric_has_state(c), "a collection has a state only when every member has");
+  fg_metric_free(a);
+  fg_metric_free(c);
+}

@@ -8,7 +8,8 @@
  * The runs are real: fg_run on a small config with shuffled data, dropout,
  * SGD with momentum, a per-step StepLR with a warmup, accumulation over 2
  * batches, validation twice an epoch, EarlyStopping, ModelCheckpoint
- * (top 2 and last), LearningRateMonitor and a fit Accuracy.
+ * (top 2 and last), LearningRateMonitor and fit evaluators (Accuracy and a
+ * macro F1Score, whose per-class counts a pause keeps).
  *
  * The pause is triggered on the training thread at a chosen batch: the fit
  * dataset is a test class that wraps fulgur.data.Synthetic and raises the
@@ -153,8 +154,14 @@ static fg_node *make_config(const char *root, int workers, int64_t batch_size,
                    "    model:\n"
                    "      class_path: fulgur.models.MLP\n"
                    "      init_args: {in_features: 6, hidden: [16], out_features: 3, dropout: 0.3}\n"
-                   "    evaluator_cfg: {class_path: fulgur.metrics.Accuracy, init_args: {task: "
-                   "multiclass, num_classes: 3}}\n"
+                   "    evaluator_cfg:\n"
+                   "      class_path: fulgur.metrics.MetricCollection\n"
+                   "      init_args:\n"
+                   "        metrics:\n"
+                   "          - {class_path: fulgur.metrics.Accuracy, init_args: {task: multiclass, "
+                   "num_classes: 3}}\n"
+                   "          - {class_path: fulgur.metrics.F1Score, init_args: {task: multiclass, "
+                   "num_classes: 3, average: macro}}\n"
                    "optimizer_config:\n"
                    "  optimizer: {class_path: torch.optim.SGD, init_args: {lr: 0.2, momentum: 0.9}}\n"
                    "  lr_scheduler:\n"
@@ -519,6 +526,7 @@ static void check_chain(int workers, const char *lr_interval, bool first_at_once
                    line, ra + start, rb + start);
   }
   cr_assert(strstr(ra, "fit/Accuracy="), "the fit evaluator is logged");
+  cr_assert(strstr(ra, "fit/F1Score="), "the fit evaluator is logged");
   cr_assert(strstr(ra, "val/Accuracy="), "validation is logged");
 
   /* The final metrics fg_run returns. */
@@ -550,7 +558,7 @@ static void check_chain(int workers, const char *lr_interval, bool first_at_once
  * rises on its last batch; the pause comes after the epoch-end validation
  * and checkpoints), after batch 9 of epoch 1 and after batch 3 of epoch 2.
  * Each resume starts from the previous pause.ckpt. */
-Test(pause, chain_of_pauses_matches_an_uninterrupted_run, .timeout = 240) {
+Test(pause, chain_of_pauses_matches_an_uninterrupted_run) {
   const int64_t after[] = {7, 5, 9, 6};
   const int64_t batch[] = {0, 7, 0, 9, 3};
   check_chain(0, "step", true, after, NULL, 4, batch);
@@ -561,7 +569,7 @@ Test(pause, chain_of_pauses_matches_an_uninterrupted_run, .timeout = 240) {
  * validation) and 12 (the epoch's last step: epoch 2 starts). The lr is
  * logged at epoch starts here: a resume inside an epoch must not log it
  * again, one at an epoch's start must. */
-Test(pause, pauses_with_loader_workers, .timeout = 240) {
+Test(pause, pauses_with_loader_workers) {
   const int64_t steps[] = {4, 9, 12};
   const int64_t batch[] = {8, 6, 0};
   check_chain(2, "epoch", false, NULL, steps, 3, batch);
@@ -569,7 +577,7 @@ Test(pause, pauses_with_loader_workers, .timeout = 240) {
 
 /* The checkpoint records the position; the message and the events say
  * where the run stopped; Python's torch.load reads the file. */
-Test(pause, checkpoint_records_the_position, .timeout = 120) {
+Test(pause, checkpoint_records_the_position) {
   register_counting();
   char *tmp = make_tmp();
   watch w;
@@ -598,8 +606,11 @@ Test(pause, checkpoint_records_the_position, .timeout = 120) {
   cr_assert_eq(fg_value_len(evs), 1);
   const fg_value *acc = fg_value_list_at(evs, 0);
   cr_assert_eq(fg_value_kind_of(acc), FG_VALUE_DICT);
-  cr_assert_float_eq(fg_value_as_double(fg_value_dict_get(acc, "total")), 24.0, 1e-12,
+  cr_assert_float_eq(fg_value_as_double(fg_value_dict_get(acc, "Accuracy.total")), 24.0, 1e-12,
                      "the fit Accuracy has seen 3 batches of 8 this epoch");
+  const fg_value *tp = fg_value_dict_get(acc, "F1Score.tp");
+  cr_assert(tp && fg_value_kind_of(tp) == FG_VALUE_TENSOR && fg_tensor_numel(fg_value_as_tensor(tp)) == 3,
+            "F1Score keeps per-class counts");
   cr_assert_eq(fg_value_len(fg_value_dict_get(loop, "model_checkpoints")), 1);
   cr_assert(fg_value_dict_get(fg_value_dict_get(loop, "last_metrics"), "val/loss"));
   fg_value_free(ck);
@@ -628,7 +639,7 @@ Test(pause, checkpoint_records_the_position, .timeout = 120) {
  * every 4 steps, a run paused at step 17 and resumed logs fit/loss no more
  * (18 steps in all), yet its final metrics, as an uninterrupted run's,
  * hold the value of step 16. */
-Test(pause, latest_metrics_survive_a_pause, .timeout = 120) {
+Test(pause, latest_metrics_survive_a_pause) {
   register_counting();
   char *tmp = make_tmp();
   watch w;
@@ -655,7 +666,7 @@ Test(pause, latest_metrics_survive_a_pause, .timeout = 120) {
 }
 
 /* A resume whose epoch is now shorter than the batches already done. */
-Test(pause, resume_with_fewer_batches_is_an_error, .timeout = 120) {
+Test(pause, resume_with_fewer_batches_is_an_error) {
   register_counting();
   char *tmp = make_tmp();
   watch w;
@@ -678,7 +689,7 @@ Test(pause, resume_with_fewer_batches_is_an_error, .timeout = 120) {
 }
 
 /* validate has nothing to resume: a pause cancels it. */
-Test(pause, pause_cancels_validate, .timeout = 120) {
+Test(pause, pause_cancels_validate) {
   register_counting();
   char *tmp = make_tmp();
   watch w;
@@ -696,7 +707,7 @@ Test(pause, pause_cancels_validate, .timeout = 120) {
 /* Without the flag nothing changes: the run succeeds and writes no
  * pause.ckpt; a resume from an epoch-end last.ckpt still works and also
  * continues the generator (dropout) exactly. */
-Test(pause, epoch_end_resume_is_exact_too, .timeout = 240) {
+Test(pause, epoch_end_resume_is_exact_too) {
   register_counting();
   char *tmp = make_tmp();
   char *straight = path_join(tmp, "s"), *half = path_join(tmp, "h");

@@ -20,8 +20,11 @@ typedef struct {
   int (*compute)(void *self, fg_value **out, char **err);
   void (*reset)(void *self);
   void (*free)(void *self);
-  /* Optional (evaluator_as_submodule): the accumulated state as a dict of
-   * numbers, and back. */
+  /* Optional: the accumulated state as a dict of numbers or tensors
+   * (TorchMetrics' state names where there is one), and back; kept in
+   * checkpoints by evaluator_as_submodule and by a pause inside an epoch.
+   * load_state_dict gets what state_dict gave (possibly read back from a
+   * file) and checks its keys and sizes. */
   int (*state_dict)(void *self, fg_value **out, char **err);
   int (*load_state_dict)(void *self, const fg_value *state, char **err);
   /* The keyword arguments update takes, NULL-terminated; {"*", NULL} takes

@@ -135,8 +135,9 @@ const char *fg_module_predict_task(const fg_module *m, size_t i);
 const char *fg_module_predict_path(const fg_module *m);
 
 /* evaluator_as_submodule: evaluator states go into checkpoints' state_dict
- * as "_evaluators.<split>.<idx>.<name>" (float64 scalars). Setting it
- * fails for an evaluator that cannot save its state. */
+ * as "_evaluators.<split>.<idx>.<name>" (float64 scalars, or tensors such
+ * as Precision's per-class counts). Setting it fails for an evaluator that
+ * cannot save its state (AUROC, which keeps every score). */
 int fg_module_set_evaluator_as_submodule(fg_module *m, bool on, char **err);
 /* Adds the evaluator states to a state dict (no-op unless the option is on). */
 int fg_module_evaluator_state(const fg_module *m, fg_value *state_dict, char **err);

@@ -1,5 +1,7 @@
 /* fulgur: the command-line tool. Local commands (fit, validate, test,
- * predict, print-config) run the engine in this process. Exit status:
+ * predict, print-config) run the engine in this process; remote commands
+ * (submit, jobs, status, watch, events, cancel, pause, resume) talk to a
+ * fulgurd daemon and live in remote.c. Exit status:
  * 0 success, 1 the run failed, 2 usage or config error, 3 daemon
  * unreachable, 130 cancelled. */
 #include <math.h>
@@ -14,6 +16,7 @@
 #include "fulgur/events.h"
 #include "fulgur/run.h"
 #include "fulgur/value.h"
+#include "remote.h"
 #include "util/numfmt.h"
 
 #ifndef FG_VERSION
@@ -41,7 +44,9 @@ static void usage(FILE *f) {
           "Options after the command override the merged config, LightningCLI style:\n"
           "  --trainer.max_epochs=3   --data.init_args.dataloader_cfg.batch_size 64\n"
           "Values are parsed as YAML. --ckpt_path resumes fit or evaluates a checkpoint.\n"
-          "--json prints one JSON object with the final logged metrics on stdout.\n");
+          "--json prints one JSON object with the final logged metrics on stdout.\n"
+          "\n");
+  fg__cli_remote_usage(f);
 }
 
 typedef struct {
@@ -198,6 +203,8 @@ int main(int argc, char **argv) {
     usage(stderr);
     return EXIT_USAGE;
   }
+  int remote = fg__cli_remote_main(argc, argv);
+  if (remote >= 0) return remote;
   const char *cmd = argv[1];
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
     usage(stdout);

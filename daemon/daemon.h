@@ -106,8 +106,10 @@ fgd_job *fgd_job_find(fgd *d, const char *id);
 fgd_job *fgd_job_find_key(fgd *d, const char *key);
 /* A new job from a checked config; stored (with its QUEUED event) before it
  * returns. NULL with *err on a store failure (*full: disk or size cap). */
-fgd_job *fgd_job_create(fgd *d, Fulgur__V1__Stage stage, const char *name, const char *key,
-                        const char *config, const char *ckpt, int *full, char **err);
+fgd_job *fgd_job_create(fgd *d, const char *id, Fulgur__V1__Stage stage, const char *name,
+                        const char *key, const char *config, const char *ckpt, int *full, char **err);
+/* A fresh job id (16 random hex digits, not in use); caller frees. */
+char *fgd_job_new_id(fgd *d);
 /* Moves a job to a state and queues the state event; terminal states set
  * the end time. message may be NULL. */
 void fgd_job_set_state(fgd *d, fgd_job *j, Fulgur__V1__JobState st, const char *message);

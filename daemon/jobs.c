@@ -183,7 +183,7 @@ static void table_add(fgd *d, fgd_job *j) {
 
 /* Restarts (restart_policy: resume) keep the job id; a fresh id is 16
  * random hex digits: unguessable, and never reused across restarts. */
-static char *new_id(fgd *d) {
+char *fgd_job_new_id(fgd *d) {
   for (;;) {
     unsigned char b[8];
     if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
@@ -230,10 +230,10 @@ static uint8_t *pack_event(fgd_job *j, Fulgur__V1__JobEvent *ev, uint64_t seq, s
   return buf;
 }
 
-fgd_job *fgd_job_create(fgd *d, Fulgur__V1__Stage stage, const char *name, const char *key,
-                        const char *config, const char *ckpt, int *full, char **err) {
+fgd_job *fgd_job_create(fgd *d, const char *id, Fulgur__V1__Stage stage, const char *name,
+                        const char *key, const char *config, const char *ckpt, int *full, char **err) {
   fgd_job *j = job_new();
-  j->id = new_id(d);
+  j->id = fg__xstrdup(id);
   j->name = fg__xstrdup(name ? name : "");
   j->idempotency_key = key && key[0] ? fg__xstrdup(key) : NULL;
   j->config = fg__xstrdup(config);

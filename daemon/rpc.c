@@ -41,6 +41,8 @@ typedef struct {
   fgd *d;
   fgd_call *call;
   Fulgur__V1__SubmitJobRequest *req;
+  char *id;  /* given before the check: relative paths resolve in its folder */
+  char *cwd; /* that folder, where the worker will run */
   uv_process_t proc;
   uv_pipe_t in, out;
   uv_write_t write;
@@ -54,6 +56,8 @@ typedef struct {
 static void submit_check_free(submit_check *sc) {
   fulgur__v1__submit_job_request__free_unpacked(sc->req, NULL);
   free(sc->out_buf);
+  free(sc->id);
+  free(sc->cwd);
   free(sc);
 }
 
@@ -88,7 +92,7 @@ static void submit_finish(submit_check *sc) {
     } else {
       int full = 0;
       char *err = NULL;
-      j = fgd_job_create(d, r->stage, r->name, r->idempotency_key, text, r->ckpt_path, &full, &err);
+      j = fgd_job_create(d, sc->id, r->stage, r->name, r->idempotency_key, text, r->ckpt_path, &full, &err);
       if (!j) {
         fgd_call_fail(c, full ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
                       "the job could not be stored: %s", err);
@@ -169,6 +173,8 @@ static void handle_submit(fgd *d, fgd_call *c) {
   sc->d = d;
   sc->call = c;
   sc->req = r;
+  sc->id = fgd_job_new_id(d);
+  sc->cwd = fg__xasprintf("%s/%s", d->jobs_dir, sc->id);
   /* Arguments: the stage, where relative paths resolve, the roots, and
    * the request's overrides, each one whole "--k=v" argument. */
   size_t n = 0, cap = 8 + 2 * d->opts.n_roots + 2 * r->n_overrides + 4;
@@ -178,7 +184,7 @@ static void handle_submit(fgd *d, fgd_call *c) {
   args[n++] = "--stage";
   args[n++] = fg_rpc_stage_name(r->stage);
   args[n++] = "--cwd";
-  args[n++] = d->jobs_dir;
+  args[n++] = sc->cwd;
   for (size_t i = 0; i < d->opts.n_roots; i++) {
     args[n++] = "--root";
     args[n++] = d->opts.roots[i];

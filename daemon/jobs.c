@@ -7,6 +7,7 @@
  * sees an event that a crash could take back, and seqs on disk have no
  * gaps: a failed commit is fatal to the batch's jobs' streams, never
  * papered over. */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -296,9 +297,9 @@ static void queue_pending(fgd *d, fgd_job *j, uint64_t seq, uint8_t *data, size_
     d->pending = fg__xrealloc(d->pending, d->cap_pending * sizeof *d->pending);
   }
   d->pending[d->n_pending++] = (fgd_pending_event){j, seq, data, len};
-  if (d->n_pending >= FLUSH_BATCH_MAX) {
+  if (d->n_pending >= FLUSH_BATCH_MAX && !d->store_failing) {
     fgd_flush(d);
-  } else if (!d->flush_armed) {
+  } else if (!d->flush_armed && !d->store_failing) {
     d->flush_armed = true;
     uv_timer_start(&d->flush_timer, on_flush_timer, FLUSH_DELAY_MS, 0);
   }
@@ -337,18 +338,20 @@ void fgd_job_set_state(fgd *d, fgd_job *j, Fulgur__V1__JobState st, const char *
   j->final_seq = fgd_state_terminal(st) || st == FULGUR__V1__JOB_STATE__PAUSED ? seq : 0;
 }
 
-/* One transaction: the pending events, then every dirty job's row. On
- * failure nothing of the batch is stored, and the seqs it gave out cannot
- * be given again without a gap: the jobs concerned fail (in memory and for
- * their watchers) with the store's error; the daemon goes on. */
-void fgd_flush(fgd *d) {
+/* One transaction: the pending events, then every dirty job's row. When
+ * it fails (a full disk, the --state-max-bytes cap), nothing of it is
+ * stored and nothing is lost either: the events stay pending with their
+ * seqs and are tried again every second, so the seqs on disk never have a
+ * gap and watchers, who only ever see committed events, wait rather than
+ * see something a crash could take back. */
+int fgd_flush(fgd *d) {
   if (d->flush_armed) {
     uv_timer_stop(&d->flush_timer);
     d->flush_armed = false;
   }
   bool any_dirty = false;
   for (size_t i = 0; i < d->n_jobs && !any_dirty; i++) any_dirty = d->jobs[i]->dirty;
-  if (d->n_pending == 0 && !any_dirty) return;
+  if (d->n_pending == 0 && !any_dirty) return 0;
   char *err = NULL;
   int full = 0;
   int rc = fgd_store_begin(d->store, &err);
@@ -371,42 +374,53 @@ void fgd_flush(fgd *d) {
   if (rc == 0) rc = fgd_store_commit(d->store, &full, &err);
   if (rc) {
     fgd_store_rollback(d->store);
-    fprintf(stderr, "fulgurd: %s\n", err);
+    if (!d->store_failing) fprintf(stderr, "fulgurd: %s; retrying every second\n", err);
+    d->store_failing = true;
+    free(err);
+    d->flush_armed = true;
+    uv_timer_start(&d->flush_timer, on_flush_timer, 1000, 0);
+    return -1;
   }
+  bool recovered = d->store_failing;
+  d->store_failing = false;
+  if (recovered) fprintf(stderr, "fulgurd: the state store accepts writes again\n");
   for (size_t i = 0; i < d->n_jobs; i++) d->jobs[i]->dirty = false;
   size_t n = d->n_pending;
   d->n_pending = 0;
   for (size_t i = 0; i < n; i++) {
     fgd_pending_event *p = &d->pending[i];
-    if (rc == 0) {
-      cache_put(p->job, p->seq, p->data, p->len);
-      p->job->stored_seq = p->seq;
-    }
+    cache_put(p->job, p->seq, p->data, p->len);
+    p->job->stored_seq = p->seq;
     free(p->data);
   }
-  for (size_t i = 0; i < n; i++) {
-    fgd_job *j = d->pending[i].job;
-    if (rc == 0) {
-      fgd_watch_pump_job(d, j);
-    } else if (j->last_seq != j->stored_seq) {
-      /* Take back the seqs that were not stored, and end this job's
-       * watchers with the reason: they must not wait for events that
-       * will never be stored. */
-      j->last_seq = j->stored_seq;
-      j->final_seq = 0;
-      for (fgd_watch *w = j->watchers; w; w = j->watchers) {
-        extern void fgd__watch_fail(fgd * d, fgd_watch * w, grpc_status_code code, const char *msg);
-        fgd__watch_fail(d, w, full ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL, err);
-      }
-    }
-  }
-  free(err);
+  for (size_t i = 0; i < n; i++) fgd_watch_pump_job(d, d->pending[i].job);
+  if (recovered) fgd_schedule(d);
+  return 0;
+}
+
+int fgd_job_set_state_stored(fgd *d, fgd_job *j, Fulgur__V1__JobState st, const char *message) {
+  Fulgur__V1__JobState old = j->state;
+  int64_t old_end = j->end_ns;
+  uint64_t old_final = j->final_seq;
+  fgd_job_set_state(d, j, st, message);
+  if (fgd_flush(d) == 0) return 0;
+  /* Take the change back: its event is the last one pending. */
+  assert(d->n_pending > 0 && d->pending[d->n_pending - 1].job == j);
+  free(d->pending[--d->n_pending].data);
+  j->last_seq--;
+  if (st == FULGUR__V1__JOB_STATE__QUEUED) d->queued--;
+  if (old == FULGUR__V1__JOB_STATE__QUEUED) d->queued++;
+  j->state = old;
+  j->end_ns = old_end;
+  j->final_seq = old_final;
+  return -1;
 }
 
 /* ---- the queue ---- */
 
 void fgd_schedule(fgd *d) {
-  if (d->shutting_down) return;
+  /* A job started now could not record that it runs. */
+  if (d->shutting_down || d->store_failing) return;
   for (size_t i = 0; i < d->n_jobs && d->running < d->opts.max_jobs; i++) {
     fgd_job *j = d->jobs[i];
     if (j->state != FULGUR__V1__JOB_STATE__QUEUED || j->worker) continue;

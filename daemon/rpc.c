@@ -22,6 +22,14 @@ static void reply_job(fgd_call *c, const fgd_job *j) {
   fgd_job_message_free(m);
 }
 
+/* A change the store refused: the job stays as it was. */
+static void not_stored(fgd_call *c, const fgd_job *j) {
+  fgd_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                "the state store is full: job %s stays %s (free space under --state-dir or raise "
+                "--state-max-bytes)",
+                j->id, fg_rpc_state_name(j->state));
+}
+
 /* Unpacks the request or answers INVALID_ARGUMENT (NULL). */
 static ProtobufCMessage *request(fgd_call *c, const ProtobufCMessageDescriptor *desc) {
   ProtobufCMessage *m = fgd_call_unpack(c, desc);
@@ -160,6 +168,13 @@ static void handle_submit(fgd *d, fgd_call *c) {
   fgd_job *j = fgd_job_find_key(d, r->idempotency_key);
   if (j) {
     reply_job(c, j);
+    fulgur__v1__submit_job_request__free_unpacked(r, NULL);
+    return;
+  }
+  if (d->store_failing || fgd_store_nearly_full(d->store)) {
+    fgd_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                  "the state store is full: no new jobs until space is freed under --state-dir "
+                  "(or --state-max-bytes is raised); the jobs it has keep going");
     fulgur__v1__submit_job_request__free_unpacked(r, NULL);
     return;
   }
@@ -309,12 +324,18 @@ static void handle_cancel(fgd *d, fgd_call *c) {
          * CANCELLED when it has exited (or been killed after the grace). */
         j->cancel_requested = true;
         fgd_worker_signal(d, j, SIGTERM);
+        reply_job(c, j);
       } else {
         free(j->error);
         j->error = fg__xstrdup("cancelled");
-        fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__CANCELLED, "cancelled");
+        if (fgd_job_set_state_stored(d, j, FULGUR__V1__JOB_STATE__CANCELLED, "cancelled")) {
+          free(j->error);
+          j->error = NULL;
+          not_stored(c, j);
+        } else {
+          reply_job(c, j);
+        }
       }
-      reply_job(c, j);
     }
   }
   fulgur__v1__cancel_job_request__free_unpacked(r, NULL);
@@ -327,8 +348,10 @@ static void handle_pause(fgd *d, fgd_call *c) {
   fgd_job *j = job_or_not_found(d, c, r->id);
   if (j) {
     if (j->state == FULGUR__V1__JOB_STATE__QUEUED) {
-      fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__PAUSED, "paused before it started");
-      reply_job(c, j);
+      if (fgd_job_set_state_stored(d, j, FULGUR__V1__JOB_STATE__PAUSED, "paused before it started"))
+        not_stored(c, j);
+      else
+        reply_job(c, j);
     } else if (j->state == FULGUR__V1__JOB_STATE__RUNNING && j->stage == FULGUR__V1__STAGE__FIT) {
       j->pause_requested = true;
       fgd_worker_signal(d, j, SIGUSR1);
@@ -357,10 +380,13 @@ static void handle_resume(fgd *d, fgd_call *c) {
     } else {
       char *msg = j->resume_ckpt ? fg__xasprintf("resumed; will continue from %s", j->resume_ckpt)
                                  : fg__xstrdup("resumed");
-      fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__QUEUED, msg);
+      if (fgd_job_set_state_stored(d, j, FULGUR__V1__JOB_STATE__QUEUED, msg)) {
+        not_stored(c, j);
+      } else {
+        reply_job(c, j);
+        fgd_schedule(d);
+      }
       free(msg);
-      reply_job(c, j);
-      fgd_schedule(d);
     }
   }
   fulgur__v1__resume_job_request__free_unpacked(r, NULL);

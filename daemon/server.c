@@ -371,14 +371,15 @@ static void on_new_call(fgd_server *s, fgd_call *c, bool ok) {
     return;
   }
   post_request(s, c->method);
-  /* The posted-request reference becomes the answering reference. */
-  if (c->method < 0) {
-    unary_answer(c, NULL, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
-    return;
-  }
+  /* The posted-request reference becomes the answering reference. The
+   * token is checked first: without it, no one learns which methods exist. */
   if (!authorized(s, c)) {
     unary_answer(c, NULL, GRPC_STATUS_UNAUTHENTICATED,
                  "missing or wrong 'authorization: Bearer <token>' metadata");
+    return;
+  }
+  if (c->method < 0) {
+    unary_answer(c, NULL, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
     return;
   }
   if (c->method >= FGD_M_HEALTH_CHECK) {

@@ -36,6 +36,7 @@ static const char *const sql[S_COUNT] = {
 };
 
 struct fgd_store {
+  int64_t max_pages; /* 0: no cap */
   sqlite3 *db;
   sqlite3_stmt *st[S_COUNT];
 };
@@ -74,7 +75,8 @@ int fgd_store_open(const char *path, int64_t max_bytes, fgd_store **out, char **
   if (rc == SQLITE_OK && max_bytes > 0) {
     char pragma[64];
     int64_t pages = max_bytes / 4096;
-    snprintf(pragma, sizeof pragma, "PRAGMA max_page_count=%lld", (long long)(pages < 8 ? 8 : pages));
+    s->max_pages = pages < 8 ? 8 : pages;
+    snprintf(pragma, sizeof pragma, "PRAGMA max_page_count=%lld", (long long)s->max_pages);
     rc = sqlite3_exec(s->db, pragma, NULL, NULL, &emsg);
   }
   for (int i = 0; rc == SQLITE_OK && i < S_COUNT; i++)
@@ -173,6 +175,17 @@ int fgd_store_load_jobs(fgd_store *s, void (*cb)(void *ctx, const fgd_store_job 
   sqlite3_reset(st);
   if (rc != SQLITE_DONE) return fail(s, rc, NULL, err, "load jobs");
   return 0;
+}
+
+int fgd_store_nearly_full(fgd_store *s) {
+  if (s->max_pages == 0) return 0;
+  sqlite3_stmt *st = NULL;
+  int64_t pages = 0;
+  if (sqlite3_prepare_v2(s->db, "PRAGMA page_count", -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    pages = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return pages * 10 >= s->max_pages * 9;
 }
 
 uint64_t fgd_store_max_seq(fgd_store *s, int64_t job) {

@@ -46,6 +46,10 @@ int fgd_store_update_job(fgd_store *s, int64_t rowid, const void *job, size_t le
 int fgd_store_put_event(fgd_store *s, int64_t job, uint64_t seq, const void *data, size_t len,
                         int *full, char **err);
 
+/* True when a size cap is set and less than a tenth of it is left: new
+ * jobs are refused then, so the jobs already accepted keep room for their
+ * events and state changes. */
+int fgd_store_nearly_full(fgd_store *s);
 /* Calls cb for every job, in submission order. */
 int fgd_store_load_jobs(fgd_store *s, void (*cb)(void *ctx, const fgd_store_job *j), void *ctx,
                         char **err);

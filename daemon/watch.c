@@ -33,10 +33,6 @@ static void finish(fgd_watch *w, grpc_status_code code, const char *msg) {
   free(w);
 }
 
-void fgd__watch_fail(fgd *d, fgd_watch *w, grpc_status_code code, const char *msg) {
-  finish(w, code, msg);
-}
-
 static void pump(fgd_watch *w) {
   if (w->sending) return;
   fgd_job *j = w->job;

@@ -1,7 +1,7 @@
 /* See roots.h. Which keys hold paths: the engine's schemas do not mark
  * them, so the rule is by name, and it errs on the side of checking: keys
  * named path, images, labels, root, dirpath, plugins (each item), and any
- * key ending in _path, _dir, _file or _root. A value of null or "" names
+ * key ending in _path, _dir, _file or _root but class_path. A value of null or "" names
  * nothing. */
 #include "roots.h"
 
@@ -20,6 +20,7 @@ static bool ends_with(const char *s, const char *suffix) {
 }
 
 static bool is_path_key(const char *k) {
+  if (strcmp(k, "class_path") == 0) return false; /* a class name, not a file */
   static const char *const exact[] = {"path", "images", "labels", "root", "dirpath", "plugins"};
   for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
     if (strcmp(k, exact[i]) == 0) return true;

@@ -1,17 +1,22 @@
 /* bench_daemon_load: what a busy control plane costs a training job.
  *
  *   bench_daemon_load --server unix:PATH --config FILE [--seconds 10] [--watchers 100]
+ *                     [--getjob-threads 4]
  *
  * Two runs of the same fit job on a running fulgurd:
  *   1. alone: no client but this one waiting for the end;
- *   2. loaded: 100 WatchJob streams open on it, and this thread calling
- *      GetJob back to back for --seconds.
+ *   2. loaded: 100 WatchJob streams open on it, and GetJob called back to
+ *      back for --seconds by 4 threads pinned together on one core (the
+ *      "one client core": a blocking call leaves its core idle while it
+ *      waits, so one thread alone measures latency, not the rate).
  * Training speed of each run is read from the job's own step events (their
  * time stamps are the worker's), over the same window of global steps, so
  * start-up and shutdown cancel out. Printed: GetJob calls/s with p50/p99
  * latency, event delivery latency (worker's stamp -> a watcher has it)
  * p50/p99, and loaded steps/s divided by alone steps/s. */
 #include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,15 +198,46 @@ static void *watch_main(void *arg) {
   return NULL;
 }
 
+typedef struct {
+  const char *id;
+  int64_t t_end;
+  int64_t *lat;
+  size_t n, cap;
+  int64_t last_step;
+  int cpu;
+} getter;
+
+static void *get_main(void *arg) {
+  getter *g = arg;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(g->cpu, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  int64_t t;
+  while ((t = now_ns()) < g->t_end) {
+    Fulgur__V1__Job *j = get_job(g->id);
+    int64_t dt = now_ns() - t;
+    g->last_step = j->progress->global_step;
+    protobuf_c_message_free_unpacked(&j->base, NULL);
+    if (g->n == g->cap) {
+      g->cap = g->cap ? 2 * g->cap : 1 << 16;
+      g->lat = realloc(g->lat, g->cap * sizeof *g->lat);
+    }
+    g->lat[g->n++] = dt;
+  }
+  return NULL;
+}
+
 int main(int argc, char **argv) {
   const char *server = NULL, *config_path = NULL;
   double seconds = 10;
-  int n_watchers = 100;
+  int n_watchers = 100, n_getters = 4;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--server") == 0) server = argv[i + 1];
     else if (strcmp(argv[i], "--config") == 0) config_path = argv[i + 1];
     else if (strcmp(argv[i], "--seconds") == 0) seconds = atof(argv[i + 1]);
     else if (strcmp(argv[i], "--watchers") == 0) n_watchers = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--getjob-threads") == 0) n_getters = atoi(argv[i + 1]);
   }
   char *config = config_path ? read_file(config_path) : NULL;
   if (!server || !config) {
@@ -227,21 +263,33 @@ int main(int argc, char **argv) {
     ws[i].id = loaded;
     pthread_create(&th[i], NULL, watch_main, &ws[i]);
   }
-  size_t cap = 1 << 20, n = 0;
-  int64_t *lat = malloc(cap * sizeof *lat);
   Fulgur__V1__Job *j0 = get_job(loaded);
   int64_t step0 = j0->progress->global_step;
   protobuf_c_message_free_unpacked(&j0->base, NULL);
-  int64_t t_start = now_ns(), t_end = t_start + (int64_t)(seconds * 1e9), t;
-  int64_t step1 = step0;
-  while ((t = now_ns()) < t_end) {
-    Fulgur__V1__Job *j = get_job(loaded);
-    int64_t dt = now_ns() - t;
-    step1 = j->progress->global_step;
-    protobuf_c_message_free_unpacked(&j->base, NULL);
-    if (n == cap) lat = realloc(lat, (cap *= 2) * sizeof *lat);
-    lat[n++] = dt;
+  int64_t t_start = now_ns();
+  /* The last core: the job's worker usually runs on another. */
+  int cpu = (int)sysconf(_SC_NPROCESSORS_ONLN) - 1;
+  getter *gs = calloc((size_t)n_getters, sizeof *gs);
+  pthread_t *gth = calloc((size_t)n_getters, sizeof *gth);
+  for (int i = 0; i < n_getters; i++) {
+    gs[i] = (getter){.id = loaded, .t_end = t_start + (int64_t)(seconds * 1e9), .cpu = cpu};
+    pthread_create(&gth[i], NULL, get_main, &gs[i]);
   }
+  size_t n = 0;
+  int64_t step1 = step0;
+  for (int i = 0; i < n_getters; i++) {
+    pthread_join(gth[i], NULL);
+    n += gs[i].n;
+    if (gs[i].last_step > step1) step1 = gs[i].last_step;
+  }
+  int64_t *lat = malloc((n + 1) * sizeof *lat);
+  for (int i = 0, k = 0; i < n_getters; i++) {
+    memcpy(lat + k, gs[i].lat, gs[i].n * sizeof *lat);
+    k += (int)gs[i].n;
+    free(gs[i].lat);
+  }
+  free(gs);
+  free(gth);
   double elapsed = (double)(now_ns() - t_start) / 1e9;
   Fulgur__V1__JobState end = wait_state(loaded, is_final);
   for (int i = 0; i < n_watchers; i++) pthread_join(th[i], NULL);
@@ -260,8 +308,9 @@ int main(int argc, char **argv) {
     free(ws[i].lat);
   }
   double r_alone = rate(&sa, step0, step1), r_loaded = rate(&sl, step0, step1);
-  printf("GetJob over %s, one client thread, %.1f s: %zu calls, %.0f calls/s, p50 %.0f us, p99 %.0f us\n",
-         server, elapsed, n, (double)n / elapsed, pct(lat, n, 0.5), pct(lat, n, 0.99));
+  printf("GetJob over %s, %d client threads on one core, %.1f s: %zu calls, %.0f calls/s, "
+         "p50 %.0f us, p99 %.0f us\n",
+         server, n_getters, elapsed, n, (double)n / elapsed, pct(lat, n, 0.5), pct(lat, n, 0.99));
   printf("watchers: %d streams, %zu live step events delivered, %zu streams ended non-OK; "
          "delivery p50 %.1f ms, p99 %.1f ms (worker stamp -> watcher)\n",
          n_watchers, total, bad, pct(all, total, 0.5) / 1e3, pct(all, total, 0.99) / 1e3);

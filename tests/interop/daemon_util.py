@@ -1,7 +1,9 @@
 """Shared by the daemon tests: Python stubs generated from proto/ with
 Debian's python3-grpc-tools (a client we did not write), a real fulgurd
 started on a unix socket in a temporary folder, and small configs."""
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +18,20 @@ FULGURD = os.path.join(BUILD, "fulgurd")
 PROTO = os.path.join(SOURCE, "proto")
 
 
+# Temporary folders, removed at exit unless FG_KEEP_TMP is set (to debug).
+_tmp = []
+
+
+@atexit.register
+def _cleanup():
+    if not os.environ.get("FG_KEEP_TMP"):
+        for d in _tmp:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def _stubs():
     out = tempfile.mkdtemp(prefix="fg-stubs-")
+    _tmp.append(out)
     protos = []
     for root, _, files in os.walk(PROTO):
         protos += [os.path.relpath(os.path.join(root, f), PROTO) for f in files if f.endswith(".proto")]
@@ -78,7 +92,10 @@ class Daemon:
     """fulgurd in a folder of its own; stop() checks it exits cleanly."""
 
     def __init__(self, work=None, args=(), state=None, sock=None):
-        self.work = work or tempfile.mkdtemp(prefix="fgd-")
+        if work is None:
+            work = tempfile.mkdtemp(prefix="fgd-")
+            _tmp.append(work)
+        self.work = work
         self.state = state or os.path.join(self.work, "state")
         self.sock = sock or os.path.join(self.work, "d.sock")
         self.args = list(args)

@@ -28,7 +28,8 @@ typedef struct {
 struct fg_dataloader {
   fg_dataset *ds;
   fg_dataloader_opts opts;
-  int64_t n, num_batches;
+  int64_t n, num_batches; /* n: samples this loader reads per epoch (its shard) */
+  int64_t n_total;         /* the dataset's length */
   int64_t *order; /* sample order of the current epoch */
 
   pthread_mutex_t mu;
@@ -100,8 +101,15 @@ int fg_dataloader_create(fg_dataset *ds, const fg_dataloader_opts *opts, fg_data
                       (long long)opts->batch_size);
   if (opts->num_workers < 0 || opts->num_workers > 64)
     return fg_err_set(err, FG_EINVAL, "num_workers must be 0 to 64, got %d", opts->num_workers);
-  int64_t n = fg_dataset_len(ds);
+  if (opts->world_size > 1 && (opts->rank < 0 || opts->rank >= opts->world_size))
+    return fg_err_set(err, FG_EINVAL, "rank %d is outside 0..%d", opts->rank, opts->world_size - 1);
+  int64_t n_total = fg_dataset_len(ds), n = n_total;
+  if (opts->world_size > 1) {
+    int64_t w = opts->world_size, r = opts->rank;
+    n = opts->pad ? (n_total + w - 1) / w : (n_total > r ? (n_total - r + w - 1) / w : 0);
+  }
   fg_dataloader *dl = fg__xcalloc(1, sizeof *dl);
+  dl->n_total = n_total;
   dl->ds = fg_dataset_ref(ds);
   dl->opts = *opts;
   dl->n = n;
@@ -189,6 +197,40 @@ static uint64_t below(uint64_t *s, uint64_t bound) {
   return (uint64_t)(m >> 64);
 }
 
+/* The epoch's indices of this rank, as torch.utils.data.DistributedSampler
+ * gives them (drop_last false): randperm(n) from a generator seeded with
+ * seed + epoch, or 0..n-1; padded to a multiple of the world size by
+ * repeating from the start (pad); then every world_size-th from rank. The
+ * permutation comes from libtorch's own generator so it is Python's. */
+static int shard_order(const fg_dataloader *dl, int64_t epoch, int64_t **out, char **err) {
+  int64_t n = dl->n_total, w = dl->opts.world_size, r = dl->opts.rank;
+  int64_t *all = malloc((size_t)(n ? n : 1) * sizeof *all);
+  int64_t *mine = malloc((size_t)(dl->n ? dl->n : 1) * sizeof *mine);
+  if (all == NULL || mine == NULL) {
+    free(all);
+    free(mine);
+    return fg_err_set(err, FG_ENOMEM, "dataloader: out of memory for %lld indices", (long long)n);
+  }
+  int rc = 0;
+  if (dl->opts.shuffle && n > 0) {
+    fg_tensor *perm = NULL;
+    rc = fg_tensor_randperm(n, dl->opts.seed + (uint64_t)epoch, &perm, err);
+    if (rc == 0) rc = fg_tensor_copy_out(perm, FG_INT64, all, (size_t)n * sizeof *all, err);
+    fg_tensor_free(perm);
+  } else {
+    for (int64_t i = 0; i < n; i++) all[i] = i;
+  }
+  /* Position k of the padded list is all[k % n]. */
+  for (int64_t i = 0; rc == 0 && i < dl->n; i++) mine[i] = all[(r + i * w) % n];
+  free(all);
+  if (rc) {
+    free(mine);
+    return rc;
+  }
+  *out = mine;
+  return 0;
+}
+
 int fg_dataloader_start_epoch(fg_dataloader *dl, int64_t epoch, char **err) {
   return fg_dataloader_start_epoch_at(dl, epoch, 0, err);
 }
@@ -198,10 +240,16 @@ int fg_dataloader_start_epoch_at(fg_dataloader *dl, int64_t epoch, int64_t first
   if (first_batch < 0 || first_batch > dl->num_batches)
     return fg_err_set(err, FG_EINVAL, "dataloader: cannot start at batch %lld of %lld",
                       (long long)first_batch, (long long)dl->num_batches);
+  int64_t *shard = NULL;
+  if (dl->opts.world_size > 1) {
+    int rc = shard_order(dl, epoch, &shard, err);
+    if (rc) return rc;
+  }
   pthread_mutex_lock(&dl->mu);
   end_epoch_locked(dl);
-  for (int64_t i = 0; i < dl->n; i++) dl->order[i] = i;
-  if (dl->opts.shuffle) {
+  for (int64_t i = 0; i < dl->n; i++) dl->order[i] = shard ? shard[i] : i;
+  free(shard);
+  if (dl->opts.shuffle && dl->opts.world_size <= 1) {
     /* Fisher-Yates from (seed, epoch): every epoch a new order, the same
      * one on every run with the same seed, so resumed runs see the batches
      * an uninterrupted run would have. */

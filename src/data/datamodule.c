@@ -21,6 +21,7 @@ struct fg_datamodule {
   loader_slot *slots[FG_SPLIT_COUNT];
   size_t n_slots[FG_SPLIT_COUNT];
   uint64_t seed;
+  int rank, world_size;
   char *keypath;
 };
 
@@ -50,6 +51,11 @@ size_t fg_datamodule_num_loaders(const fg_datamodule *dm, const char *split) {
 
 void fg_datamodule_set_seed(fg_datamodule *dm, uint64_t seed) { dm->seed = seed; }
 
+void fg_datamodule_set_distributed(fg_datamodule *dm, int rank, int world_size) {
+  dm->rank = rank;
+  dm->world_size = world_size;
+}
+
 int fg_datamodule_loader(fg_datamodule *dm, const char *split, size_t idx, fg_dataloader **out,
                          char **err) {
   int s = split_index(split);
@@ -67,6 +73,9 @@ int fg_datamodule_loader(fg_datamodule *dm, const char *split, size_t idx, fg_da
     fg_dataset *ds = obj;
     fg_dataloader_opts o = slot->opts;
     o.seed = dm->seed;
+    o.rank = dm->rank;
+    o.world_size = dm->world_size;
+    o.pad = s == 0; /* fit: every rank the same number of batches */
     rc = fg_dataloader_create(ds, &o, &slot->loader, err);
     fg_dataset_unref(ds);
     if (rc) return rc;

@@ -423,3 +423,67 @@ Test(dataloader, worker_errors_arrive_in_order) {
   }
   fg_dataset_unref(ds);
 }
+
+/* Each rank's indices for (n, world, shuffle, seed, epoch) are exactly
+ * torch.utils.data.DistributedSampler's (drop_last false) when padded,
+ * and every index once across the ranks when not (val, test, predict). */
+static void sharded(fg_dataset *ds, int rank, int world, bool shuffle, bool pad, int workers,
+                    int64_t epoch, int64_t *order, int64_t *count) {
+  fg_dataloader_opts o = {.batch_size = 3, .shuffle = shuffle, .num_workers = workers,
+                          .seed = 1234, .rank = rank, .world_size = world, .pad = pad};
+  fg_dataloader *dl = NULL;
+  char *err = NULL;
+  cr_assert_eq(fg_dataloader_create(ds, &o, &dl, &err), 0, "%s", err);
+  int64_t sizes[64];
+  int64_t nb = epoch_order(dl, epoch, order, sizes);
+  *count = 0;
+  for (int64_t b = 0; b < nb; b++) *count += sizes[b];
+  cr_assert_eq(nb, fg_dataloader_num_batches(dl));
+  fg_dataloader_free(dl);
+}
+
+Test(dataloader, distributed_sampler_matches_pytorch) {
+  const char *py = getenv("FG_PYTHON") ? getenv("FG_PYTHON") : "/usr/bin/python3";
+  char cmd[1024];
+  /* 11 samples over 3 ranks: 1 padded index; shuffle on and off; 2 epochs. */
+  snprintf(cmd, sizeof cmd,
+           "'%s' -c 'from torch.utils.data import DistributedSampler as S\n"
+           "for sh in (0, 1):\n"
+           "  for e in (0, 1):\n"
+           "    for r in range(3):\n"
+           "      s = S(range(11), num_replicas=3, rank=r, shuffle=bool(sh), seed=1234); s.set_epoch(e)\n"
+           "      print(\" \".join(map(str, s)))'",
+           py);
+  FILE *p = popen(cmd, "r");
+  cr_assert_not_null(p);
+  fg_dataset *ds = index_dataset(11, -1);
+  char line[256];
+  for (int sh = 0; sh < 2; sh++)
+    for (int e = 0; e < 2; e++)
+      for (int r = 0; r < 3; r++) {
+        cr_assert_not_null(fgets(line, sizeof line, p), "python gave too few lines");
+        int64_t order[16], n;
+        sharded(ds, r, 3, sh, true, r == 1 ? 2 : 0, e, order, &n);
+        cr_assert_eq(n, 4);
+        char *s = line;
+        for (int64_t i = 0; i < n; i++) {
+          char *end;
+          long want = strtol(s, &end, 10);
+          cr_assert_neq(end, s, "python line: %s", line);
+          cr_assert_eq(order[i], want, "shuffle %d epoch %d rank %d position %lld: %lld, python %ld",
+                       sh, e, r, (long long)i, (long long)order[i], want);
+          s = end;
+        }
+      }
+  cr_assert_eq(pclose(p), 0);
+  /* Unpadded: 11 = 4 + 4 + 3, each index exactly once. */
+  int seen[11] = {0};
+  for (int r = 0; r < 3; r++) {
+    int64_t order[16], n;
+    sharded(ds, r, 3, true, false, 0, 5, order, &n);
+    cr_assert_eq(n, r < 2 ? 4 : 3);
+    for (int64_t i = 0; i < n; i++) seen[order[i]]++;
+  }
+  for (int i = 0; i < 11; i++) cr_assert_eq(seen[i], 1);
+  fg_dataset_unref(ds);
+}

@@ -100,6 +100,19 @@ typedef struct {
   bool drop_last;
   int num_workers;
   uint64_t seed;
+  /* Distributed sharding, PyTorch's DistributedSampler(num_replicas =
+   * world_size, rank, shuffle, seed) with set_epoch(epoch): the epoch's
+   * indices are torch.randperm(n) from a generator seeded with seed +
+   * epoch (shuffle) or 0..n-1, and the loader reads indices[rank::world_size].
+   * With pad (the fit loader), the indices are first padded to a multiple
+   * of world_size by repeating them from the start, so that every rank has
+   * the same number of samples and batches; without it (val, test,
+   * predict) every sample is read exactly once across the ranks, as
+   * Lightning's UnrepeatedDistributedSampler. world_size 0 or 1 = the
+   * whole dataset in the loader's own order (above). */
+  int rank;
+  int world_size;
+  bool pad;
 } fg_dataloader_opts;
 
 /* The loader takes a reference to ds. */
@@ -138,6 +151,9 @@ size_t fg_datamodule_num_loaders(const fg_datamodule *dm, const char *split);
 int fg_datamodule_loader(fg_datamodule *dm, const char *split, size_t idx,
                          fg_dataloader **out, char **err);
 void fg_datamodule_set_seed(fg_datamodule *dm, uint64_t seed);
+/* Makes every loader built from now on read rank's shard of its dataset
+ * (fg_dataloader_opts.rank/world_size; padded for fit only). */
+void fg_datamodule_set_distributed(fg_datamodule *dm, int rank, int world_size);
 
 #ifdef __cplusplus
 }

@@ -210,11 +210,16 @@ void fgd_call_reply(fgd_call *c, const ProtobufCMessage *m) {
   unary_answer(c, fg_rpc_pack(m), GRPC_STATUS_OK, "");
 }
 
-void fgd_call_reply_bytes(fgd_call *c, const void *data, size_t len) {
+/* A byte buffer holding a copy of data. */
+static grpc_byte_buffer *copied_bb(const void *data, size_t len) {
   grpc_slice sl = grpc_slice_from_copied_buffer(data, len);
   grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
   grpc_slice_unref(sl);
-  unary_answer(c, bb, GRPC_STATUS_OK, "");
+  return bb;
+}
+
+void fgd_call_reply_bytes(fgd_call *c, const void *data, size_t len) {
+  unary_answer(c, copied_bb(data, len), GRPC_STATUS_OK, "");
 }
 
 void fgd_call_fail(fgd_call *c, grpc_status_code code, const char *fmt, ...) {
@@ -264,10 +269,7 @@ static void stream_send_bb(fgd_call *c, grpc_byte_buffer *bb) {
 void fgd_stream_send(fgd_call *c, const ProtobufCMessage *m) { stream_send_bb(c, fg_rpc_pack(m)); }
 
 void fgd_stream_send_bytes(fgd_call *c, const void *data, size_t len) {
-  grpc_slice sl = grpc_slice_from_copied_buffer(data, len);
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
-  grpc_slice_unref(sl);
-  stream_send_bb(c, bb);
+  stream_send_bb(c, copied_bb(data, len));
 }
 
 void fgd_stream_finish(fgd_call *c, grpc_status_code code, const char *msg) {

@@ -75,7 +75,7 @@ int fg_dist_create(const fg_dist_opts *o, fg_dist **out, char **err) {
   if (o->rank < 0 || o->rank >= o->world_size)
     throw std::runtime_error("rank " + std::to_string(o->rank) + " is outside 0.." +
                              std::to_string(o->world_size - 1));
-  if (o->master_port < 1 || o->master_port > 65535)
+  if (o->master_port < (o->rank == 0 ? 0 : 1) || o->master_port > 65535)
     throw std::runtime_error("master port " + std::to_string(o->master_port) +
                              " is outside 1..65535");
   if (!(o->timeout_s > 0)) throw std::runtime_error("timeout must be positive");
@@ -148,6 +148,7 @@ void fg_dist_free(fg_dist *d) {
 }
 
 int fg_dist_rank(const fg_dist *d) { return d->rank; }
+int fg_dist_master_port(const fg_dist *d) { return d->store ? (int)d->store->getPort() : 0; }
 int fg_dist_world_size(const fg_dist *d) { return d->world; }
 
 int fg_dist_allreduce(fg_dist *d, fg_tensor *const *ts, size_t n, fg_dist_op op,

@@ -11,6 +11,10 @@
 #include "util/numfmt.h"
 #include "util/xalloc.h"
 
+/* The batch-size total riding with the loss sums when ranks add theirs up
+ * (not a loss key: those are identifiers, this is not). */
+#define DDP_WEIGHT_KEY "fulgur weight"
+
 static int64_t limit_batches(const fg_trainer_opts *o, fg_split s, int64_t n) {
   if (o->limit_is_count[s]) return o->limit[s] < (double)n ? (int64_t)o->limit[s] : n;
   int64_t k = (int64_t)((double)n * o->limit[s]);
@@ -84,6 +88,12 @@ static int keep_artifacts(fg_loop *l, fg_split split, fg_value *metrics, char **
     }
     char *key = fg__xstrdup(fg_value_dict_key_at(metrics, i));
     fg_value *t = fg_value_dict_take(metrics, key);
+    if (!l->rank_zero) {
+      /* Other ranks computed the same (reduced) result; rank 0 keeps it. */
+      fg_value_free(t);
+      free(key);
+      continue;
+    }
     char *dir = fg__xasprintf("%s/artifacts", l->run_dir);
     char *flat = fg__xstrdup(key);
     for (char *c = flat; *c; c++)
@@ -177,6 +187,15 @@ int fg__loop_eval(fg_loop *l, fg_split split, bool sanity, char **err) {
         fg_events_emit(l->events, &ev);
       }
     }
+    if (rc == 0 && l->ddp && !sanity) {
+      /* The whole split: every rank's sums and batch sizes. */
+      fg_value_dict_set(sums, DDP_WEIGHT_KEY, fg_value_double(weight));
+      if ((rc = fg__ddp_sum_dict(l->ddp, &sums, err)) == 0) {
+        fg_value *w = fg_value_dict_take(sums, DDP_WEIGHT_KEY);
+        weight = w ? fg_value_as_double(w) : 0;
+        fg_value_free(w);
+      }
+    }
     for (size_t k = 0; rc == 0 && k < fg_value_len(sums) && weight > 0; k++) {
       char *key = loader_key(sname, fg_value_dict_key_at(sums, k), idx, n_loaders);
       fg_value_dict_set(metrics, key,
@@ -188,7 +207,8 @@ int fg__loop_eval(fg_loop *l, fg_split split, bool sanity, char **err) {
   if (rc == 0) {
     if (sanity) {
       fg_module_evaluators_reset(l->module, split);
-    } else if ((rc = fg_module_evaluators_epoch_end(l->module, split, metrics, err)) == 0 &&
+    } else if ((rc = l->ddp ? fg__ddp_reduce_evaluators(l->ddp, l->module, split, l->events, err) : 0) == 0 &&
+               (rc = fg_module_evaluators_epoch_end(l->module, split, metrics, err)) == 0 &&
                (rc = keep_artifacts(l, split, metrics, err)) == 0) {
       emit_scalars(l, FG_EVENT_EPOCH, split, metrics);
     }
@@ -500,6 +520,8 @@ static int pause_now(fg_loop *l, int64_t b, char **err) {
 /* A training step boundary: batch b of the epoch is the next to run. */
 static int step_boundary(fg_loop *l, int64_t b, char **err) {
   int rc = cancelled(l, err);
+  if (rc == 0 && l->ddp && l->pause && *l->pause)
+    return fg_err_set(err, FG_ECANCELED, "run cancelled (pause is not supported under strategy ddp yet)");
   if (rc == 0 && l->pause && *l->pause) rc = pause_now(l, b, err);
   return rc;
 }
@@ -510,6 +532,7 @@ static bool better(const fg_ckpt_callback *c, double a, double b) {
 }
 
 static int run_checkpoint(fg_loop *l, fg_ckpt_callback *c, char **err) {
+  if (!l->rank_zero) return 0; /* rank 0 alone writes checkpoints */
   if ((l->pos.epoch + 1) % c->every_n_epochs != 0) return 0;
   char *dir = ckpt_dir(l, c);
   fg_value *st = NULL;
@@ -701,9 +724,15 @@ static int early_stopping_check(fg_loop *l, fg_early_stopping *e, char **err) {
 
 static int run_early_stopping(fg_loop *l, char **err) {
   int rc = 0;
+  bool any = false;
   for (size_t i = 0; i < l->opts->n_callbacks && rc == 0; i++)
-    if (l->opts->callbacks[i]->type == FG_CB_EARLY_STOPPING)
+    if (l->opts->callbacks[i]->type == FG_CB_EARLY_STOPPING) {
+      any = true;
       rc = early_stopping_check(l, &l->opts->callbacks[i]->es, err);
+    }
+  /* A monitor may be rank-local (a training loss): the ranks stop together
+   * when any of them says so, as Lightning's reduce_boolean_decision. */
+  if (rc == 0 && any && l->ddp) rc = fg__ddp_any(l->ddp, &l->should_stop, err);
   return rc;
 }
 
@@ -780,6 +809,9 @@ static int train_epoch(fg_loop *l, fg_dataloader *dl, bool *complete, char **err
     } else {
       rc = fg_tensor_backward(r.loss, err);
     }
+    /* DDP: the gradients averaged over the ranks, once per window, on
+     * the step that applies them. */
+    if (rc == 0 && do_step && l->ddp) rc = fg__ddp_sync_grads(l->ddp, l->module, err);
     /* One forward and backward; every optimizer whose turn it is
      * (frequency) steps its own parameters. */
     for (size_t i = 0; i < os->n && rc == 0 && do_step; i++)
@@ -894,7 +926,8 @@ int fg__loop_fit(fg_loop *l, char **err) {
         return rc;
     }
     fg_value *m = fg_value_dict();
-    rc = fg_module_evaluators_epoch_end(l->module, FG_SPLIT_FIT, m, err);
+    rc = l->ddp ? fg__ddp_reduce_evaluators(l->ddp, l->module, FG_SPLIT_FIT, l->events, err) : 0;
+    if (rc == 0) rc = fg_module_evaluators_epoch_end(l->module, FG_SPLIT_FIT, m, err);
     if (rc == 0) rc = keep_artifacts(l, FG_SPLIT_FIT, m, err);
     if (rc == 0) emit_scalars(l, FG_EVENT_EPOCH, FG_SPLIT_FIT, m);
     fg_value_free(m);

@@ -168,6 +168,7 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   fg_optim_set *optim = NULL;
   char *run_dir = NULL;
   fg_events *bus = NULL;
+  fg__ddp *ddp = NULL;
   fg_loop loop;
   memset(&loop, 0, sizeof loop);
   int rc = fg_config_check(config, true, err);
@@ -182,17 +183,25 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   /* Seed first: parameter initialization draws from the global generator. */
   fg_node *se = fg_node_get(config, "seed_everything");
   uint64_t seed = 0;
-  bool seeded = true;
+  bool seeded = true, drawn = false;
   if (fg_node_kind_of(se) == FG_NODE_BOOL) {
     seeded = fg_node_bool(se);
-    if (seeded) {
-      seed = random_seed();
-      fg_node_map_set(config, "seed_everything", fg_node_new_int((int64_t)seed));
-    }
+    drawn = seeded;
+    if (seeded) seed = random_seed();
   } else {
     seed = (uint64_t)fg_node_int(se);
   }
+  /* strategy: ddp joins (or starts) the other ranks here, with the config
+   * as checked (its hash must match theirs) and rank 0's seed for all. */
+  if ((rc = fg__ddp_start(config, ro->stage, &topts, &seed, &ddp, err))) goto done;
+  bool rank_zero = fg__ddp_rank(ddp) == 0;
+  if (drawn) fg_node_map_set(config, "seed_everything", fg_node_new_int((int64_t)seed));
   if (seeded) fg_torch_manual_seed(seed);
+  if (ddp && !topts.num_threads_set) {
+    /* The cores are shared by the ranks on this machine. */
+    int per = topts.num_threads / fg__ddp_local_world(ddp);
+    topts.num_threads = per > 0 ? per : 1;
+  }
   if ((rc = fg_torch_set_num_threads(topts.num_threads, err))) goto done;
   if ((rc = fg_torch_set_deterministic(topts.deterministic, err))) goto done;
 
@@ -204,13 +213,16 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
     goto done;
   dm = obj;
   fg_datamodule_set_seed(dm, seed);
+  if (ddp) fg_datamodule_set_distributed(dm, fg__ddp_rank(ddp), fg__ddp_world(ddp));
 
-  if ((rc = make_run_dir(topts.default_root_dir, &run_dir, err))) goto done;
+  /* Rank 0 alone writes the run directory, logs and events; the other
+   * ranks run with a bus that has no sinks. */
   bus = fg_events_create();
-  if (ro->events) fg_events_add_sink(bus, (fg_sink){forward_emit, NULL, ro->events});
-  if (ro->progress && topts.enable_progress_bar)
+  if (rank_zero && (rc = make_run_dir(topts.default_root_dir, &run_dir, err))) goto done;
+  if (rank_zero && ro->events) fg_events_add_sink(bus, (fg_sink){forward_emit, NULL, ro->events});
+  if (rank_zero && ro->progress && topts.enable_progress_bar)
     fg_events_add_sink(bus, fg__progress_sink_create(ro->progress));
-  if (topts.csv) {
+  if (rank_zero && topts.csv) {
     char *dir = topts.csv->save_dir
                     ? (topts.csv->name ? fg__xasprintf("%s/%s/%s", topts.csv->save_dir, topts.csv->name,
                                                        strrchr(run_dir, '/') + 1)
@@ -225,7 +237,7 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
     if (rc) goto done;
     fg_events_add_sink(bus, csv);
   }
-  {
+  if (rank_zero) {
     char *yaml = NULL, *path = fg__xasprintf("%s/config.yaml", run_dir);
     rc = fg_node_emit(config, &yaml, err);
     if (rc == 0) rc = fg__write_file_atomic(path, yaml, strlen(yaml), err);
@@ -238,7 +250,10 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
     free(path);
     if (rc) goto done;
   }
-  fg_events_log(bus, FG_LOG_INFO, "run directory: %s", run_dir);
+  if (run_dir) fg_events_log(bus, FG_LOG_INFO, "run directory: %s", run_dir);
+  if (ddp)
+    fg_events_log(bus, FG_LOG_INFO, "strategy ddp: %d ranks (%d on this machine), rank 0 logs",
+                  fg__ddp_world(ddp), fg__ddp_local_world(ddp));
   if (seeded) fg_events_log(bus, FG_LOG_INFO, "seed set to %llu", (unsigned long long)seed);
   /* The module's ckpt_path and finetune_cfg come first: the optimizer must
    * only see the parameters that train, and a resumed run's checkpoint
@@ -259,6 +274,8 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   loop.seed = seed;
   loop.run_dir = run_dir;
   loop.last_metrics = fg_value_dict();
+  loop.ddp = ddp;
+  loop.rank_zero = rank_zero;
 
   fg_node *ck = fg_node_get(config, "ckpt_path");
   const char *ckpt = ck && fg_node_kind_of(ck) == FG_NODE_STRING ? fg_node_str(ck) : NULL;
@@ -286,6 +303,10 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
                   fg_stage_name(ro->stage));
   }
 
+  /* DDP's start: every rank from rank 0's weights (a resume loaded the
+   * same checkpoint everywhere; this also covers unseeded runs). */
+  if (ddp && (rc = fg__ddp_broadcast_params(ddp, module, err))) goto done;
+
   fg_event st = {.kind = FG_EVENT_STATE, .text = "running", .batch_idx = -1, .num_batches = -1,
                  .max_epochs = -1, .max_steps = -1};
   fg_events_emit(bus, &st);
@@ -296,10 +317,22 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
     case FG_STAGE_PREDICT: rc = fg__predict_run(&loop, ckpt, err); break;
     default: rc = fg_err_set(err, FG_EUNSUPPORTED, "stage not supported"); break;
   }
+  if (ddp) {
+    /* The job's outcome is every rank's: a failure names its rank, and
+     * success waits for the others. */
+    rc = fg__ddp_fail(ddp, rc, err);
+    int crc = fg__ddp_close(ddp, rc == 0, rc == 0 ? err : NULL);
+    ddp = NULL;
+    if (rc == 0) rc = crc;
+  }
   st.text = rc == 0 ? "succeeded" : rc == FG_ECANCELED ? "cancelled" : rc == FG_EPAUSED ? "paused" : "failed";
   fg_events_emit(bus, &st);
 
 done:
+  if (ddp) {
+    rc = fg__ddp_fail(ddp, rc, err);
+    fg__ddp_close(ddp, false, NULL);
+  }
   if (bus) {
     /* Closing flushes the CSV logger: a failure there fails the run. */
     int crc = fg_events_free(bus, rc == 0 ? err : NULL);

@@ -86,6 +86,10 @@ typedef struct {
   int64_t accumulate_grad_batches;
   double val_check_interval; /* fraction of an epoch, or a batch count */
   bool val_check_is_count;
+  bool num_threads_set;      /* num_threads was given (else: the cores, shared by local ranks) */
+  int devices;               /* processes per machine */
+  int num_nodes;
+  double ddp_timeout;        /* seconds */
 } fg_trainer_opts;
 
 int fg__trainer_opts_parse(const fg_node *trainer_cfg, fg_trainer_opts *out,
@@ -138,6 +142,47 @@ int fg__csv_logger_create(const char *path, int64_t flush_every, fg_sink *out,
                           char **err);
 fg_sink fg__progress_sink_create(FILE *tty);
 
+/* ---- strategy: ddp (ddp.c) --------------------------------------------------- */
+
+/* A distributed run's membership and group; NULL everywhere means one
+ * process. */
+typedef struct fg__ddp fg__ddp;
+
+/* Decides from the trainer options and torchrun's environment whether
+ * the run is distributed (*out NULL when not). When it is: joins as RANK,
+ * or, without the environment and with devices > 1, becomes rank 0 and
+ * starts ranks 1..N-1 (fulgur-rank); checks at rendezvous that every rank
+ * has the same WORLD_SIZE and config (its checked YAML's hash); *seed
+ * becomes rank 0's seed on every rank. Errors start with "rank R: ". */
+int fg__ddp_start(const fg_node *config, fg_stage stage, const fg_trainer_opts *o,
+                  uint64_t *seed, fg__ddp **out, char **err);
+int fg__ddp_rank(const fg__ddp *d);        /* 0 for NULL */
+int fg__ddp_world(const fg__ddp *d);       /* 1 for NULL */
+int fg__ddp_local_world(const fg__ddp *d); /* ranks on this machine; 1 for NULL */
+/* DDP's start: every rank gets rank 0's parameters. */
+int fg__ddp_broadcast_params(fg__ddp *d, fg_module *m, char **err);
+/* Averages the gradients of the trainable parameters (requires_grad)
+ * across ranks, bucketed; a trainable parameter without a gradient gets
+ * zeros first. */
+int fg__ddp_sync_grads(fg__ddp *d, fg_module *m, char **err);
+/* Replaces *dict (numbers or tensors) by the sum over ranks of every
+ * rank's dict (keys any rank has). */
+int fg__ddp_sum_dict(fg__ddp *d, fg_value **dict, char **err);
+/* Sums every evaluator state of a split across ranks into every rank's
+ * evaluators (TorchMetrics' dist_reduce_fx "sum"), before compute. */
+int fg__ddp_reduce_evaluators(fg__ddp *d, fg_module *m, fg_split split, fg_events *bus,
+                              char **err);
+/* *flag becomes true on every rank when it is true on any. */
+int fg__ddp_any(fg__ddp *d, bool *flag, char **err);
+/* Called with a failed run's code and message: names the rank that
+ * caused it ("rank R: ...") and posts this rank's error for the others.
+ * Returns the code to report. NULL d: returns rc. */
+int fg__ddp_fail(fg__ddp *d, int rc, char **err);
+/* Leaves the group (after a barrier when ok) and, as the rank that
+ * started the others, waits for them (ok) or stops them; a child that
+ * failed fails an ok run. Frees d; NULL is a no-op. */
+int fg__ddp_close(fg__ddp *d, bool ok, char **err);
+
 /* ---- loops --------------------------------------------------------------- */
 
 typedef struct {
@@ -158,6 +203,8 @@ typedef struct {
   bool should_stop;       /* set by EarlyStopping */
   bool val_this_epoch;    /* check_val_every_n_epoch selects this epoch */
   int64_t fit_batches;    /* batches per training epoch (after limits) */
+  fg__ddp *ddp;           /* NULL: one process */
+  bool rank_zero;         /* writes checkpoints, artifacts, logs (true without ddp) */
 } fg_loop;
 
 int fg__loop_fit(fg_loop *l, char **err);

@@ -40,20 +40,36 @@ static int check_accelerator(const fg_node *v, const char *k, char **err) {
   if (strcmp(s, "cpu") == 0 || strcmp(s, "auto") == 0) return 0;
   return fg_config_error(err, v, k, "expected 'cpu' or 'auto' (this libtorch is CPU-only), got '%s'", s);
 }
+/* The most ranks one machine may run: one per core (a rank is a process
+ * with at least one libtorch thread; more would only time-slice). */
+static long max_devices(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? n : 1;
+}
 static int check_devices(const fg_node *v, const char *k, char **err) {
-  if ((fg_node_kind_of(v) == FG_NODE_INT && fg_node_int(v) == 1) ||
-      (fg_node_kind_of(v) == FG_NODE_STRING && strcmp(fg_node_str(v), "auto") == 0))
-    return 0;
-  return fg_config_error(err, v, k, "only devices: 1 is supported by this fulgur version");
+  if (fg_node_kind_of(v) == FG_NODE_STRING) {
+    if (strcmp(fg_node_str(v), "auto") == 0) return 0;
+    return fg_config_error(err, v, k, "expected a number of processes or 'auto', got '%s'",
+                           fg_node_str(v));
+  }
+  int rc = check_int_min(v, k, 1, err);
+  if (rc == 0 && fg_node_int(v) > max_devices())
+    rc = fg_config_error(err, v, k,
+                         "%lld processes on a machine with %ld CPU cores; at most %ld (one per core)",
+                         (long long)fg_node_int(v), max_devices(), max_devices());
+  return rc;
 }
 static int check_num_nodes(const fg_node *v, const char *k, char **err) {
-  if (fg_node_int(v) == 1) return 0;
-  return fg_config_error(err, v, k, "only num_nodes: 1 is supported by this fulgur version");
+  return check_int_min(v, k, 1, err);
 }
 static int check_strategy(const fg_node *v, const char *k, char **err) {
   const char *s = fg_node_str(v);
-  if (strcmp(s, "auto") == 0 || strcmp(s, "single_device") == 0) return 0;
-  return fg_config_error(err, v, k, "strategy '%s' is not supported by this fulgur version", s);
+  if (strcmp(s, "auto") == 0 || strcmp(s, "single_device") == 0 || strcmp(s, "ddp") == 0) return 0;
+  return fg_config_error(err, v, k, "expected 'auto', 'ddp' or 'single_device', got '%s'", s);
+}
+static int check_timeout(const fg_node *v, const char *k, char **err) {
+  if (fg_node_float(v) > 0) return 0;
+  return fg_config_error(err, v, k, "expected a number of seconds > 0, got %g", fg_node_float(v));
 }
 static int check_threads(const fg_node *v, const char *k, char **err) {
   return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : check_int_min(v, k, 1, err);
@@ -87,9 +103,10 @@ static const fg_param trainer_params[] = {
     {"deterministic", FG_T_NULL | FG_T_BOOL, "null", "deterministic algorithms", NULL, 0},
     {"precision", FG_T_INT | FG_T_STRING, "32-true", "numeric precision", check_precision, 0},
     {"accelerator", FG_T_STRING, "auto", "cpu", check_accelerator, 0},
-    {"devices", FG_T_INT | FG_T_STRING, "auto", "devices", check_devices, 0},
-    {"num_nodes", FG_T_INT, "1", "machines", check_num_nodes, 0},
-    {"strategy", FG_T_STRING, "auto", "distribution strategy", check_strategy, 0},
+    {"devices", FG_T_INT | FG_T_STRING, "auto", "processes per machine (auto: 1 on CPU)", check_devices, 0},
+    {"num_nodes", FG_T_INT, "1", "machines (torchrun's environment names this one)", check_num_nodes, 0},
+    {"strategy", FG_T_STRING, "auto", "auto (ddp when devices x num_nodes > 1), ddp, single_device", check_strategy, 0},
+    {"ddp_timeout", FG_T_INT | FG_T_FLOAT, "1800", "seconds any rank waits for the others (rendezvous, collectives) before failing", check_timeout, 0},
     {"num_threads", FG_T_NULL | FG_T_INT, "null", "libtorch and OpenBLAS threads (null: all cores)", check_threads, 0},
     {"predict_threads", FG_T_NULL | FG_T_INT, "null", "worker threads running predict tasks (null: all cores)", check_threads, 0},
     {"gradient_clip_val", FG_T_NULL | FG_T_FLOAT, "null", "clip gradients at this norm or value (null: no clipping)", check_clip, 0},
@@ -102,6 +119,13 @@ int fg__trainer_config_check(fg_node *cfg, bool fill, char **err) {
   int rc = fg_schema_check(trainer_params, sizeof trainer_params / sizeof trainer_params[0], cfg,
                            "trainer", fill, err);
   if (rc) return rc;
+  const fg_node *st = fg_node_get(cfg, "strategy"), *dv = fg_node_get(cfg, "devices");
+  const fg_node *nn = fg_node_get(cfg, "num_nodes");
+  if (st && strcmp(fg_node_str(st), "single_device") == 0 &&
+      ((dv && fg_node_kind_of(dv) == FG_NODE_INT && fg_node_int(dv) > 1) ||
+       (nn && fg_node_int(nn) > 1)))
+    return fg_config_error(err, st, "trainer.strategy",
+                           "single_device runs one process; devices x num_nodes > 1 needs 'ddp'");
   fg_node *cbs = fg_node_get(cfg, "callbacks");
   if (cbs && fg_node_kind_of(cbs) == FG_NODE_MAP) {
     /* One callback object written without a list. */
@@ -222,6 +246,13 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
   const fg_node *ag = fg_node_get(cfg, "accumulate_grad_batches");
   o->accumulate_grad_batches = ag ? fg_node_int(ag) : 1;
   o->val_check_interval = limit_of(fg_node_get(cfg, "val_check_interval"), &o->val_check_is_count);
+  const fg_node *dv = fg_node_get(cfg, "devices");
+  o->devices = dv && fg_node_kind_of(dv) == FG_NODE_INT ? (int)fg_node_int(dv) : 1;
+  const fg_node *nn = fg_node_get(cfg, "num_nodes");
+  o->num_nodes = nn ? (int)fg_node_int(nn) : 1;
+  const fg_node *to = fg_node_get(cfg, "ddp_timeout");
+  o->ddp_timeout = to ? fg_node_float(to) : 1800;
+  o->num_threads_set = nt && fg_node_kind_of(nt) == FG_NODE_INT;
 
   int rc = 0;
   const fg_node *cbs = fg_node_get(cfg, "callbacks");

@@ -28,7 +28,8 @@ typedef struct {
   int rank;                /* 0 .. world_size-1; rank 0 hosts the store */
   int world_size;          /* >= 1 */
   const char *master_addr; /* where rank 0's store listens (MASTER_ADDR) */
-  int master_port;         /* MASTER_PORT; rank 0 binds it */
+  int master_port;         /* MASTER_PORT; rank 0 binds it (0: any free port, see
+                              fg_dist_master_port) */
   double timeout_s;        /* bound of every wait: connect, rendezvous, collectives */
   /* Called before the process group is built, after every rank reached the
    * store (the store alone is enough for it). May be NULL. Returning
@@ -49,6 +50,9 @@ int fg_dist_create(const fg_dist_opts *opts, fg_dist **out, char **err);
 /* Leaves the group; NULL is a no-op. Never blocks longer than the timeout. */
 void fg_dist_free(fg_dist *d);
 int fg_dist_rank(const fg_dist *d);
+/* The port the store listens on (the one rank 0 picked when given 0);
+ * valid from on_store on. */
+int fg_dist_master_port(const fg_dist *d);
 int fg_dist_world_size(const fg_dist *d);
 
 typedef enum { FG_DIST_SUM = 0, FG_DIST_AVG } fg_dist_op;

@@ -248,6 +248,21 @@ with tempfile.TemporaryDirectory() as work:
               os.listdir(tr_root) == ["version_0"] and "run directory" not in outs[1][1],
               outs[1][1][-500:])
 
+    # Resume under ddp: 1 epoch, then --ckpt_path for the rest, ends where
+    # an uninterrupted run ends (every rank loads the checkpoint).
+    half_cfg, half_root = config(work, "half", yaml, 16, True, devices=2, max_epochs=1)
+    r1, _ = run(["fit", "--config", half_cfg])
+    r2, _ = run(["fit", "--config", half_cfg, f"--trainer.max_epochs={EPOCHS}", "--ckpt_path",
+                 os.path.join(half_root, "version_0", "checkpoints", "last.ckpt")])
+    if r1.returncode or r2.returncode or r.returncode:
+        check("resume under ddp", False, r1.stderr[-1000:] + r2.stderr[-1000:])
+    else:
+        a = last_ckpt(spawn_root)
+        b = torch.load(os.path.join(half_root, "version_1", "checkpoints", "last.ckpt"))
+        check("resume under ddp ends with the uninterrupted run's weights",
+              a["global_step"] == b["global_step"] and
+              all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"]))
+
     # A killed rank fails the job within the timeout, naming the rank.
     long_cfg, _ = config(work, "long", yaml, 16, True, devices=2, max_epochs=100000, timeout=10)
     p = subprocess.Popen([FULGUR, "fit", "--config", long_cfg], stdout=subprocess.PIPE,

@@ -441,7 +441,7 @@ static int on_store(void *ctx, fg_dist *dist, char **err) {
       snprintf(key, sizeof key, "hello/%d", r);
       snprintf(what, sizeof what, "rank %d (of WORLD_SIZE=%d)", r, d->world);
       if ((rc = wait_key(d, dist, key, what, &got, err))) {
-        verdict = fg__xasprintf("error rank 0 gave up: %s", *err ? *err : "");
+        verdict = fg__xasprintf("error rank 0 gave up: %s", err && *err ? *err : fg_strerror(rc));
         break;
       }
       int w = 0;

@@ -64,9 +64,48 @@ fg_value *from_ivalue(const c10::IValue &v) {
 
 namespace {
 
+// Whether v (alive) holds exactly what iv holds: the same tensors (not
+// copies) and equal scalars, recursively. A cached output is matched by
+// address, and an address can be reused once the value it named is freed;
+// this check makes a match mean the same object, not the same address.
+bool same_object(const fg_value *v, const c10::IValue &iv) {
+  switch (fg_value_kind_of(v)) {
+    case FG_VALUE_NONE:
+      return iv.isNone();
+    case FG_VALUE_BOOL:
+      return iv.isBool() && iv.toBool() == fg_value_as_bool(v);
+    case FG_VALUE_INT:
+      return iv.isInt() && iv.toInt() == fg_value_as_int(v);
+    case FG_VALUE_DOUBLE:
+      return iv.isDouble() && iv.toDouble() == fg_value_as_double(v);
+    case FG_VALUE_STRING:
+      return iv.isString() && iv.toStringRef() == fg_value_as_string(v);
+    case FG_VALUE_TENSOR:
+      return iv.isTensor() &&
+             iv.toTensor().unsafeGetTensorImpl() == fg_value_as_tensor(v)->t.unsafeGetTensorImpl();
+    case FG_VALUE_LIST: {
+      if (!iv.isList() || iv.toListRef().size() != fg_value_len(v)) return false;
+      const auto &items = iv.toListRef();
+      for (size_t i = 0; i < items.size(); i++)
+        if (!same_object(fg_value_list_at(v, i), items[i])) return false;
+      return true;
+    }
+    case FG_VALUE_DICT: {
+      if (!iv.isGenericDict() || iv.toGenericDict().size() != fg_value_len(v)) return false;
+      auto d = iv.toGenericDict();
+      for (size_t i = 0; i < fg_value_len(v); i++) {
+        c10::IValue key(std::string(fg_value_dict_key_at(v, i)));
+        if (!d.contains(key) || !same_object(fg_value_dict_value_at(v, i), d.at(key))) return false;
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
 c10::IValue to_call_ivalue(const fg_jit_module *jm, const fg_value *v) {
   for (const auto &o : jm->outputs)
-    if (o.first == v) return o.second;
+    if (o.first == v && same_object(v, o.second)) return o.second;
   if (fg_value_kind_of(v) == FG_VALUE_TENSOR) return fg_value_as_tensor(v)->t;
   if (fg_value_kind_of(v) == FG_VALUE_DICT) {
     bool tensors = true;
@@ -159,18 +198,17 @@ int fg_jit_call(fg_jit_module *jm, const char *method, const fg_value *const *ar
   FG_GUARD_BEGIN
   auto meth = jm->m.find_method(method);
   if (!meth) throw std::runtime_error(std::string("the module has no method ") + method);
+  // A forward starts a step: the previous step's output is gone (its
+  // address may now hold this call's input).
+  if (std::strcmp(method, "forward") == 0) jm->outputs.clear();
   std::vector<c10::IValue> in;
   for (size_t i = 0; i < n; i++) in.push_back(to_call_ivalue(jm, args[i]));
   c10::IValue r = (*meth)(std::move(in));
   fg_value *v = fg::from_ivalue(r);
   if (v == nullptr) throw std::runtime_error(std::string(method) + " returned a value fulgur cannot read");
   // forward's output is passed back to loss_step and metric_step within
-  // the same step, while it is alive; the next forward starts afresh, so
-  // an address reused after a free is never mistaken for it.
-  if (std::strcmp(method, "forward") == 0) {
-    jm->outputs.clear();
-    jm->outputs.emplace_back(v, r);
-  }
+  // the same step, while it is alive, with its exact TorchScript type.
+  if (std::strcmp(method, "forward") == 0) jm->outputs.emplace_back(v, r);
   *out = v;
   return 0;
   FG_GUARD_END

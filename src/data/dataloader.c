@@ -180,6 +180,7 @@ void fg_dataloader_free(fg_dataloader *dl) {
 }
 
 int64_t fg_dataloader_num_batches(const fg_dataloader *dl) { return dl->num_batches; }
+int64_t fg_dataloader_batch_size(const fg_dataloader *dl) { return dl->opts.batch_size; }
 
 fg_dataset *fg_dataloader_dataset(const fg_dataloader *dl) { return dl->ds; }
 

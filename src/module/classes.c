@@ -147,13 +147,21 @@ static int cls_labels(fg_module *m, const fg_value *const *args, size_t n, fg_va
 
 /* labels.csv beside predictions.pt: index,label for every sample in
  * order; written to a temporary name and renamed, so a file that exists
- * is complete. */
+ * is complete. Under ddp without predict_gather the engine passes (rank,
+ * world size) too: rank r > 0 writes labels_<r>.csv, and the index is the
+ * dataset's (rank r holds samples r, r + world, ...). */
 static int cls_labels_end(fg_module *m, const fg_value *const *args, size_t n, fg_value **out,
                           char **err) {
   (void)m;
   if (n < 2 || fg_value_kind_of(args[0]) != FG_VALUE_LIST || fg_value_as_string(args[1]) == NULL)
     return fg_err_set(err, FG_EINVAL, "expected (results, output_path)");
-  char *path = fg__xasprintf("%s/labels.csv", fg_value_as_string(args[1]));
+  int64_t rank = 0, world = 1;
+  if (n >= 4 && fg_value_kind_of(args[2]) == FG_VALUE_INT && fg_value_kind_of(args[3]) == FG_VALUE_INT) {
+    rank = fg_value_as_int(args[2]);
+    world = fg_value_as_int(args[3]) > 0 ? fg_value_as_int(args[3]) : 1;
+  }
+  char *path = rank == 0 ? fg__xasprintf("%s/labels.csv", fg_value_as_string(args[1]))
+                         : fg__xasprintf("%s/labels_%lld.csv", fg_value_as_string(args[1]), (long long)rank);
   char *tmp = fg__xasprintf("%s.tmp", path);
   FILE *f = fopen(tmp, "w");
   int rc = 0;
@@ -161,14 +169,17 @@ static int cls_labels_end(fg_module *m, const fg_value *const *args, size_t n, f
     rc = fg_err_set(err, FG_EIO, "cannot write %s: %s", tmp, strerror(errno));
   } else {
     fputs("index,label\n", f);
-    int64_t idx = 0;
+    int64_t idx = rank;
     for (size_t b = 0; b < fg_value_len(args[0]) && rc == 0; b++) {
       const fg_tensor *t = fg_value_as_tensor(fg_value_list_at(args[0], b));
       int64_t k = fg_tensor_numel(t);
       int64_t *v = malloc((size_t)(k ? k : 1) * sizeof *v);
       if (v == NULL) rc = fg_err_set(err, FG_ENOMEM, "labels.csv: out of memory");
       else rc = fg_tensor_copy_out(t, FG_INT64, v, (size_t)k * sizeof *v, err);
-      for (int64_t i = 0; rc == 0 && i < k; i++) fprintf(f, "%lld,%lld\n", (long long)idx++, (long long)v[i]);
+      for (int64_t i = 0; rc == 0 && i < k; i++) {
+        fprintf(f, "%lld,%lld\n", (long long)idx, (long long)v[i]);
+        idx += world;
+      }
       free(v);
     }
     if (fclose(f) != 0 && rc == 0) rc = fg_err_set(err, FG_EIO, "cannot write %s", tmp);
@@ -369,6 +380,8 @@ static void set_fit_start_options(fg_module *m, const fg_node *args) {
   free(pats);
   const char **tasks = string_list(fg_node_get(args, "predict_tasks"), &n);
   fg_module_set_predict(m, tasks, n, fg_node_str(fg_node_get(args, "predict_path")));
+  const fg_node *pg = fg_node_get(args, "predict_gather");
+  fg_module_set_predict_gather(m, pg && fg_node_kind_of(pg) == FG_NODE_BOOL && fg_node_bool(pg));
   free(tasks);
 }
 
@@ -382,6 +395,7 @@ static const fg_param module_params[] = {
     {"finetune_cfg", FG_T_NULL | FG_T_STRING | FG_T_SEQ | FG_T_MAP, "null", "parameters to fine-tune (name patterns; the rest are frozen)", check_finetune, 0},
     {"predict_tasks", FG_T_NULL | FG_T_STRING | FG_T_SEQ, "null", "prediction task names (predict_<task> hooks)", NULL, FG_T_STRING},
     {"predict_path", FG_T_NULL | FG_T_STRING, "null", "where tasks write <predict_path>/<task>/ (relative to the checkpoint's run directory)", NULL, 0},
+    {"predict_gather", FG_T_BOOL, "false", "under ddp, gather every task's results to rank 0 in dataset order before predict_<task>_end", NULL, 0},
 };
 
 static const char *const lm_aliases[] = {"LightningModule",

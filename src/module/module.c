@@ -29,6 +29,7 @@ struct fg_module {
   char **predict_tasks;
   size_t n_predict_tasks;
   char *predict_path;
+  bool predict_gather;
   char **finetune_patterns; /* finetune_cfg */
   size_t n_finetune;
   bool finetune;
@@ -485,3 +486,5 @@ void fg_module_set_predict(fg_module *m, const char *const *tasks, size_t n, con
 size_t fg_module_num_predict_tasks(const fg_module *m) { return m->n_predict_tasks; }
 const char *fg_module_predict_task(const fg_module *m, size_t i) { return m->predict_tasks[i]; }
 const char *fg_module_predict_path(const fg_module *m) { return m->predict_path; }
+void fg_module_set_predict_gather(fg_module *m, bool gather) { m->predict_gather = gather; }
+bool fg_module_predict_gather(const fg_module *m) { return m->predict_gather; }

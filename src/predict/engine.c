@@ -16,7 +16,18 @@
  * tasks overlap, and each task sees its batches in order because a batch
  * is handed over only when the previous one is done. Meanwhile the
  * caller's thread loads the next batch and computes its dependencies, so
- * batches are pipelined. */
+ * batches are pipelined.
+ *
+ * Under ddp every rank predicts its shard (the unpadded DistributedSampler
+ * split: rank r has samples r, r + W, r + 2W, ...). Rank 0 alone empties
+ * the folders, before a barrier, so that no rank clears what another
+ * already wrote. Without predict_gather each rank saves its own results
+ * (rank 0 predictions.pt, rank r predictions_<r>.pt, as Lightning's
+ * BasePredictionWriter names per-rank files) and runs the end hooks with
+ * its rank and the world size. With it, each task's state is all-gathered
+ * (pickled) and rank 0 puts the rows back in dataset order, re-split into
+ * the batches one process would have made, before its end hook; the
+ * other ranks end there. */
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -360,6 +371,90 @@ static int finish_inflight(fg_loop *l, pool_t *p, size_t nt, inflight *f, char *
   return rc;
 }
 
+/* predict_gather, on rank 0: every rank's {state, rows} (rows: the
+ * samples in each of its batches) into one state in dataset order. When
+ * every result is a tensor whose first dimension is its batch's samples,
+ * rank r's row j is sample r + j*world: the rows are concatenated,
+ * interleaved back into sample order and cut into batches of batch_size,
+ * as one process would have produced them. Otherwise (a result per batch
+ * that is not batch-shaped, or a skipped batch) the lists are
+ * concatenated in rank order and *shaped is false. */
+static int merge_states(fg_value *const *vals, int world, int64_t batch_size, const char *task,
+                        fg_value **out, bool *shaped, char **err) {
+  *out = NULL;
+  *shaped = true;
+  size_t n_items = 0;
+  for (int r = 0; r < world; r++) {
+    const fg_value *st = fg_value_dict_get(vals[r], "state");
+    const fg_value *rows = fg_value_dict_get(vals[r], "rows");
+    if (st == NULL || fg_value_kind_of(st) != FG_VALUE_LIST)
+      return fg_err_set(err, FG_EINVAL,
+                        "predict task '%s': predict_gather needs the task's state to be a list "
+                        "of results, got %s on rank %d",
+                        task, st ? fg_value_kind_name(fg_value_kind_of(st)) : "nothing", r);
+    n_items += fg_value_len(st);
+    if (fg_value_len(st) != fg_value_len(rows)) *shaped = false;
+    for (size_t i = 0; i < fg_value_len(st) && *shaped; i++) {
+      const fg_value *v = fg_value_list_at(st, i);
+      if (fg_value_kind_of(v) != FG_VALUE_TENSOR || fg_tensor_ndim(fg_value_as_tensor(v)) < 1 ||
+          fg_tensor_size(fg_value_as_tensor(v), 0) != fg_value_as_int(fg_value_list_at(rows, i)))
+        *shaped = false;
+    }
+  }
+  fg_value *merged = fg_value_list();
+  if (!*shaped || n_items == 0) {
+    for (int r = 0; r < world; r++) {
+      const fg_value *st = fg_value_dict_get(vals[r], "state");
+      for (size_t i = 0; i < fg_value_len(st); i++)
+        fg_value_list_append(merged, fg_value_copy(fg_value_list_at(st, i)));
+    }
+    *out = merged;
+    return 0;
+  }
+  const fg_tensor **ts = fg__xcalloc(n_items, sizeof *ts);
+  int64_t *count = fg__xcalloc((size_t)world, sizeof *count);
+  int64_t *offset = fg__xcalloc((size_t)world, sizeof *offset);
+  size_t k = 0;
+  int64_t total = 0, most = 0;
+  for (int r = 0; r < world; r++) {
+    const fg_value *st = fg_value_dict_get(vals[r], "state");
+    offset[r] = total;
+    for (size_t i = 0; i < fg_value_len(st); i++) {
+      ts[k] = fg_value_as_tensor(fg_value_list_at(st, i));
+      count[r] += fg_tensor_size(ts[k++], 0);
+    }
+    total += count[r];
+    if (count[r] > most) most = count[r];
+  }
+  /* perm[p]: the row of the concatenation that is sample p. */
+  int64_t *perm = fg__xcalloc((size_t)(total ? total : 1), sizeof *perm);
+  int64_t p = 0;
+  for (int64_t j = 0; j < most; j++)
+    for (int r = 0; r < world; r++)
+      if (j < count[r]) perm[p++] = offset[r] + j;
+  fg_tensor *all = NULL;
+  int rc = fg_op_cat((const fg_tensor *const *)ts, n_items, 0, &all, err);
+  for (int64_t s = 0; s < total && rc == 0; s += batch_size) {
+    int64_t len = total - s < batch_size ? total - s : batch_size;
+    fg_tensor *idx = NULL, *rows = NULL;
+    rc = fg_tensor_from_data(perm + s, FG_INT64, &len, 1, &idx, err);
+    if (rc == 0) rc = fg_op_index_select(all, 0, idx, &rows, err);
+    if (rc == 0) fg_value_list_append(merged, fg_value_tensor(rows));
+    fg_tensor_free(idx);
+  }
+  fg_tensor_free(all);
+  free(perm);
+  free(offset);
+  free(count);
+  free(ts);
+  if (rc) {
+    fg_value_free(merged);
+    return fg_err_prefix(err, rc, "predict task '%s': gathering the ranks' results", task);
+  }
+  *out = merged;
+  return 0;
+}
+
 int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
   fg_module *m = l->module;
   size_t nt = fg_module_num_predict_tasks(m);
@@ -367,9 +462,32 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
     return fg_err_set(err, FG_ECONFIG, "model.init_args.predict_tasks: no prediction tasks given");
   if (fg_datamodule_num_loaders(l->dm, "predict") == 0)
     return fg_err_set(err, FG_ECONFIG, "data: no predict dataset is configured");
+  int rank = fg__ddp_rank(l->ddp), world = fg__ddp_world(l->ddp);
+  bool gather = l->ddp && fg_module_predict_gather(m);
+  if (gather && fg_datamodule_num_loaders(l->dm, "predict") > 1)
+    return fg_err_set(err, FG_ECONFIG,
+                      "model.init_args.predict_gather: gathering supports one predict dataset, "
+                      "got %zu",
+                      fg_datamodule_num_loaders(l->dm, "predict"));
   char *root = NULL;
   int rc = resolve_root(m, ckpt, &root, err);
   if (rc) return rc;
+  if (l->ddp) {
+    /* Rank 0 empties every task's folder before any rank writes there. */
+    for (size_t t = 0; t < nt && rc == 0 && rank == 0; t++) {
+      char *dir = fg__xasprintf("%s/%s", root, fg_module_predict_task(m, t));
+      rc = fresh_dir(dir, err);
+      free(dir);
+    }
+    if (rc == 0) rc = fg__ddp_barrier(l->ddp, err);
+    if (rc) {
+      free(root);
+      return rc;
+    }
+  }
+  /* predict_gather: the samples in each batch this rank ran. */
+  fg_value *rows = fg_value_list();
+  int64_t batch_size = 1;
   task *tasks = fg__xcalloc(nt, sizeof *tasks);
   dep_order order = {0};
   char **path = NULL;
@@ -386,7 +504,7 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
                       k->name, k->hook);
     if (rc) break;
     k->path = fg__xasprintf("%s/%s", root, k->name);
-    if ((rc = fresh_dir(k->path, err))) break;
+    if ((rc = l->ddp ? fg__mkdirs(k->path, err) : fresh_dir(k->path, err))) break;
     char *start = fg__xasprintf("predict_%s_start", k->name);
     fg_value *sv = NULL;
     if (fg_module_has_hook(m, start)) {
@@ -435,6 +553,14 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
                         ? (int64_t)l->opts->limit[FG_SPLIT_PREDICT]
                         : (int64_t)((double)nb * l->opts->limit[FG_SPLIT_PREDICT]);
       if (cap < nb) nb = cap;
+    }
+    /* This rank's samples, as the unpadded sampler shards them. */
+    int64_t n_all = fg_dataset_len(fg_dataloader_dataset(dl));
+    int64_t n_mine = world <= 1 ? n_all : n_all > rank ? (n_all - rank + world - 1) / world : 0;
+    batch_size = fg_dataloader_batch_size(dl);
+    for (int64_t b = 0; b < nb && gather; b++) {
+      int64_t left = n_mine - b * batch_size;
+      fg_value_list_append(rows, fg_value_int(left < batch_size ? left : batch_size));
     }
     for (int64_t b = 0; b < nb && rc == 0; b++, batch_no++) {
       if (fg__loop_cancel_requested(l)) {
@@ -494,9 +620,42 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
 
   for (size_t t = 0; t < nt && rc == 0; t++) {
     task *k = &tasks[t];
+    /* The rank and world size the end hook sees: a gathered state is the
+     * whole dataset's, as in one process. */
+    int end_rank = rank, end_world = world;
+    if (gather) {
+      fg_value *mine = fg_value_dict(), **vals = NULL;
+      fg_value_dict_set(mine, "state", fg_value_copy(k->state));
+      fg_value_dict_set(mine, "rows", fg_value_copy(rows));
+      rc = fg__ddp_gather_values(l->ddp, mine, &vals, err);
+      fg_value_free(mine);
+      if (rc) {
+        fg_err_prefix(err, rc, "predict task '%s': gathering the ranks' results", k->name);
+        break;
+      }
+      fg_value *merged = NULL;
+      bool shaped = true;
+      if (rank == 0)
+        rc = merge_states(vals, world, batch_size, k->name, &merged, &shaped, err);
+      for (int r = 0; r < world; r++) fg_value_free(vals[r]);
+      free(vals);
+      if (rc) break;
+      if (rank != 0) continue; /* rank 0 saves and ends the task */
+      if (!shaped)
+        fg_events_log(l->events, FG_LOG_WARNING,
+                      "predict task '%s': its results are not one tensor row per sample, so "
+                      "predict_gather keeps them per batch in rank order, not in dataset order",
+                      k->name);
+      fg_value_free(k->state);
+      k->state = merged;
+      end_rank = 0;
+      end_world = 1;
+    }
     if (fg_value_kind_of(k->state) == FG_VALUE_LIST) {
-      /* predictions.pt: the results in batch order, for torch.load. */
-      char *file = fg__xasprintf("%s/predictions.pt", k->path);
+      /* predictions.pt: the results in batch order, for torch.load;
+       * rank r > 0 of an ungathered ddp run writes predictions_<r>.pt. */
+      char *file = end_rank == 0 ? fg__xasprintf("%s/predictions.pt", k->path)
+                                 : fg__xasprintf("%s/predictions_%d.pt", k->path, end_rank);
       char *buf = NULL;
       size_t len = 0;
       rc = fg_value_pickle(k->state, &buf, &len, err);
@@ -509,13 +668,16 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
     char *end = fg__xasprintf("predict_%s_end", k->name);
     if (rc == 0 && fg_module_has_hook(m, end)) {
       fg_value *pathv = fg_value_string(k->path);
-      const fg_value *args[2] = {k->state, pathv};
+      fg_value *rankv = fg_value_int(end_rank), *worldv = fg_value_int(end_world);
+      const fg_value *args[4] = {k->state, pathv, rankv, worldv};
       fg_value *r = NULL;
-      rc = fg_module_call_hook(m, end, args, 2, &r, err);
+      rc = fg_module_call_hook(m, end, args, 4, &r, err);
       if (rc) fg_err_prefix(err, rc, "predict task '%s'", k->name);
       else emit_artifact(l, k->name, k->path);
       fg_value_free(r);
       fg_value_free(pathv);
+      fg_value_free(rankv);
+      fg_value_free(worldv);
     }
     free(end);
   }
@@ -528,6 +690,7 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
     fg_value_free(tasks[t].state);
   }
   free(tasks);
+  fg_value_free(rows);
   free_names(order.names, order.n);
   free_names(order.hooks, order.n);
   free(root);

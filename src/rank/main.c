@@ -1,5 +1,5 @@
 /* fulgur-rank: one rank of a `devices: N` run that fg_run started itself
- * (src/trainer/ddp.c). Usage: fulgur-rank fit|validate|test CONFIG.yaml,
+ * (src/trainer/ddp.c). Usage: fulgur-rank fit|validate|test|predict CONFIG.yaml,
  * with torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT,
  * LOCAL_RANK) in the environment: it is the torchrun path of fg_run, run
  * by a helper small enough to sit beside every program that embeds the
@@ -16,13 +16,14 @@
 
 int main(int argc, char **argv) {
   if (argc != 3) {
-    fprintf(stderr, "usage: fulgur-rank fit|validate|test CONFIG.yaml (started by fulgur itself)\n");
+    fprintf(stderr, "usage: fulgur-rank fit|validate|test|predict CONFIG.yaml (started by fulgur itself)\n");
     return 2;
   }
   static const struct {
     const char *name;
     fg_stage stage;
-  } stages[] = {{"fit", FG_STAGE_FIT}, {"validate", FG_STAGE_VALIDATE}, {"test", FG_STAGE_TEST}};
+  } stages[] = {{"fit", FG_STAGE_FIT}, {"validate", FG_STAGE_VALIDATE}, {"test", FG_STAGE_TEST},
+                {"predict", FG_STAGE_PREDICT}};
   fg_run_opts ro = {0};
   for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++)
     if (strcmp(argv[1], stages[i].name) == 0) ro.stage = stages[i].stage;

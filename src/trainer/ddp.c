@@ -510,10 +510,6 @@ int fg__ddp_start(const fg_node *config, fg_stage stage, const fg_trainer_opts *
                       "environment: WORLD_SIZE=%d, but trainer.devices x trainer.num_nodes = %d x "
                       "%d = %d",
                       env_world, o->devices, o->num_nodes, world);
-  if (stage == FG_STAGE_PREDICT)
-    return fg_err_set(err, FG_EUNSUPPORTED,
-                      "predict runs in one process; set trainer.devices: 1 (predict under ddp is "
-                      "not supported yet)");
   fg__ddp *d = fg__xcalloc(1, sizeof *d);
   pthread_mutex_init(&d->mu, NULL);
   d->world = world;
@@ -657,6 +653,12 @@ static int gather_values(fg__ddp *d, const fg_value *mine, fg_value ***out, char
   *out = vals;
   return 0;
 }
+
+int fg__ddp_gather_values(fg__ddp *d, const fg_value *mine, fg_value ***out, char **err) {
+  return gather_values(d, mine, out, err);
+}
+
+int fg__ddp_barrier(fg__ddp *d, char **err) { return comm(d, fg_dist_barrier(d->dist, err)); }
 
 static void free_values(fg__ddp *d, fg_value **vals) {
   for (int r = 0; r < d->world; r++) fg_value_free(vals[r]);

@@ -174,6 +174,10 @@ int fg__ddp_reduce_evaluators(fg__ddp *d, fg_module *m, fg_split split, fg_event
                               char **err);
 /* *flag becomes true on every rank when it is true on any. */
 int fg__ddp_any(fg__ddp *d, bool *flag, char **err);
+/* Every rank's value (pickled through the group), in rank order: (*out)[r]
+ * for r in 0..world-1; the caller frees each and the array. */
+int fg__ddp_gather_values(fg__ddp *d, const fg_value *mine, fg_value ***out, char **err);
+int fg__ddp_barrier(fg__ddp *d, char **err);
 /* Called with a failed run's code and message: names the rank that
  * caused it ("rank R: ...") and posts this rank's error for the others.
  * Returns the code to report. NULL d: returns rc. */

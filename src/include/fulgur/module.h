@@ -133,6 +133,11 @@ void fg_module_set_predict(fg_module *m, const char *const *tasks, size_t n, con
 size_t fg_module_num_predict_tasks(const fg_module *m);
 const char *fg_module_predict_task(const fg_module *m, size_t i);
 const char *fg_module_predict_path(const fg_module *m);
+/* predict_gather: under ddp, every task's results are gathered to rank 0
+ * in dataset order before its predict_<task>_end (default false: each
+ * rank saves and ends its own shard). No effect in one process. */
+void fg_module_set_predict_gather(fg_module *m, bool gather);
+bool fg_module_predict_gather(const fg_module *m);
 
 /* evaluator_as_submodule: evaluator states go into checkpoints' state_dict
  * as "_evaluators.<split>.<idx>.<name>" (float64 scalars, or tensors such

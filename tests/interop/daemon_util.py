@@ -3,6 +3,7 @@ Debian's python3-grpc-tools (a client we did not write), a real fulgurd
 started on a unix socket in a temporary folder, and small configs."""
 import atexit
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -162,6 +163,28 @@ class Daemon:
 
     def watch(self, job_id, after_seq=0, timeout=180):
         return list(self.stub.WatchJob(pb.WatchJobRequest(id=job_id, after_seq=after_seq), timeout=timeout))
+
+
+def worker_pid(d, job_id):
+    """A job's (latest) worker pid, from its RUNNING state event."""
+    pid = None
+    for e in d.stub.ListJobEvents(pb.ListJobEventsRequest(id=job_id)).events:
+        if e.WhichOneof("kind") == "state" and e.state.state == pb.RUNNING:
+            m = re.search(r"pid (\d+)", e.state.message)
+            if m:
+                pid = int(m.group(1))
+    return pid
+
+
+def wait_for(cond, timeout=60):
+    """cond()'s first true value within timeout seconds, else None."""
+    end = time.time() + timeout
+    while time.time() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    return None
 
 
 def code_of(fn):

@@ -5,25 +5,14 @@ checkpoint with restart_policy: resume; queued jobs still run), and a
 worker killed by SIGKILL (its job fails with the signal named; the daemon
 and the other jobs carry on)."""
 import os
-import re
 import signal
 import threading
 import time
 
 import grpc
 
-from daemon_util import Daemon, pb, pb_grpc, tiny_config, TERMINAL
+from daemon_util import Daemon, pb, pb_grpc, tiny_config, TERMINAL, wait_for, worker_pid
 from interop import check, finish
-
-
-def pid_of(d, job_id):
-    """The worker's pid, from the RUNNING state event."""
-    for e in d.stub.ListJobEvents(pb.ListJobEventsRequest(id=job_id)).events:
-        if e.WhichOneof("kind") == "state" and e.state.state == pb.RUNNING:
-            m = re.search(r"pid (\d+)", e.state.message)
-            if m:
-                return int(m.group(1))
-    return None
 
 
 def alive(pid):
@@ -49,15 +38,6 @@ def all_events(d, job_id):
             return out
 
 
-def wait_for(cond, timeout=60):
-    end = time.time() + timeout
-    while time.time() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 d = Daemon(args=["--max-jobs", "2"]).start()
 W = d.work
 long_cfg = lambda root, extra="": tiny_config(root, max_epochs=1000, samples=1024, extra=extra)
@@ -65,8 +45,8 @@ long_cfg = lambda root, extra="": tiny_config(root, max_epochs=1000, samples=102
 # ---- a worker killed by SIGKILL ----
 k = d.submit(long_cfg(f"{W}/killed"))
 d.wait_state(k.id, {pb.RUNNING})
-check("the RUNNING event names the worker pid", wait_for(lambda: pid_of(d, k.id) is not None))
-os.kill(pid_of(d, k.id), signal.SIGKILL)
+check("the RUNNING event names the worker pid", wait_for(lambda: worker_pid(d, k.id) is not None))
+os.kill(worker_pid(d, k.id), signal.SIGKILL)
 kj = d.wait_state(k.id, TERMINAL)
 check("a worker killed by SIGKILL fails its job", kj.state == pb.FAILED, str(kj))
 check("the error names the signal", "SIGKILL" in kj.error and kj.exit_signal == "SIGKILL", kj.error)
@@ -86,7 +66,7 @@ check("the resumable job wrote a checkpoint",
       wait_for(lambda: d.stub.GetJob(pb.GetJobRequest(id=resume.id)).last_checkpoint != "", 120))
 before = {x.id: x for x in d.stub.ListJobs(pb.ListJobsRequest()).jobs}
 events_before = {i: [e.SerializeToString(deterministic=True) for e in all_events(d, i)] for i in before}
-pids = [pid_of(d, resume.id), pid_of(d, failing.id)]
+pids = [worker_pid(d, resume.id), worker_pid(d, failing.id)]
 # Accepted just before the kill: must be on disk once SubmitJob answered.
 last = d.submit(tiny_config(f"{W}/last"), name="last")
 check("kill -9 of the daemon", d.stop(signal.SIGKILL) == -signal.SIGKILL)

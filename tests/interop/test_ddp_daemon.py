@@ -2,14 +2,13 @@
 (events from rank 0 only, failures from any rank, cancel stops them all),
 and the same checkpoint as the same config run by `fulgur fit` locally."""
 import os
-import re
 import signal
 import subprocess
 import time
 
 import torch
 
-from daemon_util import Daemon, pb, tiny_config, TERMINAL
+from daemon_util import Daemon, pb, tiny_config, TERMINAL, wait_for, worker_pid
 from interop import check, finish, FULGUR
 
 
@@ -19,28 +18,9 @@ def ddp(root, **kw):
     return cfg.replace("trainer:\n", "trainer:\n  strategy: ddp\n  devices: 2\n  ddp_timeout: 20\n" + extra)
 
 
-def worker_pid(d, job_id):
-    for e in d.stub.ListJobEvents(pb.ListJobEventsRequest(id=job_id)).events:
-        if e.WhichOneof("kind") == "state" and e.state.state == pb.RUNNING:
-            m = re.search(r"pid (\d+)", e.state.message)
-            if m:
-                return int(m.group(1))
-    return None
-
-
 def children(pid):
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(x) for x in out.split()]
-
-
-def wait_for(cond, timeout=60):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    return None
 
 
 d = Daemon(args=["--max-jobs", "1"]).start()

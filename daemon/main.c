@@ -136,20 +136,24 @@ int main(int argc, char **argv) {
   const char **roots_arg = fg__xcalloc((size_t)argc + 1, sizeof *roots_arg);
   size_t n_roots_arg = 0;
   char *state_default = NULL, *listen_default = NULL, *worker_default = NULL;
+  int arg_code = -1; /* >= 0: exit with it once the arguments are read */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       usage(stdout);
-      return 0;
+      arg_code = 0;
+      break;
     }
     if (strcmp(a, "--version") == 0) {
       printf("fulgurd %s\n", FG_VERSION);
-      return 0;
+      arg_code = 0;
+      break;
     }
     if (i + 1 >= argc) {
       fprintf(stderr, "fulgurd: %s needs a value\n", a);
       usage(stderr);
-      return 2;
+      arg_code = 2;
+      break;
     }
     const char *v = argv[++i];
     char *end = NULL;
@@ -171,12 +175,18 @@ int main(int argc, char **argv) {
     else {
       fprintf(stderr, "fulgurd: bad option or value: %s %s\n", a, v);
       usage(stderr);
-      return 2;
+      arg_code = 2;
+      break;
     }
   }
-  if (!o->tls_cert != !o->tls_key) {
+  if (arg_code < 0 && !o->tls_cert != !o->tls_key) {
     fprintf(stderr, "fulgurd: --tls-cert and --tls-key go together\n");
-    return 2;
+    arg_code = 2;
+  }
+  if (arg_code >= 0) {
+    free(o->listen);
+    free(roots_arg);
+    return arg_code;
   }
   if (!o->state_dir) o->state_dir = state_default = default_state_dir();
   if (o->n_listen == 0) o->listen[o->n_listen++] = listen_default = default_listen();

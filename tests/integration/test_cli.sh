@@ -130,7 +130,11 @@ expect "--no-validate only merges" "$OUT" "bogus: 1"
 "$FULGUR" fit --config "$WORK/tiny.yaml" --trainer.max_epochs=100000 --trainer.default_root_dir "$WORK/c" \
   >"$WORK/out" 2>"$WORK/err" &
 pid=$!
-sleep 3
+# A background job of a script starts with SIGINT ignored until fulgur
+# installs its handler: wait until it is training (its run directory
+# exists), or a loaded machine's slow start-up would swallow the signal.
+for _ in $(seq 1200); do [[ -d $WORK/c/version_0 ]] && break; sleep 0.1; done
+sleep 0.5
 kill -INT $pid
 wait $pid
 st=$?

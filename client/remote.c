@@ -31,6 +31,7 @@
 #include "fg_rpc_client.h"
 #include "fulgur/config.h"
 #include "json.h"
+#include "util/xalloc.h"
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3, EXIT_CANCELLED = 130 };
 
@@ -67,18 +68,6 @@ static double mono_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void *xcalloc(size_t n, size_t size) {
-  void *p = calloc(n, size);
-  if (p == NULL) abort();
-  return p;
-}
-
-static char *xstrdup(const char *s) {
-  char *p = strdup(s);
-  if (p == NULL) abort();
-  return p;
 }
 
 /* ---- usage and options ---------------------------------------------------- */
@@ -136,7 +125,7 @@ static bool is_remote_cmd(const char *s) {
 /* Splits argv into global options and the rest. An option missing its
  * value is noted, not reported: the command may be a local one. */
 static void parse_globals(int argc, char **argv, rctx *x) {
-  x->args = xcalloc((size_t)argc + 1, sizeof(char *));
+  x->args = fg__xcalloc((size_t)argc + 1, sizeof(char *));
   for (int i = 1; i < argc; i++) {
     bool missing = false;
     const char *v = NULL;
@@ -154,14 +143,13 @@ static char *resolve_target(const char *arg) {
   char *t = NULL;
   if (arg == NULL || arg[0] == '\0') arg = getenv("FULGUR_SERVER");
   if (arg && arg[0] == '/') { /* a bare socket path */
-    if (asprintf(&t, "unix:%s", arg) < 0) abort();
+    t = fg__xasprintf("unix:%s", arg);
   } else if (arg && arg[0]) {
-    t = xstrdup(arg);
+    t = fg__xstrdup(arg);
   } else {
     const char *rt = getenv("XDG_RUNTIME_DIR");
-    int n = rt && rt[0] ? asprintf(&t, "unix:%s/fulgur.sock", rt)
-                        : asprintf(&t, "unix:/tmp/fulgur-%u.sock", (unsigned)getuid());
-    if (n < 0) abort();
+    t = rt && rt[0] ? fg__xasprintf("unix:%s/fulgur.sock", rt)
+                    : fg__xasprintf("unix:/tmp/fulgur-%u.sock", (unsigned)getuid());
   }
   return t;
 }
@@ -177,7 +165,7 @@ static int read_token(const char *path, char **out) {
   size_t cap = 0;
   ssize_t n = getline(&line, &cap, f);
   fclose(f);
-  if (n < 0) n = 0, line = line ? line : xstrdup("");
+  if (n < 0) n = 0, line = line ? line : fg__xstrdup("");
   size_t a = 0, b = (size_t)n;
   while (a < b && (line[a] == ' ' || line[a] == '\t')) a++;
   while (b > a && strchr(" \t\r\n", line[b - 1])) b--;
@@ -487,7 +475,7 @@ static int cmp_entry(const void *a, const void *b) {
 /* The job's metrics sorted by name, for people (JSON keeps the server's
  * order). The caller frees the array, not the entries. */
 static Fulgur__V1__Job__MetricsEntry **sorted_metrics(const Fulgur__V1__Job *j) {
-  Fulgur__V1__Job__MetricsEntry **m = xcalloc(j->n_metrics + 1, sizeof *m);
+  Fulgur__V1__Job__MetricsEntry **m = fg__xcalloc(j->n_metrics + 1, sizeof *m);
   if (j->n_metrics) memcpy(m, j->metrics, j->n_metrics * sizeof *m);
   qsort(m, j->n_metrics, sizeof *m, cmp_entry);
   return m;
@@ -801,7 +789,7 @@ static void take_event(watcher *w, const Fulgur__V1__JobEvent *e) {
   if (e->kind_case == FULGUR__V1__JOB_EVENT__KIND_STATE) {
     w->state = e->state->state;
     free(w->state_msg);
-    w->state_msg = xstrdup(e->state->message ? e->state->message : "");
+    w->state_msg = fg__xstrdup(e->state->message ? e->state->message : "");
   }
   if (w->x->json) print_event_json(e);
   else if (w->mode == WATCH_EVENTS) print_event_line(e);
@@ -825,7 +813,7 @@ static grpc_status_code watch_once(watcher *w, char **details) {
     if (interrupted) {
       free_msg(m);
       fg_rpc_stream_free(s);
-      *details = xstrdup("interrupted");
+      *details = fg__xstrdup("interrupted");
       return GRPC_STATUS_CANCELLED;
     }
     if (r == FG_RPC_READ_END) break;
@@ -843,7 +831,7 @@ static grpc_status_code watch_once(watcher *w, char **details) {
   }
   const char *d = NULL;
   st = fg_rpc_stream_status(s, &d);
-  *details = xstrdup(d);
+  *details = fg__xstrdup(d);
   fg_rpc_stream_free(s);
   return st;
 }
@@ -918,7 +906,7 @@ static int watch_job(rctx *x, const char *id, uint64_t after_seq, watch_mode mod
     if (!is_terminal(w.state)) {
       w.state = job->state;
       free(w.state_msg);
-      w.state_msg = xstrdup(job->error ? job->error : "");
+      w.state_msg = fg__xstrdup(job->error ? job->error : "");
     }
   }
   const char *why = w.state_msg && w.state_msg[0] ? w.state_msg : job && job->error ? job->error : "";
@@ -969,8 +957,8 @@ static int cmd_submit(rctx *x) {
     return EXIT_USAGE;
   }
   int n = x->n_args;
-  const char **configs = xcalloc((size_t)n, sizeof(char *));
-  const char **overrides = xcalloc((size_t)n * 2, sizeof(char *));
+  const char **configs = fg__xcalloc((size_t)n, sizeof(char *));
+  const char **overrides = fg__xcalloc((size_t)n * 2, sizeof(char *));
   size_t n_configs = 0, n_overrides = 0;
   const char *ckpt = NULL, *name = NULL, *key = NULL;
   bool watch = false;
@@ -1086,7 +1074,7 @@ static int cmd_jobs(rctx *x) {
   /* Every page first: the table's columns are as wide as their widest cell. */
   Fulgur__V1__ListJobsResponse **pages = NULL;
   size_t n_pages = 0, n_jobs = 0;
-  char *token = xstrdup("");
+  char *token = fg__xstrdup("");
   for (;;) {
     Fulgur__V1__ListJobsRequest req = FULGUR__V1__LIST_JOBS_REQUEST__INIT;
     req.state = state;
@@ -1096,8 +1084,7 @@ static int cmd_jobs(rctx *x) {
     if ((code = call(x, FG_RPC_METHOD("ListJobs"), &req.base,
                      &fulgur__v1__list_jobs_response__descriptor, 0, (ProtobufCMessage **)&resp)))
       break;
-    pages = realloc(pages, (n_pages + 1) * sizeof *pages);
-    if (pages == NULL) abort();
+    pages = fg__xrealloc(pages, (n_pages + 1) * sizeof *pages);
     pages[n_pages++] = resp;
     n_jobs += resp->n_jobs;
     bool more = resp->next_page_token && resp->next_page_token[0];
@@ -1107,7 +1094,7 @@ static int cmd_jobs(rctx *x) {
       more = false;
     }
     free(token);
-    token = xstrdup(more ? resp->next_page_token : "");
+    token = fg__xstrdup(more ? resp->next_page_token : "");
     if (!more || (limit && n_jobs >= limit)) break;
   }
   free(token);

@@ -5,7 +5,10 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <uv.h>
+
+#include "util/xalloc.h"
 
 #include "fulgur/v1/jobs.pb-c.h"
 #include "server.h"
@@ -67,7 +70,7 @@ struct fgd_job {
    * latest state event that ends a stream (terminal or paused; 0 none). */
   uint64_t last_seq, stored_seq, final_seq;
   fgd_cached_event cache[FGD_EVENT_CACHE];
-  bool dirty; /* the stored Job blob is stale */
+  bool dirty; /* the stored Job blob is stale (and the job is in d->dirty) */
   fgd_worker *worker;
   bool cancel_requested, pause_requested;
   fgd_watch *watchers;
@@ -95,12 +98,21 @@ struct fgd {
   int queued;
   fgd_pending_event *pending;
   size_t n_pending, cap_pending;
+  /* Jobs whose stored row is stale, so a commit touches only them. */
+  fgd_job **dirty;
+  size_t n_dirty, cap_dirty;
   uv_timer_t flush_timer;
   bool flush_armed;
   bool store_failing; /* the last commit failed; retrying */
   bool shutting_down;
   char *jobs_dir;
 };
+
+/* Replaces an owned string with a copy of v (NULL clears it). */
+static inline void fgd_set_str(char **slot, const char *v) {
+  free(*slot);
+  *slot = v ? fg__xstrdup(v) : NULL;
+}
 
 /* ---- jobs.c ---- */
 fgd_job *fgd_job_find(fgd *d, const char *id);
@@ -114,6 +126,8 @@ char *fgd_job_new_id(fgd *d);
 /* Moves a job to a state and queues the state event; terminal states set
  * the end time. message may be NULL. */
 void fgd_job_set_state(fgd *d, fgd_job *j, Fulgur__V1__JobState st, const char *message);
+/* Marks a job's stored row stale: the next commit rewrites it. */
+void fgd_job_touch(fgd *d, fgd_job *j);
 /* Queues an event (data: a packed JobEvent without seq/job_id, or NULL
  * with ev set) and returns its seq. */
 uint64_t fgd_job_add_event(fgd *d, fgd_job *j, Fulgur__V1__JobEvent *ev);
@@ -137,8 +151,10 @@ void fgd_jobs_free(fgd *d);
 void fgd_watch_start(fgd *d, fgd_job *j, fgd_call *c, uint64_t after_seq);
 void fgd_watch_pump_job(fgd *d, fgd_job *j);
 void fgd_watch_end_all(fgd *d);
-/* Reads one committed event (cache, then store); *data malloc'd. */
-int fgd_job_read_event(fgd *d, fgd_job *j, uint64_t seq, uint8_t **data, size_t *len);
+/* One committed event's packed bytes: borrowed from the cache of recent
+ * events (valid until the next commit), else read from the store into
+ * *owned, which the caller frees. NULL when it cannot be read. */
+const uint8_t *fgd_job_event_bytes(fgd *d, fgd_job *j, uint64_t seq, size_t *len, uint8_t **owned);
 
 /* ---- worker.c ---- */
 int fgd_worker_start(fgd *d, fgd_job *j, char **err);

@@ -35,11 +35,6 @@ fgd_job *fgd_job_find_key(fgd *d, const char *key) {
   return key && key[0] ? fgd_map_get(d->by_key, key) : NULL;
 }
 
-static void set_str(char **slot, const char *v) {
-  free(*slot);
-  *slot = v ? fg__xstrdup(v) : NULL;
-}
-
 /* ---- the Job message ---- */
 
 /* The message and everything it points to, freed together. */
@@ -108,10 +103,10 @@ void fgd_job_message_free(Fulgur__V1__Job *m) {
 
 /* Restores a job's fields from its stored Job message. */
 static void job_from_message(fgd_job *j, const Fulgur__V1__Job *m) {
-  set_str(&j->name, m->name);
+  fgd_set_str(&j->name, m->name);
   j->stage = m->stage;
   j->state = m->state;
-  set_str(&j->error, m->error[0] ? m->error : NULL);
+  fgd_set_str(&j->error, m->error[0] ? m->error : NULL);
   j->metrics = fg__xcalloc(m->n_metrics + 1, sizeof *j->metrics);
   for (size_t i = 0; i < m->n_metrics; i++)
     j->metrics[i] = (fgd_metric){fg__xstrdup(m->metrics[i]->key), m->metrics[i]->value};
@@ -120,7 +115,7 @@ static void job_from_message(fgd_job *j, const Fulgur__V1__Job *m) {
     j->epoch = m->progress->epoch;
     j->global_step = m->progress->global_step;
     j->total_steps = m->progress->total_steps;
-    set_str(&j->split, m->progress->split);
+    fgd_set_str(&j->split, m->progress->split);
     j->batch_idx = m->progress->batch_idx;
     j->num_batches = m->progress->num_batches;
     j->max_epochs = m->progress->max_epochs;
@@ -129,9 +124,9 @@ static void job_from_message(fgd_job *j, const Fulgur__V1__Job *m) {
   j->create_ns = m->create_time_ns;
   j->start_ns = m->start_time_ns;
   j->end_ns = m->end_time_ns;
-  set_str(&j->run_dir, m->run_dir[0] ? m->run_dir : NULL);
-  set_str(&j->last_ckpt, m->last_checkpoint[0] ? m->last_checkpoint : NULL);
-  set_str(&j->exit_signal, m->exit_signal[0] ? m->exit_signal : NULL);
+  fgd_set_str(&j->run_dir, m->run_dir[0] ? m->run_dir : NULL);
+  fgd_set_str(&j->last_ckpt, m->last_checkpoint[0] ? m->last_checkpoint : NULL);
+  fgd_set_str(&j->exit_signal, m->exit_signal[0] ? m->exit_signal : NULL);
   j->exit_code = m->exit_code;
   j->attempts = m->attempts;
 }
@@ -305,12 +300,22 @@ static void queue_pending(fgd *d, fgd_job *j, uint64_t seq, uint8_t *data, size_
   }
 }
 
+void fgd_job_touch(fgd *d, fgd_job *j) {
+  if (j->dirty) return;
+  j->dirty = true;
+  if (d->n_dirty == d->cap_dirty) {
+    d->cap_dirty = d->cap_dirty ? 2 * d->cap_dirty : 16;
+    d->dirty = fg__xrealloc(d->dirty, d->cap_dirty * sizeof *d->dirty);
+  }
+  d->dirty[d->n_dirty++] = j;
+}
+
 uint64_t fgd_job_add_event(fgd *d, fgd_job *j, Fulgur__V1__JobEvent *ev) {
   uint64_t seq = ++j->last_seq;
   size_t len;
   uint8_t *data = pack_event(j, ev, seq, &len);
   queue_pending(d, j, seq, data, len);
-  j->dirty = true;
+  fgd_job_touch(d, j);
   return seq;
 }
 
@@ -349,9 +354,7 @@ int fgd_flush(fgd *d) {
     uv_timer_stop(&d->flush_timer);
     d->flush_armed = false;
   }
-  bool any_dirty = false;
-  for (size_t i = 0; i < d->n_jobs && !any_dirty; i++) any_dirty = d->jobs[i]->dirty;
-  if (d->n_pending == 0 && !any_dirty) return 0;
+  if (d->n_pending == 0 && d->n_dirty == 0) return 0;
   char *err = NULL;
   int full = 0;
   int rc = fgd_store_begin(d->store, &err);
@@ -359,9 +362,8 @@ int fgd_flush(fgd *d) {
     fgd_pending_event *p = &d->pending[i];
     rc = fgd_store_put_event(d->store, p->job->rowid, p->seq, p->data, p->len, &full, &err);
   }
-  for (size_t i = 0; i < d->n_jobs && rc == 0; i++) {
-    fgd_job *j = d->jobs[i];
-    if (!j->dirty) continue;
+  for (size_t i = 0; i < d->n_dirty && rc == 0; i++) {
+    fgd_job *j = d->dirty[i];
     /* The row records what will be committed. */
     uint64_t saved = j->stored_seq;
     j->stored_seq = j->last_seq;
@@ -384,7 +386,8 @@ int fgd_flush(fgd *d) {
   bool recovered = d->store_failing;
   d->store_failing = false;
   if (recovered) fprintf(stderr, "fulgurd: the state store accepts writes again\n");
-  for (size_t i = 0; i < d->n_jobs; i++) d->jobs[i]->dirty = false;
+  for (size_t i = 0; i < d->n_dirty; i++) d->dirty[i]->dirty = false;
+  d->n_dirty = 0;
   size_t n = d->n_pending;
   d->n_pending = 0;
   for (size_t i = 0; i < n; i++) {
@@ -427,7 +430,7 @@ void fgd_schedule(fgd *d) {
     char *err = NULL;
     if (fgd_worker_start(d, j, &err)) {
       fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__FAILED, err);
-      set_str(&j->error, err);
+      fgd_set_str(&j->error, err);
       free(err);
     }
   }
@@ -467,12 +470,12 @@ int fgd_recover(fgd *d, char **err) {
     }
     /* Its worker died with the old daemon (parent-death signal). */
     if (j->restart_resume && j->last_ckpt) {
-      set_str(&j->resume_ckpt, j->last_ckpt);
+      fgd_set_str(&j->resume_ckpt, j->last_ckpt);
       char *msg = fg__xasprintf("daemon restarted; resuming from %s", j->last_ckpt);
       fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__QUEUED, msg);
       free(msg);
     } else {
-      set_str(&j->error, "daemon restarted");
+      fgd_set_str(&j->error, "daemon restarted");
       fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__FAILED, "daemon restarted");
     }
   }
@@ -483,13 +486,14 @@ int fgd_recover(fgd *d, char **err) {
 void fgd_jobs_free(fgd *d) {
   for (size_t i = 0; i < d->n_pending; i++) free(d->pending[i].data);
   free(d->pending);
+  free(d->dirty);
   for (size_t i = 0; i < d->n_jobs; i++) job_free(d->jobs[i]);
   free(d->jobs);
   fgd_map_free(d->by_id);
   fgd_map_free(d->by_key);
 }
 
-static void copy_out(void *ctx, uint64_t seq, const void *data, size_t len) {
+static void copy_row(void *ctx, uint64_t seq, const void *data, size_t len) {
   struct {
     uint8_t *data;
     size_t len;
@@ -499,30 +503,27 @@ static void copy_out(void *ctx, uint64_t seq, const void *data, size_t len) {
   out->len = len;
 }
 
-static int fgd__store_read_event(fgd *d, fgd_job *j, uint64_t seq, uint8_t **data, size_t *len) {
+const uint8_t *fgd_job_event_bytes(fgd *d, fgd_job *j, uint64_t seq, size_t *len, uint8_t **owned) {
+  *owned = NULL;
+  fgd_cached_event *c = &j->cache[seq % FGD_EVENT_CACHE];
+  if (c->data && c->seq == seq) {
+    *len = c->len;
+    return c->data;
+  }
+  /* Behind the cache: one row from the store, copied out of SQLite's
+   * buffer (valid only during its step). */
   struct {
     uint8_t *data;
     size_t len;
   } out = {0};
   char *err = NULL;
-  int n = fgd_store_events(d->store, j->rowid, seq - 1, 1, copy_out, &out, &err);
+  int n = fgd_store_events(d->store, j->rowid, seq - 1, 1, copy_row, &out, &err);
   free(err);
   if (n != 1) {
     free(out.data);
-    return -1;
+    return NULL;
   }
-  *data = out.data;
+  *owned = out.data;
   *len = out.len;
-  return 0;
-}
-
-int fgd_job_read_event(fgd *d, fgd_job *j, uint64_t seq, uint8_t **data, size_t *len) {
-  fgd_cached_event *c = &j->cache[seq % FGD_EVENT_CACHE];
-  if (c->data && c->seq == seq) {
-    *data = fg__xmalloc(c->len + 1);
-    memcpy(*data, c->data, c->len);
-    *len = c->len;
-    return 0;
-  }
-  return fgd__store_read_event(d, j, seq, data, len);
+  return out.data;
 }

@@ -37,9 +37,10 @@ static void pump(fgd_watch *w) {
   if (w->sending) return;
   fgd_job *j = w->job;
   if (w->next_seq <= j->stored_seq) {
-    uint8_t *data = NULL;
+    uint8_t *owned = NULL;
     size_t len = 0;
-    if (fgd_job_read_event(w->d, j, w->next_seq, &data, &len)) {
+    const uint8_t *data = fgd_job_event_bytes(w->d, j, w->next_seq, &len, &owned);
+    if (data == NULL) {
       char msg[128];
       snprintf(msg, sizeof msg, "event %llu of job %s cannot be read from the store",
                (unsigned long long)w->next_seq, j->id);
@@ -48,8 +49,8 @@ static void pump(fgd_watch *w) {
     }
     w->sending = true;
     w->next_seq++;
-    fgd_stream_send_bytes(w->call, data, len);
-    free(data);
+    fgd_stream_send_bytes(w->call, data, len); /* copies */
+    free(owned);
     return;
   }
   if (j->final_seq && w->next_seq > j->final_seq && j->final_seq <= j->stored_seq)

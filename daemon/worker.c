@@ -37,11 +37,6 @@ struct fgd_worker {
   char *log_path;
 };
 
-static void set_str(char **slot, const char *v) {
-  free(*slot);
-  *slot = v ? fg__xstrdup(v) : NULL;
-}
-
 static void set_metric(fgd_job *j, const char *key, double v) {
   for (size_t i = 0; i < j->n_metrics; i++)
     if (strcmp(j->metrics[i].key, key) == 0) {
@@ -68,7 +63,7 @@ static void on_event(fgd_worker *w, Fulgur__V1__JobEvent *ev) {
   }
   if (ev->kind_case == FULGUR__V1__JOB_EVENT__KIND_ARTIFACT && ev->artifact->path[0]) {
     if (strcmp(ev->artifact->kind, "checkpoint") == 0) {
-      set_str(&j->last_ckpt, ev->artifact->path);
+      fgd_set_str(&j->last_ckpt, ev->artifact->path);
     } else if (strcmp(ev->artifact->kind, "config") == 0) {
       /* The run saves its config at the top of its run directory. */
       free(j->run_dir);
@@ -85,12 +80,12 @@ static void on_progress(fgd_worker *w, const Fulgur__V1__Progress *p) {
   j->epoch = p->epoch;
   if (p->global_step > j->global_step) j->global_step = p->global_step;
   if (p->total_steps > 0) j->total_steps = p->total_steps;
-  set_str(&j->split, p->split);
+  fgd_set_str(&j->split, p->split);
   j->batch_idx = p->batch_idx;
   j->num_batches = p->num_batches;
   j->max_epochs = p->max_epochs;
   if (p->percent >= 0) j->percent = p->percent;
-  j->dirty = true;
+  fgd_job_touch(w->d, j);
 }
 
 static void kill_worker(fgd_worker *w, int sig) {
@@ -104,7 +99,7 @@ static void parse(fgd_worker *w) {
     const uint8_t *p = w->buf + off;
     uint32_t n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
     if (n > MAX_MESSAGE) {
-      set_str(&w->result_message, "worker protocol error: oversized message");
+      fgd_set_str(&w->result_message, "worker protocol error: oversized message");
       w->result = FULGUR__V1__JOB_STATE__FAILED;
       kill_worker(w, SIGKILL);
       w->len = 0;
@@ -114,7 +109,7 @@ static void parse(fgd_worker *w) {
     Fulgur__V1__WorkerMessage *m = fulgur__v1__worker_message__unpack(NULL, n, p + 4);
     off += 4 + n;
     if (m == NULL) {
-      set_str(&w->result_message, "worker protocol error: malformed message");
+      fgd_set_str(&w->result_message, "worker protocol error: malformed message");
       w->result = FULGUR__V1__JOB_STATE__FAILED;
       kill_worker(w, SIGKILL);
       w->len = 0;
@@ -129,7 +124,7 @@ static void parse(fgd_worker *w) {
         break;
       case FULGUR__V1__WORKER_MESSAGE__KIND_RESULT:
         w->result = m->result->state;
-        set_str(&w->result_message, m->result->message);
+        fgd_set_str(&w->result_message, m->result->message);
         break;
       default:
         break;
@@ -187,7 +182,7 @@ static char *last_log_line(const char *path) {
   if (fseek(f, -4096, SEEK_END) != 0) rewind(f);
   while (fgets(line, sizeof line, f)) {
     line[strcspn(line, "\n")] = '\0';
-    if (line[0]) set_str(&last, line);
+    if (line[0]) fgd_set_str(&last, line);
   }
   fclose(f);
   return last;
@@ -202,13 +197,13 @@ static void finish_job(fgd_worker *w) {
    * disk and the restart rules decide what becomes of them. */
   if (d->shutting_down) return;
   j->exit_code = (int32_t)w->exit_status;
-  set_str(&j->exit_signal, NULL);
+  fgd_set_str(&j->exit_signal, NULL);
   Fulgur__V1__JobState st = w->result;
   char *msg = NULL;
   if (w->term_signal && (st == FULGUR__V1__JOB_STATE__JOB_STATE_UNSPECIFIED || w->killed_after_grace)) {
     const char *abbrev = sigabbrev_np(w->term_signal);
     char *name = abbrev ? fg__xasprintf("SIG%s", abbrev) : fg__xasprintf("signal %d", w->term_signal);
-    set_str(&j->exit_signal, name);
+    fgd_set_str(&j->exit_signal, name);
     if (j->cancel_requested) {
       st = FULGUR__V1__JOB_STATE__CANCELLED;
       msg = fg__xasprintf("cancelled; the worker did not stop within %u ms and was killed (%s)",
@@ -231,10 +226,10 @@ static void finish_job(fgd_worker *w) {
   } else {
     msg = fg__xstrdup(w->result_message ? w->result_message : "");
   }
-  if (st == FULGUR__V1__JOB_STATE__FAILED) set_str(&j->error, msg);
-  else if (st == FULGUR__V1__JOB_STATE__CANCELLED) set_str(&j->error, msg[0] ? msg : "cancelled");
-  else set_str(&j->error, NULL);
-  if (st == FULGUR__V1__JOB_STATE__PAUSED) set_str(&j->resume_ckpt, j->last_ckpt);
+  if (st == FULGUR__V1__JOB_STATE__FAILED) fgd_set_str(&j->error, msg);
+  else if (st == FULGUR__V1__JOB_STATE__CANCELLED) fgd_set_str(&j->error, msg[0] ? msg : "cancelled");
+  else fgd_set_str(&j->error, NULL);
+  if (st == FULGUR__V1__JOB_STATE__PAUSED) fgd_set_str(&j->resume_ckpt, j->last_ckpt);
   j->cancel_requested = j->pause_requested = false;
   fgd_job_set_state(d, j, st, msg);
   free(msg);

@@ -35,20 +35,17 @@ static volatile sig_atomic_t cancel_flag, pause_flag;
 static void on_term(int sig) { cancel_flag = 1; }
 static void on_usr1(int sig) { pause_flag = 1; }
 
-static const struct {
-  const char *name;
-  fg_stage stage;
-  const char *split;
-} stages[] = {{"fit", FG_STAGE_FIT, "fit"},
-              {"validate", FG_STAGE_VALIDATE, "val"},
-              {"test", FG_STAGE_TEST, "test"},
-              {"predict", FG_STAGE_PREDICT, "predict"}};
-
-static int find_stage(const char *name) {
-  for (size_t i = 0; name && i < sizeof stages / sizeof stages[0]; i++)
-    if (strcmp(name, stages[i].name) == 0) return (int)i;
-  return -1;
+/* The stage named by --stage ("fit", "validate", ... as fg_stage_name
+ * spells them), or 0 when none. */
+static fg_stage find_stage(const char *name) {
+  for (fg_stage st = FG_STAGE_FIT; name && st <= FG_STAGE_PREDICT; st++)
+    if (strcmp(name, fg_stage_name(st)) == 0) return st;
+  return 0;
 }
+
+/* The loop whose position is a stage's percentage: fit, val, test, predict
+ * (the stages and the splits are in the same order). */
+static const char *stage_split(fg_stage st) { return fg_split_names[st - FG_STAGE_FIT]; }
 
 static char *read_all(FILE *f, size_t *len) {
   size_t cap = 1 << 16, n = 0;
@@ -78,8 +75,8 @@ static int cmd_check(int argc, char **argv) {
   char *text = read_all(stdin, &len);
   fg_node *cfg = NULL;
   char *err = NULL, *yaml = NULL;
-  int si = find_stage(stage);
-  int rc = si < 0 ? fg_err_set(&err, FG_EINVAL, "unknown stage '%s'", stage ? stage : "")
+  fg_stage st = find_stage(stage);
+  int rc = st == 0 ? fg_err_set(&err, FG_EINVAL, "unknown stage '%s'", stage ? stage : "")
                   : fg_node_parse(text, len, "config.yaml", &cfg, &err);
   if (rc == 0 && fg_node_kind_of(cfg) != FG_NODE_MAP)
     rc = fg_config_error(&err, cfg, "(top level)", "expected a mapping");
@@ -88,7 +85,7 @@ static int cmd_check(int argc, char **argv) {
     rc = fg_config_apply_override(&cfg, overrides[i], NULL, &err);
   }
   if (rc == 0) rc = fg_config_check(cfg, true, &err);
-  if (rc == 0 && stages[si].stage == FG_STAGE_FIT) {
+  if (rc == 0 && st == FG_STAGE_FIT) {
     fg_node *oc = fg_node_get(cfg, "optimizer_config");
     if (oc == NULL || fg_node_kind_of(oc) == FG_NODE_NULL)
       rc = fg_config_error(&err, cfg, "optimizer_config", "fit needs an optimizer_config");
@@ -115,12 +112,12 @@ static int cmd_run(int argc, char **argv) {
     else if (strcmp(argv[i], "--ckpt-path") == 0) ckpt = argv[i + 1];
     else if (strcmp(argv[i], "--events-fd") == 0) fd = atoi(argv[i + 1]);
   }
-  int si = find_stage(stage);
-  if (si < 0 || config == NULL) {
+  fg_stage st = find_stage(stage);
+  if (st == 0 || config == NULL) {
     fprintf(stderr, "fulgur-worker: run needs --stage and --config\n");
     return 2;
   }
-  fg_pipe_sink *ps = fg_pipe_sink_create(fd, stages[si].split);
+  fg_pipe_sink *ps = fg_pipe_sink_create(fd, stage_split(st));
   if (ps == NULL) {
     fprintf(stderr, "fulgur-worker: cannot start the event writer: %s\n", strerror(errno));
     return 1;
@@ -138,7 +135,7 @@ static int cmd_run(int argc, char **argv) {
   char *err = NULL;
   int rc = fg_config_load(&config, 1, over, n_over, &cfg, &err);
   if (rc == 0) {
-    fg_run_opts ro = {.stage = stages[si].stage, .events = bus, .cancel = &cancel_flag,
+    fg_run_opts ro = {.stage = st, .events = bus, .cancel = &cancel_flag,
                       .pause = &pause_flag};
     rc = fg_run(cfg, &ro, NULL, &err);
   }

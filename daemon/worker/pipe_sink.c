@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,8 +29,11 @@ struct fg_pipe_sink {
   bool closing, broken;
   const char *split; /* the stage's own loop: "fit", "val", "test", "predict" */
   char *cwd;         /* relative artifact paths are made absolute with it */
-  /* Coalesced PROGRESS: the latest one not yet sent. */
-  msg *progress;
+  /* Coalesced PROGRESS: the latest one not yet sent, as plain fields under
+   * mu, packed only when it is sent. */
+  Fulgur__V1__Progress progress;
+  char progress_split[16];
+  bool progress_pending;
   int64_t progress_sent_ns;
 };
 
@@ -142,22 +146,38 @@ static Fulgur__V1__Scalars *scalars_of(const fg_event *ev, Fulgur__V1__Scalars *
   return sc;
 }
 
-static void flush_progress_locked_out(fg_pipe_sink *s) {
-  pthread_mutex_lock(&s->mu);
-  msg *p = s->progress;
-  s->progress = NULL;
-  pthread_mutex_unlock(&s->mu);
-  if (p) enqueue(s, p);
+/* The held-back progress packed (and no longer held), or NULL. Under mu:
+ * events may come from more than one thread (predict's task workers). */
+static msg *take_progress_locked(fg_pipe_sink *s) {
+  if (!s->progress_pending) return NULL;
+  s->progress_pending = false;
+  s->progress.split = s->progress_split;
+  Fulgur__V1__WorkerMessage wm = FULGUR__V1__WORKER_MESSAGE__INIT;
+  wm.kind_case = FULGUR__V1__WORKER_MESSAGE__KIND_PROGRESS;
+  wm.progress = &s->progress;
+  return pack(&wm);
 }
 
+static void flush_progress(fg_pipe_sink *s) {
+  pthread_mutex_lock(&s->mu);
+  msg *m = take_progress_locked(s);
+  pthread_mutex_unlock(&s->mu);
+  if (m) enqueue(s, m);
+}
+
+/* Called for every batch: it only records the position, and packs and
+ * sends it when 100 ms have passed since the last one went. */
 static void progress_emit(fg_pipe_sink *s, const fg_event *ev) {
-  Fulgur__V1__Progress pr = FULGUR__V1__PROGRESS__INIT;
-  pr.epoch = ev->epoch;
-  pr.global_step = ev->global_step;
-  pr.split = (char *)(ev->split ? ev->split : "");
-  pr.batch_idx = ev->batch_idx;
-  pr.num_batches = ev->num_batches > 0 ? ev->num_batches : 0;
-  pr.max_epochs = ev->max_epochs;
+  int64_t now = now_ns(CLOCK_MONOTONIC);
+  pthread_mutex_lock(&s->mu);
+  Fulgur__V1__Progress *pr = &s->progress;
+  fulgur__v1__progress__init(pr);
+  pr->epoch = ev->epoch;
+  pr->global_step = ev->global_step;
+  snprintf(s->progress_split, sizeof s->progress_split, "%s", ev->split ? ev->split : "");
+  pr->batch_idx = ev->batch_idx;
+  pr->num_batches = ev->num_batches > 0 ? ev->num_batches : 0;
+  pr->max_epochs = ev->max_epochs;
   /* total_steps is known when max_steps bounds the run, or when both the
    * epoch count and the fit loop's batches per epoch are known. */
   int64_t done = -1, total = -1;
@@ -171,21 +191,17 @@ static void progress_emit(fg_pipe_sink *s, const fg_event *ev) {
   /* Only the stage's own loop moves the percentage: the validation loop
    * inside fit has a progress of its own that would make it jump. */
   bool own = ev->split && strcmp(ev->split, s->split) == 0;
-  pr.total_steps = own && total > 0 ? total : 0;
-  pr.percent = own && total > 0 ? 100.0 * (double)(done < total ? done : total) / (double)total : -1;
-  pr.eta_seconds = -1;
-  Fulgur__V1__WorkerMessage wm = FULGUR__V1__WORKER_MESSAGE__INIT;
-  wm.kind_case = FULGUR__V1__WORKER_MESSAGE__KIND_PROGRESS;
-  wm.progress = &pr;
-  msg *m = pack(&wm);
-  int64_t now = now_ns(CLOCK_MONOTONIC);
-  pthread_mutex_lock(&s->mu);
-  free(s->progress);
-  s->progress = m;
-  bool due = now - s->progress_sent_ns >= 100000000;
-  if (due) s->progress_sent_ns = now;
+  pr->total_steps = own && total > 0 ? total : 0;
+  pr->percent = own && total > 0 ? 100.0 * (double)(done < total ? done : total) / (double)total : -1;
+  pr->eta_seconds = -1;
+  s->progress_pending = true;
+  msg *m = NULL;
+  if (now - s->progress_sent_ns >= 100000000) {
+    s->progress_sent_ns = now;
+    m = take_progress_locked(s);
+  }
   pthread_mutex_unlock(&s->mu);
-  if (due) flush_progress_locked_out(s);
+  if (m) enqueue(s, m);
 }
 
 static void sink_emit(void *self, const fg_event *ev) {
@@ -204,9 +220,13 @@ static void sink_emit(void *self, const fg_event *ev) {
   char *abs_path = NULL;
   Fulgur__V1__Artifact ar = FULGUR__V1__ARTIFACT__INIT;
   Fulgur__V1__Scalars sc;
-  size_t n = ev->n_values ? ev->n_values : 1;
-  Fulgur__V1__Scalars__ValuesEntry *entries = fg__xcalloc(n, sizeof *entries);
-  Fulgur__V1__Scalars__ValuesEntry **ptrs = fg__xcalloc(n, sizeof *ptrs);
+  /* Scalars point into these: on the stack for the usual few values. */
+  Fulgur__V1__Scalars__ValuesEntry stack_entries[16], *entries = stack_entries;
+  Fulgur__V1__Scalars__ValuesEntry *stack_ptrs[16], **ptrs = stack_ptrs;
+  if (ev->n_values > 16) {
+    entries = fg__xcalloc(ev->n_values, sizeof *entries);
+    ptrs = fg__xcalloc(ev->n_values, sizeof *ptrs);
+  }
   switch (ev->kind) {
     case FG_EVENT_STEP:
       je.kind_case = FULGUR__V1__JOB_EVENT__KIND_STEP;
@@ -235,19 +255,23 @@ static void sink_emit(void *self, const fg_event *ev) {
       je.artifact = &ar;
       break;
     default:
-      free(entries);
-      free(ptrs);
+      if (entries != stack_entries) {
+        free(entries);
+        free(ptrs);
+      }
       return;
   }
   Fulgur__V1__WorkerMessage wm = FULGUR__V1__WORKER_MESSAGE__INIT;
   wm.kind_case = FULGUR__V1__WORKER_MESSAGE__KIND_EVENT;
   wm.event = &je;
   msg *m = pack(&wm);
-  free(entries);
-  free(ptrs);
+  if (entries != stack_entries) {
+    free(entries);
+    free(ptrs);
+  }
   free(abs_path);
   /* A progress update held back must not arrive after later events. */
-  flush_progress_locked_out(s);
+  flush_progress(s);
   enqueue(s, m);
 }
 
@@ -257,7 +281,7 @@ fg_sink fg_pipe_sink_as_sink(fg_pipe_sink *s) {
 
 int fg_pipe_sink_free(fg_pipe_sink *s, const char *state, const char *message) {
   if (s == NULL) return 0;
-  flush_progress_locked_out(s);
+  flush_progress(s);
   Fulgur__V1__StateChange st = FULGUR__V1__STATE_CHANGE__INIT;
   static const struct {
     const char *name;

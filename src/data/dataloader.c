@@ -182,6 +182,8 @@ void fg_dataloader_free(fg_dataloader *dl) {
 int64_t fg_dataloader_num_batches(const fg_dataloader *dl) { return dl->num_batches; }
 int64_t fg_dataloader_batch_size(const fg_dataloader *dl) { return dl->opts.batch_size; }
 
+int64_t fg_dataloader_len(const fg_dataloader *dl) { return dl->n; }
+
 fg_dataset *fg_dataloader_dataset(const fg_dataloader *dl) { return dl->ds; }
 
 /* Uniform in [0, bound) without modulo bias (Lemire's method). */

@@ -554,9 +554,8 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
                         : (int64_t)((double)nb * l->opts->limit[FG_SPLIT_PREDICT]);
       if (cap < nb) nb = cap;
     }
-    /* This rank's samples, as the unpadded sampler shards them. */
-    int64_t n_all = fg_dataset_len(fg_dataloader_dataset(dl));
-    int64_t n_mine = world <= 1 ? n_all : n_all > rank ? (n_all - rank + world - 1) / world : 0;
+    /* This rank's samples, as the loader's sampler shards them. */
+    int64_t n_mine = fg_dataloader_len(dl);
     batch_size = fg_dataloader_batch_size(dl);
     for (int64_t b = 0; b < nb && gather; b++) {
       int64_t left = n_mine - b * batch_size;

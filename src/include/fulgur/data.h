@@ -122,6 +122,9 @@ int fg_dataloader_create(fg_dataset *ds, const fg_dataloader_opts *opts,
 void fg_dataloader_free(fg_dataloader *dl);
 int64_t fg_dataloader_num_batches(const fg_dataloader *dl);
 int64_t fg_dataloader_batch_size(const fg_dataloader *dl);
+/* Samples this loader reads per epoch: its rank's shard (padded or not,
+ * as opts.pad says), or the whole dataset in one process. */
+int64_t fg_dataloader_len(const fg_dataloader *dl);
 fg_dataset *fg_dataloader_dataset(const fg_dataloader *dl); /* borrowed */
 /* Starts an epoch: a fresh permutation (when shuffling) from (seed, epoch);
  * workers begin building batches at once. Ends any epoch in progress. */

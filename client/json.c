@@ -21,7 +21,7 @@ static void before_item(fg_json_writer *w) {
     return;
   }
   if (w->depth > 0) {
-    if (w->need_comma[w->depth - 1]) fputc(',', w->out);
+    if (w->need_comma[w->depth - 1]) fputs(w->spaced ? ", " : ",", w->out);
     w->need_comma[w->depth - 1] = true;
   }
 }
@@ -105,7 +105,7 @@ void fg__json_key(fg_json_writer *w, const char *key) {
   assert(!w->after_key);
   before_item(w);
   write_string(w->out, key);
-  fputc(':', w->out);
+  fputs(w->spaced ? ": " : ":", w->out);
   w->after_key = true;
 }
 

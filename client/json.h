@@ -1,5 +1,5 @@
-/* A small streaming JSON writer for the --json output of the remote
- * commands. Written by hand (not a library) because output is all we need:
+/* A small streaming JSON writer for every --json output of the CLI (the
+ * remote commands and the local stages' final metrics). Written by hand (not a library) because output is all we need:
  * a few dozen lines that escape strings, print doubles in shortest form and
  * place the commas. */
 #ifndef FG_CLIENT_JSON_H
@@ -18,6 +18,10 @@ typedef struct {
   int depth;
   bool need_comma[FG_JSON_MAX_DEPTH]; /* per open container */
   bool after_key;
+  /* Python json.dumps' default separators (", " and ": ") instead of the
+   * compact "," and ":": what `fulgur fit|validate|test --json` has always
+   * printed. Set after fg__json_init. */
+  bool spaced;
 } fg_json_writer;
 
 void fg__json_init(fg_json_writer *w, FILE *out);

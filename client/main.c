@@ -16,8 +16,8 @@
 #include "fulgur/events.h"
 #include "fulgur/run.h"
 #include "fulgur/value.h"
+#include "json.h"
 #include "remote.h"
-#include "util/numfmt.h"
 
 #ifndef FG_VERSION
 #define FG_VERSION "0.0.0"
@@ -137,27 +137,6 @@ static void log_emit(void *self, const fg_event *ev) {
   fprintf(stderr, "fulgur: %s: %s\n", levels[ev->level], ev->text);
 }
 
-/* The shortest decimal that reads back as v (what Python's json prints). */
-static void print_json_number(double v) {
-  if (!isfinite(v)) {
-    printf("null");
-    return;
-  }
-  char buf[32];
-  fg__shortest_double(v, buf, sizeof buf);
-  fputs(buf, stdout);
-}
-
-static void print_json_string(const char *s) {
-  putchar('"');
-  for (; *s; s++) {
-    if (*s == '"' || *s == '\\') printf("\\%c", *s);
-    else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
-    else putchar(*s);
-  }
-  putchar('"');
-}
-
 static int cmd_run(fg_stage stage, const cli_args *a) {
   fg_node *cfg = NULL;
   if (load_config(a, &cfg)) return EXIT_USAGE;
@@ -180,14 +159,20 @@ static int cmd_run(fg_stage stage, const cli_args *a) {
     return exit_code_for(rc);
   }
   if (a->json) {
-    putchar('{');
+    /* The remote commands' writer (json.c): shortest doubles, valid UTF-8.
+     * A metric that is not finite prints as null, as it always has here. */
+    fg_json_writer w;
+    fg__json_init(&w, stdout);
+    w.spaced = true;
+    fg__json_begin_object(&w);
     for (size_t i = 0; i < fg_value_len(metrics); i++) {
-      if (i) printf(", ");
-      print_json_string(fg_value_dict_key_at(metrics, i));
-      printf(": ");
-      print_json_number(fg_value_as_double(fg_value_dict_value_at(metrics, i)));
+      double v = fg_value_as_double(fg_value_dict_value_at(metrics, i));
+      fg__json_key(&w, fg_value_dict_key_at(metrics, i));
+      if (isfinite(v)) fg__json_double(&w, v);
+      else fg__json_null(&w);
     }
-    printf("}\n");
+    fg__json_end_object(&w);
+    putchar('\n');
   } else if (stage != FG_STAGE_FIT) {
     /* Lightning prints a table of the evaluated metrics. */
     for (size_t i = 0; i < fg_value_len(metrics); i++)
@@ -214,17 +199,10 @@ int main(int argc, char **argv) {
     printf("fulgur %s\n", FG_VERSION);
     return 0;
   }
-  static const struct {
-    const char *name;
-    fg_stage stage;
-  } stages[] = {{"fit", FG_STAGE_FIT}, {"validate", FG_STAGE_VALIDATE}, {"test", FG_STAGE_TEST},
-                {"predict", FG_STAGE_PREDICT}};
   cli_args a = {0};
   int code = -1;
-  for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
-    if (strcmp(cmd, stages[i].name) != 0) continue;
-    code = parse_args(argc - 2, argv + 2, &a) ? EXIT_USAGE : cmd_run(stages[i].stage, &a);
-  }
+  fg_stage stage = fg_stage_parse(cmd);
+  if (stage) code = parse_args(argc - 2, argv + 2, &a) ? EXIT_USAGE : cmd_run(stage, &a);
   if (code < 0 && strcmp(cmd, "print-config") == 0)
     code = parse_args(argc - 2, argv + 2, &a) ? EXIT_USAGE : cmd_print_config(&a);
   if (code < 0) {

@@ -15,6 +15,7 @@
 #include "daemon.h"
 #include "fg_rpc.h"
 #include "fulgur/v1/worker.pb-c.h"
+#include "util/atomic_file.h"
 #include "util/xalloc.h"
 
 /* A message larger than this is a broken worker, not a big event. */
@@ -258,20 +259,6 @@ static void on_kill_timer(uv_timer_t *t) {
   kill_worker(w, SIGKILL);
 }
 
-static int write_file(const char *path, const char *text, char **err) {
-  char *tmp = fg__xasprintf("%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  int ok = f && fputs(text, f) >= 0;
-  if (f && fclose(f) != 0) ok = 0;
-  if (ok && rename(tmp, path) != 0) ok = 0;
-  if (!ok) {
-    *err = fg__xasprintf("cannot write '%s': %s", path, strerror(errno));
-    unlink(tmp);
-  }
-  free(tmp);
-  return ok ? 0 : -1;
-}
-
 int fgd_worker_start(fgd *d, fgd_job *j, char **err) {
   char *dir = fg__xasprintf("%s/%s", d->jobs_dir, j->id);
   char *config = fg__xasprintf("%s/config.yaml", dir);
@@ -281,7 +268,7 @@ int fgd_worker_start(fgd *d, fgd_job *j, char **err) {
     *err = fg__xasprintf("cannot create the job folder '%s': %s", dir, strerror(errno));
     rc = -1;
   }
-  if (rc == 0) rc = write_file(config, j->config, err);
+  if (rc == 0) rc = fg__write_file_atomic(config, j->config, strlen(j->config), err) ? -1 : 0;
   int log_fd = -1;
   if (rc == 0 && (log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
     *err = fg__xasprintf("cannot open '%s': %s", log, strerror(errno));

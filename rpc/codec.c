@@ -1,10 +1,12 @@
 /* protobuf-c <-> grpc_byte_buffer. One slice, packed in place. */
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
+#include <ctype.h>
 #include <strings.h>
 #include <time.h>
 
 #include "fg_rpc.h"
+#include "fulgur/stage.h"
 
 grpc_byte_buffer *fg_rpc_pack(const ProtobufCMessage *m) {
   size_t n = protobuf_c_message_get_packed_size(m);
@@ -34,23 +36,31 @@ int64_t fg_rpc_now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static const char *const stage_names[] = {"unspecified", "fit", "validate", "test", "predict"};
+/* The wire's stages are the engine's (fulgur/stage.h), number for number,
+ * so their names come from the one table. */
+_Static_assert((int)FULGUR__V1__STAGE__FIT == (int)FG_STAGE_FIT &&
+                   (int)FULGUR__V1__STAGE__PREDICT == (int)FG_STAGE_PREDICT,
+               "jobs.proto's Stage and fg_stage disagree");
 static const char *const state_names[] = {"unspecified", "queued",    "running", "succeeded",
                                           "failed",      "cancelled", "paused"};
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 const char *fg_rpc_stage_name(Fulgur__V1__Stage s) {
-  return (unsigned)s < N_OF(stage_names) ? stage_names[s] : "unknown";
+  return s == FULGUR__V1__STAGE__STAGE_UNSPECIFIED ? "unspecified" : fg_stage_name((fg_stage)s);
 }
 
 const char *fg_rpc_state_name(Fulgur__V1__JobState s) {
   return (unsigned)s < N_OF(state_names) ? state_names[s] : "unknown";
 }
 
+/* Case-insensitive, as the RPC's enum names are upper case ("FIT"). */
 Fulgur__V1__Stage fg_rpc_stage_parse(const char *name) {
-  for (unsigned i = 1; name && i < N_OF(stage_names); i++)
-    if (strcasecmp(name, stage_names[i]) == 0) return (Fulgur__V1__Stage)i;
-  return FULGUR__V1__STAGE__STAGE_UNSPECIFIED;
+  char low[16];
+  size_t n = 0;
+  for (; name && name[n] && n + 1 < sizeof low; n++) low[n] = (char)tolower((unsigned char)name[n]);
+  low[n] = '\0';
+  if (name == NULL || name[n] != '\0') return FULGUR__V1__STAGE__STAGE_UNSPECIFIED;
+  return (Fulgur__V1__Stage)fg_stage_parse(low);
 }
 
 Fulgur__V1__JobState fg_rpc_state_parse(const char *name) {

@@ -35,14 +35,6 @@ static volatile sig_atomic_t cancel_flag, pause_flag;
 static void on_term(int sig) { cancel_flag = 1; }
 static void on_usr1(int sig) { pause_flag = 1; }
 
-/* The stage named by --stage ("fit", "validate", ... as fg_stage_name
- * spells them), or 0 when none. */
-static fg_stage find_stage(const char *name) {
-  for (fg_stage st = FG_STAGE_FIT; name && st <= FG_STAGE_PREDICT; st++)
-    if (strcmp(name, fg_stage_name(st)) == 0) return st;
-  return 0;
-}
-
 /* The loop whose position is a stage's percentage: fit, val, test, predict
  * (the stages and the splits are in the same order). */
 static const char *stage_split(fg_stage st) { return fg_split_names[st - FG_STAGE_FIT]; }
@@ -75,7 +67,7 @@ static int cmd_check(int argc, char **argv) {
   char *text = read_all(stdin, &len);
   fg_node *cfg = NULL;
   char *err = NULL, *yaml = NULL;
-  fg_stage st = find_stage(stage);
+  fg_stage st = fg_stage_parse(stage);
   int rc = st == 0 ? fg_err_set(&err, FG_EINVAL, "unknown stage '%s'", stage ? stage : "")
                   : fg_node_parse(text, len, "config.yaml", &cfg, &err);
   if (rc == 0 && fg_node_kind_of(cfg) != FG_NODE_MAP)
@@ -112,7 +104,7 @@ static int cmd_run(int argc, char **argv) {
     else if (strcmp(argv[i], "--ckpt-path") == 0) ckpt = argv[i + 1];
     else if (strcmp(argv[i], "--events-fd") == 0) fd = atoi(argv[i + 1]);
   }
-  fg_stage st = find_stage(stage);
+  fg_stage st = fg_stage_parse(stage);
   if (st == 0 || config == NULL) {
     fprintf(stderr, "fulgur-worker: run needs --stage and --config\n");
     return 2;
@@ -141,11 +133,7 @@ static int cmd_run(int argc, char **argv) {
   }
   int frc = fg_events_free(bus, rc ? NULL : &err);
   if (rc == 0 && frc) rc = frc;
-  const char *state = rc == 0                ? "succeeded"
-                      : rc == FG_ECANCELED ? "cancelled"
-                      : rc == FG_EPAUSED   ? "paused"
-                                           : "failed";
-  int prc = fg_pipe_sink_free(ps, state, rc ? (err ? err : fg_strerror(rc)) : "");
+  int prc = fg_pipe_sink_free(ps, fg_outcome_of(rc), rc ? (err ? err : fg_strerror(rc)) : "");
   free(err);
   free(ck_arg);
   fg_node_free(cfg);

@@ -279,20 +279,22 @@ fg_sink fg_pipe_sink_as_sink(fg_pipe_sink *s) {
   return (fg_sink){sink_emit, NULL, s};
 }
 
-int fg_pipe_sink_free(fg_pipe_sink *s, const char *state, const char *message) {
+/* The wire's JobState of an outcome. */
+static Fulgur__V1__JobState job_state_of(fg_outcome o) {
+  switch (o) {
+    case FG_OUTCOME_SUCCEEDED: return FULGUR__V1__JOB_STATE__SUCCEEDED;
+    case FG_OUTCOME_CANCELLED: return FULGUR__V1__JOB_STATE__CANCELLED;
+    case FG_OUTCOME_PAUSED: return FULGUR__V1__JOB_STATE__PAUSED;
+    case FG_OUTCOME_FAILED: break;
+  }
+  return FULGUR__V1__JOB_STATE__FAILED;
+}
+
+int fg_pipe_sink_free(fg_pipe_sink *s, fg_outcome outcome, const char *message) {
   if (s == NULL) return 0;
   flush_progress(s);
   Fulgur__V1__StateChange st = FULGUR__V1__STATE_CHANGE__INIT;
-  static const struct {
-    const char *name;
-    Fulgur__V1__JobState state;
-  } states[] = {{"succeeded", FULGUR__V1__JOB_STATE__SUCCEEDED},
-                {"failed", FULGUR__V1__JOB_STATE__FAILED},
-                {"cancelled", FULGUR__V1__JOB_STATE__CANCELLED},
-                {"paused", FULGUR__V1__JOB_STATE__PAUSED}};
-  st.state = FULGUR__V1__JOB_STATE__FAILED;
-  for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
-    if (state && strcmp(state, states[i].name) == 0) st.state = states[i].state;
+  st.state = job_state_of(outcome);
   st.message = (char *)(message ? message : "");
   Fulgur__V1__WorkerMessage wm = FULGUR__V1__WORKER_MESSAGE__INIT;
   wm.kind_case = FULGUR__V1__WORKER_MESSAGE__KIND_RESULT;

@@ -11,6 +11,7 @@
 #define FG_WORKER_PIPE_SINK_H
 
 #include "fulgur/events.h"
+#include "fulgur/outcome.h"
 
 #define FG_PIPE_QUEUE_BYTES (4u << 20)
 
@@ -24,9 +25,9 @@ fg_pipe_sink *fg_pipe_sink_create(int fd, const char *split);
 /* The sink to add to an event bus. Its close does nothing: the owner
  * finishes with fg_pipe_sink_free. */
 fg_sink fg_pipe_sink_as_sink(fg_pipe_sink *s);
-/* Queues the final message (state: "succeeded", "failed", "cancelled",
- * "paused"; message: why), flushes everything, stops the writer and closes
- * the pipe. Returns 0, or -1 when the pipe broke (the daemon is gone). */
-int fg_pipe_sink_free(fg_pipe_sink *s, const char *state, const char *message);
+/* Queues the final message (the run's outcome; message: why), flushes
+ * everything, stops the writer and closes the pipe. Returns 0, or -1 when
+ * the pipe broke (the daemon is gone). */
+int fg_pipe_sink_free(fg_pipe_sink *s, fg_outcome outcome, const char *message);
 
 #endif

@@ -12,6 +12,7 @@
 #include "fulgur/module.h"
 #include "fulgur/plugin.h"
 #include "fulgur/registry.h"
+#include "util/atomic_file.h"
 #include "util/xalloc.h"
 
 static int get_tensor(const fg_value *batch, const char *key, const fg_tensor **t,
@@ -162,11 +163,13 @@ static int cls_labels_end(fg_module *m, const fg_value *const *args, size_t n, f
   }
   char *path = rank == 0 ? fg__xasprintf("%s/labels.csv", fg_value_as_string(args[1]))
                          : fg__xasprintf("%s/labels_%lld.csv", fg_value_as_string(args[1]), (long long)rank);
-  char *tmp = fg__xasprintf("%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
+  /* Built in memory, then written in one atomic step (util/atomic_file). */
+  char *text = NULL;
+  size_t text_len = 0;
+  FILE *f = open_memstream(&text, &text_len);
   int rc = 0;
   if (f == NULL) {
-    rc = fg_err_set(err, FG_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    rc = fg_err_set(err, FG_ENOMEM, "%s: out of memory", path);
   } else {
     fputs("index,label\n", f);
     int64_t idx = rank;
@@ -182,11 +185,10 @@ static int cls_labels_end(fg_module *m, const fg_value *const *args, size_t n, f
       }
       free(v);
     }
-    if (fclose(f) != 0 && rc == 0) rc = fg_err_set(err, FG_EIO, "cannot write %s", tmp);
-    if (rc == 0 && rename(tmp, path) != 0) rc = fg_err_set(err, FG_EIO, "cannot rename %s: %s", tmp, strerror(errno));
-    if (rc) remove(tmp);
+    if (fclose(f) != 0 && rc == 0) rc = fg_err_set(err, FG_ENOMEM, "%s: out of memory", path);
+    if (rc == 0) rc = fg__write_file_atomic(path, text, text_len, err);
+    free(text);
   }
-  free(tmp);
   free(path);
   *out = rc == 0 ? fg_value_none() : NULL;
   return rc;

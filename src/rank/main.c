@@ -8,7 +8,6 @@
  * failed, 2 usage. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "fulgur/config.h"
 #include "fulgur/error.h"
@@ -19,14 +18,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: fulgur-rank fit|validate|test|predict CONFIG.yaml (started by fulgur itself)\n");
     return 2;
   }
-  static const struct {
-    const char *name;
-    fg_stage stage;
-  } stages[] = {{"fit", FG_STAGE_FIT}, {"validate", FG_STAGE_VALIDATE}, {"test", FG_STAGE_TEST},
-                {"predict", FG_STAGE_PREDICT}};
-  fg_run_opts ro = {0};
-  for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++)
-    if (strcmp(argv[1], stages[i].name) == 0) ro.stage = stages[i].stage;
+  fg_run_opts ro = {.stage = fg_stage_parse(argv[1])};
   if (ro.stage == 0) {
     fprintf(stderr, "fulgur-rank: unknown stage '%s'\n", argv[1]);
     return 2;

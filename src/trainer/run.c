@@ -16,16 +16,6 @@
 #include "trainer/trainer.h"
 #include "util/xalloc.h"
 
-const char *fg_stage_name(fg_stage s) {
-  switch (s) {
-    case FG_STAGE_FIT: return "fit";
-    case FG_STAGE_VALIDATE: return "validate";
-    case FG_STAGE_TEST: return "test";
-    case FG_STAGE_PREDICT: return "predict";
-  }
-  return "unknown";
-}
-
 /* Plugins load before anything else is checked: the classes they add are
  * what the rest of the config names. */
 static int load_plugins(const fg_node *v, char **err) {

@@ -13,6 +13,7 @@
 #include "fulgur/optim.h"
 #include "fulgur/run.h"
 #include "fulgur/torch.h"
+#include "util/atomic_file.h"
 
 /* ModelCheckpoint's options (Lightning's names). */
 typedef struct {
@@ -99,10 +100,6 @@ int fg__trainer_config_check(fg_node *trainer_cfg, bool fill, char **err);
 
 /* ---- checkpoints ------------------------------------------------------------ */
 
-/* Writes `v` to path atomically: temp file in the same folder, fsync,
- * rename, fsync of the folder. */
-int fg__write_file_atomic(const char *path, const void *data, size_t len,
-                          char **err);
 int fg__read_file(const char *path, char **data, size_t *len, char **err);
 int fg__mkdirs(const char *path, char **err);
 

@@ -126,6 +126,34 @@ expect "print-config fills defaults" "$OUT" "num_sanity_val_steps: 2"
 run "print-config --no-validate" 0 "$FULGUR" print-config --config "$WORK/tiny.yaml" --trainer.bogus=1 --no-validate
 expect "--no-validate only merges" "$OUT" "bogus: 1"
 
+# ---- --json numbers: integral values in full, as Python's json reads them ----
+# An identity model on one sample whose logits are (0, -100) with label 1:
+# its cross entropy is 100 + log(1 + e^-100), exactly 100.0 in float32. The
+# old writer printed it as 1e+02.
+printf 'f0,f1,label\n0,-100,1\n' >"$WORK/hundred.csv"
+"${FG_PYTHON:-/usr/bin/python3}" - "$WORK/identity.ckpt" <<'PY'
+import sys, torch
+torch.save({"epoch": 0, "global_step": 0, "state_dict": {
+    "model.layers.0.weight": torch.eye(2), "model.layers.0.bias": torch.zeros(2)},
+    "optimizer_states": [], "lr_schedulers": [], "callbacks": {}}, sys.argv[1])
+PY
+cat >"$WORK/hundred.yaml" <<YAML
+trainer: {default_root_dir: $WORK/h, enable_progress_bar: false, num_threads: 1}
+model:
+  class_path: fulgur.ClassificationModule
+  init_args:
+    model: {class_path: fulgur.models.MLP, init_args: {in_features: 2, hidden: [], out_features: 2}}
+optimizer_config: {optimizer: {class_path: torch.optim.SGD, init_args: {lr: 0.1}}}
+data:
+  class_path: fulgur.DataModule
+  init_args:
+    dataset_cfg: {class_path: fulgur.data.CSV, init_args: {path: $WORK/hundred.csv, target: label}}
+    dataloader_cfg: {batch_size: 1}
+YAML
+run "test --json on the identity model" 0 "$FULGUR" test --config "$WORK/hundred.yaml" \
+  --ckpt_path "$WORK/identity.ckpt" --json
+expect "--json writes 100 as 100" "$OUT" '"test/loss": 100}'
+
 # ---- cancellation: SIGINT stops at a step boundary with exit 130 ----
 "$FULGUR" fit --config "$WORK/tiny.yaml" --trainer.max_epochs=100000 --trainer.default_root_dir "$WORK/c" \
   >"$WORK/out" 2>"$WORK/err" &

@@ -9,20 +9,12 @@
 
 #include "fulgur/config.h"
 #include "fulgur/events.h"
+#include "fulgur/stage.h"
 #include "fulgur/value.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef enum {
-  FG_STAGE_FIT = 1,
-  FG_STAGE_VALIDATE = 2,
-  FG_STAGE_TEST = 3,
-  FG_STAGE_PREDICT = 4,
-} fg_stage;
-
-const char *fg_stage_name(fg_stage stage); /* "fit", "validate", ... */
 
 typedef struct {
   fg_stage stage;

@@ -1,0 +1,65 @@
+/* fulgur_common: the torch-free facts the engine, the daemon, the worker
+ * and the CLI share (stage names, run outcomes, atomic writes). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fulgur/error.h"
+#include "fulgur/outcome.h"
+#include "fulgur/stage.h"
+#include "util/atomic_file.h"
+
+Test(stage, names_round_trip) {
+  const char *names[] = {"fit", "validate", "test", "predict"};
+  for (fg_stage s = FG_STAGE_FIT; s <= FG_STAGE_PREDICT; s++) {
+    cr_assert_str_eq(fg_stage_name(s), names[s - FG_STAGE_FIT]);
+    cr_assert_eq(fg_stage_parse(names[s - FG_STAGE_FIT]), s);
+  }
+  cr_assert_eq(fg_stage_parse("train"), 0);
+  cr_assert_eq(fg_stage_parse("FIT"), 0); /* the CLI's commands are lower case */
+  cr_assert_eq(fg_stage_parse(""), 0);
+  cr_assert_eq(fg_stage_parse(NULL), 0);
+  cr_assert_str_eq(fg_stage_name((fg_stage)9), "unknown");
+}
+
+Test(outcome, from_return_codes) {
+  cr_assert_eq(fg_outcome_of(0), FG_OUTCOME_SUCCEEDED);
+  cr_assert_eq(fg_outcome_of(FG_ECANCELED), FG_OUTCOME_CANCELLED);
+  cr_assert_eq(fg_outcome_of(FG_EPAUSED), FG_OUTCOME_PAUSED);
+  cr_assert_eq(fg_outcome_of(FG_ECONFIG), FG_OUTCOME_FAILED);
+  cr_assert_eq(fg_outcome_of(FG_EIO), FG_OUTCOME_FAILED);
+  cr_assert_str_eq(fg_outcome_name(FG_OUTCOME_PAUSED), "paused");
+}
+
+Test(atomic_file, replaces_whole_and_reports_where) {
+  char dir[] = "/tmp/fg_common_XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char path[128];
+  snprintf(path, sizeof path, "%s/f.txt", dir);
+  char *err = NULL;
+  cr_assert_eq(fg__write_file_atomic(path, "first", 5, &err), 0, "%s", err);
+  cr_assert_eq(fg__write_file_atomic(path, "second\n", 7, &err), 0, "%s", err);
+  FILE *f = fopen(path, "r");
+  char buf[32] = {0};
+  cr_assert_eq(fread(buf, 1, sizeof buf - 1, f), 7);
+  fclose(f);
+  cr_assert_str_eq(buf, "second\n");
+  /* No temporary file is left beside it. */
+  char ls[256];
+  snprintf(ls, sizeof ls, "ls -A %s | wc -l", dir);
+  FILE *p = popen(ls, "r");
+  int n = 0;
+  cr_assert_eq(fscanf(p, "%d", &n), 1);
+  pclose(p);
+  cr_assert_eq(n, 1);
+  char bad[160];
+  snprintf(bad, sizeof bad, "%s/missing/f.txt", dir);
+  cr_assert_eq(fg__write_file_atomic(bad, "x", 1, &err), FG_EIO);
+  cr_assert(strstr(err, bad) != NULL, "%s", err);
+  free(err);
+  unlink(path);
+  rmdir(dir);
+}

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <uv.h>
 
+#include "util/job_opts.h"
 #include "util/xalloc.h"
 
 #include "fulgur/v1/jobs.pb-c.h"
@@ -51,7 +52,7 @@ struct fgd_job {
   int64_t rowid; /* submission order */
   char *id, *name, *idempotency_key, *config;
   char *resume_ckpt; /* the checkpoint the next attempt starts from */
-  bool restart_resume;
+  bool restart_resume; /* restart_policy: resume, as the config check read it */
   Fulgur__V1__Stage stage;
   Fulgur__V1__JobState state;
   char *error, *run_dir, *last_ckpt, *exit_signal;
@@ -117,10 +118,12 @@ static inline void fgd_set_str(char **slot, const char *v) {
 /* ---- jobs.c ---- */
 fgd_job *fgd_job_find(fgd *d, const char *id);
 fgd_job *fgd_job_find_key(fgd *d, const char *key);
-/* A new job from a checked config; stored (with its QUEUED event) before it
+/* A new job from a checked config and the top-level options the check
+ * read from it (util/job_opts.h); stored (with its QUEUED event) before it
  * returns. NULL with *err on a store failure (*full: disk or size cap). */
 fgd_job *fgd_job_create(fgd *d, const char *id, Fulgur__V1__Stage stage, const char *name,
-                        const char *key, const char *config, const char *ckpt, int *full, char **err);
+                        const char *key, const char *config, const fg_job_opts *opts,
+                        const char *ckpt, int *full, char **err);
 /* A fresh job id (16 random hex digits, not in use); caller frees. */
 char *fgd_job_new_id(fgd *d);
 /* Moves a job to a state and queues the state event; terminal states set

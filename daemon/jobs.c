@@ -191,18 +191,6 @@ char *fgd_job_new_id(fgd *d) {
   }
 }
 
-/* The config's top-level restart_policy, from the YAML our own emitter
- * wrote (top-level keys start a line, plain scalars unquoted). */
-static bool wants_resume(const char *config) {
-  for (const char *p = config; p && *p;) {
-    if (strncmp(p, "restart_policy: resume", 22) == 0 && (p[22] == '\n' || p[22] == '\0'))
-      return true;
-    p = strchr(p, '\n');
-    if (p) p++;
-  }
-  return false;
-}
-
 static void cache_put(fgd_job *j, uint64_t seq, const uint8_t *data, size_t len) {
   fgd_cached_event *c = &j->cache[seq % FGD_EVENT_CACHE];
   free(c->data);
@@ -227,14 +215,15 @@ static uint8_t *pack_event(fgd_job *j, Fulgur__V1__JobEvent *ev, uint64_t seq, s
 }
 
 fgd_job *fgd_job_create(fgd *d, const char *id, Fulgur__V1__Stage stage, const char *name,
-                        const char *key, const char *config, const char *ckpt, int *full, char **err) {
+                        const char *key, const char *config, const fg_job_opts *opts,
+                        const char *ckpt, int *full, char **err) {
   fgd_job *j = job_new();
   j->id = fg__xstrdup(id);
   j->name = fg__xstrdup(name ? name : "");
   j->idempotency_key = key && key[0] ? fg__xstrdup(key) : NULL;
   j->config = fg__xstrdup(config);
   j->resume_ckpt = ckpt && ckpt[0] ? fg__xstrdup(ckpt) : NULL;
-  j->restart_resume = wants_resume(config);
+  j->restart_resume = opts->restart_policy == FG_RESTART_RESUME;
   j->stage = stage;
   j->state = FULGUR__V1__JOB_STATE__QUEUED;
   j->create_ns = fg_rpc_now_ns();

@@ -100,8 +100,12 @@ static void submit_finish(submit_check *sc) {
     } else {
       int full = 0;
       char *err = NULL;
-      j = fgd_job_create(d, sc->id, r->stage, r->name, r->idempotency_key, text, r->ckpt_path, &full, &err);
-      if (!j) {
+      fg_job_opts jo;
+      const char *config = NULL;
+      if (fg__job_opts_split(text, &jo, &config, &err)) {
+        fgd_call_fail(c, GRPC_STATUS_INTERNAL, "%s", err);
+      } else if (!(j = fgd_job_create(d, sc->id, r->stage, r->name, r->idempotency_key, config,
+                                      &jo, r->ckpt_path, &full, &err))) {
         fgd_call_fail(c, full ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
                       "the job could not be stored: %s", err);
       } else {

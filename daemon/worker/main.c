@@ -4,9 +4,10 @@
  *
  *   fulgur-worker check --stage S --cwd DIR [--root DIR ...] [--override ARG ...]
  *     The submitted YAML on stdin. Applies the overrides, checks the config
- *     for the stage and the path keys against the roots. Prints the merged,
- *     checked config as YAML on stdout (exit 0), or the error (exit 2 for a
- *     config error, 3 for a path outside the roots, 1 otherwise).
+ *     for the stage and the path keys against the roots. Prints the job's
+ *     top-level options (one line, util/job_opts.h) and the merged, checked
+ *     config as YAML on stdout (exit 0), or the error (exit 2 for a config
+ *     error, 3 for a path outside the roots, 1 otherwise).
  *
  *   fulgur-worker run --stage S --config FILE [--ckpt-path F] [--events-fd N]
  *     Runs the stage. Events go to fd N (default 3) as length-prefixed
@@ -28,6 +29,7 @@
 #include "fulgur/run.h"
 #include "pipe_sink.h"
 #include "roots.h"
+#include "util/job_opts.h"
 #include "util/xalloc.h"
 
 static volatile sig_atomic_t cancel_flag, pause_flag;
@@ -83,8 +85,19 @@ static int cmd_check(int argc, char **argv) {
       rc = fg_config_error(&err, cfg, "optimizer_config", "fit needs an optimizer_config");
   }
   if (rc == 0) rc = fg_roots_check(cfg, cwd, roots, n_roots, &err);
+  /* The job's own options, from the checked tree (job_opts.h): the daemon
+   * cannot parse YAML, and must not guess at its text. */
+  fg_job_opts jo = {0};
+  if (rc == 0 &&
+      !fg__restart_policy_parse(fg_node_str(fg_node_get(cfg, "restart_policy")), &jo.restart_policy))
+    rc = fg_config_error(&err, cfg, "restart_policy", "expected fail or resume");
   if (rc == 0) rc = fg_node_emit(cfg, &yaml, &err);
-  if (rc == 0) fputs(yaml, stdout);
+  if (rc == 0) {
+    char *line = fg__job_opts_line(&jo);
+    fputs(line, stdout);
+    fputs(yaml, stdout);
+    free(line);
+  }
   else printf("%s\n", err ? err : fg_strerror(rc));
   free(yaml);
   free(err);

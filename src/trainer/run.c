@@ -14,6 +14,7 @@
 #include "fulgur/plugin.h"
 #include "fulgur/registry.h"
 #include "trainer/trainer.h"
+#include "util/job_opts.h"
 #include "util/xalloc.h"
 
 /* Plugins load before anything else is checked: the classes they add are
@@ -38,7 +39,8 @@ static int load_plugins(const fg_node *v, char **err) {
  * when the daemon died. Local runs accept it so one config serves both. */
 static int check_restart_policy(const fg_node *v, const char *keypath, char **err) {
   const char *s = fg_node_str(v);
-  if (s && (strcmp(s, "fail") == 0 || strcmp(s, "resume") == 0)) return 0;
+  fg_restart_policy p;
+  if (fg__restart_policy_parse(s, &p)) return 0;
   return fg_config_error(err, v, keypath, "expected fail or resume, got '%s'", s ? s : "");
 }
 

@@ -104,6 +104,9 @@ struct fgd {
   size_t n_dirty, cap_dirty;
   uv_timer_t flush_timer;
   bool flush_armed;
+  bool flush_due_now;   /* armed for the next turn of the loop */
+  bool in_flush;        /* a commit pass is running (jobs.c: never nested) */
+  bool schedule_wanted; /* the next pass starts queued jobs */
   bool store_failing; /* the last commit failed; retrying */
   bool shutting_down;
   char *jobs_dir;
@@ -138,14 +141,16 @@ uint64_t fgd_job_add_event(fgd *d, fgd_job *j, Fulgur__V1__JobEvent *ev);
 Fulgur__V1__Job *fgd_job_message(const fgd_job *j);
 void fgd_job_message_free(Fulgur__V1__Job *m);
 bool fgd_state_terminal(Fulgur__V1__JobState s);
-/* Commits pending events and dirty jobs now. Returns 0, or -1 when the
- * store refused (everything stays pending and is retried every second). */
+/* One commit pass now: store, deliver, schedule (see jobs.c). Returns 0,
+ * or -1 when the store refused (everything stays pending and is retried
+ * every second). Never called from inside a pass. */
 int fgd_flush(fgd *d);
 /* fgd_job_set_state, stored before it returns: for changes a client asked
  * for, which must not be answered as done and then lost. On a store
  * failure the job is left as it was and -1 is returned. */
 int fgd_job_set_state_stored(fgd *d, fgd_job *j, Fulgur__V1__JobState st, const char *message);
-/* Starts queued jobs while there is room. */
+/* Asks for queued jobs to be started while there is room: by the next
+ * commit pass, at the next turn of the loop (never from here). */
 void fgd_schedule(fgd *d);
 /* Loads the store and applies the restart rules. */
 int fgd_recover(fgd *d, char **err);

@@ -6,7 +6,22 @@
  * transaction; only then are they given to watchers. So a watcher never
  * sees an event that a crash could take back, and seqs on disk have no
  * gaps: a failed commit is fatal to the batch's jobs' streams, never
- * papered over. */
+ * papered over.
+ *
+ * The commit path runs in one direction, one pass at a time (fgd_flush):
+ *
+ *   1. store:    the pending events and dirty rows, one transaction;
+ *   2. deliver:  the committed batch to its jobs' watchers;
+ *   3. schedule: queued jobs started while there is room.
+ *
+ * Each step runs after the one before and never calls back into it:
+ * queueing an event (fgd_job_add_event, fgd_job_set_state) only appends
+ * to d->pending and arms the timer, it never commits; fgd_schedule only
+ * asks the next pass to run step 3. So a state change made while
+ * scheduling (RUNNING, or FAILED when a worker cannot start) lands in a
+ * fresh pending list and is committed by the next pass, and a pass never
+ * runs inside another (d->in_flush). Step 2 works on the batch it took
+ * out of d->pending, so it does not matter what watchers queue. */
 #include <assert.h>
 #include <errno.h>
 #include <stdio.h>
@@ -245,9 +260,8 @@ fgd_job *fgd_job_create(fgd *d, const char *id, Fulgur__V1__Stage stage, const c
                        .restart_resume = j->restart_resume,
                        .job = jdata,
                        .job_len = jlen};
-  /* Events already pending belong to other jobs: commit them first so
-   * this transaction is the job's alone. */
-  fgd_flush(d);
+  /* Its own transaction, beside the commit pass: events pending for other
+   * jobs are in memory only and stay out of it. */
   int rc = fgd_store_begin(d->store, err);
   if (rc == 0) rc = fgd_store_insert_job(d->store, &row, full, err);
   if (rc == 0) rc = fgd_store_put_event(d->store, row.rowid, 1, edata, elen, full, err);
@@ -275,18 +289,25 @@ static void on_flush_timer(uv_timer_t *t) {
   fgd_flush(d);
 }
 
+/* The next pass in at most ms (a pending retry after a failed commit is
+ * left alone: it comes when the store may take writes again). */
+static void arm_pass(fgd *d, uint64_t ms) {
+  if (d->store_failing) return;
+  if (d->flush_armed && (ms > 0 || d->flush_due_now)) return;
+  d->flush_armed = true;
+  d->flush_due_now = ms == 0;
+  uv_timer_start(&d->flush_timer, on_flush_timer, ms, 0);
+}
+
 static void queue_pending(fgd *d, fgd_job *j, uint64_t seq, uint8_t *data, size_t len) {
   if (d->n_pending == d->cap_pending) {
     d->cap_pending = d->cap_pending ? 2 * d->cap_pending : 256;
     d->pending = fg__xrealloc(d->pending, d->cap_pending * sizeof *d->pending);
   }
   d->pending[d->n_pending++] = (fgd_pending_event){j, seq, data, len};
-  if (d->n_pending >= FLUSH_BATCH_MAX && !d->store_failing) {
-    fgd_flush(d);
-  } else if (!d->flush_armed && !d->store_failing) {
-    d->flush_armed = true;
-    uv_timer_start(&d->flush_timer, on_flush_timer, FLUSH_DELAY_MS, 0);
-  }
+  /* A full batch goes at the next turn of the loop, not from here: the
+   * caller may be in the middle of a pass (see the top of this file). */
+  arm_pass(d, d->n_pending >= FLUSH_BATCH_MAX ? 0 : FLUSH_DELAY_MS);
 }
 
 void fgd_job_touch(fgd *d, fgd_job *j) {
@@ -332,17 +353,19 @@ void fgd_job_set_state(fgd *d, fgd_job *j, Fulgur__V1__JobState st, const char *
   j->final_seq = fgd_state_terminal(st) || st == FULGUR__V1__JOB_STATE__PAUSED ? seq : 0;
 }
 
-/* One transaction: the pending events, then every dirty job's row. When
- * it fails (a full disk, the --state-max-bytes cap), nothing of it is
+static void start_queued(fgd *d);
+
+/* Step 1. One transaction: the pending events, then every dirty job's row.
+ * When it fails (a full disk, the --state-max-bytes cap), nothing of it is
  * stored and nothing is lost either: the events stay pending with their
  * seqs and are tried again every second, so the seqs on disk never have a
  * gap and watchers, who only ever see committed events, wait rather than
- * see something a crash could take back. */
-int fgd_flush(fgd *d) {
-  if (d->flush_armed) {
-    uv_timer_stop(&d->flush_timer);
-    d->flush_armed = false;
-  }
+ * see something a crash could take back. On success the committed events
+ * are moved to *batch (n of them, the caller frees it) and d->pending
+ * starts empty. */
+static int store_pass(fgd *d, fgd_pending_event **batch, size_t *n) {
+  *batch = NULL;
+  *n = 0;
   if (d->n_pending == 0 && d->n_dirty == 0) return 0;
   char *err = NULL;
   int full = 0;
@@ -369,25 +392,54 @@ int fgd_flush(fgd *d) {
     d->store_failing = true;
     free(err);
     d->flush_armed = true;
+    d->flush_due_now = false;
     uv_timer_start(&d->flush_timer, on_flush_timer, 1000, 0);
     return -1;
   }
-  bool recovered = d->store_failing;
-  d->store_failing = false;
-  if (recovered) fprintf(stderr, "fulgurd: the state store accepts writes again\n");
+  if (d->store_failing) {
+    fprintf(stderr, "fulgurd: the state store accepts writes again\n");
+    d->store_failing = false;
+    d->schedule_wanted = true; /* fgd_schedule refused while it failed */
+  }
   for (size_t i = 0; i < d->n_dirty; i++) d->dirty[i]->dirty = false;
   d->n_dirty = 0;
-  size_t n = d->n_pending;
-  d->n_pending = 0;
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < d->n_pending; i++) {
     fgd_pending_event *p = &d->pending[i];
     cache_put(p->job, p->seq, p->data, p->len);
     p->job->stored_seq = p->seq;
     free(p->data);
+    p->data = NULL;
   }
-  for (size_t i = 0; i < n; i++) fgd_watch_pump_job(d, d->pending[i].job);
-  if (recovered) fgd_schedule(d);
+  *batch = d->pending;
+  *n = d->n_pending;
+  d->pending = NULL;
+  d->n_pending = d->cap_pending = 0;
   return 0;
+}
+
+int fgd_flush(fgd *d) {
+  assert(!d->in_flush); /* the invariant at the top of this file */
+  d->in_flush = true;
+  if (d->flush_armed) {
+    uv_timer_stop(&d->flush_timer);
+    d->flush_armed = false;
+  }
+  fgd_pending_event *batch;
+  size_t n;
+  int rc = store_pass(d, &batch, &n);
+  if (rc == 0) {
+    /* Step 2: a job with several events in the batch is pumped once per
+     * event; pump sends one at a time and returns at once when busy. */
+    for (size_t i = 0; i < n; i++) fgd_watch_pump_job(d, batch[i].job);
+    free(batch);
+    /* Step 3. */
+    if (d->schedule_wanted) {
+      d->schedule_wanted = false;
+      start_queued(d);
+    }
+  }
+  d->in_flush = false;
+  return rc;
 }
 
 int fgd_job_set_state_stored(fgd *d, fgd_job *j, Fulgur__V1__JobState st, const char *message) {
@@ -411,9 +463,15 @@ int fgd_job_set_state_stored(fgd *d, fgd_job *j, Fulgur__V1__JobState st, const 
 /* ---- the queue ---- */
 
 void fgd_schedule(fgd *d) {
+  d->schedule_wanted = true;
+  arm_pass(d, 0);
+}
+
+/* Step 3 of a pass. The states it sets are queued for the next one. */
+static void start_queued(fgd *d) {
   /* A job started now could not record that it runs. */
   if (d->shutting_down || d->store_failing) return;
-  for (size_t i = 0; i < d->n_jobs && d->running < d->opts.max_jobs; i++) {
+  for (size_t i = 0; i < d->n_jobs && d->running < d->opts.max_jobs && d->queued > 0; i++) {
     fgd_job *j = d->jobs[i];
     if (j->state != FULGUR__V1__JOB_STATE__QUEUED || j->worker) continue;
     char *err = NULL;

@@ -31,6 +31,7 @@
 #include "fg_rpc_client.h"
 #include "fulgur/config.h"
 #include "json.h"
+#include "util/progress_bar.h"
 #include "util/xalloc.h"
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3, EXIT_CANCELLED = 130 };
@@ -404,16 +405,6 @@ static const char *level_name(Fulgur__V1__LogLine__Level l) {
   return (unsigned)l < 4 ? names[l] : "log";
 }
 
-static void fmt_duration(char *buf, size_t len, double s) {
-  if (s < 0 || s > 1e8) {
-    snprintf(buf, len, "--:--");
-    return;
-  }
-  long t = (long)(s + 0.5);
-  if (t >= 3600) snprintf(buf, len, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-  else snprintf(buf, len, "%02ld:%02ld", t / 60, t % 60);
-}
-
 static void fmt_time(char *buf, size_t len, int64_t ns) {
   if (ns <= 0) {
     snprintf(buf, len, "-");
@@ -517,7 +508,7 @@ static void print_job_human(const Fulgur__V1__Job *j) {
     printf("  step %" PRId64, p->global_step);
     if (p->total_steps > 0) printf("/%" PRId64 " (%.1f%%)", p->total_steps, p->percent);
     if (p->eta_seconds >= 0 && j->state == FULGUR__V1__JOB_STATE__RUNNING) {
-      fmt_duration(buf2, sizeof buf2, p->eta_seconds);
+      fg__fmt_duration(buf2, sizeof buf2, p->eta_seconds);
       printf("  ETA %s", buf2);
     }
     if (p->split && p->split[0] && j->state == FULGUR__V1__JOB_STATE__RUNNING) {
@@ -538,7 +529,7 @@ static void print_job_human(const Fulgur__V1__Job *j) {
   if (j->start_time_ns > 0) {
     fmt_time(buf, sizeof buf, j->start_time_ns);
     int64_t end = j->end_time_ns > 0 ? j->end_time_ns : fg_rpc_now_ns();
-    fmt_duration(buf2, sizeof buf2, (double)(end - j->start_time_ns) * 1e-9);
+    fg__fmt_duration(buf2, sizeof buf2, (double)(end - j->start_time_ns) * 1e-9);
     printf("started:     %s (%s %s)\n", buf, j->end_time_ns > 0 ? "ran" : "running for", buf2);
   }
   if (j->end_time_ns > 0) {
@@ -628,8 +619,6 @@ typedef struct {
   char loss_key[64];
   double loss;
   bool have_loss;
-  double rate_t0;
-  int64_t rate_step0;
 } watcher;
 
 static bool is_terminal(Fulgur__V1__JobState s) {
@@ -644,6 +633,10 @@ static void bar_clear(watcher *w) {
   w->drawn = false;
 }
 
+/* The one bar renderer (util/progress_bar.h) on what the daemon holds:
+ * the engine's percent and ETA for the stage's own loop, as the worker
+ * forwarded them; positions and the loss from the newest step event when
+ * it is ahead of the last GetJob. */
 static void bar_draw(watcher *w) {
   const Fulgur__V1__Progress *p = w->job ? w->job->progress : NULL;
   int64_t epoch = w->have_step ? w->epoch : p ? p->epoch : 0;
@@ -651,57 +644,22 @@ static void bar_draw(watcher *w) {
   if (p && p->global_step > step) step = p->global_step, epoch = p->epoch;
   const char *split = w->have_step ? w->split : p && p->split ? p->split : "";
   bool fit = split[0] == '\0' || strcmp(split, "fit") == 0;
-  double now = mono_now();
-  char line[512];
-  int n = 0;
-  double frac = -1, eta = -1;
+  fg_progress_line pl = {.split = split, .epoch = epoch, .max_epochs = p ? p->max_epochs : -1,
+                         .percent = p ? p->percent : -1, .eta_seconds = p ? p->eta_seconds : -1,
+                         .loss_key = w->have_loss ? w->loss_key : NULL, .loss = w->loss};
   if (fit) {
-    int64_t total = p ? p->total_steps : 0;
-    if (p && p->max_epochs > 0)
-      n += snprintf(line + n, sizeof line - n, "Epoch %" PRId64 "/%" PRId64, epoch + 1, p->max_epochs);
-    else
-      n += snprintf(line + n, sizeof line - n, "Epoch %" PRId64, epoch + 1);
-    n += snprintf(line + n, sizeof line - n, "  step %" PRId64, step);
-    if (total > 0) {
-      n += snprintf(line + n, sizeof line - n, "/%" PRId64, total);
-      frac = (double)step / (double)total;
-      /* Our own estimate from the steps seen, when the daemon has none. */
-      if (w->rate_t0 > 0 && step > w->rate_step0 && now > w->rate_t0)
-        eta = (double)(total - step) / ((double)(step - w->rate_step0) / (now - w->rate_t0));
-    }
+    pl.step = step;
+    pl.total_steps = p ? p->total_steps : 0;
   } else {
-    static const struct { const char *split, *label; } labels[] = {
-        {"val", "Validating"}, {"test", "Testing"}, {"predict", "Predicting"}};
-    const char *label = split;
-    for (size_t i = 0; i < 3; i++)
-      if (strcmp(split, labels[i].split) == 0) label = labels[i].label;
-    int64_t b = w->have_step ? w->batch_idx : p ? p->batch_idx : 0;
-    n += snprintf(line + n, sizeof line - n, "%s  batch %" PRId64, label, b + 1);
-    if (p && p->num_batches > 0 && p->split && strcmp(p->split, split) == 0) {
-      n += snprintf(line + n, sizeof line - n, "/%" PRId64, p->num_batches);
-      frac = (double)(b + 1) / (double)p->num_batches;
-    }
+    pl.step = (w->have_step ? w->batch_idx : p ? p->batch_idx : 0) + 1;
+    if (p && p->num_batches > 0 && p->split && strcmp(p->split, split) == 0) pl.total_steps = p->num_batches;
   }
-  if (p && p->percent > 0 && frac < 0) frac = p->percent / 100.0;
-  if (frac >= 0) {
-    if (frac > 1) frac = 1;
-    char bar[26];
-    int width = 24, fill = (int)(width * frac);
-    for (int i = 0; i < width; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
-    bar[width] = '\0';
-    n += snprintf(line + n, sizeof line - n, " [%s] %5.1f%%", bar, 100 * frac);
-  }
-  if (p && p->eta_seconds >= 0) eta = p->eta_seconds;
-  if (frac >= 0) {
-    char buf[32];
-    fmt_duration(buf, sizeof buf, eta);
-    n += snprintf(line + n, sizeof line - n, "  ETA %s", buf);
-  }
-  if (w->have_loss) snprintf(line + n, sizeof line - n, "  %s %.4f", w->loss_key, w->loss);
+  char line[512];
+  fg__progress_format(&pl, line, sizeof line);
   printf("\r%s\033[K", line);
   fflush(stdout);
   w->drawn = true;
-  w->last_draw = now;
+  w->last_draw = mono_now();
 }
 
 /* The latest Job, for the bar's totals; failures are ignored (the bar
@@ -720,10 +678,6 @@ static void take_step(watcher *w, const Fulgur__V1__Scalars *s) {
   w->global_step = s->global_step;
   w->batch_idx = s->batch_idx;
   snprintf(w->split, sizeof w->split, "%s", s->split ? s->split : "");
-  if (w->rate_t0 == 0 && strcmp(w->split, "fit") == 0) {
-    w->rate_t0 = mono_now();
-    w->rate_step0 = s->global_step;
-  }
   /* The loss to show: a logged name ending in "loss", else the first. */
   const Fulgur__V1__Scalars__ValuesEntry *pick = NULL;
   for (size_t i = 0; i < s->n_values && pick == NULL; i++) {

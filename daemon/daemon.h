@@ -64,9 +64,7 @@ struct fgd_job {
   /* Progress, as the worker last reported it. */
   int64_t epoch, global_step, total_steps, batch_idx, num_batches, max_epochs;
   char *split;
-  double percent;
-  int64_t attempt_start_ns; /* for the ETA */
-  double attempt_start_percent;
+  double percent, eta_seconds; /* the engine's, of the stage's own loop */
   /* Events: seq given out so far, seq committed so far, and the seq of the
    * latest state event that ends a stream (terminal or paused; 0 none). */
   uint64_t last_seq, stored_seq, final_seq;

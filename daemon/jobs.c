@@ -86,14 +86,10 @@ Fulgur__V1__Job *fgd_job_message(const fgd_job *j) {
   p->batch_idx = j->batch_idx;
   p->num_batches = j->num_batches;
   p->max_epochs = j->max_epochs;
+  /* As the worker forwarded them from the engine (fulgur/events.h); an
+   * ETA only while it runs. */
   p->percent = j->state == FULGUR__V1__JOB_STATE__SUCCEEDED ? 100.0 : j->percent;
-  p->eta_seconds = -1;
-  if (j->state == FULGUR__V1__JOB_STATE__RUNNING && j->percent > j->attempt_start_percent &&
-      j->percent < 100.0) {
-    double elapsed = (double)(fg_rpc_now_ns() - j->attempt_start_ns) / 1e9;
-    double rate = (j->percent - j->attempt_start_percent) / elapsed;
-    if (rate > 0) p->eta_seconds = (100.0 - j->percent) / rate;
-  }
+  p->eta_seconds = j->state == FULGUR__V1__JOB_STATE__RUNNING ? j->eta_seconds : -1;
   m->progress = p;
   m->create_time_ns = j->create_ns;
   m->start_time_ns = j->start_ns;
@@ -160,6 +156,7 @@ static uint8_t *pack_job(const fgd_job *j, size_t *len) {
 static fgd_job *job_new(void) {
   fgd_job *j = fg__xcalloc(1, sizeof *j);
   j->percent = 0;
+  j->eta_seconds = -1;
   j->max_epochs = -1;
   return j;
 }
@@ -336,8 +333,7 @@ void fgd_job_set_state(fgd *d, fgd_job *j, Fulgur__V1__JobState st, const char *
   int64_t now = fg_rpc_now_ns();
   if (st == FULGUR__V1__JOB_STATE__RUNNING) {
     if (j->start_ns == 0) j->start_ns = now;
-    j->attempt_start_ns = now;
-    j->attempt_start_percent = j->percent > 0 ? j->percent : 0;
+    j->eta_seconds = -1; /* until the new attempt's worker has a rate */
     j->end_ns = 0;
   }
   if (fgd_state_terminal(st)) j->end_ns = now;

@@ -85,7 +85,12 @@ static void on_progress(fgd_worker *w, const Fulgur__V1__Progress *p) {
   j->batch_idx = p->batch_idx;
   j->num_batches = p->num_batches;
   j->max_epochs = p->max_epochs;
-  if (p->percent >= 0) j->percent = p->percent;
+  /* The stage's own loop's numbers; another loop's (a validation inside
+   * fit) leave the job's as they were. */
+  if (p->percent >= 0) {
+    j->percent = p->percent;
+    j->eta_seconds = p->eta_seconds;
+  }
   fgd_job_touch(w->d, j);
 }
 

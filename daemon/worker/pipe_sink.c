@@ -178,22 +178,13 @@ static void progress_emit(fg_pipe_sink *s, const fg_event *ev) {
   pr->batch_idx = ev->batch_idx;
   pr->num_batches = ev->num_batches > 0 ? ev->num_batches : 0;
   pr->max_epochs = ev->max_epochs;
-  /* total_steps is known when max_steps bounds the run, or when both the
-   * epoch count and the fit loop's batches per epoch are known. */
-  int64_t done = -1, total = -1;
-  if (ev->max_steps > 0) {
-    total = ev->max_steps;
-    done = ev->global_step;
-  } else if (ev->max_epochs > 0 && ev->num_batches > 0) {
-    total = ev->max_epochs * ev->num_batches;
-    done = ev->epoch * ev->num_batches + ev->batch_idx + 1;
-  }
-  /* Only the stage's own loop moves the percentage: the validation loop
-   * inside fit has a progress of its own that would make it jump. */
+  /* The engine computed the progress (fulgur/events.h); only the stage's
+   * own loop moves the job's: the validation loop inside fit has a
+   * progress of its own that would make it jump. */
   bool own = ev->split && strcmp(ev->split, s->split) == 0;
-  pr->total_steps = own && total > 0 ? total : 0;
-  pr->percent = own && total > 0 ? 100.0 * (double)(done < total ? done : total) / (double)total : -1;
-  pr->eta_seconds = -1;
+  pr->total_steps = own && ev->total_steps > 0 ? ev->total_steps : 0;
+  pr->percent = own ? ev->percent : -1;
+  pr->eta_seconds = own ? ev->eta_seconds : -1;
   s->progress_pending = true;
   msg *m = NULL;
   if (now - s->progress_sent_ns >= 100000000) {

@@ -6,14 +6,14 @@
 #include <time.h>
 
 #include "trainer/trainer.h"
+#include "util/progress_bar.h"
 #include "util/xalloc.h"
 
 /* ---- progress bar --------------------------------------------------------- */
 
 typedef struct {
   FILE *out;
-  double t_start, t_last_draw;
-  int64_t start_batch;
+  double t_last_draw;
   const char *split;
   bool drawn; /* a partial line is on the screen */
 } progress;
@@ -24,23 +24,13 @@ static double now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void fmt_eta(char *buf, size_t len, double s) {
-  if (s < 0 || s > 1e7) {
-    snprintf(buf, len, "--:--");
-    return;
-  }
-  long t = (long)(s + 0.5);
-  if (t >= 3600)
-    snprintf(buf, len, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-  else
-    snprintf(buf, len, "%02ld:%02ld", t / 60, t % 60);
-}
-
 static void end_line(progress *p) {
   if (p->drawn) fputc('\n', p->out);
   p->drawn = false;
 }
 
+/* Draws what the event carries (the bus computed it: fulgur/events.h)
+ * with the one bar renderer (util/progress_bar.h). */
 static void progress_emit(void *self, const fg_event *ev) {
   progress *p = self;
   if (ev->kind == FG_EVENT_LOG && ev->level >= FG_LOG_WARNING) {
@@ -60,33 +50,20 @@ static void progress_emit(void *self, const fg_event *ev) {
   double t = now();
   if (ev->batch_idx == 0 || p->split == NULL || strcmp(p->split, ev->split) != 0) {
     end_line(p);
-    p->t_start = t;
-    p->start_batch = ev->batch_idx;
     p->split = ev->split;
     p->t_last_draw = 0;
   }
   bool last = ev->num_batches > 0 && ev->batch_idx + 1 >= ev->num_batches;
   if (!last && t - p->t_last_draw < 0.1) return; /* 10 redraws a second at most */
   p->t_last_draw = t;
-  int64_t done = ev->batch_idx + 1;
-  double rate = (t - p->t_start) > 0 ? (double)(done - p->start_batch) / (t - p->t_start) : 0;
-  char eta[32];
-  fmt_eta(eta, sizeof eta, rate > 0 && ev->num_batches > 0 ? (double)(ev->num_batches - done) / rate : -1);
-  char bar[26];
-  int width = 24, fill = ev->num_batches > 0 ? (int)(width * done / ev->num_batches) : 0;
-  for (int i = 0; i < width; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
-  bar[width] = '\0';
-  if (strcmp(ev->split, "fit") == 0 && ev->max_epochs > 0)
-    fprintf(p->out, "\rEpoch %lld/%lld ", (long long)ev->epoch + 1, (long long)ev->max_epochs);
-  else if (strcmp(ev->split, "fit") == 0)
-    fprintf(p->out, "\rEpoch %lld ", (long long)ev->epoch + 1);
-  else
-    fprintf(p->out, "\r%-10s ", strcmp(ev->split, "val") == 0 ? "Validation" :
-                                strcmp(ev->split, "test") == 0 ? "Testing" : ev->split);
-  fprintf(p->out, "%5lld/%-5lld [%s] %7.1f it/s", (long long)done, (long long)ev->num_batches,
-          bar, rate);
-  for (size_t i = 0; i < ev->n_values; i++) fprintf(p->out, " %s %.4f", ev->keys[i], ev->values[i]);
-  fprintf(p->out, " ETA %s  ", eta);
+  fg_progress_line pl = {.split = ev->split, .epoch = ev->epoch, .max_epochs = ev->max_epochs,
+                         .step = ev->step, .total_steps = ev->total_steps, .percent = ev->percent,
+                         .rate = ev->rate, .eta_seconds = ev->eta_seconds,
+                         .loss_key = ev->n_values > 0 ? ev->keys[0] : NULL,
+                         .loss = ev->n_values > 0 ? ev->values[0] : 0};
+  char line[512];
+  fg__progress_format(&pl, line, sizeof line);
+  fprintf(p->out, "\r%s\033[K", line);
   p->drawn = true;
   if (last) end_line(p);
   fflush(p->out);

@@ -42,6 +42,19 @@ typedef struct {
   int64_t num_batches; /* batches in this loop's epoch, or -1 when unknown */
   int64_t max_epochs;  /* or -1 */
   int64_t max_steps;   /* or -1 */
+  /* PROGRESS only, filled in by the bus as the event is emitted
+   * (events.c), so every sink -- the progress bar, the daemon's pipe --
+   * shows the same numbers; an emitter leaves them zero. The fit loop
+   * counts in batches over the whole run (or in optimizer steps when
+   * max_steps bounds it); validation, test and predict loops in batches of
+   * their own pass. */
+  int64_t step;        /* steps done in that count */
+  int64_t total_steps; /* steps in it, or 0 when unknown */
+  double percent;      /* 100 * step / total_steps, or -1 when unknown */
+  double rate;         /* steps per second since the loop began, or 0 */
+  double eta_seconds;  /* time left at that rate, or -1 when unknown */
+  bool progress_set;   /* the fields above are filled (a bus forwarding
+                        * an event to another leaves them as they are) */
   /* Scalars (STEP, EPOCH; PROGRESS may carry the latest loss). */
   size_t n_values;
   const char *const *keys;
@@ -66,6 +79,8 @@ fg_events *fg_events_create(void);
 /* Closes every sink (reporting the first failure) and frees. */
 int fg_events_free(fg_events *bus, char **err);
 void fg_events_add_sink(fg_events *bus, fg_sink sink);
+/* Calls every sink with ev; a PROGRESS event first gets its progress
+ * fields (above). Safe from several threads at once (predict's workers). */
 void fg_events_emit(fg_events *bus, const fg_event *ev);
 /* A LOG event from printf-style text. */
 void fg_events_log(fg_events *bus, fg_log_level level, const char *fmt, ...)

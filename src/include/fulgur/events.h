@@ -42,9 +42,18 @@ typedef struct {
   int64_t num_batches; /* batches in this loop's epoch, or -1 when unknown */
   int64_t max_epochs;  /* or -1 */
   int64_t max_steps;   /* or -1 */
+  /* Scalars (STEP, EPOCH; PROGRESS may carry the latest loss). */
+  size_t n_values;
+  const char *const *keys;
+  const double *values;
+  /* LOG text, STATE name, ARTIFACT kind ("checkpoint", "config", ...). */
+  fg_log_level level;
+  const char *text;
+  const char *path; /* ARTIFACT */
   /* PROGRESS only, filled in by the bus as the event is emitted
    * (events.c), so every sink -- the progress bar, the daemon's pipe --
-   * shows the same numbers; an emitter leaves them zero. The fit loop
+   * shows the same numbers; an emitter leaves them zero. (Last in the
+   * struct, so the fields before keep their offsets.) The fit loop
    * counts in batches over the whole run (or in optimizer steps when
    * max_steps bounds it); validation, test and predict loops in batches of
    * their own pass. */
@@ -55,14 +64,6 @@ typedef struct {
   double eta_seconds;  /* time left at that rate, or -1 when unknown */
   bool progress_set;   /* the fields above are filled (a bus forwarding
                         * an event to another leaves them as they are) */
-  /* Scalars (STEP, EPOCH; PROGRESS may carry the latest loss). */
-  size_t n_values;
-  const char *const *keys;
-  const double *values;
-  /* LOG text, STATE name, ARTIFACT kind ("checkpoint", "config", ...). */
-  fg_log_level level;
-  const char *text;
-  const char *path; /* ARTIFACT */
 } fg_event;
 
 typedef struct {

@@ -455,7 +455,8 @@ static int merge_states(fg_value *const *vals, int world, int64_t batch_size, co
   return 0;
 }
 
-int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
+int fg__predict_run(fg_loop *l, const char *ckpt, fg__cancel_fn cancelled, const void *cancel_arg,
+                    char **err) {
   fg_module *m = l->module;
   size_t nt = fg_module_num_predict_tasks(m);
   if (nt == 0)
@@ -562,7 +563,7 @@ int fg__predict_run(fg_loop *l, const char *ckpt, char **err) {
       fg_value_list_append(rows, fg_value_int(left < batch_size ? left : batch_size));
     }
     for (int64_t b = 0; b < nb && rc == 0; b++, batch_no++) {
-      if (fg__loop_cancel_requested(l)) {
+      if (cancelled(cancel_arg)) {
         rc = fg_err_set(err, FG_ECANCELED, "run cancelled");
         break;
       }

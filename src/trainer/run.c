@@ -141,6 +141,9 @@ static int make_run_dir(const char *root, char **out, char **err) {
 /* Passes events on to the caller's bus (which the caller closes). */
 static void forward_emit(void *self, const fg_event *ev) { fg_events_emit(self, ev); }
 
+/* The predict engine's cancel check (fg__cancel_fn over the loop). */
+static bool loop_cancelled(const void *loop) { return fg__loop_cancel_requested(loop); }
+
 static uint64_t random_seed(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -256,6 +259,7 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
     goto done;
 
   loop.opts = &topts;
+  loop.stage = ro->stage;
   loop.module = module;
   loop.dm = dm;
   loop.optim = optim;
@@ -276,7 +280,7 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
     fg_value *cbs = NULL, *ls = NULL;
     rc = fg__checkpoint_load(ckpt, module, fit ? optim : NULL, fit ? &loop.pos : NULL,
                              fit ? &cbs : NULL, fit ? &ls : NULL, err);
-    if (rc == 0 && fit) fg__callbacks_restore(cbs, &topts);
+    if (rc == 0 && fit) rc = fg__callbacks_load_state_dict(&topts, cbs, err);
     /* Last: the generator state must be the checkpoint's when the loop
      * starts, whatever building the run drew from it. */
     if (rc == 0 && fit) rc = fg__loop_restore(&loop, ls, err);
@@ -302,11 +306,13 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   fg_event st = {.kind = FG_EVENT_STATE, .text = "running", .batch_idx = -1, .num_batches = -1,
                  .max_epochs = -1, .max_steps = -1};
   fg_events_emit(bus, &st);
-  switch (ro->stage) {
+  /* Lightning's setup(stage): every callback, before the stage's loop. */
+  rc = fg__callbacks_setup(&loop, err);
+  if (rc == 0) switch (ro->stage) {
     case FG_STAGE_FIT: rc = fg__loop_fit(&loop, err); break;
     case FG_STAGE_VALIDATE: rc = fg__loop_eval(&loop, FG_SPLIT_VAL, false, err); break;
     case FG_STAGE_TEST: rc = fg__loop_eval(&loop, FG_SPLIT_TEST, false, err); break;
-    case FG_STAGE_PREDICT: rc = fg__predict_run(&loop, ckpt, err); break;
+    case FG_STAGE_PREDICT: rc = fg__predict_run(&loop, ckpt, loop_cancelled, &loop, err); break;
     default: rc = fg_err_set(err, FG_EUNSUPPORTED, "stage not supported"); break;
   }
   if (ddp) {

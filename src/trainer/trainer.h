@@ -15,52 +15,14 @@
 #include "fulgur/torch.h"
 #include "util/atomic_file.h"
 
-/* ModelCheckpoint's options (Lightning's names). */
-typedef struct {
-  char *dirpath;  /* NULL = <run dir>/checkpoints */
-  char *filename; /* NULL = "epoch={epoch}-step={step}" */
-  char *monitor;  /* NULL = keep the latest */
-  bool mode_max;
-  int64_t save_top_k;
-  bool save_last;
-  int64_t every_n_epochs;
-  bool auto_insert_metric_name;
-  /* state */
-  size_t n_kept;
-  char **kept_paths;
-  double *kept_scores;
-  char *best_path;
-  double best_score;
-  char *last_path;
-} fg_ckpt_callback;
+/* A callback object: its interface is callbacks/callback.h. */
+typedef struct fg_callback fg_callback;
 
 typedef struct {
   char *save_dir; /* NULL = the run dir */
   char *name;
   int64_t flush_every;
 } fg_csv_logger_cfg;
-
-/* A callback object. */
-enum { FG_CB_CHECKPOINT = 0, FG_CB_LR_MONITOR = 1, FG_CB_EARLY_STOPPING = 2 };
-
-/* EarlyStopping's options (Lightning's names) and state. */
-typedef struct {
-  char *monitor;
-  double min_delta; /* signed as Lightning keeps it: negative for mode min */
-  int64_t patience;
-  bool mode_max, strict, check_finite;
-  double stopping_threshold, divergence_threshold; /* NAN = none */
-  /* state */
-  double best;
-  int64_t wait, stopped_epoch;
-} fg_early_stopping;
-enum { FG_LR_LOG_ANY = 0, FG_LR_LOG_STEP, FG_LR_LOG_EPOCH };
-typedef struct {
-  int type;
-  fg_ckpt_callback ckpt; /* FG_CB_CHECKPOINT */
-  int lr_interval;       /* FG_CB_LR_MONITOR: LearningRateMonitor(logging_interval) */
-  fg_early_stopping es;  /* FG_CB_EARLY_STOPPING */
-} fg_callback;
 
 typedef struct {
   int64_t max_epochs; /* -1 = no limit */
@@ -76,12 +38,11 @@ typedef struct {
   int num_threads;
   int predict_threads; /* worker threads running predict tasks */
   bool deterministic;
-  fg_ckpt_callback **ckpts; /* borrowed from callbacks */
-  size_t n_ckpts;
-  fg_callback **callbacks; /* owned */
+  /* Owned; the config's order with the checkpoint savers last
+   * (fg__callbacks_add). */
+  fg_callback **callbacks;
   size_t n_callbacks;
   fg_csv_logger_cfg *csv; /* NULL = no CSV logger */
-  fg_callback *lr_monitor; /* borrowed from callbacks; NULL = none */
   double gradient_clip_val;  /* NAN = no clipping */
   bool clip_by_value;        /* gradient_clip_algorithm "value" (else "norm") */
   int64_t accumulate_grad_batches;
@@ -125,9 +86,6 @@ int fg__checkpoint_save(const char *path, fg_module *m, const fg_optim_set *opti
 int fg__checkpoint_load(const char *path, fg_module *m, fg_optim_set *optim,
                         fg_ckpt_pos *pos, fg_value **callbacks, fg_value **loop_state,
                         char **err);
-/* Restores callback states (EarlyStopping) from a checkpoint's
- * "callbacks" entry (NULL: nothing to restore). */
-void fg__callbacks_restore(const fg_value *callbacks, fg_trainer_opts *o);
 /* The seed's ckpt_path loading: the file's state_dict (or the file itself
  * when it is a bare state dict) loads non-strictly. *report (malloc'd)
  * names missing and unexpected keys when there are any. */
@@ -188,6 +146,7 @@ int fg__ddp_close(fg__ddp *d, bool ok, char **err);
 
 typedef struct {
   fg_trainer_opts *opts;
+  fg_stage stage;
   fg_module *module;
   fg_datamodule *dm;
   fg_optim_set *optim;   /* optimizers and their schedulers (fit only) */
@@ -202,24 +161,91 @@ typedef struct {
   fg_ckpt_pos pos;
   fg_value *last_metrics; /* latest of every logged key */
   bool should_stop;       /* set by EarlyStopping */
+  bool sanity_checking;   /* the validation before fit (Lightning's trainer.sanity_checking) */
   bool val_this_epoch;    /* check_val_every_n_epoch selects this epoch */
+  bool epoch_complete;    /* at on_train_epoch_end: the epoch ran to its last batch */
   int64_t fit_batches;    /* batches per training epoch (after limits) */
   fg__ddp *ddp;           /* NULL: one process */
   bool rank_zero;         /* writes checkpoints, artifacts, logs (true without ddp) */
 } fg_loop;
 
+/* The fit loop (loop.c): sanity check, epochs, callbacks' hooks. */
 int fg__loop_fit(fg_loop *l, char **err);
-/* Restores what a checkpoint's "fulgur_loop" entry keeps beside the
- * position (seed, generator state, latest metrics and, after a pause,
- * gradients, fit evaluator and ModelCheckpoint states) before a resumed
- * fit starts. NULL restores nothing. */
-int fg__loop_restore(fg_loop *l, const fg_value *loop_state, char **err);
-/* Whether the run must stop now with FG_ECANCELED: cancel, or a pause
- * outside fit. Polled by every loop at its step boundaries. */
-bool fg__loop_cancel_requested(const fg_loop *l);
-/* The predict loop; ckpt is the --ckpt_path (for predict_path), or NULL. */
-int fg__predict_run(fg_loop *l, const char *ckpt, char **err);
 /* Validate or test over every dataloader of the split; logs epoch metrics. */
 int fg__loop_eval(fg_loop *l, fg_split split, bool sanity, char **err);
+
+/* Polled by a loop at its step boundaries: true when the run must stop
+ * with FG_ECANCELED. */
+typedef bool (*fg__cancel_fn)(const void *arg);
+/* The predict loop (src/predict/engine.c); ckpt is the --ckpt_path (for
+ * predict_path), or NULL. cancelled(cancel_arg) is polled before each
+ * batch. */
+int fg__predict_run(fg_loop *l, const char *ckpt, fg__cancel_fn cancelled, const void *cancel_arg,
+                    char **err);
+
+/* ---- what the loops report (loop_events.c) ------------------------------------ */
+
+/* An event of the loop's position (batch_idx and num_batches -1). */
+fg_event fg__loop_event(const fg_loop *l, fg_event_kind kind, fg_split split);
+/* Emits the doubles of a dict as one STEP or EPOCH event and remembers
+ * them as the latest values (monitors read them). */
+void fg__loop_log_scalars(fg_loop *l, fg_event_kind kind, fg_split split, const fg_value *d);
+/* Takes the tensor results out of metrics into files of <run dir>/artifacts
+ * (rank 0), each announced by an ARTIFACT event. */
+int fg__loop_keep_artifacts(fg_loop *l, fg_split split, fg_value *metrics, char **err);
+
+/* ---- the loop's state in checkpoints, the pause (loop_state.c) --------------- */
+
+/* Whether the run must stop now with FG_ECANCELED: cancel, or a pause
+ * outside fit. */
+bool fg__loop_cancel_requested(const fg_loop *l);
+bool fg__loop_pause_requested(const fg_loop *l);
+/* The "fulgur_loop" extras of a checkpoint (checkpoint.c lists them); with
+ * pause, also what the interrupted epoch gathered. *out is the caller's. */
+int fg__loop_state(fg_loop *l, bool pause, fg_value **out, char **err);
+/* Restores what a checkpoint's "fulgur_loop" entry keeps beside the
+ * position (seed, generator state, latest metrics and, after a pause,
+ * gradients, fit evaluator and checkpoint saver states) before a resumed
+ * fit starts. NULL restores nothing. */
+int fg__loop_restore(fg_loop *l, const fg_value *loop_state, char **err);
+/* The one way a checkpoint of the run is written: the module, optimizers,
+ * position, every callback's state (saver's first, see callback.h) and
+ * loop_state, then an ARTIFACT "checkpoint" event (batch_idx: -1 at an
+ * epoch's end, else the batch a resume starts at). */
+int fg__loop_save_checkpoint(fg_loop *l, const char *path, const fg_callback *saver,
+                             const fg_value *loop_state, int64_t batch_idx, char **err);
+/* The pause at a step boundary (batch b of the current epoch runs next):
+ * <run dir>/checkpoints/pause.ckpt, then FG_EPAUSED naming it. */
+int fg__loop_pause(fg_loop *l, int64_t b, char **err);
+
+/* ---- the callback list (callbacks/callbacks.c) ------------------------------- */
+
+void fg__register_builtin_callbacks(void);
+/* Appends cb to the list (savers last), which owns it from then on. */
+void fg__callbacks_add(fg_trainer_opts *o, fg_callback *cb);
+bool fg__callbacks_have_saver(const fg_trainer_opts *o);
+const fg_callback *fg__callbacks_first_saver(const fg_trainer_opts *o);
+/* The registry's destroy of callback objects. */
+void fg__callback_free(void *cb);
+/* Each hook of callback.h over the list, in order, up to the first error. */
+int fg__callbacks_setup(fg_loop *l, char **err);
+int fg__callbacks_on_fit_start(fg_loop *l, char **err);
+int fg__callbacks_on_train_epoch_start(fg_loop *l, char **err);
+int fg__callbacks_on_train_batch_start(fg_loop *l, int64_t batch_idx, fg_value *step_log,
+                                       char **err);
+int fg__callbacks_on_train_batch_end(fg_loop *l, int64_t batch_idx, char **err);
+int fg__callbacks_on_validation_end(fg_loop *l, char **err);
+int fg__callbacks_on_train_epoch_end(fg_loop *l, char **err);
+int fg__callbacks_on_fit_end(fg_loop *l, char **err);
+/* A checkpoint's "callbacks" entry: the saver's state first (NULL: none),
+ * then every other stateful callback's except the other savers'. */
+fg_value *fg__callbacks_state_dict(const fg_loop *l, const fg_callback *saver);
+/* Restores every callback but the savers from a checkpoint's "callbacks"
+ * entry (NULL: nothing to restore). */
+int fg__callbacks_load_state_dict(fg_trainer_opts *o, const fg_value *callbacks, char **err);
+/* Every saver's state in list order, and back (the pause's
+ * fulgur_loop.model_checkpoints). */
+fg_value *fg__callbacks_saver_states(const fg_loop *l);
+int fg__callbacks_load_saver_states(fg_trainer_opts *o, const fg_value *states, char **err);
 
 #endif

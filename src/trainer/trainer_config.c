@@ -1,5 +1,5 @@
 /* The `trainer` section: Lightning's option names and defaults, the
- * ModelCheckpoint callback and the CSVLogger. */
+ * callback list and the CSVLogger. The callbacks are in callbacks/. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +7,7 @@
 
 #include "fulgur/error.h"
 #include "fulgur/registry.h"
+#include "trainer/callbacks/callback.h"
 #include "trainer/trainer.h"
 #include "util/xalloc.h"
 
@@ -16,9 +17,10 @@ static int check_int_min(const fg_node *v, const char *keypath, int64_t min, cha
                            (long long)min, (long long)fg_node_int(v));
   return 0;
 }
-static int check_epochs(const fg_node *v, const char *k, char **err) {
+int fg__check_count(const fg_node *v, const char *k, char **err) {
   return check_int_min(v, k, -1, err);
 }
+#define check_epochs fg__check_count
 static int check_positive(const fg_node *v, const char *k, char **err) {
   return check_int_min(v, k, 1, err);
 }
@@ -71,8 +73,14 @@ static int check_timeout(const fg_node *v, const char *k, char **err) {
   if (fg_node_float(v) > 0) return 0;
   return fg_config_error(err, v, k, "expected a number of seconds > 0, got %g", fg_node_float(v));
 }
-static int check_threads(const fg_node *v, const char *k, char **err) {
+int fg__check_null_or_positive(const fg_node *v, const char *k, char **err) {
   return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : check_int_min(v, k, 1, err);
+}
+#define check_threads fg__check_null_or_positive
+int fg__check_mode(const fg_node *v, const char *k, char **err) {
+  const char *s = fg_node_str(v);
+  if (strcmp(s, "min") == 0 || strcmp(s, "max") == 0) return 0;
+  return fg_config_error(err, v, k, "expected 'min' or 'max', got '%s'", s);
 }
 
 static int check_clip(const fg_node *v, const char *k, char **err) {
@@ -162,34 +170,6 @@ static double limit_of(const fg_node *v, bool *is_count) {
   return fg_node_float(v);
 }
 
-static int add_callback(fg_trainer_opts *o, fg_callback *cb) {
-  o->callbacks = fg__xrealloc(o->callbacks, (o->n_callbacks + 1) * sizeof *o->callbacks);
-  o->callbacks[o->n_callbacks++] = cb;
-  if (cb->type == FG_CB_CHECKPOINT) {
-    o->ckpts = fg__xrealloc(o->ckpts, (o->n_ckpts + 1) * sizeof *o->ckpts);
-    o->ckpts[o->n_ckpts++] = &cb->ckpt;
-  } else if (cb->type == FG_CB_LR_MONITOR) {
-    o->lr_monitor = cb; /* the last one wins; two would log the same keys */
-  }
-  return 0;
-}
-
-static void callback_free(void *obj) {
-  fg_callback *cb = obj;
-  if (cb == NULL) return;
-  free(cb->es.monitor);
-  fg_ckpt_callback *c = &cb->ckpt;
-  free(c->dirpath);
-  free(c->filename);
-  free(c->monitor);
-  for (size_t i = 0; i < c->n_kept; i++) free(c->kept_paths[i]);
-  free(c->kept_paths);
-  free(c->kept_scores);
-  free(c->best_path);
-  free(c->last_path);
-  free(cb);
-}
-
 static void csv_free(void *obj) {
   fg_csv_logger_cfg *c = obj;
   if (c == NULL) return;
@@ -262,18 +242,10 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
     rc = fg_registry_create(fg_node_at(cbs, i), p, FG_KIND_CALLBACK, &obj, NULL, err);
     free(p);
     if (rc) goto fail;
-    add_callback(o, obj);
+    fg__callbacks_add(o, obj);
   }
-  if (o->n_ckpts == 0 && o->enable_checkpointing) {
-    /* The default checkpoint callback; unlike Lightning's it keeps
-     * last.ckpt, so a daemon always has a known file to resume from. */
-    fg_callback *cb = fg__xcalloc(1, sizeof *cb);
-    cb->ckpt.save_top_k = 1;
-    cb->ckpt.save_last = true;
-    cb->ckpt.every_n_epochs = 1;
-    cb->ckpt.auto_insert_metric_name = true;
-    add_callback(o, cb);
-  }
+  if (o->enable_checkpointing && !fg__callbacks_have_saver(o))
+    fg__callbacks_add(o, fg__model_checkpoint_default());
   const fg_node *lg = fg_node_get(cfg, "logger");
   const fg_node *one = NULL;
   if (lg == NULL || (fg_node_kind_of(lg) == FG_NODE_BOOL && fg_node_bool(lg))) {
@@ -302,128 +274,11 @@ fail:
 }
 
 void fg__trainer_opts_close(fg_trainer_opts *o) {
-  for (size_t i = 0; i < o->n_callbacks; i++) callback_free(o->callbacks[i]);
+  for (size_t i = 0; i < o->n_callbacks; i++) fg__callback_free(o->callbacks[i]);
   free(o->callbacks);
-  free(o->ckpts);
   csv_free(o->csv);
   free(o->default_root_dir);
   memset(o, 0, sizeof *o);
-}
-
-/* ---- ModelCheckpoint ------------------------------------------------------ */
-
-static int check_mode(const fg_node *v, const char *k, char **err) {
-  const char *s = fg_node_str(v);
-  if (strcmp(s, "min") == 0 || strcmp(s, "max") == 0) return 0;
-  return fg_config_error(err, v, k, "expected 'min' or 'max', got '%s'", s);
-}
-
-static const fg_param ckpt_params[] = {
-    {"dirpath", FG_T_NULL | FG_T_STRING, "null", "folder (null: <run dir>/checkpoints)", NULL, 0},
-    {"filename", FG_T_NULL | FG_T_STRING, "null", "name template (null: 'epoch={epoch}-step={step}')", NULL, 0},
-    {"monitor", FG_T_NULL | FG_T_STRING, "null", "logged key to rank checkpoints by", NULL, 0},
-    {"mode", FG_T_STRING, "min", "min or max", check_mode, 0},
-    {"save_top_k", FG_T_INT, "1", "best checkpoints kept (-1: all)", check_epochs, 0},
-    {"save_last", FG_T_NULL | FG_T_BOOL, "null", "also keep last.ckpt", NULL, 0},
-    {"every_n_epochs", FG_T_NULL | FG_T_INT, "null", "save every N epochs (null: 1)", check_threads, 0},
-    {"auto_insert_metric_name", FG_T_BOOL, "true", "write 'name=value' in file names", NULL, 0},
-    {"verbose", FG_T_BOOL, "false", "log each save", NULL, 0},
-    {"save_weights_only", FG_T_BOOL, "false", "must be false", NULL, 0},
-};
-
-static int ckpt_create(const fg_class *cls, const fg_node *a, const char *keypath, void **out,
-                       char **err) {
-  fg_callback *cb = fg__xcalloc(1, sizeof *cb);
-  fg_ckpt_callback *c = &cb->ckpt;
-  c->dirpath = opt_str(a, "dirpath");
-  c->filename = opt_str(a, "filename");
-  c->monitor = opt_str(a, "monitor");
-  c->mode_max = strcmp(fg_node_str(fg_node_get(a, "mode")), "max") == 0;
-  c->save_top_k = fg_node_int(fg_node_get(a, "save_top_k"));
-  const fg_node *sl = fg_node_get(a, "save_last");
-  c->save_last = fg_node_kind_of(sl) == FG_NODE_BOOL && fg_node_bool(sl);
-  const fg_node *ev = fg_node_get(a, "every_n_epochs");
-  c->every_n_epochs = fg_node_kind_of(ev) == FG_NODE_INT ? fg_node_int(ev) : 1;
-  c->auto_insert_metric_name = fg_node_bool(fg_node_get(a, "auto_insert_metric_name"));
-  if (fg_node_bool(fg_node_get(a, "save_weights_only"))) {
-    callback_free(cb);
-    char *p = fg__xasprintf("%s.save_weights_only", keypath);
-    int rc = fg_config_error(err, fg_node_get(a, "save_weights_only"), p,
-                             "not supported by this fulgur version (checkpoints always hold the full state)");
-    free(p);
-    return rc;
-  }
-  *out = cb;
-  return 0;
-}
-
-/* ---- LearningRateMonitor ---------------------------------------------------- */
-
-static int check_lr_interval(const fg_node *v, const char *k, char **err) {
-  const char *s = fg_node_str(v);
-  if (s == NULL || strcmp(s, "step") == 0 || strcmp(s, "epoch") == 0) return 0;
-  return fg_config_error(err, v, k, "expected 'step', 'epoch' or null, got '%s'", s);
-}
-
-static int check_false(const fg_node *v, const char *k, char **err) {
-  if (!fg_node_bool(v)) return 0;
-  return fg_config_error(err, v, k, "not supported by this fulgur version yet");
-}
-
-static const fg_param lr_monitor_params[] = {
-    {"logging_interval", FG_T_NULL | FG_T_STRING, "null", "step, epoch, or null (each scheduler's own interval)", check_lr_interval, 0},
-    {"log_momentum", FG_T_BOOL, "false", "must be false", check_false, 0},
-    {"log_weight_decay", FG_T_BOOL, "false", "must be false", check_false, 0},
-};
-
-static int lr_monitor_create(const fg_class *cls, const fg_node *a, const char *keypath,
-                             void **out, char **err) {
-  fg_callback *cb = fg__xcalloc(1, sizeof *cb);
-  cb->type = FG_CB_LR_MONITOR;
-  const char *s = fg_node_str(fg_node_get(a, "logging_interval"));
-  cb->lr_interval = s == NULL ? FG_LR_LOG_ANY : strcmp(s, "step") == 0 ? FG_LR_LOG_STEP : FG_LR_LOG_EPOCH;
-  *out = cb;
-  return 0;
-}
-
-/* ---- EarlyStopping ------------------------------------------------------------ */
-
-static const fg_param es_params[] = {
-    {"monitor", FG_T_STRING, NULL, "logged key to watch", NULL, 0},
-    {"min_delta", FG_T_FLOAT, "0.0", "smallest change that counts as an improvement", NULL, 0},
-    {"patience", FG_T_INT, "3", "checks without improvement before stopping", check_epochs, 0},
-    {"verbose", FG_T_BOOL, "false", "no effect (events report the stop)", NULL, 0},
-    {"mode", FG_T_STRING, "min", "min or max", check_mode, 0},
-    {"strict", FG_T_BOOL, "true", "a missing monitor is an error", NULL, 0},
-    {"check_finite", FG_T_BOOL, "true", "stop when the monitor is nan or inf", NULL, 0},
-    {"stopping_threshold", FG_T_NULL | FG_T_FLOAT, "null", "stop once the monitor is better than this", NULL, 0},
-    {"divergence_threshold", FG_T_NULL | FG_T_FLOAT, "null", "stop once the monitor is worse than this", NULL, 0},
-    {"check_on_train_epoch_end", FG_T_NULL | FG_T_BOOL, "null", "null: after validation when there is one", NULL, 0},
-    {"log_rank_zero_only", FG_T_BOOL, "false", "no effect (one process)", NULL, 0},
-};
-
-static double opt_num(const fg_node *a, const char *k) {
-  const fg_node *v = fg_node_get(a, k);
-  return v && fg_node_kind_of(v) != FG_NODE_NULL ? fg_node_float(v) : NAN;
-}
-
-static int es_create(const fg_class *cls, const fg_node *a, const char *keypath, void **out,
-                     char **err) {
-  fg_callback *cb = fg__xcalloc(1, sizeof *cb);
-  cb->type = FG_CB_EARLY_STOPPING;
-  fg_early_stopping *e = &cb->es;
-  e->monitor = opt_str(a, "monitor");
-  e->mode_max = strcmp(fg_node_str(fg_node_get(a, "mode")), "max") == 0;
-  /* Lightning: min_delta *= 1 if mode max else -1 (after abs). */
-  e->min_delta = fabs(fg_node_float(fg_node_get(a, "min_delta"))) * (e->mode_max ? 1 : -1);
-  e->patience = fg_node_int(fg_node_get(a, "patience"));
-  e->strict = fg_node_bool(fg_node_get(a, "strict"));
-  e->check_finite = fg_node_bool(fg_node_get(a, "check_finite"));
-  e->stopping_threshold = opt_num(a, "stopping_threshold");
-  e->divergence_threshold = opt_num(a, "divergence_threshold");
-  e->best = e->mode_max ? -INFINITY : INFINITY;
-  *out = cb;
-  return 0;
 }
 
 /* ---- CSVLogger ---------------------------------------------------------------- */
@@ -444,40 +299,15 @@ static int csv_create(const fg_class *cls, const fg_node *a, const char *keypath
   return 0;
 }
 
-static const char *const ckpt_aliases[] = {"ModelCheckpoint",
-                                           "lightning.pytorch.callbacks.ModelCheckpoint",
-                                           "pytorch_lightning.callbacks.ModelCheckpoint", NULL};
 static const char *const csv_aliases[] = {"CSVLogger", "lightning.pytorch.loggers.CSVLogger",
                                           "pytorch_lightning.loggers.CSVLogger", NULL};
 
-static const fg_class ckpt_class = {
-    .name = "fulgur.callbacks.ModelCheckpoint", .aliases = ckpt_aliases,
-    .kind = FG_KIND_CALLBACK, .params = ckpt_params,
-    .n_params = sizeof ckpt_params / sizeof ckpt_params[0], .create = ckpt_create,
-    .destroy = callback_free};
-static const char *const lr_monitor_aliases[] = {
-    "LearningRateMonitor", "lightning.pytorch.callbacks.LearningRateMonitor",
-    "pytorch_lightning.callbacks.LearningRateMonitor", NULL};
-static const fg_class lr_monitor_class = {
-    .name = "fulgur.callbacks.LearningRateMonitor", .aliases = lr_monitor_aliases,
-    .kind = FG_KIND_CALLBACK, .params = lr_monitor_params,
-    .n_params = sizeof lr_monitor_params / sizeof lr_monitor_params[0],
-    .create = lr_monitor_create, .destroy = callback_free};
-static const char *const es_aliases[] = {"EarlyStopping", "lightning.pytorch.callbacks.EarlyStopping",
-                                         "pytorch_lightning.callbacks.EarlyStopping", NULL};
-static const fg_class es_class = {
-    .name = "fulgur.callbacks.EarlyStopping", .aliases = es_aliases,
-    .kind = FG_KIND_CALLBACK, .params = es_params,
-    .n_params = sizeof es_params / sizeof es_params[0],
-    .create = es_create, .destroy = callback_free};
 static const fg_class csv_class = {
     .name = "fulgur.loggers.CSVLogger", .aliases = csv_aliases, .kind = FG_KIND_LOGGER,
     .params = csv_params, .n_params = sizeof csv_params / sizeof csv_params[0],
     .create = csv_create, .destroy = csv_free};
 
 void fg__register_builtin_trainer(void) {
-  fg__registry_add_builtin(&ckpt_class);
   fg__registry_add_builtin(&csv_class);
-  fg__registry_add_builtin(&lr_monitor_class);
-  fg__registry_add_builtin(&es_class);
+  fg__register_builtin_callbacks();
 }

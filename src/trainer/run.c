@@ -273,6 +273,10 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   loop.ddp = ddp;
   loop.rank_zero = rank_zero;
 
+  /* Lightning's setup(stage): every callback, before a checkpoint restores
+   * their states and before the stage's loop. */
+  if ((rc = fg__callbacks_setup(&loop, err))) goto done;
+
   fg_node *ck = fg_node_get(config, "ckpt_path");
   const char *ckpt = ck && fg_node_kind_of(ck) == FG_NODE_STRING ? fg_node_str(ck) : NULL;
   if (ckpt) {
@@ -306,9 +310,7 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   fg_event st = {.kind = FG_EVENT_STATE, .text = "running", .batch_idx = -1, .num_batches = -1,
                  .max_epochs = -1, .max_steps = -1};
   fg_events_emit(bus, &st);
-  /* Lightning's setup(stage): every callback, before the stage's loop. */
-  rc = fg__callbacks_setup(&loop, err);
-  if (rc == 0) switch (ro->stage) {
+  switch (ro->stage) {
     case FG_STAGE_FIT: rc = fg__loop_fit(&loop, err); break;
     case FG_STAGE_VALIDATE: rc = fg__loop_eval(&loop, FG_SPLIT_VAL, false, err); break;
     case FG_STAGE_TEST: rc = fg__loop_eval(&loop, FG_SPLIT_TEST, false, err); break;

@@ -164,7 +164,6 @@ typedef struct {
   bool sanity_checking;   /* the validation before fit (Lightning's trainer.sanity_checking) */
   bool val_this_epoch;    /* check_val_every_n_epoch selects this epoch */
   bool epoch_complete;    /* at on_train_epoch_end: the epoch ran to its last batch */
-  int64_t fit_batches;    /* batches per training epoch (after limits) */
   fg__ddp *ddp;           /* NULL: one process */
   bool rank_zero;         /* writes checkpoints, artifacts, logs (true without ddp) */
 } fg_loop;

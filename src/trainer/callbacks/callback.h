@@ -71,11 +71,8 @@ struct fg_callback_ops {
   void (*free)(fg_callback *cb); /* frees the object and what it owns */
 };
 
-/* ---- the built-in callbacks (one file each) --------------------------------- */
+/* ---- the built-in callbacks (one file each; their table is callbacks.c) ------- */
 
-extern const fg_class fg__model_checkpoint_class;
-extern const fg_class fg__early_stopping_class;
-extern const fg_class fg__lr_monitor_class;
 /* The default ModelCheckpoint (enable_checkpointing without one
  * configured). */
 fg_callback *fg__model_checkpoint_default(void);

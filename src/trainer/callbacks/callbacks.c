@@ -8,7 +8,11 @@
 #include "util/xalloc.h"
 
 /* Every built-in callback class: adding a callback is adding its file and
- * a line here. */
+ * its two lines here. */
+extern const fg_class fg__model_checkpoint_class;
+extern const fg_class fg__lr_monitor_class;
+extern const fg_class fg__early_stopping_class;
+
 static const fg_class *const builtin[] = {
     &fg__model_checkpoint_class,
     &fg__lr_monitor_class,

@@ -273,7 +273,16 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
     for (size_t i = 0; i < n; i++) {
       char *p = seq ? fg__xasprintf("trainer.logger.%zu", i) : fg__xstrdup("trainer.logger");
       void *obj = NULL;
-      rc = fg_registry_create(seq ? fg_node_at(lg, i) : lg, p, FG_KIND_LOGGER, &obj, NULL, err);
+      const fg_class *cls = NULL;
+      const fg_node *one = seq ? fg_node_at(lg, i) : lg;
+      rc = fg_registry_create(one, p, FG_KIND_LOGGER, &obj, &cls, err);
+      if (rc == 0 && cls->destroy != fg__logger_cfg_free) {
+        /* The loggers' sinks are built-in; a plugin's logger object is not
+         * an fg_logger_cfg. */
+        if (cls->destroy) cls->destroy(obj);
+        rc = fg_config_error(err, one, p, "'%s' is not one of fulgur's loggers (CSVLogger, TensorBoardLogger)",
+                             cls->name);
+      }
       free(p);
       if (rc) goto fail;
       o->loggers[o->n_loggers++] = obj;

@@ -425,5 +425,8 @@ for i, cp in enumerate(["WandbLogger", "lightning.pytorch.loggers.WandbLogger", 
     bad(f"service_{i}", as_list(CSV, f"\n    class_path: {cp}\n    init_args: {{project: p, save_dir: w}}"),
         rf"service_{i}\.yaml:\d+:\d+: trainer\.logger\.1\.class_path: '{re.escape(cp)}' logs to .*{SERVICE}")
 
+bad("service_alone", "\n    class_path: WandbLogger",
+    rf"service_alone\.yaml:\d+:\d+: trainer\.logger\.class_path: 'WandbLogger' logs to .*{SERVICE}")
+
 shutil.rmtree(WORK, ignore_errors=True)
 finish()

@@ -11,12 +11,16 @@ pkgs=(
   libopenblas0-pthread libopenblas-dev
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   libuv1-dev libyaml-dev libsqlite3-dev zlib1g-dev
+  # CRC32C (crc32_iscsi) for TensorBoard's record framing.
+  libisal-dev
   libcriterion-dev
   # TLS tests make a self-signed certificate.
   openssl
   dataset-fashion-mnist
   # Interop tests and the Python baseline of the benchmarks.
   python3 python3-torch python3-grpcio python3-grpc-tools python3-yaml python3-numpy
+  # The TensorBoardLogger test decodes event files and checks their CRC32C.
+  python3-protobuf python3-crc32c
 )
 
 missing=()

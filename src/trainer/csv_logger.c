@@ -46,14 +46,6 @@ static void add_col(csv_logger *c, const char *k) {
   c->header_dirty = true;
 }
 
-/* Python's repr of a float: the shortest text that reads back the same. */
-static void fmt_double(char *buf, size_t len, double v) {
-  fg__shortest_double(v, buf, len);
-  if (strchr(buf, '.') == NULL && strchr(buf, 'e') == NULL && strchr(buf, 'n') == NULL &&
-      strchr(buf, 'i') == NULL)
-    strncat(buf, ".0", len - strlen(buf) - 1);
-}
-
 static void write_row(FILE *f, const csv_logger *c, const row *r) {
   for (size_t i = 0; i < c->n_cols; i++) {
     if (i) fputc(',', f);
@@ -63,7 +55,7 @@ static void write_row(FILE *f, const csv_logger *c, const row *r) {
       if (strcmp(r->keys[k], "epoch") == 0 || strcmp(r->keys[k], "step") == 0)
         snprintf(buf, sizeof buf, "%lld", (long long)r->values[k]);
       else
-        fmt_double(buf, sizeof buf, r->values[k]);
+        fg__py_float_repr(r->values[k], buf, sizeof buf);
       fputs(buf, f);
       break;
     }
@@ -113,9 +105,7 @@ static void csv_emit(void *self, const fg_event *ev) {
     r->values[i] = ev->values[i];
     add_col(c, ev->keys[i]);
   }
-  /* Lightning logs each row at the index of the last optimizer step. */
-  int64_t step = ev->global_step > 0 && ev->split && strcmp(ev->split, "test") != 0
-                     ? ev->global_step - 1 : ev->global_step;
+  int64_t step = fg__logged_step(ev);
   r->keys[ev->n_values] = fg__xstrdup("epoch");
   r->values[ev->n_values] = (double)ev->epoch;
   r->keys[ev->n_values + 1] = fg__xstrdup("step");

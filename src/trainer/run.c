@@ -1,11 +1,9 @@
 /* fg_run: from a merged config to a finished stage. Checks the config,
  * builds module, data and trainer through the registry, makes the run
  * directory, wires the sinks, runs the loop. */
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -108,36 +106,6 @@ static int module_fit_start(fg_module *m, fg_events *bus, char **err) {
   return 0;
 }
 
-/* <root>/version_<N> with N one more than the largest existing; mkdir's
- * EEXIST makes two runs starting at once take different numbers. */
-static int make_run_dir(const char *root, char **out, char **err) {
-  int rc = fg__mkdirs(root, err);
-  if (rc) return rc;
-  long next = 0;
-  DIR *d = opendir(root);
-  if (d) {
-    struct dirent *e;
-    while ((e = readdir(d))) {
-      char *end;
-      if (strncmp(e->d_name, "version_", 8) != 0) continue;
-      long n = strtol(e->d_name + 8, &end, 10);
-      if (*end == '\0' && n >= next) next = n + 1;
-    }
-    closedir(d);
-  }
-  for (int tries = 0; tries < 1000; tries++, next++) {
-    char *p = fg__xasprintf("%s/version_%ld", root, next);
-    if (mkdir(p, 0777) == 0) {
-      *out = p;
-      return 0;
-    }
-    int e = errno;
-    free(p);
-    if (e != EEXIST) return fg_err_set(err, FG_EIO, "cannot create run directory in %s: %s", root, strerror(e));
-  }
-  return fg_err_set(err, FG_EIO, "cannot create a run directory in %s", root);
-}
-
 /* Passes events on to the caller's bus (which the caller closes). */
 static void forward_emit(void *self, const fg_event *ev) { fg_events_emit(self, ev); }
 
@@ -213,25 +181,12 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   /* Rank 0 alone writes the run directory, logs and events; the other
    * ranks run with a bus that has no sinks. */
   bus = fg_events_create();
-  if (rank_zero && (rc = make_run_dir(topts.default_root_dir, &run_dir, err))) goto done;
+  /* The first logger decides the run directory, as Trainer.log_dir. */
+  if (rank_zero && (rc = fg__run_dir_make(&topts, &run_dir, err))) goto done;
   if (rank_zero && ro->events) fg_events_add_sink(bus, (fg_sink){forward_emit, NULL, ro->events});
   if (rank_zero && ro->progress && topts.enable_progress_bar)
     fg_events_add_sink(bus, fg__progress_sink_create(ro->progress));
-  if (rank_zero && topts.csv) {
-    char *dir = topts.csv->save_dir
-                    ? (topts.csv->name ? fg__xasprintf("%s/%s/%s", topts.csv->save_dir, topts.csv->name,
-                                                       strrchr(run_dir, '/') + 1)
-                                       : fg__xasprintf("%s/%s", topts.csv->save_dir, strrchr(run_dir, '/') + 1))
-                    : fg__xstrdup(run_dir);
-    char *path = fg__xasprintf("%s/metrics.csv", dir);
-    fg_sink csv;
-    rc = fg__mkdirs(dir, err);
-    if (rc == 0) rc = fg__csv_logger_create(path, topts.csv->flush_every, &csv, err);
-    free(dir);
-    free(path);
-    if (rc) goto done;
-    fg_events_add_sink(bus, csv);
-  }
+  if (rank_zero && (rc = fg__loggers_start(&topts, config, run_dir, bus, err))) goto done;
   if (rank_zero) {
     char *yaml = NULL, *path = fg__xasprintf("%s/config.yaml", run_dir);
     rc = fg_node_emit(config, &yaml, err);

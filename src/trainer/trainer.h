@@ -18,11 +18,26 @@
 /* A callback object: its interface is callbacks/callback.h. */
 typedef struct fg_callback fg_callback;
 
+/* A logger's options (Lightning's names), from trainer.logger. */
+typedef enum { FG_LOGGER_CSV = 0, FG_LOGGER_TENSORBOARD } fg_logger_type;
 typedef struct {
-  char *save_dir; /* NULL = the run dir */
-  char *name;
-  int64_t flush_every;
-} fg_csv_logger_cfg;
+  fg_logger_type type;
+  char *save_dir; /* CSV: NULL = the run dir; TensorBoard: required */
+  char *name;     /* NULL = none */
+  int64_t flush_every; /* CSV: flush_logs_every_n_steps */
+  /* TensorBoardLogger */
+  char *version;  /* the folder name ("version_3", "run_a"); NULL = the next version_N */
+  bool default_hp_metric;
+  char *prefix;   /* NULL = none */
+  char *sub_dir;  /* NULL = none */
+  int64_t max_queue;
+  double flush_secs;
+  char *filename_suffix;
+} fg_logger_cfg;
+void fg__logger_cfg_free(void *cfg);
+/* The TensorBoardLogger class (loggers.c), registered with the built-ins. */
+struct fg_class;
+extern const struct fg_class fg__tb_logger_class;
 
 typedef struct {
   int64_t max_epochs; /* -1 = no limit */
@@ -42,7 +57,8 @@ typedef struct {
    * (fg__callbacks_add). */
   fg_callback **callbacks;
   size_t n_callbacks;
-  fg_csv_logger_cfg *csv; /* NULL = no CSV logger */
+  fg_logger_cfg **loggers; /* owned; the first decides the run directory */
+  size_t n_loggers;
   double gradient_clip_val;  /* NAN = no clipping */
   bool clip_by_value;        /* gradient_clip_algorithm "value" (else "norm") */
   int64_t accumulate_grad_batches;
@@ -95,6 +111,30 @@ int fg__state_dict_load_file(const char *path, fg_module *m, char **report, char
 
 int fg__csv_logger_create(const char *path, int64_t flush_every, fg_sink *out,
                           char **err);
+/* The step Lightning logs a STEP or EPOCH event's scalars at: the index of
+ * the last optimizer step (test rows: the global step itself). One rule
+ * for every logger. */
+int64_t fg__logged_step(const fg_event *ev);
+
+/* ---- loggers (loggers.c) ------------------------------------------------------ */
+
+/* Checks trainer.logger's value in place: one object or a list of them,
+ * each a logger class; a logger that needs a service (W&B, MLflow, Comet,
+ * Neptune) is an error naming TensorBoardLogger and CSVLogger. */
+int fg__loggers_check(fg_node *logger, bool fill, char **err);
+/* Makes the run directory as Lightning's Trainer.log_dir: a first
+ * TensorBoardLogger's <save_dir>/<name>/<version>; otherwise (CSVLogger
+ * first, the default logger, or none) <default_root_dir>/version_<N>.
+ * *out is malloc'd. */
+int fg__run_dir_make(const fg_trainer_opts *o, char **out, char **err);
+/* Adds a sink per logger to bus. config (the checked config) is what
+ * TensorBoardLogger logs as hyperparameters. */
+int fg__loggers_start(const fg_trainer_opts *o, const fg_node *config, const char *run_dir,
+                      fg_events *bus, char **err);
+/* TensorBoardLogger's sink (tb_logger.c): events.out.tfevents.* in dir,
+ * hparams.yaml, scalars of STEP and EPOCH events. */
+int fg__tb_logger_create(const fg_logger_cfg *cfg, const char *dir, const fg_node *hparams,
+                         fg_sink *out, char **err);
 fg_sink fg__progress_sink_create(FILE *tty);
 
 /* ---- strategy: ddp (ddp.c) --------------------------------------------------- */

@@ -1,5 +1,6 @@
 /* The `trainer` section: Lightning's option names and defaults, the
- * callback list and the CSVLogger. The callbacks are in callbacks/. */
+ * callback list and the CSVLogger (TensorBoardLogger: loggers.c). The
+ * callbacks are in callbacks/. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,15 +153,7 @@ int fg__trainer_config_check(fg_node *cfg, bool fill, char **err) {
     if (rc) return rc;
   }
   fg_node *lg = fg_node_get(cfg, "logger");
-  if (lg && fg_node_kind_of(lg) == FG_NODE_MAP) {
-    rc = fg_registry_check(lg, "trainer.logger", FG_KIND_LOGGER, fill, err);
-  } else if (lg && fg_node_kind_of(lg) == FG_NODE_SEQ) {
-    for (size_t i = 0; rc == 0 && i < fg_node_len(lg); i++) {
-      char *p = fg__xasprintf("trainer.logger.%zu", i);
-      rc = fg_registry_check(fg_node_at(lg, i), p, FG_KIND_LOGGER, fill, err);
-      free(p);
-    }
-  }
+  if (lg) rc = fg__loggers_check(lg, fill, err);
   return rc;
 }
 
@@ -170,13 +163,6 @@ static double limit_of(const fg_node *v, bool *is_count) {
   return fg_node_float(v);
 }
 
-static void csv_free(void *obj) {
-  fg_csv_logger_cfg *c = obj;
-  if (c == NULL) return;
-  free(c->save_dir);
-  free(c->name);
-  free(c);
-}
 
 static char *opt_str(const fg_node *args, const char *k) {
   const fg_node *v = fg_node_get(args, k);
@@ -247,25 +233,34 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
   if (o->enable_checkpointing && !fg__callbacks_have_saver(o))
     fg__callbacks_add(o, fg__model_checkpoint_default());
   const fg_node *lg = fg_node_get(cfg, "logger");
-  const fg_node *one = NULL;
   if (lg == NULL || (fg_node_kind_of(lg) == FG_NODE_BOOL && fg_node_bool(lg))) {
-    o->csv = fg__xcalloc(1, sizeof *o->csv);
-    o->csv->flush_every = 100;
-  } else if (fg_node_kind_of(lg) == FG_NODE_MAP) {
-    one = lg;
-  } else if (fg_node_kind_of(lg) == FG_NODE_SEQ) {
-    if (fg_node_len(lg) > 1) {
-      rc = fg_config_error(err, lg, "trainer.logger",
-                           "only one logger is supported by this fulgur version");
-      goto fail;
+    fg_logger_cfg *c = fg__xcalloc(1, sizeof *c);
+    c->type = FG_LOGGER_CSV;
+    c->flush_every = 100;
+    o->loggers = fg__xcalloc(1, sizeof *o->loggers);
+    o->loggers[o->n_loggers++] = c;
+  } else if (fg_node_kind_of(lg) == FG_NODE_MAP || fg_node_kind_of(lg) == FG_NODE_SEQ) {
+    /* One object, or a list of them as Lightning allows. */
+    bool seq = fg_node_kind_of(lg) == FG_NODE_SEQ;
+    size_t n = seq ? fg_node_len(lg) : 1;
+    o->loggers = fg__xcalloc(n ? n : 1, sizeof *o->loggers);
+    for (size_t i = 0; i < n; i++) {
+      char *p = seq ? fg__xasprintf("trainer.logger.%zu", i) : fg__xstrdup("trainer.logger");
+      void *obj = NULL;
+      const fg_class *cls = NULL;
+      const fg_node *one = seq ? fg_node_at(lg, i) : lg;
+      rc = fg_registry_create(one, p, FG_KIND_LOGGER, &obj, &cls, err);
+      if (rc == 0 && cls->destroy != fg__logger_cfg_free) {
+        /* The loggers' sinks are built-in; a plugin's logger object is not
+         * an fg_logger_cfg. */
+        if (cls->destroy) cls->destroy(obj);
+        rc = fg_config_error(err, one, p, "'%s' is not one of fulgur's loggers (CSVLogger, TensorBoardLogger)",
+                             cls->name);
+      }
+      free(p);
+      if (rc) goto fail;
+      o->loggers[o->n_loggers++] = obj;
     }
-    one = fg_node_len(lg) ? fg_node_at(lg, 0) : NULL;
-  }
-  if (one) {
-    void *obj = NULL;
-    rc = fg_registry_create(one, "trainer.logger", FG_KIND_LOGGER, &obj, NULL, err);
-    if (rc) goto fail;
-    o->csv = obj;
   }
   return 0;
 fail:
@@ -276,7 +271,8 @@ fail:
 void fg__trainer_opts_close(fg_trainer_opts *o) {
   for (size_t i = 0; i < o->n_callbacks; i++) fg__callback_free(o->callbacks[i]);
   free(o->callbacks);
-  csv_free(o->csv);
+  for (size_t i = 0; i < o->n_loggers; i++) fg__logger_cfg_free(o->loggers[i]);
+  free(o->loggers);
   free(o->default_root_dir);
   memset(o, 0, sizeof *o);
 }
@@ -291,7 +287,8 @@ static const fg_param csv_params[] = {
 
 static int csv_create(const fg_class *cls, const fg_node *a, const char *keypath, void **out,
                       char **err) {
-  fg_csv_logger_cfg *c = fg__xcalloc(1, sizeof *c);
+  fg_logger_cfg *c = fg__xcalloc(1, sizeof *c);
+  c->type = FG_LOGGER_CSV;
   c->save_dir = opt_str(a, "save_dir");
   c->name = opt_str(a, "name");
   c->flush_every = fg_node_int(fg_node_get(a, "flush_logs_every_n_steps"));
@@ -305,9 +302,10 @@ static const char *const csv_aliases[] = {"CSVLogger", "lightning.pytorch.logger
 static const fg_class csv_class = {
     .name = "fulgur.loggers.CSVLogger", .aliases = csv_aliases, .kind = FG_KIND_LOGGER,
     .params = csv_params, .n_params = sizeof csv_params / sizeof csv_params[0],
-    .create = csv_create, .destroy = csv_free};
+    .create = csv_create, .destroy = fg__logger_cfg_free};
 
 void fg__register_builtin_trainer(void) {
   fg__registry_add_builtin(&csv_class);
+  fg__registry_add_builtin(&fg__tb_logger_class);
   fg__register_builtin_callbacks();
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config/node_internal.h"
+#include "util/assert.h"
 #include "util/xalloc.h"
 
 /* ---- interned file names ------------------------------------------------
@@ -268,7 +269,7 @@ void fg_node_seq_append(fg_node *seq, fg_node *item) {
 }
 
 void fg_node_seq_insert(fg_node *seq, size_t i, fg_node *item) {
-  if (seq->kind != FG_NODE_SEQ) abort(); /* programming error */
+  FG_ASSERT(seq->kind == FG_NODE_SEQ);
   if (i > seq->len) i = seq->len;
   grow(seq);
   memmove(seq->items + i + 1, seq->items + i, (seq->len - i) * sizeof *seq->items);
@@ -285,7 +286,7 @@ fg_node *fg_node_seq_take(fg_node *seq, size_t i) {
 }
 
 void fg_node_map_set(fg_node *map, const char *key, fg_node *value) {
-  if (map->kind != FG_NODE_MAP) abort(); /* programming error */
+  FG_ASSERT(map->kind == FG_NODE_MAP);
   long i = map_index(map, key);
   if (i >= 0) {
     if (map->items[i] != value) fg_node_free(map->items[i]);

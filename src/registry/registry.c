@@ -4,11 +4,12 @@
 #include "fulgur/registry.h"
 
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fulgur/error.h"
+#include "registry/builtins.h"
+#include "util/assert.h"
 #include "util/xalloc.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -55,28 +56,16 @@ static int add_locked(const fg_class *cls, char **err) {
   return 0;
 }
 
+/* The built-ins come from one table (builtins.c); they are added inside
+ * pthread_once, so not through the public add, which waits on the once. */
 static void register_builtins(void) {
-  fg__register_builtin_data();
-  fg__register_builtin_models();
-  fg__register_builtin_modules();
-  fg__register_builtin_metrics();
-  fg__register_builtin_trainer();
-  fg__register_builtin_optim();
-  fg__register_builtin_schedulers();
-}
-
-/* Built-in registration runs inside pthread_once, so it must not go
- * through the public add (which would wait on the once). */
-void fg__registry_add_builtin(const fg_class *cls) {
   pthread_mutex_lock(&lock);
-  char *err = NULL;
-  int rc = add_locked(cls, &err);
-  pthread_mutex_unlock(&lock);
-  if (rc != 0) {
+  for (size_t i = 0; i < fg__n_builtin_classes; i++) {
+    int rc = add_locked(fg__builtin_classes[i], NULL);
     /* Two built-ins with one name is a programming error. */
-    fprintf(stderr, "fulgur: %s\n", err);
-    abort();
+    FG_ASSERT(rc == 0);
   }
+  pthread_mutex_unlock(&lock);
 }
 
 int fg_registry_add(const fg_class *cls, char **err) {

@@ -7,6 +7,7 @@
 
 #include "fulgur/error.h"
 #include "fulgur/registry.h"
+#include "registry/builtins.h"
 #include "trainer/trainer.h"
 #include "util/xalloc.h"
 
@@ -450,7 +451,7 @@ static const char *const ckpt_aliases[] = {"ModelCheckpoint",
 static const char *const csv_aliases[] = {"CSVLogger", "lightning.pytorch.loggers.CSVLogger",
                                           "pytorch_lightning.loggers.CSVLogger", NULL};
 
-static const fg_class ckpt_class = {
+const fg_class fg__model_checkpoint_class = {
     .name = "fulgur.callbacks.ModelCheckpoint", .aliases = ckpt_aliases,
     .kind = FG_KIND_CALLBACK, .params = ckpt_params,
     .n_params = sizeof ckpt_params / sizeof ckpt_params[0], .create = ckpt_create,
@@ -458,26 +459,20 @@ static const fg_class ckpt_class = {
 static const char *const lr_monitor_aliases[] = {
     "LearningRateMonitor", "lightning.pytorch.callbacks.LearningRateMonitor",
     "pytorch_lightning.callbacks.LearningRateMonitor", NULL};
-static const fg_class lr_monitor_class = {
+const fg_class fg__lr_monitor_class = {
     .name = "fulgur.callbacks.LearningRateMonitor", .aliases = lr_monitor_aliases,
     .kind = FG_KIND_CALLBACK, .params = lr_monitor_params,
     .n_params = sizeof lr_monitor_params / sizeof lr_monitor_params[0],
     .create = lr_monitor_create, .destroy = callback_free};
 static const char *const es_aliases[] = {"EarlyStopping", "lightning.pytorch.callbacks.EarlyStopping",
                                          "pytorch_lightning.callbacks.EarlyStopping", NULL};
-static const fg_class es_class = {
+const fg_class fg__early_stopping_class = {
     .name = "fulgur.callbacks.EarlyStopping", .aliases = es_aliases,
     .kind = FG_KIND_CALLBACK, .params = es_params,
     .n_params = sizeof es_params / sizeof es_params[0],
     .create = es_create, .destroy = callback_free};
-static const fg_class csv_class = {
+const fg_class fg__csv_logger_class = {
     .name = "fulgur.loggers.CSVLogger", .aliases = csv_aliases, .kind = FG_KIND_LOGGER,
     .params = csv_params, .n_params = sizeof csv_params / sizeof csv_params[0],
     .create = csv_create, .destroy = csv_free};
 
-void fg__register_builtin_trainer(void) {
-  fg__registry_add_builtin(&ckpt_class);
-  fg__registry_add_builtin(&csv_class);
-  fg__registry_add_builtin(&lr_monitor_class);
-  fg__registry_add_builtin(&es_class);
-}

@@ -1,11 +1,11 @@
 /* The --json writer (json.h). */
 #include "json.h"
 
-#include <assert.h>
 #include <inttypes.h>
 #include <math.h>
 #include <string.h>
 
+#include "util/assert.h"
 #include "util/numfmt.h"
 
 void fg__json_init(fg_json_writer *w, FILE *out) {
@@ -28,13 +28,13 @@ static void before_item(fg_json_writer *w) {
 
 static void open_container(fg_json_writer *w, char c) {
   before_item(w);
-  assert(w->depth < FG_JSON_MAX_DEPTH);
+  FG_ASSERT(w->depth < FG_JSON_MAX_DEPTH);
   fputc(c, w->out);
   w->need_comma[w->depth++] = false;
 }
 
 static void close_container(fg_json_writer *w, char c) {
-  assert(w->depth > 0 && !w->after_key);
+  FG_ASSERT(w->depth > 0 && !w->after_key);
   w->depth--;
   fputc(c, w->out);
 }
@@ -102,7 +102,7 @@ static void write_string(FILE *f, const char *str) {
 }
 
 void fg__json_key(fg_json_writer *w, const char *key) {
-  assert(!w->after_key);
+  FG_ASSERT(!w->after_key);
   before_item(w);
   write_string(w->out, key);
   fputs(w->spaced ? ": " : ":", w->out);

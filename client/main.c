@@ -117,7 +117,8 @@ static int cmd_print_config(const cli_args *a) {
   int rc = load_config(a, &cfg);
   if (rc) return EXIT_USAGE;
   char *err = NULL;
-  if (!a->no_validate) rc = fg_config_check(cfg, true, &err);
+  if (!a->no_validate) rc = fg_config_load_plugins(cfg, &err);
+  if (!a->no_validate && rc == 0) rc = fg_config_check(cfg, true, &err);
   char *yaml = NULL;
   if (rc == 0) rc = fg_node_emit(cfg, &yaml, &err);
   if (rc == 0) fputs(yaml, stdout);

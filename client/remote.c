@@ -31,6 +31,7 @@
 #include "fg_rpc_client.h"
 #include "fulgur/config.h"
 #include "json.h"
+#include "util/assert.h"
 #include "util/progress_bar.h"
 #include "util/xalloc.h"
 
@@ -486,7 +487,7 @@ static char *fmt_metrics(const Fulgur__V1__Job *j) {
   char *buf = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
-  if (f == NULL) abort();
+  FG_ASSERT(f != NULL); /* out of memory */
   Fulgur__V1__Job__MetricsEntry **m = sorted_metrics(j);
   for (size_t i = 0; i < j->n_metrics; i++) fprintf(f, "%s%s=%.4g", i ? " " : "", m[i]->key, m[i]->value);
   free(m);

@@ -3,13 +3,13 @@
  * services), so it is an array searched linearly. */
 #include "health.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fg_rpc.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "util/assert.h"
 #include "util/xalloc.h"
 
 _Static_assert((int)FGD_HEALTH_UNKNOWN ==
@@ -53,7 +53,7 @@ static entry *find(const fgd_health *h, const char *service) {
 }
 
 void fgd_health_set(fgd_health *h, const char *service, int status) {
-  assert(status == FGD_HEALTH_UNKNOWN || status == FGD_HEALTH_SERVING ||
+  FG_ASSERT(status == FGD_HEALTH_UNKNOWN || status == FGD_HEALTH_SERVING ||
          status == FGD_HEALTH_NOT_SERVING);
   if (service == NULL) service = "";
   entry *e = find(h, service);

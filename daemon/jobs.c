@@ -22,7 +22,6 @@
  * fresh pending list and is committed by the next pass, and a pass never
  * runs inside another (d->in_flush). Step 2 works on the batch it took
  * out of d->pending, so it does not matter what watchers queue. */
-#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +31,7 @@
 
 #include "daemon.h"
 #include "fg_rpc.h"
+#include "util/assert.h"
 #include "util/xalloc.h"
 
 /* Commit at most this long after the first pending event: delivery to
@@ -414,13 +414,9 @@ static int store_pass(fgd *d, fgd_pending_event **batch, size_t *n) {
 }
 
 int fgd_flush(fgd *d) {
-  /* The invariant at the top of this file; checked in every build (an
-   * assert would vanish from the default one). */
-  if (d->in_flush) {
-    fprintf(stderr, "fulgurd: %s:%d: internal error: a commit pass inside another\n", __FILE__,
-            __LINE__);
-    abort();
-  }
+  /* The invariant at the top of this file: a commit pass never runs inside
+   * another (FG_ASSERT stays on in every build). */
+  FG_ASSERT(!d->in_flush);
   d->in_flush = true;
   if (d->flush_armed) {
     uv_timer_stop(&d->flush_timer);
@@ -451,7 +447,7 @@ int fgd_job_set_state_stored(fgd *d, fgd_job *j, Fulgur__V1__JobState st, const 
   fgd_job_set_state(d, j, st, message);
   if (fgd_flush(d) == 0) return 0;
   /* Take the change back: its event is the last one pending. */
-  assert(d->n_pending > 0 && d->pending[d->n_pending - 1].job == j);
+  FG_ASSERT(d->n_pending > 0 && d->pending[d->n_pending - 1].job == j);
   free(d->pending[--d->n_pending].data);
   j->last_seq--;
   if (st == FULGUR__V1__JOB_STATE__QUEUED) d->queued--;

@@ -78,12 +78,8 @@ static int cmd_check(int argc, char **argv) {
     /* "--k=v" as one token (the RPC's overrides are whole arguments). */
     rc = fg_config_apply_override(&cfg, overrides[i], NULL, &err);
   }
-  if (rc == 0) rc = fg_config_check(cfg, true, &err);
-  if (rc == 0 && st == FG_STAGE_FIT) {
-    fg_node *oc = fg_node_get(cfg, "optimizer_config");
-    if (oc == NULL || fg_node_kind_of(oc) == FG_NODE_NULL)
-      rc = fg_config_error(&err, cfg, "optimizer_config", "fit needs an optimizer_config");
-  }
+  if (rc == 0) rc = fg_config_load_plugins(cfg, &err);
+  if (rc == 0) rc = fg_config_check_stage(cfg, st, true, &err);
   if (rc == 0) rc = fg_roots_check(cfg, cwd, roots, n_roots, &err);
   /* The job's own options, from the checked tree (job_opts.h): the daemon
    * cannot parse YAML, and must not guess at its text. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config/node_internal.h"
+#include "util/assert.h"
 #include "util/xalloc.h"
 
 /* ---- interned file names ------------------------------------------------
@@ -110,6 +111,7 @@ fg_node *fg_node_clone(const fg_node *n) {
   fg_node *c = node_new(n->kind);
   c->mark = n->mark;
   c->u = n->u;
+  c->checked = n->checked;
   if (n->kind == FG_NODE_STRING) c->u.s = fg__xstrdup(n->u.s);
   if (n->len) {
     c->cap = n->len;
@@ -268,7 +270,8 @@ void fg_node_seq_append(fg_node *seq, fg_node *item) {
 }
 
 void fg_node_seq_insert(fg_node *seq, size_t i, fg_node *item) {
-  if (seq->kind != FG_NODE_SEQ) abort(); /* programming error */
+  FG_ASSERT(seq->kind == FG_NODE_SEQ);
+  seq->checked = false;
   if (i > seq->len) i = seq->len;
   grow(seq);
   memmove(seq->items + i + 1, seq->items + i, (seq->len - i) * sizeof *seq->items);
@@ -278,6 +281,7 @@ void fg_node_seq_insert(fg_node *seq, size_t i, fg_node *item) {
 
 fg_node *fg_node_seq_take(fg_node *seq, size_t i) {
   if (seq == NULL || seq->kind != FG_NODE_SEQ || i >= seq->len) return NULL;
+  seq->checked = false;
   fg_node *item = seq->items[i];
   memmove(seq->items + i, seq->items + i + 1, (seq->len - i - 1) * sizeof *seq->items);
   seq->len--;
@@ -285,7 +289,8 @@ fg_node *fg_node_seq_take(fg_node *seq, size_t i) {
 }
 
 void fg_node_map_set(fg_node *map, const char *key, fg_node *value) {
-  if (map->kind != FG_NODE_MAP) abort(); /* programming error */
+  FG_ASSERT(map->kind == FG_NODE_MAP);
+  map->checked = false;
   long i = map_index(map, key);
   if (i >= 0) {
     if (map->items[i] != value) fg_node_free(map->items[i]);
@@ -302,6 +307,7 @@ fg_node *fg_node_map_take(fg_node *map, const char *key) {
   long i = map_index(map, key);
   if (i < 0) return NULL;
   fg_node *v = map->items[i];
+  map->checked = false;
   free(map->keys[i]);
   memmove(map->items + i, map->items + i + 1, (map->len - i - 1) * sizeof *map->items);
   memmove(map->keys + i, map->keys + i + 1, (map->len - i - 1) * sizeof *map->keys);
@@ -329,4 +335,10 @@ bool fg_node_equal(const fg_node *a, const fg_node *b) {
       return true;
   }
   return false;
+}
+
+bool fg__node_checked(const fg_node *n) { return n != NULL && n->checked; }
+
+void fg__node_set_checked(fg_node *n) {
+  if (n != NULL) n->checked = true;
 }

@@ -18,6 +18,10 @@ struct fg_node {
   fg_node **items;
   char **keys;
   size_t len, cap;
+  /* A registry object check with defaults filled passed on this map
+   * (config/checked.h). Cleared when the map itself changes; copied by
+   * clone. */
+  bool checked;
 };
 
 /* A copy of name owned by a process-wide table (marks outlive files). */

@@ -17,6 +17,7 @@
 #include <yaml.h>
 
 #include "config/node_internal.h"
+#include "util/assert.h"
 #include "util/xalloc.h"
 
 enum { RE_BOOL_TRUE, RE_BOOL_FALSE, RE_NULL, RE_INT, RE_FLOAT, RE__COUNT };
@@ -36,8 +37,11 @@ static regex_t regexes[RE__COUNT];
 static pthread_once_t regex_once = PTHREAD_ONCE_INIT;
 
 static void compile_regexes(void) {
-  for (int i = 0; i < RE__COUNT; i++)
-    if (regcomp(&regexes[i], patterns[i], REG_EXTENDED | REG_NOSUB) != 0) abort();
+  for (int i = 0; i < RE__COUNT; i++) {
+    /* The patterns are constants: one that does not compile is a bug. */
+    int rc = regcomp(&regexes[i], patterns[i], REG_EXTENDED | REG_NOSUB);
+    FG_ASSERT(rc == 0);
+  }
 }
 
 __attribute__((destructor)) static void free_regexes(void) {

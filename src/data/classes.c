@@ -8,9 +8,9 @@
 #include "fulgur/data.h"
 #include "fulgur/error.h"
 #include "fulgur/registry.h"
+#include "registry/builtins.h"
 #include "util/xalloc.h"
 
-extern const fg_class fg__datamodule_class;
 
 static int check_normalize(const fg_node *v, const char *k, char **err) {
   if (fg_node_kind_of(v) == FG_NODE_NULL) return 0;
@@ -141,19 +141,13 @@ static int syn_create(const fg_class *cls, const fg_node *a, const char *keypath
 
 static void ds_destroy(void *obj) { fg_dataset_unref(obj); }
 
-static const fg_class idx_class = {
+const fg_class fg__idx_dataset_class = {
     .name = "fulgur.data.IDX", .kind = FG_KIND_DATASET, .params = idx_params,
     .n_params = sizeof idx_params / sizeof idx_params[0], .create = idx_create, .destroy = ds_destroy};
-static const fg_class csv_class = {
+const fg_class fg__csv_dataset_class = {
     .name = "fulgur.data.CSV", .kind = FG_KIND_DATASET, .params = csv_params,
     .n_params = sizeof csv_params / sizeof csv_params[0], .create = csv_create, .destroy = ds_destroy};
-static const fg_class syn_class = {
+const fg_class fg__synthetic_dataset_class = {
     .name = "fulgur.data.Synthetic", .kind = FG_KIND_DATASET, .params = syn_params,
     .n_params = sizeof syn_params / sizeof syn_params[0], .create = syn_create, .destroy = ds_destroy};
 
-void fg__register_builtin_data(void) {
-  fg__registry_add_builtin(&fg__datamodule_class);
-  fg__registry_add_builtin(&idx_class);
-  fg__registry_add_builtin(&csv_class);
-  fg__registry_add_builtin(&syn_class);
-}

@@ -9,6 +9,7 @@
 #include "fulgur/data.h"
 #include "fulgur/error.h"
 #include "fulgur/registry.h"
+#include "registry/builtins.h"
 #include "util/xalloc.h"
 
 typedef struct {

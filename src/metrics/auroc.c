@@ -17,6 +17,7 @@
 #include "fulgur/error.h"
 #include "fulgur/metrics.h"
 #include "fulgur/registry.h"
+#include "registry/builtins.h"
 #include "metrics/metric_util.h"
 #include "util/xalloc.h"
 
@@ -203,9 +204,8 @@ static const fg_param auroc_params[] = {
 static const char *const auroc_aliases[] = {"torchmetrics.AUROC",
                                             "torchmetrics.classification.AUROC", NULL};
 
-static const fg_class auroc_class = {
+const fg_class fg__auroc_class = {
     .name = "fulgur.metrics.AUROC", .aliases = auroc_aliases, .kind = FG_KIND_METRIC,
     .params = auroc_params, .n_params = sizeof auroc_params / sizeof auroc_params[0],
     .create = auroc_create, .destroy = fg__metric_destroy, .check = auroc_check};
 
-void fg__register_auroc_metric(void) { fg__registry_add_builtin(&auroc_class); }

@@ -9,6 +9,7 @@
 #include "fulgur/error.h"
 #include "fulgur/metrics.h"
 #include "fulgur/registry.h"
+#include "registry/builtins.h"
 #include "metrics/metric_util.h"
 #include "util/xalloc.h"
 
@@ -371,21 +372,12 @@ static const char *const accuracy_aliases[] = {"torchmetrics.Accuracy",
 static const char *const mean_aliases[] = {"torchmetrics.MeanMetric",
                                            "torchmetrics.aggregation.MeanMetric", NULL};
 
-static const fg_class accuracy_class = {
+const fg_class fg__accuracy_class = {
     .name = "fulgur.metrics.Accuracy", .aliases = accuracy_aliases, .kind = FG_KIND_METRIC,
     .params = accuracy_params, .n_params = sizeof accuracy_params / sizeof accuracy_params[0],
     .create = accuracy_create, .destroy = metric_destroy};
 
-static const fg_class mean_class = {
+const fg_class fg__mean_metric_class = {
     .name = "fulgur.metrics.MeanMetric", .aliases = mean_aliases, .kind = FG_KIND_METRIC,
     .params = mean_params, .n_params = 1, .create = mean_create, .destroy = metric_destroy};
 
-void fg__register_builtin_metrics(void) {
-  fg__registry_add_builtin(&accuracy_class);
-  fg__registry_add_builtin(&mean_class);
-  fg__register_classification_metrics();
-  fg__register_confusion_matrix_metric();
-  fg__register_auroc_metric();
-  fg__register_regression_metrics();
-  fg__register_metric_collection();
-}

@@ -19,6 +19,7 @@
 #include "fulgur/error.h"
 #include "fulgur/metrics.h"
 #include "fulgur/registry.h"
+#include "registry/builtins.h"
 #include "metrics/metric_util.h"
 #include "util/xalloc.h"
 
@@ -236,7 +237,7 @@ static const fg_param stat_params[] = {
   static const char *const var##_aliases[] = {"torchmetrics." short_name,                  \
                                               "torchmetrics.classification." short_name,   \
                                               NULL};                                       \
-  static const fg_class var = {.name = "fulgur.metrics." short_name,                       \
+  const fg_class var = {.name = "fulgur.metrics." short_name,                       \
                                .aliases = var##_aliases,                                   \
                                .kind = FG_KIND_METRIC,                                     \
                                .params = stat_params,                                      \
@@ -246,12 +247,7 @@ static const fg_param stat_params[] = {
                                .check = stat_check,                                        \
                                .data = (void *)(intptr_t)(which)};
 
-STAT_CLASS(precision_class, "Precision", STAT_PRECISION)
-STAT_CLASS(recall_class, "Recall", STAT_RECALL)
-STAT_CLASS(f1_class, "F1Score", STAT_F1)
+STAT_CLASS(fg__precision_class, "Precision", STAT_PRECISION)
+STAT_CLASS(fg__recall_class, "Recall", STAT_RECALL)
+STAT_CLASS(fg__f1_class, "F1Score", STAT_F1)
 
-void fg__register_classification_metrics(void) {
-  fg__registry_add_builtin(&precision_class);
-  fg__registry_add_builtin(&recall_class);
-  fg__registry_add_builtin(&f1_class);
-}

@@ -15,6 +15,7 @@
 #include "fulgur/error.h"
 #include "fulgur/metrics.h"
 #include "fulgur/registry.h"
+#include "registry/builtins.h"
 #include "metrics/metric_util.h"
 #include "util/xalloc.h"
 
@@ -165,7 +166,7 @@ static fg_node *member(const fg_node *ms, size_t i, const char *mpath, char **pa
 
 static size_t n_members(const fg_node *ms) { return is_single(ms) ? 1 : fg_node_len(ms); }
 
-static const fg_class collection_class;
+const fg_class fg__metric_collection_class;
 
 static int collection_create(const fg_class *cls, const fg_node *args, const char *keypath,
                              void **out, char **err) {
@@ -192,7 +193,7 @@ static int collection_create(const fg_class *cls, const fg_node *args, const cha
       c->n++;
       /* Nested collections merge their own keys, so only plain metrics
        * can clash by class name. */
-      for (size_t k = 0; !named && mcls != &collection_class && k + 1 < c->n; k++)
+      for (size_t k = 0; !named && mcls != &fg__metric_collection_class && k + 1 < c->n; k++)
         if (strcmp(c->names[k], c->names[c->n - 1]) == 0) {
           rc = fg_config_error(err, cfg, path,
                                "two metrics are named '%s'; give them names with a mapping "
@@ -245,10 +246,9 @@ static const fg_param collection_params[] = {
 static const char *const collection_aliases[] = {"torchmetrics.MetricCollection",
                                                  "torchmetrics.collections.MetricCollection", NULL};
 
-static const fg_class collection_class = {
+const fg_class fg__metric_collection_class = {
     .name = "fulgur.metrics.MetricCollection", .aliases = collection_aliases,
     .kind = FG_KIND_METRIC, .params = collection_params,
     .n_params = sizeof collection_params / sizeof collection_params[0],
     .create = collection_create, .destroy = fg__metric_destroy, .check = collection_check};
 
-void fg__register_metric_collection(void) { fg__registry_add_builtin(&collection_class); }

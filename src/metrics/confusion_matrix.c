@@ -9,6 +9,7 @@
 #include "fulgur/error.h"
 #include "fulgur/metrics.h"
 #include "fulgur/registry.h"
+#include "registry/builtins.h"
 #include "metrics/metric_util.h"
 #include "util/xalloc.h"
 
@@ -162,9 +163,8 @@ static const fg_param confmat_params[] = {
 static const char *const confmat_aliases[] = {"torchmetrics.ConfusionMatrix",
                                               "torchmetrics.classification.ConfusionMatrix", NULL};
 
-static const fg_class confmat_class = {
+const fg_class fg__confusion_matrix_class = {
     .name = "fulgur.metrics.ConfusionMatrix", .aliases = confmat_aliases, .kind = FG_KIND_METRIC,
     .params = confmat_params, .n_params = sizeof confmat_params / sizeof confmat_params[0],
     .create = confmat_create, .destroy = fg__metric_destroy, .check = confmat_check};
 
-void fg__register_confusion_matrix_metric(void) { fg__registry_add_builtin(&confmat_class); }

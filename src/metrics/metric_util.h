@@ -111,12 +111,4 @@ int fg__metric_arg_error(char **err, const fg_node *args, const char *keypath,
 /* The destroy callback every metric class uses. */
 void fg__metric_destroy(void *obj);
 
-/* Registration of the classes in each file; called from
- * fg__register_builtin_metrics. */
-void fg__register_classification_metrics(void);
-void fg__register_confusion_matrix_metric(void);
-void fg__register_auroc_metric(void);
-void fg__register_regression_metrics(void);
-void fg__register_metric_collection(void);
-
 #endif

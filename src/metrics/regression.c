@@ -10,6 +10,7 @@
 #include "fulgur/error.h"
 #include "fulgur/metrics.h"
 #include "fulgur/registry.h"
+#include "registry/builtins.h"
 #include "metrics/metric_util.h"
 #include "util/xalloc.h"
 
@@ -108,15 +109,11 @@ static const char *const mse_aliases[] = {"torchmetrics.MeanSquaredError",
 static const char *const mae_aliases[] = {"torchmetrics.MeanAbsoluteError",
                                           "torchmetrics.regression.MeanAbsoluteError", NULL};
 
-static const fg_class mse_class = {
+const fg_class fg__mse_class = {
     .name = "fulgur.metrics.MeanSquaredError", .aliases = mse_aliases, .kind = FG_KIND_METRIC,
     .params = mse_params, .n_params = 1, .create = mse_create, .destroy = fg__metric_destroy};
 
-static const fg_class mae_class = {
+const fg_class fg__mae_class = {
     .name = "fulgur.metrics.MeanAbsoluteError", .aliases = mae_aliases, .kind = FG_KIND_METRIC,
     .params = NULL, .n_params = 0, .create = mae_create, .destroy = fg__metric_destroy};
 
-void fg__register_regression_metrics(void) {
-  fg__registry_add_builtin(&mse_class);
-  fg__registry_add_builtin(&mae_class);
-}

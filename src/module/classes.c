@@ -12,6 +12,7 @@
 #include "fulgur/module.h"
 #include "fulgur/plugin.h"
 #include "fulgur/registry.h"
+#include "registry/builtins.h"
 #include "util/atomic_file.h"
 #include "util/xalloc.h"
 
@@ -404,7 +405,7 @@ static const char *const lm_aliases[] = {"LightningModule",
                                          "lightning_template.LightningModule", NULL};
 static const char *const cm_aliases[] = {"ClassificationModule", NULL};
 
-static const fg_class lightning_module_class = {
+const fg_class fg__lightning_module_class = {
     .name = "fulgur.LightningModule",
     .aliases = lm_aliases,
     .kind = FG_KIND_MODULE,
@@ -416,7 +417,7 @@ static const fg_class lightning_module_class = {
     .data = NULL,
 };
 
-static const fg_class classification_module_class = {
+const fg_class fg__classification_module_class = {
     .name = "fulgur.ClassificationModule",
     .aliases = cm_aliases,
     .kind = FG_KIND_MODULE,
@@ -429,13 +430,9 @@ static const fg_class classification_module_class = {
 };
 
 void fg_module_class_init(fg_class *cls, const char *name, const fg_module_hooks *hooks) {
-  *cls = lightning_module_class;
+  *cls = fg__lightning_module_class;
   cls->name = name;
   cls->aliases = NULL;
   cls->data = (void *)hooks;
 }
 
-void fg__register_builtin_modules(void) {
-  fg__registry_add_builtin(&lightning_module_class);
-  fg__registry_add_builtin(&classification_module_class);
-}

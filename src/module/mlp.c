@@ -10,6 +10,7 @@
 #include "fulgur/error.h"
 #include "fulgur/module.h"
 #include "fulgur/registry.h"
+#include "registry/builtins.h"
 #include "util/xalloc.h"
 
 typedef enum { ACT_RELU, ACT_GELU, ACT_TANH, ACT_SIGMOID } act_kind;
@@ -188,7 +189,7 @@ static const fg_param mlp_params[] = {
     {"dropout", FG_T_FLOAT, "0.0", "dropout after each activation", check_dropout, 0},
 };
 
-static const fg_class mlp_class = {
+const fg_class fg__mlp_class = {
     .name = "fulgur.models.MLP",
     .kind = FG_KIND_MODEL,
     .params = mlp_params,
@@ -197,9 +198,4 @@ static const fg_class mlp_class = {
     .destroy = mlp_destroy,
 };
 
-extern const fg_class fg__torchscript_class;
 
-void fg__register_builtin_models(void) {
-  fg__registry_add_builtin(&mlp_class);
-  fg__registry_add_builtin(&fg__torchscript_class);
-}

@@ -1,13 +1,13 @@
 /* The base LightningModule: the seed's forward_step (forward, loss_step,
  * metric_step) and epoch-end evaluator handling, with hooks that subclasses
  * (built-in, plugin) override. */
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fulgur/config.h"
 #include "fulgur/error.h"
 #include "fulgur/module.h"
+#include "util/assert.h"
 #include "util/xalloc.h"
 
 typedef struct {
@@ -147,7 +147,7 @@ size_t fg_module_num_evaluators(const fg_module *m, fg_split split) {
 }
 
 fg_metric *fg_module_evaluator(const fg_module *m, fg_split split, size_t i) {
-  assert(i < m->n_evals[split]);
+  FG_ASSERT(i < m->n_evals[split]);
   return m->evals[split][i];
 }
 

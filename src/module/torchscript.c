@@ -11,6 +11,7 @@
 #include "fulgur/jit.h"
 #include "fulgur/module.h"
 #include "fulgur/registry.h"
+#include "registry/builtins.h"
 #include "util/xalloc.h"
 
 static int ts_forward(void *self, fg_model *m, const fg_value *input, bool train, fg_value **out,

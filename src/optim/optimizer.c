@@ -6,6 +6,8 @@
 #include "fulgur/error.h"
 #include "fulgur/optim.h"
 #include "fulgur/registry.h"
+#include "optim/scheduler.h"
+#include "registry/builtins.h"
 #include "util/xalloc.h"
 
 static int check_nonneg(const fg_node *v, const char *keypath, char **err) {
@@ -160,27 +162,22 @@ static const char *const sgd_aliases[] = {"SGD", NULL};
 static const char *const adam_aliases[] = {"Adam", NULL};
 static const char *const adamw_aliases[] = {"AdamW", NULL};
 
-static const fg_class sgd_class = {
+const fg_class fg__sgd_class = {
     .name = "torch.optim.SGD", .aliases = sgd_aliases, .kind = FG_KIND_OPTIMIZER,
     .params = sgd_params, .n_params = sizeof sgd_params / sizeof sgd_params[0],
     .create = optim_create, .destroy = free, .check = optim_check,
     .data = (void *)(intptr_t)FG_OPTIM_SGD};
-static const fg_class adam_class = {
+const fg_class fg__adam_class = {
     .name = "torch.optim.Adam", .aliases = adam_aliases, .kind = FG_KIND_OPTIMIZER,
     .params = adam_params, .n_params = sizeof adam_params / sizeof adam_params[0],
     .create = optim_create, .destroy = free, .check = optim_check,
     .data = (void *)(intptr_t)FG_OPTIM_ADAM};
-static const fg_class adamw_class = {
+const fg_class fg__adamw_class = {
     .name = "torch.optim.AdamW", .aliases = adamw_aliases, .kind = FG_KIND_OPTIMIZER,
     .params = adamw_params, .n_params = sizeof adamw_params / sizeof adamw_params[0],
     .create = optim_create, .destroy = free, .check = optim_check,
     .data = (void *)(intptr_t)FG_OPTIM_ADAMW};
 
-void fg__register_builtin_optim(void) {
-  fg__registry_add_builtin(&sgd_class);
-  fg__registry_add_builtin(&adam_class);
-  fg__registry_add_builtin(&adamw_class);
-}
 
 /* Normalizes one entry: a bare optimizer object becomes {optimizer: obj}. */
 static int check_entry(fg_node *seq, size_t i, const char *keypath, bool fill, char **err) {

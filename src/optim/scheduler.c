@@ -13,6 +13,8 @@
 #include "fulgur/error.h"
 #include "fulgur/optim.h"
 #include "fulgur/registry.h"
+#include "optim/scheduler.h"
+#include "registry/builtins.h"
 #include "util/xalloc.h"
 
 typedef enum {
@@ -172,8 +174,9 @@ static int onecycle_step(fg_lr_scheduler *s, char **err) {
       }
       start = ends[i];
     }
-    fg_optimizer_set_lr(s->opt, g, lr);
-    if (p->cycle_momentum) fg_optimizer_set_momentum(s->opt, g, mom);
+    int rc = fg_optimizer_set_lr(s->opt, g, lr, err);
+    if (rc == 0 && p->cycle_momentum) rc = fg_optimizer_set_momentum(s->opt, g, mom, err);
+    if (rc) return rc;
     s->last_lr[g] = lr;
   }
   return 0;
@@ -204,14 +207,19 @@ int fg_lr_scheduler_step(fg_lr_scheduler *s, double metric, char **err) {
     }
     if (s->num_bad_epochs > p->patience) {
       for (size_t g = 0; g < s->n_groups; g++) {
-        double old = fg_optimizer_get_lr(s->opt, g);
+        double old;
+        int rc = fg_optimizer_get_lr(s->opt, g, &old, err);
+        if (rc) return rc;
         double lr = fmax(old * p->factor, p->min_lr);
-        if (old - lr > p->eps) fg_optimizer_set_lr(s->opt, g, lr);
+        if (old - lr > p->eps && (rc = fg_optimizer_set_lr(s->opt, g, lr, err)) != 0) return rc;
       }
       s->cooldown_counter = p->cooldown;
       s->num_bad_epochs = 0;
     }
-    for (size_t g = 0; g < s->n_groups; g++) s->last_lr[g] = fg_optimizer_get_lr(s->opt, g);
+    for (size_t g = 0; g < s->n_groups; g++) {
+      int rc = fg_optimizer_get_lr(s->opt, g, &s->last_lr[g], err);
+      if (rc) return rc;
+    }
     return 0;
   }
   s->step_count++;
@@ -220,19 +228,20 @@ int fg_lr_scheduler_step(fg_lr_scheduler *s, double metric, char **err) {
   /* All groups' new values first, then set: get_lr() reads every group
    * before step() writes any. */
   double *next = fg__xmalloc((s->n_groups + 1) * sizeof *next);
-  for (size_t g = 0; g < s->n_groups; g++)
-    next[g] = chained_lr(s, g, fg_optimizer_get_lr(s->opt, g));
-  for (size_t g = 0; g < s->n_groups; g++) {
-    fg_optimizer_set_lr(s->opt, g, next[g]);
-    s->last_lr[g] = next[g];
-  }
+  int rc = 0;
+  for (size_t g = 0; g < s->n_groups && rc == 0; g++)
+    if ((rc = fg_optimizer_get_lr(s->opt, g, &next[g], err)) == 0) next[g] = chained_lr(s, g, next[g]);
+  for (size_t g = 0; g < s->n_groups && rc == 0; g++)
+    if ((rc = fg_optimizer_set_lr(s->opt, g, next[g], err)) == 0) s->last_lr[g] = next[g];
   free(next);
-  return 0;
+  return rc;
 }
 
 /* PyTorch's constructor: base lrs from initial_lr, then the initial
  * step() (except ReduceLROnPlateau, which has none). */
-static fg_lr_scheduler *bind(const sched_spec *spec, fg_optimizer *opt, const double *initial) {
+static int bind(const sched_spec *spec, fg_optimizer *opt, const double *initial,
+                fg_lr_scheduler **out, char **err) {
+  int rc = 0;
   fg_lr_scheduler *s = fg__xcalloc(1, sizeof *s);
   s->spec = *spec;
   s->spec.milestones = NULL;
@@ -251,18 +260,23 @@ static fg_lr_scheduler *bind(const sched_spec *spec, fg_optimizer *opt, const do
      * the momentum at max_momentum. */
     for (size_t g = 0; g < s->n_groups; g++) {
       s->base_lrs[g] = spec->max_lr / spec->div_factor;
-      fg_optimizer_set_lr(opt, g, s->base_lrs[g]);
-      if (spec->cycle_momentum) fg_optimizer_set_momentum(opt, g, spec->max_momentum);
+      if (rc == 0) rc = fg_optimizer_set_lr(opt, g, s->base_lrs[g], err);
+      if (rc == 0 && spec->cycle_momentum) rc = fg_optimizer_set_momentum(opt, g, spec->max_momentum, err);
     }
   }
   if (spec->kind == S_PLATEAU) {
     s->last_epoch = 0;
     s->best = spec->mode_max ? -INFINITY : INFINITY;
-    for (size_t g = 0; g < s->n_groups; g++) s->last_lr[g] = fg_optimizer_get_lr(opt, g);
-  } else {
-    fg_lr_scheduler_step(s, NAN, NULL);
+    for (size_t g = 0; g < s->n_groups && rc == 0; g++) rc = fg_optimizer_get_lr(opt, g, &s->last_lr[g], err);
+  } else if (rc == 0) {
+    rc = fg_lr_scheduler_step(s, NAN, err);
   }
-  return s;
+  if (rc) {
+    fg_lr_scheduler_free(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
 }
 
 void fg_lr_scheduler_free(fg_lr_scheduler *s) {
@@ -557,7 +571,7 @@ static int sched_create(const fg_class *cls, const fg_node *a, const char *keypa
 
 #define SCHED_CLASS(var, cname, alias, params_, kind_)                                        \
   static const char *const var##_aliases[] = {alias, NULL};                                 \
-  static const fg_class var = {.name = cname,                                               \
+  const fg_class var = {.name = cname,                                               \
                                .aliases = var##_aliases,                                    \
                                .kind = FG_KIND_SCHEDULER,                                \
                                .params = params_,                                           \
@@ -566,22 +580,22 @@ static int sched_create(const fg_class *cls, const fg_node *a, const char *keypa
                                .destroy = spec_free,                                        \
                                .data = (void *)(intptr_t)kind_}
 
-SCHED_CLASS(step_class, "torch.optim.lr_scheduler.StepLR", "StepLR", step_params, S_STEP);
-SCHED_CLASS(multistep_class, "torch.optim.lr_scheduler.MultiStepLR", "MultiStepLR",
+SCHED_CLASS(fg__step_lr_class, "torch.optim.lr_scheduler.StepLR", "StepLR", step_params, S_STEP);
+SCHED_CLASS(fg__multistep_lr_class, "torch.optim.lr_scheduler.MultiStepLR", "MultiStepLR",
             multistep_params, S_MULTISTEP);
-SCHED_CLASS(exp_class, "torch.optim.lr_scheduler.ExponentialLR", "ExponentialLR", exp_params,
+SCHED_CLASS(fg__exponential_lr_class, "torch.optim.lr_scheduler.ExponentialLR", "ExponentialLR", exp_params,
             S_EXPONENTIAL);
-SCHED_CLASS(cosine_class, "torch.optim.lr_scheduler.CosineAnnealingLR", "CosineAnnealingLR",
+SCHED_CLASS(fg__cosine_lr_class, "torch.optim.lr_scheduler.CosineAnnealingLR", "CosineAnnealingLR",
             cosine_params, S_COSINE);
-SCHED_CLASS(linear_class, "torch.optim.lr_scheduler.LinearLR", "LinearLR", linear_params,
+SCHED_CLASS(fg__linear_lr_class, "torch.optim.lr_scheduler.LinearLR", "LinearLR", linear_params,
             S_LINEAR);
-SCHED_CLASS(constant_class, "torch.optim.lr_scheduler.ConstantLR", "ConstantLR",
+SCHED_CLASS(fg__constant_lr_class, "torch.optim.lr_scheduler.ConstantLR", "ConstantLR",
             constant_params, S_CONSTANT);
-SCHED_CLASS(plateau_class, "torch.optim.lr_scheduler.ReduceLROnPlateau", "ReduceLROnPlateau",
+SCHED_CLASS(fg__plateau_lr_class, "torch.optim.lr_scheduler.ReduceLROnPlateau", "ReduceLROnPlateau",
             plateau_params, S_PLATEAU);
 
 static const char *const onecycle_aliases[] = {"OneCycleLR", NULL};
-static const fg_class onecycle_class = {.name = "torch.optim.lr_scheduler.OneCycleLR",
+const fg_class fg__onecycle_lr_class = {.name = "torch.optim.lr_scheduler.OneCycleLR",
                                         .aliases = onecycle_aliases,
                                         .kind = FG_KIND_SCHEDULER,
                                         .params = onecycle_params,
@@ -593,7 +607,7 @@ static const fg_class onecycle_class = {.name = "torch.optim.lr_scheduler.OneCyc
 
 static const char *const warmup_aliases[] = {"WarmupScheduler",
                                              "lightning_template.utils.optim.WarmupScheduler", NULL};
-static const fg_class warmup_class = {.name = "fulgur.optim.WarmupScheduler",
+const fg_class fg__warmup_class = {.name = "fulgur.optim.WarmupScheduler",
                                       .aliases = warmup_aliases,
                                       .kind = FG_KIND_SCHEDULER,
                                       .params = warmup_params,
@@ -602,17 +616,6 @@ static const fg_class warmup_class = {.name = "fulgur.optim.WarmupScheduler",
                                       .destroy = spec_free,
                                       .data = (void *)(intptr_t)S_WARMUP};
 
-void fg__register_builtin_schedulers(void) {
-  fg__registry_add_builtin(&step_class);
-  fg__registry_add_builtin(&multistep_class);
-  fg__registry_add_builtin(&exp_class);
-  fg__registry_add_builtin(&cosine_class);
-  fg__registry_add_builtin(&linear_class);
-  fg__registry_add_builtin(&constant_class);
-  fg__registry_add_builtin(&plateau_class);
-  fg__registry_add_builtin(&onecycle_class);
-  fg__registry_add_builtin(&warmup_class);
-}
 
 /* ---- the lr_scheduler entry ----------------------------------------------------------- */
 
@@ -680,7 +683,7 @@ static int check_warmup(fg_node *lr, const char *path, bool fill, char **err) {
       fg_node *obj = fg_node_new_map();
       fg_mark m = fg_node_mark(args);
       if (m.file) fg_node_set_mark(obj, m.file, m.line, m.col);
-      fg_node_map_set(obj, "class_path", fg_node_new_string(warmup_class.name));
+      fg_node_map_set(obj, "class_path", fg_node_new_string(fg__warmup_class.name));
       fg_node_map_set(obj, "init_args", args);
       fg_node_map_set(w, "scheduler", obj);
       sch = obj;
@@ -729,15 +732,15 @@ int fg__lr_scheduler_entry_check(fg_node *entry, const char *path, bool fill, ch
     if (rc == 0) {
       const fg_class *cls = fg_registry_find(fg_node_str(fg_node_get(sch, "class_path")));
       const fg_node *mon = fg_node_get(lr, "monitor");
-      if (cls == &warmup_class)
+      if (cls == &fg__warmup_class)
         rc = fg_config_error(err, sch, p,
                              "WarmupScheduler is a manual scheduler: give it as "
                              "lr_scheduler.warmup_config");
-      else if (cls == &plateau_class && fg_node_str(fg_node_get(lr, "interval")) &&
+      else if (cls == &fg__plateau_lr_class && fg_node_str(fg_node_get(lr, "interval")) &&
                strcmp(fg_node_str(fg_node_get(lr, "interval")), "step") == 0)
         rc = fg_config_error(err, fg_node_get(lr, "interval"), path,
                              "ReduceLROnPlateau steps at epoch ends (interval: epoch)");
-      else if (cls == &plateau_class && fg_node_str(mon) == NULL)
+      else if (cls == &fg__plateau_lr_class && fg_node_str(mon) == NULL)
         rc = fg_config_error(err, lr, path,
                              "ReduceLROnPlateau needs a 'monitor' (the metric it watches, e.g. "
                              "val/loss)");
@@ -770,9 +773,9 @@ static int create_bound(const fg_node *obj, const char *path, fg_optimizer *opt,
   void *spec = NULL;
   int rc = fg_registry_create(obj, path, FG_KIND_SCHEDULER, &spec, NULL, err);
   if (rc) return rc;
-  *out = bind(spec, opt, initial);
+  rc = bind(spec, opt, initial, out, err);
   spec_free(spec);
-  return 0;
+  return rc;
 }
 
 int fg_sched_build(const fg_node *cfg, const char *keypath, fg_optimizer *opt,
@@ -785,7 +788,13 @@ int fg_sched_build(const fg_node *cfg, const char *keypath, fg_optimizer *opt,
    * base (PyTorch's initial_lr, set by the first scheduler). */
   size_t n = fg_optimizer_num_groups(opt);
   double *initial = fg__xcalloc(n + 1, sizeof *initial);
-  for (size_t g = 0; g < n; g++) initial[g] = fg_optimizer_get_lr(opt, g);
+  for (size_t g = 0; g < n; g++) {
+    int rc = fg_optimizer_get_lr(opt, g, &initial[g], err);
+    if (rc) {
+      free(initial);
+      return rc;
+    }
+  }
   fg_sched_set *s = fg__xcalloc(1, sizeof *s);
   char *p = fg__xasprintf("%s.lr_scheduler.scheduler", keypath);
   int rc = create_bound(fg_node_get(lr, "scheduler"), p, opt, initial, &s->scheduler, err);

@@ -4,11 +4,13 @@
 #include "fulgur/registry.h"
 
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/checked.h"
 #include "fulgur/error.h"
+#include "registry/builtins.h"
+#include "util/assert.h"
 #include "util/xalloc.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -55,28 +57,16 @@ static int add_locked(const fg_class *cls, char **err) {
   return 0;
 }
 
+/* The built-ins come from one table (builtins.c); they are added inside
+ * pthread_once, so not through the public add, which waits on the once. */
 static void register_builtins(void) {
-  fg__register_builtin_data();
-  fg__register_builtin_models();
-  fg__register_builtin_modules();
-  fg__register_builtin_metrics();
-  fg__register_builtin_trainer();
-  fg__register_builtin_optim();
-  fg__register_builtin_schedulers();
-}
-
-/* Built-in registration runs inside pthread_once, so it must not go
- * through the public add (which would wait on the once). */
-void fg__registry_add_builtin(const fg_class *cls) {
   pthread_mutex_lock(&lock);
-  char *err = NULL;
-  int rc = add_locked(cls, &err);
-  pthread_mutex_unlock(&lock);
-  if (rc != 0) {
+  for (size_t i = 0; i < fg__n_builtin_classes; i++) {
+    int rc = add_locked(fg__builtin_classes[i], NULL);
     /* Two built-ins with one name is a programming error. */
-    fprintf(stderr, "fulgur: %s\n", err);
-    abort();
+    FG_ASSERT(rc == 0);
   }
+  pthread_mutex_unlock(&lock);
 }
 
 int fg_registry_add(const fg_class *cls, char **err) {
@@ -128,9 +118,19 @@ static char *suggestion(const char *name, fg_class_kind kind) {
   return out;
 }
 
+/* Whether obj passed a check as `kind` with defaults filled and is
+ * unchanged since (config/checked.h): its class then needs no lookup of
+ * aliases, schema or class check again. */
+static const fg_class *checked_as(const fg_node *obj, fg_class_kind kind) {
+  if (!fg__node_checked(obj)) return NULL;
+  const fg_class *cls = fg_registry_find(fg_node_str(fg_node_get(obj, "class_path")));
+  return cls && cls->kind == kind ? cls : NULL;
+}
+
 int fg_registry_check(fg_node *obj, const char *keypath, fg_class_kind kind,
                       bool fill_defaults, char **err) {
   pthread_once(&builtins_once, register_builtins);
+  if (checked_as(obj, kind)) return 0;
   if (obj == NULL || fg_node_kind_of(obj) != FG_NODE_MAP)
     return fg_config_error(err, obj, keypath,
                            "expected %s as {class_path: NAME, init_args: "
@@ -200,6 +200,10 @@ int fg_registry_check(fg_node *obj, const char *keypath, fg_class_kind kind,
   rc = fg_schema_check(cls->params, cls->n_params, args, apath, fill_defaults,
                        err);
   if (rc == 0 && cls->check) rc = cls->check(cls, args, apath, fill_defaults, err);
+  /* Only a check that filled the defaults makes the object ready to
+   * create; the class's check may have edited init_args, so the flag goes
+   * on last. */
+  if (rc == 0 && fill_defaults) fg__node_set_checked(obj);
 done:
   free(apath);
   return rc;
@@ -208,15 +212,22 @@ done:
 int fg_registry_create(const fg_node *obj, const char *keypath,
                        fg_class_kind kind, void **out, const fg_class **cls_out,
                        char **err) {
-  fg_node *copy = obj ? fg_node_clone(obj) : NULL;
-  int rc = fg_registry_check(copy, keypath, kind, true, err);
-  if (rc != 0) {
-    fg_node_free(copy);
-    return rc;
+  /* An object from a checked config is created as it is (check once); any
+   * other is checked, with defaults filled, on a private copy. */
+  const fg_class *cls = checked_as(obj, kind);
+  fg_node *copy = NULL;
+  int rc = 0;
+  if (cls == NULL) {
+    copy = obj ? fg_node_clone(obj) : NULL;
+    if ((rc = fg_registry_check(copy, keypath, kind, true, err)) != 0) {
+      fg_node_free(copy);
+      return rc;
+    }
+    obj = copy;
+    cls = fg_registry_find(fg_node_str(fg_node_get(obj, "class_path")));
   }
-  const fg_class *cls = fg_registry_find(fg_node_str(fg_node_get(copy, "class_path")));
   char *apath = fg__xasprintf("%s.init_args", keypath);
-  rc = cls->create(cls, fg_node_get(copy, "init_args"), apath, out, err);
+  rc = cls->create(cls, fg_node_get(obj, "init_args"), apath, out, err);
   free(apath);
   fg_node_free(copy);
   if (rc == 0 && cls_out) *cls_out = cls;

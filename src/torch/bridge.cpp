@@ -40,17 +40,21 @@ using fg::wrap;
 extern "C" {
 
 size_t fg_dtype_size(fg_dtype d) {
+  FG_GUARD_BEGIN
   switch (d) {
     case FG_FLOAT32: case FG_INT32: return 4;
     case FG_FLOAT64: case FG_INT64: return 8;
     case FG_UINT8: case FG_BOOL: return 1;
   }
   return 0;
+  FG_GUARD_END_RETURN(0)
 }
 
 const char *fg_dtype_name(fg_dtype d) {
+  FG_GUARD_BEGIN
   static const char *const names[] = {"float32", "float64", "int64", "int32", "uint8", "bool"};
   return (unsigned)d < 6 ? names[d] : "unknown";
+  FG_GUARD_END_RETURN("unknown")
 }
 
 int fg_torch_set_num_threads(int n, char **err) {
@@ -65,7 +69,11 @@ int fg_torch_set_num_threads(int n, char **err) {
   FG_GUARD_END
 }
 
-int fg_torch_get_num_threads(void) { return at::get_num_threads(); }
+int fg_torch_get_num_threads(void) {
+  FG_GUARD_BEGIN
+  return at::get_num_threads();
+  FG_GUARD_END_RETURN(1)
+}
 
 int fg_torch_set_deterministic(bool on, char **err) {
   FG_GUARD_BEGIN
@@ -74,7 +82,11 @@ int fg_torch_set_deterministic(bool on, char **err) {
   FG_GUARD_END
 }
 
-void fg_torch_manual_seed(uint64_t seed) { torch::manual_seed(seed); }
+void fg_torch_manual_seed(uint64_t seed) {
+  FG_GUARD_BEGIN
+  torch::manual_seed(seed);
+  FG_GUARD_END_RETURN(FG_VOID)
+}
 
 int fg_torch_get_rng_state(fg_tensor **out, char **err) {
   FG_GUARD_BEGIN
@@ -98,16 +110,30 @@ int fg_torch_set_rng_state(const fg_tensor *state, char **err) {
 }
 
 bool fg_torch_set_grad_enabled(bool enabled) {
+  FG_GUARD_BEGIN
   bool was = at::GradMode::is_enabled();
   at::GradMode::set_enabled(enabled);
   return was;
+  FG_GUARD_END_RETURN(enabled)
 }
 
-bool fg_torch_is_grad_enabled(void) { return at::GradMode::is_enabled(); }
+bool fg_torch_is_grad_enabled(void) {
+  FG_GUARD_BEGIN
+  return at::GradMode::is_enabled();
+  FG_GUARD_END_RETURN(false)
+}
 
-void fg_tensor_free(fg_tensor *t) { delete t; }
+void fg_tensor_free(fg_tensor *t) {
+  FG_GUARD_BEGIN
+  delete t;
+  FG_GUARD_END_RETURN(FG_VOID)
+}
 
-fg_tensor *fg_tensor_ref(const fg_tensor *t) { return wrap(t->t); }
+fg_tensor *fg_tensor_ref(const fg_tensor *t) {
+  FG_GUARD_BEGIN
+  return wrap(t->t);
+  FG_GUARD_END_RETURN(nullptr)
+}
 
 static at::IntArrayRef dims(const int64_t *shape, int ndim) {
   if (ndim < 0 || ndim > FG_MAX_DIMS) throw std::runtime_error("bad number of dimensions");
@@ -174,17 +200,36 @@ int fg_tensor_detach(const fg_tensor *t, fg_tensor **out, char **err) {
   FG_GUARD_END
 }
 
-int fg_tensor_ndim(const fg_tensor *t) { return (int)t->t.dim(); }
+int fg_tensor_ndim(const fg_tensor *t) {
+  FG_GUARD_BEGIN
+  return t->t.defined() ? (int)t->t.dim() : 0;
+  FG_GUARD_END_RETURN(0)
+}
 int64_t fg_tensor_size(const fg_tensor *t, int dim) {
-  int nd = (int)t->t.dim();
+  FG_GUARD_BEGIN
+  int nd = t->t.defined() ? (int)t->t.dim() : 0;
   if (dim < 0) dim += nd;
   return dim >= 0 && dim < nd ? t->t.size(dim) : 0;
+  FG_GUARD_END_RETURN(0)
 }
-int64_t fg_tensor_numel(const fg_tensor *t) { return t->t.defined() ? t->t.numel() : 0; }
-fg_dtype fg_tensor_dtype(const fg_tensor *t) { return fg::from_scalar_type(t->t.scalar_type()); }
-bool fg_tensor_is_defined(const fg_tensor *t) { return t->t.defined(); }
+int64_t fg_tensor_numel(const fg_tensor *t) {
+  FG_GUARD_BEGIN
+  return t->t.defined() ? t->t.numel() : 0;
+  FG_GUARD_END_RETURN(0)
+}
+fg_dtype fg_tensor_dtype(const fg_tensor *t) {
+  FG_GUARD_BEGIN
+  return fg::from_scalar_type(t->t.scalar_type());
+  FG_GUARD_END_RETURN(FG_FLOAT32)
+}
+bool fg_tensor_is_defined(const fg_tensor *t) {
+  FG_GUARD_BEGIN
+  return t->t.defined();
+  FG_GUARD_END_RETURN(false)
+}
 
 void fg_tensor_shape_str(const fg_tensor *t, char *buf, size_t len) {
+  FG_GUARD_BEGIN
   std::string s = "[";
   for (int64_t i = 0; i < t->t.dim(); i++) {
     if (i) s += ", ";
@@ -192,6 +237,7 @@ void fg_tensor_shape_str(const fg_tensor *t, char *buf, size_t len) {
   }
   s += "]";
   snprintf(buf, len, "%s", s.c_str());
+  FG_GUARD_END_RETURN(FG_VOID)
 }
 
 int fg_tensor_item(const fg_tensor *t, double *out, char **err) {
@@ -212,7 +258,9 @@ int fg_tensor_copy_out(const fg_tensor *t, fg_dtype dtype, void *buf, size_t byt
 }
 
 void *fg_tensor_data_ptr(const fg_tensor *t) {
+  FG_GUARD_BEGIN
   return t->t.defined() && t->t.is_contiguous() ? t->t.data_ptr() : nullptr;
+  FG_GUARD_END_RETURN(nullptr)
 }
 
 int fg_tensor_set_requires_grad(fg_tensor *t, bool rg, char **err) {
@@ -222,7 +270,11 @@ int fg_tensor_set_requires_grad(fg_tensor *t, bool rg, char **err) {
   FG_GUARD_END
 }
 
-bool fg_tensor_requires_grad(const fg_tensor *t) { return t->t.requires_grad(); }
+bool fg_tensor_requires_grad(const fg_tensor *t) {
+  FG_GUARD_BEGIN
+  return t->t.defined() && t->t.requires_grad();
+  FG_GUARD_END_RETURN(false)
+}
 
 int fg_tensor_backward(const fg_tensor *loss, char **err) {
   FG_GUARD_BEGIN

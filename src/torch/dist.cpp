@@ -93,8 +93,7 @@ int fg_dist_create(const fg_dist_opts *o, fg_dist **out, char **err) {
   try {
     d->store = c10::make_intrusive<c10d::TCPStore>(addr, so);
   } catch (const std::exception &e) {
-    std::string what = e.what();
-    if (auto *ce = dynamic_cast<const c10::Error *>(&e)) what = ce->what_without_backtrace();
+    std::string what = fg::what(e);
     throw std::runtime_error(
         (o->rank == 0 ? "cannot start the rendezvous store on port " + std::to_string(o->master_port)
                       : "cannot reach the rendezvous store at " + addr + ":" +
@@ -122,34 +121,30 @@ int fg_dist_create(const fg_dist_opts *o, fg_dist **out, char **err) {
   d->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(pgstore, o->rank, o->world_size, go);
   *out = d;
   return 0;
-  }
-  catch (const c10::Error &e) {
-    delete d;
-    fg::set_err(err, e.what_without_backtrace());
-    return FG_ETORCH;
-  }
-  catch (const std::exception &e) {
-    delete d;
-    fg::set_err(err, e.what());
-    return FG_ETORCH;
-  }
-  catch (...) {
-    delete d;
-    fg::set_err(err, "unknown C++ exception");
-    return FG_ETORCH;
-  }
+  FG_GUARD_END_CLEANUP(delete d)
 }
 
 void fg_dist_free(fg_dist *d) {
-  try {
-    delete d;
-  } catch (...) {
-  }
+  FG_GUARD_BEGIN
+  delete d;
+  FG_GUARD_END_RETURN(FG_VOID)
 }
 
-int fg_dist_rank(const fg_dist *d) { return d->rank; }
-int fg_dist_master_port(const fg_dist *d) { return d->store ? (int)d->store->getPort() : 0; }
-int fg_dist_world_size(const fg_dist *d) { return d->world; }
+int fg_dist_rank(const fg_dist *d) {
+  FG_GUARD_BEGIN
+  return d->rank;
+  FG_GUARD_END_RETURN(0)
+}
+int fg_dist_master_port(const fg_dist *d) {
+  FG_GUARD_BEGIN
+  return d->store ? (int)d->store->getPort() : 0;
+  FG_GUARD_END_RETURN(0)
+}
+int fg_dist_world_size(const fg_dist *d) {
+  FG_GUARD_BEGIN
+  return d->world;
+  FG_GUARD_END_RETURN(1)
+}
 
 int fg_dist_allreduce(fg_dist *d, fg_tensor *const *ts, size_t n, fg_dist_op op,
                       size_t bucket_bytes, char **err) {
@@ -275,6 +270,7 @@ int fg_dist_store_try_get(fg_dist *d, const char *key, double timeout_s, bool *f
 }
 
 int fg_dist_store_get(fg_dist *d, const char *key, char **data, size_t *len, char **err) {
+  FG_GUARD_BEGIN
   bool found = false;
   int rc = fg_dist_store_try_get(d, key, (double)d->timeout.count() / 1000.0, &found, data, len, err);
   if (rc) return rc;
@@ -282,6 +278,7 @@ int fg_dist_store_get(fg_dist *d, const char *key, char **data, size_t *len, cha
     return fg_err_set(err, FG_ETORCH, "store key '%s' did not appear within %.0f s", key,
                       (double)d->timeout.count() / 1000.0);
   return 0;
+  FG_GUARD_END
 }
 
 int fg_dist_store_add(fg_dist *d, const char *key, int64_t delta, int64_t *out, char **err) {

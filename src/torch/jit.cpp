@@ -170,27 +170,49 @@ int fg_jit_compile(const char *source, const char *const *names, const int64_t *
   FG_GUARD_END
 }
 
-void fg_jit_free(fg_jit_module *jm) { delete jm; }
+void fg_jit_free(fg_jit_module *jm) {
+  FG_GUARD_BEGIN
+  delete jm;
+  FG_GUARD_END_RETURN(FG_VOID)
+}
 
-size_t fg_jit_num_params(const fg_jit_module *jm) { return jm->params.size(); }
+size_t fg_jit_num_params(const fg_jit_module *jm) {
+  FG_GUARD_BEGIN
+  return jm->params.size();
+  FG_GUARD_END_RETURN(0)
+}
 
-const char *fg_jit_param_name(const fg_jit_module *jm, size_t i) { return jm->names[i].c_str(); }
+const char *fg_jit_param_name(const fg_jit_module *jm, size_t i) {
+  FG_GUARD_BEGIN
+  return jm->names.at(i).c_str();
+  FG_GUARD_END_RETURN(nullptr)
+}
 
-fg_tensor *fg_jit_param(const fg_jit_module *jm, size_t i) { return fg::wrap(jm->params[i]); }
+fg_tensor *fg_jit_param(const fg_jit_module *jm, size_t i) {
+  FG_GUARD_BEGIN
+  return fg::wrap(jm->params.at(i));
+  FG_GUARD_END_RETURN(nullptr)
+}
 
 bool fg_jit_has_method(const fg_jit_module *jm, const char *name) {
+  FG_GUARD_BEGIN
   return jm->m.find_method(name).has_value();
+  FG_GUARD_END_RETURN(false)
 }
 
 int fg_jit_num_args(const fg_jit_module *jm, const char *method) {
+  FG_GUARD_BEGIN
   auto meth = jm->m.find_method(method);
   if (!meth) return -1;
   // The schema counts self.
   return static_cast<int>(meth->function().getSchema().arguments().size()) - 1;
+  FG_GUARD_END_RETURN(-1)
 }
 
 void fg_jit_train(fg_jit_module *jm, bool train) {
+  FG_GUARD_BEGIN
   if (jm->m.is_training() != train) jm->m.train(train);
+  FG_GUARD_END_RETURN(FG_VOID)
 }
 
 int fg_jit_call(fg_jit_module *jm, const char *method, const fg_value *const *args, size_t n,

@@ -81,6 +81,16 @@ const at::Tensor *dict_tensor(const fg_value *d, const char *key) {
   return v && fg_value_kind_of(v) == FG_VALUE_TENSOR ? &fg_value_as_tensor(v)->t : nullptr;
 }
 
+// The options of one parameter group; a group index past the last is the
+// caller's error, reported like any other (the bridge's checks throw).
+torch::optim::OptimizerOptions &group_at(const fg_optimizer *opt, size_t group) {
+  auto &pgs = opt->opt->param_groups();
+  if (group >= pgs.size())
+    throw std::runtime_error("parameter group " + std::to_string(group) +
+                             " is out of range: the optimizer has " + std::to_string(pgs.size()));
+  return pgs[group].options();
+}
+
 }  // namespace
 
 extern "C" {
@@ -113,7 +123,11 @@ int fg_optimizer_create(fg_optim_kind kind, const fg_optim_group *groups, size_t
   FG_GUARD_END
 }
 
-void fg_optimizer_free(fg_optimizer *opt) { delete opt; }
+void fg_optimizer_free(fg_optimizer *opt) {
+  FG_GUARD_BEGIN
+  delete opt;
+  FG_GUARD_END_RETURN(FG_VOID)
+}
 
 int fg_optimizer_step(fg_optimizer *opt, char **err) {
   FG_GUARD_BEGIN
@@ -155,41 +169,56 @@ int fg_optimizer_clip_grad_value(fg_optimizer *opt, double clip_value, char **er
   FG_GUARD_END
 }
 
-size_t fg_optimizer_num_groups(const fg_optimizer *opt) { return opt->opt->param_groups().size(); }
-
-double fg_optimizer_get_lr(const fg_optimizer *opt, size_t group) {
-  return opt->opt->param_groups().at(group).options().get_lr();
+size_t fg_optimizer_num_groups(const fg_optimizer *opt) {
+  FG_GUARD_BEGIN
+  return opt->opt->param_groups().size();
+  FG_GUARD_END_RETURN(0)
 }
 
-void fg_optimizer_set_lr(fg_optimizer *opt, size_t group, double lr) {
-  opt->opt->param_groups().at(group).options().set_lr(lr);
-}
-
-double fg_optimizer_get_momentum(const fg_optimizer *opt, size_t group) {
-  auto &o = opt->opt->param_groups().at(group).options();
-  switch (opt->kind) {
-    case FG_OPTIM_SGD: return static_cast<torch::optim::SGDOptions &>(o).momentum();
-    case FG_OPTIM_ADAM: return std::get<0>(static_cast<torch::optim::AdamOptions &>(o).betas());
-    case FG_OPTIM_ADAMW: return std::get<0>(static_cast<torch::optim::AdamWOptions &>(o).betas());
-  }
+int fg_optimizer_get_lr(const fg_optimizer *opt, size_t group, double *out, char **err) {
+  FG_GUARD_BEGIN
+  *out = group_at(opt, group).get_lr();
   return 0;
+  FG_GUARD_END
 }
 
-void fg_optimizer_set_momentum(fg_optimizer *opt, size_t group, double m) {
-  auto &o = opt->opt->param_groups().at(group).options();
+int fg_optimizer_set_lr(fg_optimizer *opt, size_t group, double lr, char **err) {
+  FG_GUARD_BEGIN
+  group_at(opt, group).set_lr(lr);
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_optimizer_get_momentum(const fg_optimizer *opt, size_t group, double *out, char **err) {
+  FG_GUARD_BEGIN
+  auto &o = group_at(opt, group);
   switch (opt->kind) {
-    case FG_OPTIM_SGD: static_cast<torch::optim::SGDOptions &>(o).momentum(m); break;
+    case FG_OPTIM_SGD: *out = static_cast<torch::optim::SGDOptions &>(o).momentum(); return 0;
+    case FG_OPTIM_ADAM: *out = std::get<0>(static_cast<torch::optim::AdamOptions &>(o).betas()); return 0;
+    case FG_OPTIM_ADAMW: *out = std::get<0>(static_cast<torch::optim::AdamWOptions &>(o).betas()); return 0;
+  }
+  throw std::runtime_error("unknown optimizer kind");
+  FG_GUARD_END
+}
+
+int fg_optimizer_set_momentum(fg_optimizer *opt, size_t group, double m, char **err) {
+  FG_GUARD_BEGIN
+  auto &o = group_at(opt, group);
+  switch (opt->kind) {
+    case FG_OPTIM_SGD: static_cast<torch::optim::SGDOptions &>(o).momentum(m); return 0;
     case FG_OPTIM_ADAM: {
       auto &a = static_cast<torch::optim::AdamOptions &>(o);
       a.betas(std::make_tuple(m, std::get<1>(a.betas())));
-      break;
+      return 0;
     }
     case FG_OPTIM_ADAMW: {
       auto &a = static_cast<torch::optim::AdamWOptions &>(o);
       a.betas(std::make_tuple(m, std::get<1>(a.betas())));
-      break;
+      return 0;
     }
   }
+  throw std::runtime_error("unknown optimizer kind");
+  FG_GUARD_END
 }
 
 int fg_optimizer_state_dict(const fg_optimizer *opt, fg_value **out, char **err) {
@@ -239,17 +268,7 @@ int fg_optimizer_state_dict(const fg_optimizer *opt, fg_value **out, char **err)
   }
   *out = sd;
   return 0;
-  }
-  catch (const c10::Error &e) {
-    fg_value_free(sd);
-    fg::set_err(err, e.what_without_backtrace());
-    return FG_ETORCH;
-  }
-  catch (const std::exception &e) {
-    fg_value_free(sd);
-    fg::set_err(err, e.what());
-    return FG_ETORCH;
-  }
+  FG_GUARD_END_CLEANUP(fg_value_free(sd))
 }
 
 int fg_optimizer_load_state_dict(fg_optimizer *opt, const fg_value *sd, char **err) {

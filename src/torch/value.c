@@ -4,10 +4,10 @@
  * few hundred entries is looked up once per checkpoint. */
 #include "fulgur/value.h"
 
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/assert.h"
 #include "util/xalloc.h"
 
 struct fg_value {
@@ -83,14 +83,14 @@ const char *fg_value_kind_name(fg_value_kind k) {
   return (unsigned)k < 8 ? names[k] : "an unknown value";
 }
 
-bool fg_value_as_bool(const fg_value *v) { assert(v->kind == FG_VALUE_BOOL); return v->u.b; }
-int64_t fg_value_as_int(const fg_value *v) { assert(v->kind == FG_VALUE_INT); return v->u.i; }
+bool fg_value_as_bool(const fg_value *v) { FG_ASSERT(v->kind == FG_VALUE_BOOL); return v->u.b; }
+int64_t fg_value_as_int(const fg_value *v) { FG_ASSERT(v->kind == FG_VALUE_INT); return v->u.i; }
 double fg_value_as_double(const fg_value *v) {
-  assert(v->kind == FG_VALUE_INT || v->kind == FG_VALUE_DOUBLE);
+  FG_ASSERT(v->kind == FG_VALUE_INT || v->kind == FG_VALUE_DOUBLE);
   return v->kind == FG_VALUE_INT ? (double)v->u.i : v->u.d;
 }
-const char *fg_value_as_string(const fg_value *v) { assert(v->kind == FG_VALUE_STRING); return v->u.s; }
-fg_tensor *fg_value_as_tensor(const fg_value *v) { assert(v->kind == FG_VALUE_TENSOR); return v->u.t; }
+const char *fg_value_as_string(const fg_value *v) { FG_ASSERT(v->kind == FG_VALUE_STRING); return v->u.s; }
+fg_tensor *fg_value_as_tensor(const fg_value *v) { FG_ASSERT(v->kind == FG_VALUE_TENSOR); return v->u.t; }
 
 size_t fg_value_len(const fg_value *v) { return v->n; }
 
@@ -102,13 +102,13 @@ static void grow(fg_value *v) {
 }
 
 void fg_value_list_append(fg_value *list, fg_value *item) {
-  assert(list->kind == FG_VALUE_LIST);
+  FG_ASSERT(list->kind == FG_VALUE_LIST);
   grow(list);
   list->items[list->n++] = item;
 }
 
 fg_value *fg_value_list_at(const fg_value *list, size_t i) {
-  assert(i < list->n);
+  FG_ASSERT(i < list->n);
   return list->items[i];
 }
 
@@ -119,7 +119,7 @@ static size_t find(const fg_value *d, const char *key) {
 }
 
 void fg_value_dict_set(fg_value *d, const char *key, fg_value *item) {
-  assert(d->kind == FG_VALUE_DICT);
+  FG_ASSERT(d->kind == FG_VALUE_DICT);
   size_t i = find(d, key);
   if (i != (size_t)-1) {
     fg_value_free(d->items[i]);
@@ -137,8 +137,8 @@ fg_value *fg_value_dict_get(const fg_value *d, const char *key) {
   return i == (size_t)-1 ? NULL : d->items[i];
 }
 
-const char *fg_value_dict_key_at(const fg_value *d, size_t i) { assert(i < d->n); return d->keys[i]; }
-fg_value *fg_value_dict_value_at(const fg_value *d, size_t i) { assert(i < d->n); return d->items[i]; }
+const char *fg_value_dict_key_at(const fg_value *d, size_t i) { FG_ASSERT(i < d->n); return d->keys[i]; }
+fg_value *fg_value_dict_value_at(const fg_value *d, size_t i) { FG_ASSERT(i < d->n); return d->items[i]; }
 
 fg_value *fg_value_dict_take(fg_value *d, const char *key) {
   size_t i = find(d, key);

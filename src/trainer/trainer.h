@@ -259,7 +259,6 @@ int fg__loop_pause(fg_loop *l, int64_t b, char **err);
 
 /* ---- the callback list (callbacks/callbacks.c) ------------------------------- */
 
-void fg__register_builtin_callbacks(void);
 /* Appends cb to the list (savers last), which owns it from then on. */
 void fg__callbacks_add(fg_trainer_opts *o, fg_callback *cb);
 bool fg__callbacks_have_saver(const fg_trainer_opts *o);

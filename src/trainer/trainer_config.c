@@ -9,6 +9,7 @@
 #include "fulgur/error.h"
 #include "fulgur/registry.h"
 #include "trainer/callbacks/callback.h"
+#include "registry/builtins.h"
 #include "trainer/trainer.h"
 #include "util/xalloc.h"
 
@@ -299,13 +300,8 @@ static int csv_create(const fg_class *cls, const fg_node *a, const char *keypath
 static const char *const csv_aliases[] = {"CSVLogger", "lightning.pytorch.loggers.CSVLogger",
                                           "pytorch_lightning.loggers.CSVLogger", NULL};
 
-static const fg_class csv_class = {
+const fg_class fg__csv_logger_class = {
     .name = "fulgur.loggers.CSVLogger", .aliases = csv_aliases, .kind = FG_KIND_LOGGER,
     .params = csv_params, .n_params = sizeof csv_params / sizeof csv_params[0],
     .create = csv_create, .destroy = fg__logger_cfg_free};
 
-void fg__register_builtin_trainer(void) {
-  fg__registry_add_builtin(&csv_class);
-  fg__registry_add_builtin(&fg__tb_logger_class);
-  fg__register_builtin_callbacks();
-}

@@ -128,3 +128,136 @@ Test(config_check, top_level_typo) {
   free(err);
   fg_node_free(n);
 }
+
+/* ---- check once ------------------------------------------------------------
+ * An outer class whose init_args hold an inner object, as a module holds its
+ * metrics: the outer check checks the inner one, the outer create creates
+ * it. Each check counts. */
+static int inner_checks, outer_checks;
+
+static int inner_check(const fg_class *cls, fg_node *a, const char *k, bool fill, char **err) {
+  inner_checks++;
+  return 0;
+}
+static int inner_create(const fg_class *cls, const fg_node *a, const char *k, void **out, char **err) {
+  *out = strdup("inner");
+  return 0;
+}
+static const fg_class inner_class = {.name = "my.test.Inner", .kind = FG_KIND_METRIC,
+                                     .create = inner_create, .destroy = free, .check = inner_check};
+
+static int outer_check(const fg_class *cls, fg_node *a, const char *k, bool fill, char **err) {
+  outer_checks++;
+  return fg_registry_check(fg_node_get(a, "inner"), "outer.init_args.inner", FG_KIND_METRIC, fill, err);
+}
+static int outer_create(const fg_class *cls, const fg_node *a, const char *k, void **out, char **err) {
+  void *inner = NULL;
+  const fg_class *icls = NULL;
+  int rc = fg_registry_create(fg_node_get(a, "inner"), "outer.init_args.inner", FG_KIND_METRIC, &inner,
+                              &icls, err);
+  if (rc) return rc;
+  icls->destroy(inner);
+  *out = strdup("outer");
+  return 0;
+}
+static const fg_param outer_params[] = {{"inner", FG_T_MAP, NULL, "an inner object", NULL, 0}};
+static const fg_class outer_class = {.name = "my.test.Outer", .kind = FG_KIND_CALLBACK,
+                                     .params = outer_params, .n_params = 1, .create = outer_create,
+                                     .destroy = free, .check = outer_check};
+
+static void add_counting_classes(void) {
+  cr_assert_eq(fg_registry_add(&inner_class, NULL), 0);
+  cr_assert_eq(fg_registry_add(&outer_class, NULL), 0);
+}
+
+static void create_outer(const fg_node *n) {
+  void *obj = NULL;
+  const fg_class *cls = NULL;
+  char *err = NULL;
+  cr_assert_eq(fg_registry_create(n, "outer", FG_KIND_CALLBACK, &obj, &cls, &err), 0, "%s", err);
+  cr_assert_str_eq(obj, "outer");
+  cls->destroy(obj);
+}
+
+Test(check_once, creating_a_checked_tree_checks_nothing_again) {
+  add_counting_classes();
+  fg_node *n = parse("{class_path: my.test.Outer, init_args: {inner: {class_path: my.test.Inner}}}");
+  cr_assert_eq(fg_registry_check(n, "outer", FG_KIND_CALLBACK, true, NULL), 0);
+  cr_assert_eq(outer_checks, 1);
+  cr_assert_eq(inner_checks, 1);
+  create_outer(n);
+  /* Before: the create checked the outer object again (and with it the
+   * inner one), and the inner create checked the inner one a third time. */
+  cr_assert_eq(outer_checks, 1);
+  cr_assert_eq(inner_checks, 1, "the inner object was checked %d times", inner_checks);
+  /* Checking a checked tree again is free too. */
+  cr_assert_eq(fg_registry_check(n, "outer", FG_KIND_CALLBACK, true, NULL), 0);
+  cr_assert_eq(outer_checks + inner_checks, 2);
+  fg_node_free(n);
+}
+
+Test(check_once, unchecked_or_changed_objects_are_checked_at_create) {
+  add_counting_classes();
+  /* Never checked: create checks (on its own copy, as it always did). */
+  fg_node *n = parse("{class_path: my.test.Outer, init_args: {inner: {class_path: my.test.Inner}}}");
+  create_outer(n);
+  cr_assert_eq(outer_checks, 1);
+  create_outer(n);
+  cr_assert_eq(outer_checks, 2, "the caller's unchecked tree stays unchecked");
+  /* Checked without defaults: not ready to create, so checked again. */
+  cr_assert_eq(fg_registry_check(n, "outer", FG_KIND_CALLBACK, false, NULL), 0);
+  cr_assert_eq(outer_checks, 3);
+  create_outer(n);
+  cr_assert_eq(outer_checks, 4);
+  /* Checked, then changed: the change clears the flag. */
+  cr_assert_eq(fg_registry_check(n, "outer", FG_KIND_CALLBACK, true, NULL), 0);
+  cr_assert_eq(outer_checks, 5);
+  fg_node_map_set(n, "init_args", parse("{inner: {class_path: my.test.Nope}}"));
+  void *obj = NULL;
+  char *err = NULL;
+  cr_assert_eq(fg_registry_create(n, "outer", FG_KIND_CALLBACK, &obj, NULL, &err), FG_ECONFIG);
+  cr_assert(strstr(err, "outer.init_args.inner.class_path: unknown class 'my.test.Nope'"), "%s", err);
+  free(err), err = NULL;
+  fg_node_free(n);
+  /* Checked as one kind, asked for as another: the full check runs and
+   * names the mismatch. */
+  n = parse("{class_path: my.test.Inner}");
+  cr_assert_eq(fg_registry_check(n, "m", FG_KIND_METRIC, true, NULL), 0);
+  cr_assert_eq(fg_registry_create(n, "m", FG_KIND_CALLBACK, &obj, NULL, &err), FG_ECONFIG);
+  cr_assert(strstr(err, "m.class_path: 'my.test.Inner' is a metric, expected a callback"), "%s", err);
+  free(err);
+  fg_node_free(n);
+}
+
+/* The check loads nothing and says what a stage needs. */
+static const char *small_config =
+    "model: {class_path: fulgur.ClassificationModule, init_args: {model: {class_path: fulgur.models.MLP,"
+    " init_args: {in_features: 4, out_features: 2}}}}\n"
+    "data: {class_path: fulgur.DataModule, init_args: {dataset_cfg: {fit: {class_path: fulgur.data.Synthetic,"
+    " init_args: {num_samples: 8, shape: [4]}}}}}\n"
+    "plugins: [/nonexistent/libnothing.so]\n";
+
+Test(check_once, the_check_has_no_side_effects) {
+  fg_node *n = parse(small_config);
+  char *err = NULL;
+  cr_assert_eq(fg_config_check(n, true, &err), 0, "the check does not load plugins: %s", err);
+  cr_assert_eq(fg_config_load_plugins(n, &err), FG_ECONFIG);
+  cr_assert(strstr(err, "plugins.0: ") && strstr(err, "/nonexistent/libnothing.so"), "%s", err);
+  free(err);
+  fg_node_free(n);
+  /* Not a list of strings: nothing loads, the check names the problem. */
+  n = parse("plugins: [1]\n");
+  cr_assert_eq(fg_config_load_plugins(n, NULL), 0);
+  fg_node_free(n);
+}
+
+Test(check_once, fit_needs_an_optimizer_config_in_the_check) {
+  fg_node *n = parse(small_config);
+  fg_node_map_set(n, "plugins", fg_node_new_null());
+  char *err = NULL;
+  cr_assert_eq(fg_config_check_stage(n, FG_STAGE_VALIDATE, true, &err), 0, "%s", err);
+  cr_assert_eq(fg_config_check_stage(n, FG_STAGE_FIT, true, &err), FG_ECONFIG);
+  cr_assert(strstr(err, "optimizer_config: fit needs an optimizer_config"), "%s", err);
+  free(err);
+  fg_node_free(n);
+}

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "fulgur/error.h"
+#include "fulgur/jit.h"
 #include "fulgur/torch.h"
 #include "fulgur/value.h"
 
@@ -140,6 +141,95 @@ Test(threads, set_num_threads) {
   char *err = NULL;
   cr_assert_eq(fg_torch_set_num_threads(0, &err), FG_ETORCH);
   free(err);
+}
+
+/* A parameter group past the last throws inside libtorch (.at()); the
+ * bridge turns it into an error value, not a terminate, and changes
+ * nothing. */
+Test(optimizer, group_out_of_range_is_an_error) {
+  const float wv[] = {0.5f, -0.3f};
+  fg_tensor *w = mat(wv, 1, 2);
+  fg_tensor *ps[] = {w};
+  fg_optim_group g = {.params = ps, .n_params = 1, .lr = 0.1, .momentum = 0.9};
+  fg_optimizer *o = NULL;
+  cr_assert_eq(fg_optimizer_create(FG_OPTIM_SGD, &g, 1, &o, NULL), 0);
+  cr_assert_eq(fg_optimizer_num_groups(o), 1);
+  double v = -1;
+  char *err = NULL;
+  cr_assert_eq(fg_optimizer_get_lr(o, 1, &v, &err), FG_ETORCH);
+  cr_assert_str_eq(err, "parameter group 1 is out of range: the optimizer has 1");
+  cr_assert_eq(v, -1, "the out-param is untouched on error");
+  free(err), err = NULL;
+  cr_assert_eq(fg_optimizer_set_lr(o, 3, 1.0, &err), FG_ETORCH);
+  cr_assert_str_eq(err, "parameter group 3 is out of range: the optimizer has 1");
+  free(err), err = NULL;
+  cr_assert_eq(fg_optimizer_get_momentum(o, 2, &v, &err), FG_ETORCH);
+  cr_assert(err && strstr(err, "parameter group 2"), "%s", err);
+  free(err), err = NULL;
+  cr_assert_eq(fg_optimizer_set_momentum(o, (size_t)-1, 0.5, &err), FG_ETORCH);
+  cr_assert(err && strstr(err, "out of range"), "%s", err);
+  free(err), err = NULL;
+  /* Group 0 is untouched by the failed calls and still reads and writes. */
+  cr_assert_eq(fg_optimizer_get_lr(o, 0, &v, NULL), 0);
+  cr_assert_float_eq(v, 0.1, 1e-12);
+  cr_assert_eq(fg_optimizer_get_momentum(o, 0, &v, NULL), 0);
+  cr_assert_float_eq(v, 0.9, 1e-12);
+  cr_assert_eq(fg_optimizer_set_lr(o, 0, 0.25, NULL), 0);
+  cr_assert_eq(fg_optimizer_set_momentum(o, 0, 0.5, NULL), 0);
+  cr_assert_eq(fg_optimizer_get_lr(o, 0, &v, NULL), 0);
+  cr_assert_float_eq(v, 0.25, 1e-12);
+  cr_assert_eq(fg_optimizer_get_momentum(o, 0, &v, NULL), 0);
+  cr_assert_float_eq(v, 0.5, 1e-12);
+  fg_optimizer_free(o);
+  fg_tensor_free(w);
+}
+
+/* Adam's "momentum" is beta1, what OneCycleLR cycles. */
+Test(optimizer, adam_momentum_is_beta1) {
+  const float wv[] = {0.5f, -0.3f};
+  fg_tensor *w = mat(wv, 1, 2);
+  fg_tensor *ps[] = {w};
+  fg_optim_group g = {.params = ps, .n_params = 1, .lr = 0.1, .beta1 = 0.8, .beta2 = 0.99, .eps = 1e-8};
+  fg_optimizer *o = NULL;
+  cr_assert_eq(fg_optimizer_create(FG_OPTIM_ADAM, &g, 1, &o, NULL), 0);
+  double v = 0;
+  cr_assert_eq(fg_optimizer_get_momentum(o, 0, &v, NULL), 0);
+  cr_assert_float_eq(v, 0.8, 1e-12);
+  cr_assert_eq(fg_optimizer_set_momentum(o, 0, 0.95, NULL), 0);
+  fg_value *sd = NULL;
+  cr_assert_eq(fg_optimizer_state_dict(o, &sd, NULL), 0);
+  const fg_value *betas = fg_value_dict_get(fg_value_list_at(fg_value_dict_get(sd, "param_groups"), 0), "betas");
+  cr_assert_float_eq(fg_value_as_double(fg_value_list_at(betas, 0)), 0.95, 1e-12);
+  cr_assert_float_eq(fg_value_as_double(fg_value_list_at(betas, 1)), 0.99, 1e-12);
+  fg_value_free(sd);
+  fg_optimizer_free(o);
+  fg_tensor_free(w);
+}
+
+/* Exports without an err report a documented fallback when libtorch
+ * throws: a TorchScript module's parameter past the last is NULL (the
+ * index goes through .at(), which throws std::out_of_range). */
+Test(jit, param_out_of_range_is_null) {
+  const char *src = "def forward(self, x):\n  return x @ self.w\n";
+  const char *names[] = {"w"};
+  const int64_t shape[] = {2, 2};
+  const int64_t *shapes[] = {shape};
+  const int nd[] = {2};
+  fg_jit_module *jm = NULL;
+  char *err = NULL;
+  cr_assert_eq(fg_jit_compile(src, names, shapes, nd, 1, &jm, &err), 0, "%s", err ? err : "");
+  cr_assert_eq(fg_jit_num_params(jm), 1);
+  cr_assert_str_eq(fg_jit_param_name(jm, 0), "w");
+  fg_tensor *p = fg_jit_param(jm, 0);
+  cr_assert_not_null(p);
+  cr_assert_eq(fg_tensor_numel(p), 4);
+  fg_tensor_free(p);
+  cr_assert_null(fg_jit_param_name(jm, 1));
+  cr_assert_null(fg_jit_param(jm, 7));
+  cr_assert_eq(fg_jit_num_args(jm, "forward"), 1);
+  cr_assert_eq(fg_jit_num_args(jm, "no_such_method"), -1);
+  cr_assert(!fg_jit_has_method(jm, "no_such_method"));
+  fg_jit_free(jm);
 }
 
 /* Three steps, save the state, a fresh optimizer loads it, one more step on

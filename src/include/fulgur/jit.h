@@ -25,8 +25,11 @@ int fg_jit_compile(const char *source, const char *const *names, const int64_t *
                    const int *ndims, size_t n, fg_jit_module **out, char **err);
 void fg_jit_free(fg_jit_module *jm); /* NULL is a no-op */
 size_t fg_jit_num_params(const fg_jit_module *jm);
-const char *fg_jit_param_name(const fg_jit_module *jm, size_t i); /* "layers.0.weight" */
-/* A new handle to the i-th parameter (same storage); the caller frees it. */
+/* The i-th parameter's name ("layers.0.weight"), owned by jm; NULL when
+ * i >= fg_jit_num_params. */
+const char *fg_jit_param_name(const fg_jit_module *jm, size_t i);
+/* A new handle to the i-th parameter (same storage); the caller frees it.
+ * NULL when i >= fg_jit_num_params. */
 fg_tensor *fg_jit_param(const fg_jit_module *jm, size_t i);
 bool fg_jit_has_method(const fg_jit_module *jm, const char *name);
 /* Arguments a method takes, without self; -1 when there is no such method. */

@@ -84,9 +84,6 @@ int fg_sched_build(const fg_node *cfg, const char *keypath, fg_optimizer *opt,
                    fg_sched_set **out, char **err);
 void fg_sched_set_free(fg_sched_set *s); /* NULL is a no-op */
 
-/* Internal: checks and normalizes one entry's lr_scheduler in place. */
-int fg__lr_scheduler_entry_check(fg_node *entry, const char *path, bool fill, char **err);
-
 #ifdef __cplusplus
 }
 #endif

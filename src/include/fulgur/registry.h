@@ -79,17 +79,6 @@ int fg_registry_create(const fg_node *obj, const char *keypath,
                        fg_class_kind kind, void **out, const fg_class **cls_out,
                        char **err);
 
-/* Registers the built-in classes of each engine area. Called once, by the
- * registry itself, before the first lookup. */
-void fg__register_builtin_data(void);
-void fg__register_builtin_models(void);
-void fg__register_builtin_modules(void);
-void fg__register_builtin_metrics(void);
-void fg__register_builtin_trainer(void); /* callbacks, loggers */
-void fg__register_builtin_optim(void);
-void fg__register_builtin_schedulers(void);
-/* For the functions above: adds a built-in (aborts on a duplicate name). */
-void fg__registry_add_builtin(const fg_class *cls);
 
 #ifdef __cplusplus
 }

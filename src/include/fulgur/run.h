@@ -40,12 +40,25 @@ typedef struct {
   FILE *progress;
 } fg_run_opts;
 
+/* Loads the shared objects the config's `plugins:` list names
+ * (fulgur/plugin.h): the step before fg_config_check, since the classes they
+ * add are what the rest of the config names. A path loaded before is not
+ * loaded again. A `plugins` that is not a list of strings loads nothing
+ * (fg_config_check names the problem). A plugin that fails to load is
+ * FG_ECONFIG naming "plugins.N". */
+int fg_config_load_plugins(const fg_node *config, char **err);
+
 /* Validates the whole config in place (top-level keys, trainer options,
  * every object's class and init_args, split configs expanded); with
  * fill_defaults, every omitted option gets its default so the tree shows
  * the config exactly as a run uses it. Errors are FG_ECONFIG with
- * "file:line:col: key.path: ..." messages. */
+ * "file:line:col: key.path: ..." messages. No side effects beyond the tree:
+ * plugins must be loaded first (fg_config_load_plugins). Objects checked
+ * with fill_defaults are not checked again when created. */
 int fg_config_check(fg_node *config, bool fill_defaults, char **err);
+/* fg_config_check and what running `stage` needs besides (fit: an
+ * optimizer_config). */
+int fg_config_check_stage(fg_node *config, fg_stage stage, bool fill_defaults, char **err);
 
 /* Runs a stage of a merged config (not yet checked: fg_run checks it).
  * *final_metrics (may be NULL) receives a dict of the last value of every

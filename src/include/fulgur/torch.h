@@ -222,12 +222,15 @@ int fg_optimizer_clip_grad_norm(fg_optimizer *opt, double max_norm, double *tota
 int fg_optimizer_clip_grad_value(fg_optimizer *opt, double clip_value, char **err);
 /* at::globalContext().setDeterministicAlgorithms. */
 int fg_torch_set_deterministic(bool on, char **err);
+/* The number of parameter groups; 0 only if the optimizer is broken. */
 size_t fg_optimizer_num_groups(const fg_optimizer *opt);
-double fg_optimizer_get_lr(const fg_optimizer *opt, size_t group);
-void fg_optimizer_set_lr(fg_optimizer *opt, size_t group, double lr);
-/* SGD's momentum, or beta1 of Adam/AdamW (what OneCycleLR cycles). */
-double fg_optimizer_get_momentum(const fg_optimizer *opt, size_t group);
-void fg_optimizer_set_momentum(fg_optimizer *opt, size_t group, double m);
+/* A group's lr, and SGD's momentum or beta1 of Adam/AdamW (what OneCycleLR
+ * cycles). A group index >= fg_optimizer_num_groups is FG_ETORCH ("parameter
+ * group 3 is out of range: the optimizer has 1") and changes nothing. */
+int fg_optimizer_get_lr(const fg_optimizer *opt, size_t group, double *out, char **err);
+int fg_optimizer_set_lr(fg_optimizer *opt, size_t group, double lr, char **err);
+int fg_optimizer_get_momentum(const fg_optimizer *opt, size_t group, double *out, char **err);
+int fg_optimizer_set_momentum(fg_optimizer *opt, size_t group, double m, char **err);
 /* The optimizer's state_dict() in PyTorch's layout:
  * {"state": {0: {"momentum_buffer": T} | {"step": T, "exp_avg": T,
  * "exp_avg_sq": T}, ...}, "param_groups": [{"lr": .., ..., "params": [0, 1,

@@ -1,27 +1,11 @@
-/* The trainer's callback list: the built-in callback classes (one table),
- * the list's order, the hooks called over it, and the callbacks' states
- * in a checkpoint. The interface is in callback.h. */
+/* The trainer's callback list: its order, the hooks called over it, and
+ * the callbacks' states in a checkpoint (the built-in callback classes are
+ * in registry/builtins.c). The interface is in callback.h. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "trainer/callbacks/callback.h"
 #include "util/xalloc.h"
-
-/* Every built-in callback class: adding a callback is adding its file and
- * its two lines here. */
-extern const fg_class fg__model_checkpoint_class;
-extern const fg_class fg__lr_monitor_class;
-extern const fg_class fg__early_stopping_class;
-
-static const fg_class *const builtin[] = {
-    &fg__model_checkpoint_class,
-    &fg__lr_monitor_class,
-    &fg__early_stopping_class,
-};
-
-void fg__register_builtin_callbacks(void) {
-  for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++) fg__registry_add_builtin(builtin[i]);
-}
 
 void fg__callback_free(void *obj) {
   fg_callback *cb = obj;

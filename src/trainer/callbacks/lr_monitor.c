@@ -7,6 +7,7 @@
 
 #include "fulgur/error.h"
 #include "trainer/callbacks/callback.h"
+#include "util/assert.h"
 #include "util/xalloc.h"
 
 enum { LOG_ANY = 0, LOG_STEP, LOG_EPOCH };
@@ -27,7 +28,10 @@ static void add_lrs(const fg_loop *l, fg_value *d) {
     size_t n = fg_optimizer_num_groups(opt);
     for (size_t g = 0; g < n; g++) {
       char *key = n > 1 ? fg__xasprintf("%s/pg%zu", base, g + 1) : fg__xstrdup(base);
-      fg_value_dict_set(d, key, fg_value_double(fg_optimizer_get_lr(opt, g)));
+      double lr;
+      int rc = fg_optimizer_get_lr(opt, g, &lr, NULL);
+      FG_ASSERT(rc == 0); /* g < fg_optimizer_num_groups */
+      fg_value_dict_set(d, key, fg_value_double(lr));
       free(key);
     }
   }

@@ -60,22 +60,31 @@ static int list_index(const fg_node *v, size_t n, const char *path, const char *
 /* ---- mapping onto mapping ------------------------------------------------------ */
 
 /* `__delete__: true` is handled by the caller (the override replaces the
- * source); false deletes nothing. */
+ * source); false deletes nothing.
+ *
+ * A source that holds list keywords is a list update still waiting for its
+ * list (two files deferring onto the same missing key). Merging another
+ * update into it works as lightning_template's deep_update does: key names
+ * are deleted, list indices (which cannot name a key) are skipped, and an
+ * index or false written alone replaces the waiting `__delete__`. */
 static int delete_keys(fg_node *source, const fg_node *del, const char *path, char **err) {
+  bool waiting = fg__has_list_keyword(source);
   char *dpath = fg__keypath_join(path, "__delete__");
   int rc = 0;
-  if (del->kind == FG_NODE_BOOL) {
+  if (waiting && (del->kind == FG_NODE_INT || (del->kind == FG_NODE_BOOL && !del->u.b))) {
+    fg_node_map_set(source, "__delete__", fg_node_clone(del));
+  } else if (del->kind == FG_NODE_BOOL) {
     /* nothing to do */
   } else if (del->kind == FG_NODE_STRING) {
     fg_node_free(fg_node_map_take(source, del->u.s));
   } else if (del->kind == FG_NODE_SEQ) {
     for (size_t i = 0; i < del->len && rc == 0; i++) {
-      if (del->items[i]->kind != FG_NODE_STRING)
+      if (del->items[i]->kind == FG_NODE_STRING)
+        fg_node_free(fg_node_map_take(source, del->items[i]->u.s));
+      else if (!(waiting && del->items[i]->kind == FG_NODE_INT))
         rc = fg_config_error(err, del->items[i], dpath,
                              "expected key names to delete from a mapping, got %s",
                              fg_node_kind_name(del->items[i]->kind));
-      else
-        fg_node_free(fg_node_map_take(source, del->items[i]->u.s));
     }
   } else {
     rc = fg_config_error(err, del, dpath,

@@ -190,6 +190,12 @@ Test(deep_update, keywords_onto_nothing_wait) {
   update_case("{h: {d: 3, e: {p: 1}}}", "{h: {__delete__: true, e: {__delete__: p, q: 2}}}",
               "{h: {e: {__delete__: p, q: 2}}}");
   update_case("{a: 1}", "{__delete__: false, b: 2}", "{a: 1, b: 2}");
+  /* Two updates waiting for the same list merge as Python merges them: key
+   * names delete, indices cannot name a key, an index alone replaces. */
+  update_case("{l: {__delete__: [0], pre_item: a}}", "{l: {__delete__: [1], post_item: b}}",
+              "{l: {__delete__: [0], pre_item: a, post_item: b}}");
+  update_case("{l: {__delete__: [0], pre_item: a}}", "{l: {__delete__: 2}}",
+              "{l: {__delete__: 2, pre_item: a}}");
 }
 
 Test(deep_update, bad_keywords_are_errors_and_keep_the_source) {

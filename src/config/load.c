@@ -127,6 +127,10 @@ static int resolve(fg_node *n, const char *dir, const chain *ch, const char *pat
     return rc;
   }
   if (n->kind != FG_NODE_MAP) return 0;
+  /* `__import__` holds YAML anchors for the rest of the file; the parser has
+   * resolved its aliases, so it is dropped at every level, as
+   * lightning_template's loader drops it. */
+  fg_node_free(fg_node_map_take(n, "__import__"));
   for (size_t i = 0; i < n->len && rc == 0; i++) {
     if (strcmp(n->keys[i], "__base__") == 0) continue;
     char *p = fg__keypath_join(path, n->keys[i]);
@@ -136,33 +140,47 @@ static int resolve(fg_node *n, const char *dir, const chain *ch, const char *pat
   if (rc) return rc;
   fg_node *bases = fg_node_get(n, "__base__");
   if (bases == NULL) return 0;
+  if (bases->kind == FG_NODE_NULL) {
+    /* No bases: the mapping stays as written, keywords and all. */
+    fg_node_free(fg_node_map_take(n, "__base__"));
+    return 0;
+  }
   char *bpath = fg__keypath_join(path, "__base__");
   /* A list of entries, unless it is a single [path, key.path] pair: that
    * is a list of two strings whose second is not a file. Pairs must be
-   * written inside a list ([[file, key]]), as CONFIG.md shows. */
-  fg_node *merged = NULL;
-  if (bases->kind == FG_NODE_SEQ) {
-    for (size_t i = 0; i < bases->len && rc == 0; i++) {
-      fg_node *one = NULL;
-      rc = load_base_entry(bases->items[i], dir, ch, bpath, &one, err);
-      if (rc == 0) rc = merged ? fg__deep_update_at(&merged, one, path, err)
-                               : (merged = one, one = NULL, 0);
-      fg_node_free(one);
-    }
-  } else if (bases->kind != FG_NODE_NULL) {
-    rc = load_base_entry(bases, dir, ch, bpath, &merged, err);
+   * written inside a list ([[file, key]]), as CONFIG.md shows. The bases
+   * merge onto an empty mapping one by one (so a `__delete__` at the top of
+   * the first base has nothing to delete), then the mapping's own keys
+   * merge onto them. */
+  fg_node *merged = fg_node_new_map();
+  merged->mark = n->mark;
+  size_t n_entries = bases->kind == FG_NODE_SEQ ? bases->len : 1;
+  for (size_t i = 0; i < n_entries && rc == 0; i++) {
+    fg_node *one = NULL;
+    rc = load_base_entry(bases->kind == FG_NODE_SEQ ? bases->items[i] : bases, dir, ch, bpath,
+                         &one, err);
+    if (rc == 0) rc = fg__deep_update_at(&merged, one, path, err);
+    fg_node_free(one);
   }
-  if (rc == 0 && merged && merged->kind != FG_NODE_MAP)
-    rc = fg_config_error(err, bases, bpath, "the bases of a mapping must be mappings, got %s",
-                         fg_node_kind_name(merged->kind));
-  free(bpath);
+  fg_node *own = NULL;
   if (rc == 0) {
-    fg_node *own = fg_node_clone(n);
+    own = fg_node_clone(n);
     fg_node_free(fg_node_map_take(own, "__base__"));
-    if (merged == NULL) merged = fg_node_new_map();
-    rc = fg__deep_update_at(&merged, own, path, err);
-    fg_node_free(own);
   }
+  /* Bases that merge to a list take the list keywords of the mapping
+   * (`callbacks: {__base__: [[f, trainer.callbacks]], post_item: X}`); any
+   * other mapping would replace them, losing the bases without a word. */
+  if (rc == 0 && merged->kind != FG_NODE_MAP &&
+      !(merged->kind == FG_NODE_SEQ && fg__has_list_keyword(own)))
+    rc = fg_config_error(err, bases, bpath, "the bases of a mapping must be mappings, got %s%s",
+                         fg_node_kind_name(merged->kind),
+                         merged->kind == FG_NODE_SEQ
+                             ? " (a list takes only the list keywords: __delete__, change_item, "
+                               "pre_item, post_item, insert_item)"
+                             : "");
+  free(bpath);
+  if (rc == 0) rc = fg__deep_update_at(&merged, own, path, err);
+  fg_node_free(own);
   if (rc) {
     fg_node_free(merged);
     return rc;

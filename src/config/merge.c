@@ -1,7 +1,14 @@
 /* Deep update (CONFIG.md "Deep update"): an override merged onto a source,
  * with `__delete__` and the list keywords. The list keywords are resolved
  * against the *original* list and applied together, so their results do
- * not depend on the order the keys were written in. */
+ * not depend on the order the keys were written in.
+ *
+ * What is merged onto nothing (a key the source lacks, a scalar, null) is
+ * kept as written, keywords included, as lightning_template's deep_update
+ * keeps it: a keyword waits for a later merge that has something to apply
+ * it to (a dataset file's `tags: {pre_item: x}` reaches the runtime file's
+ * tags when a run file merges both). Keywords that never meet their target
+ * stay in the result, where validation names them as unknown keys. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +35,8 @@ static bool is_list_keyword(const char *k) {
   return false;
 }
 
-static bool has_list_keyword(const fg_node *map) {
+bool fg__has_list_keyword(const fg_node *map) {
+  if (map == NULL || map->kind != FG_NODE_MAP) return false;
   for (size_t i = 0; i < map->len; i++)
     if (is_list_keyword(map->keys[i])) return true;
   return false;
@@ -51,23 +59,32 @@ static int list_index(const fg_node *v, size_t n, const char *path, const char *
 
 /* ---- mapping onto mapping ------------------------------------------------------ */
 
+/* `__delete__: true` is handled by the caller (the override replaces the
+ * source); false deletes nothing.
+ *
+ * A source that holds list keywords is a list update still waiting for its
+ * list (two files deferring onto the same missing key). Merging another
+ * update into it works as lightning_template's deep_update does: key names
+ * are deleted, list indices (which cannot name a key) are skipped, and an
+ * index or false written alone replaces the waiting `__delete__`. */
 static int delete_keys(fg_node *source, const fg_node *del, const char *path, char **err) {
+  bool waiting = fg__has_list_keyword(source);
   char *dpath = fg__keypath_join(path, "__delete__");
   int rc = 0;
-  if (del->kind == FG_NODE_BOOL) {
-    if (del->u.b) {
-      while (source->len) fg_node_free(fg_node_map_take(source, source->keys[0]));
-    }
+  if (waiting && (del->kind == FG_NODE_INT || (del->kind == FG_NODE_BOOL && !del->u.b))) {
+    fg_node_map_set(source, "__delete__", fg_node_clone(del));
+  } else if (del->kind == FG_NODE_BOOL) {
+    /* nothing to do */
   } else if (del->kind == FG_NODE_STRING) {
     fg_node_free(fg_node_map_take(source, del->u.s));
   } else if (del->kind == FG_NODE_SEQ) {
     for (size_t i = 0; i < del->len && rc == 0; i++) {
-      if (del->items[i]->kind != FG_NODE_STRING)
+      if (del->items[i]->kind == FG_NODE_STRING)
+        fg_node_free(fg_node_map_take(source, del->items[i]->u.s));
+      else if (!(waiting && del->items[i]->kind == FG_NODE_INT))
         rc = fg_config_error(err, del->items[i], dpath,
                              "expected key names to delete from a mapping, got %s",
                              fg_node_kind_name(del->items[i]->kind));
-      else
-        fg_node_free(fg_node_map_take(source, del->items[i]->u.s));
     }
   } else {
     rc = fg_config_error(err, del, dpath,
@@ -78,9 +95,21 @@ static int delete_keys(fg_node *source, const fg_node *del, const char *path, ch
   return rc;
 }
 
+/* The override as written, without its own `__delete__`. */
+static fg_node *clone_without_delete(const fg_node *ov) {
+  fg_node *c = fg_node_clone(ov);
+  fg_node_free(fg_node_map_take(c, "__delete__"));
+  return c;
+}
+
 static int update_map(fg_node *source, const fg_node *ov, const char *path, char **err) {
   const fg_node *del = fg_node_get(ov, "__delete__");
   int rc = 0;
+  if (del && del->kind == FG_NODE_BOOL && del->u.b) {
+    /* Delete all: the override replaces the source, as written. */
+    fg__node_replace(source, clone_without_delete(ov));
+    return 0;
+  }
   if (del && (rc = delete_keys(source, del, path, err))) return rc;
   for (size_t i = 0; i < ov->len && rc == 0; i++) {
     const char *k = ov->keys[i];
@@ -88,11 +117,7 @@ static int update_map(fg_node *source, const fg_node *ov, const char *path, char
     char *kp = fg__keypath_join(path, k);
     fg_node *cur = fg_node_get(source, k);
     if (cur == NULL) {
-      /* A new key: merged onto nothing, so keywords inside it vanish. */
-      fg_node *fresh = NULL;
-      rc = fg__deep_update_at(&fresh, ov->items[i], kp, err);
-      if (rc == 0) fg_node_map_set(source, k, fresh);
-      else fg_node_free(fresh);
+      fg_node_map_set(source, k, fg_node_clone(ov->items[i]));
     } else {
       /* Update through the map's own slot: the update may replace the node. */
       for (size_t j = 0; j < source->len; j++)
@@ -279,20 +304,13 @@ int fg__deep_update_at(fg_node **source, const fg_node *ov, const char *path, ch
     return 0;
   }
   fg_node *src = *source;
-  if (src && src->kind == FG_NODE_SEQ && has_list_keyword(ov))
+  if (src && src->kind == FG_NODE_SEQ && fg__has_list_keyword(ov))
     return update_list(source, ov, path, err);
   if (src == NULL || src->kind != FG_NODE_MAP) {
     /* Onto a scalar, a list (no keywords) or nothing: the mapping replaces
-     * it, with its own keywords applied to an empty mapping. */
-    fg_node *fresh = fg_node_new_map();
-    fresh->mark = ov->mark;
-    int rc = update_map(fresh, ov, path, err);
-    if (rc) {
-      fg_node_free(fresh);
-      return rc;
-    }
+     * it as written; its keywords wait (see the top of this file). */
     fg_node_free(src);
-    *source = fresh;
+    *source = fg_node_clone(ov);
     return 0;
   }
   /* Merge onto a copy so that an error loses nothing already accepted. */

@@ -36,6 +36,8 @@ bool fg__parse_index(const char *s, size_t len, long *out);
 /* "a.b" + "c" -> "a.b.c"; "" + "c" -> "c". malloc'd. */
 char *fg__keypath_join(const char *path, const char *key);
 char *fg__keypath_index(const char *path, long i);
+/* Whether a mapping holds a list keyword (__delete__, change_item, ...). */
+bool fg__has_list_keyword(const fg_node *map);
 /* Deep update that knows where it is, for messages. */
 int fg__deep_update_at(fg_node **source, const fg_node *override,
                        const char *keypath, char **err);

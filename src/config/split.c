@@ -115,17 +115,58 @@ static void free_parts(char **parts) {
   free(parts);
 }
 
-static char *replace_split(const char *s, const char *name) {
-  size_t n = 0, nl = strlen(name);
-  for (const char *p = s; (p = strstr(p, "$split")); p += 6) n++;
-  char *out = fg__xmalloc(strlen(s) + n * nl + 1), *o = out;
+/* An identifier as string.Template's idpattern reads one: [_a-zA-Z][_a-zA-Z0-9]*
+ * (ASCII). Returns its length, 0 when s does not start one. */
+static size_t ident_len(const char *s) {
+  if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z'))) return 0;
+  size_t n = 1;
+  while (s[n] == '_' || (s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z') ||
+         (s[n] >= '0' && s[n] <= '9'))
+    n++;
+  return n;
+}
+
+static bool is_split_ident(const char *s, size_t n) {
+  return n == 5 && strncmp(s, "split", 5) == 0;
+}
+
+/* string.Template(s).safe_substitute(split=name), as lightning_template
+ * fills split_format_to: `$$` is a literal `$`; `$split` and `${split}`
+ * become the name; any other `$identifier`, `${identifier}` or lone `$`
+ * stays as written (`$splitx` is the identifier splitx, not $split + x). */
+static char *substitute_split(const char *s, const char *name) {
+  size_t nl = strlen(name), cap = strlen(s) + 1;
+  for (const char *p = s; (p = strchr(p, '$')); p++) cap += nl;
+  char *out = fg__xmalloc(cap), *o = out;
   while (*s) {
-    if (strncmp(s, "$split", 6) == 0) {
-      memcpy(o, name, nl);
-      o += nl;
-      s += 6;
-    } else {
+    if (*s != '$') {
       *o++ = *s++;
+      continue;
+    }
+    size_t n;
+    if (s[1] == '$') {
+      *o++ = '$';
+      s += 2;
+    } else if ((n = ident_len(s + 1)) > 0) {
+      if (is_split_ident(s + 1, n)) {
+        memcpy(o, name, nl);
+        o += nl;
+      } else {
+        memcpy(o, s, n + 1);
+        o += n + 1;
+      }
+      s += n + 1;
+    } else if (s[1] == '{' && (n = ident_len(s + 2)) > 0 && s[2 + n] == '}') {
+      if (is_split_ident(s + 2, n)) {
+        memcpy(o, name, nl);
+        o += nl;
+      } else {
+        memcpy(o, s, n + 3);
+        o += n + 3;
+      }
+      s += n + 3;
+    } else {
+      *o++ = *s++; /* a `$` that starts nothing stays */
     }
   }
   *o = '\0';
@@ -200,7 +241,7 @@ static int apply_info(fg_node *item, const split_info *si, const char *name, con
           rc = fg_config_error(err, attr, p, "expected a string to put the split name in, got %s",
                                fg_node_kind_name(attr->kind));
         } else {
-          char *s = replace_split(attr->u.s, name);
+          char *s = substitute_split(attr->u.s, name);
           free(attr->u.s);
           attr->u.s = s;
         }

@@ -175,6 +175,29 @@ Test(deep_update, mapping_without_keywords_replaces_a_list) {
   update_case("[a, b]", "{x: 1}", "{x: 1}");
 }
 
+/* As lightning_template's deep_update: what merges onto nothing is kept as
+ * written, so its keywords wait for a merge that has something to apply
+ * them to. */
+Test(deep_update, keywords_onto_nothing_wait) {
+  update_case("{a: 1}", "{b: {__delete__: x, y: 1}, c: {post_item: 3}}",
+              "{a: 1, b: {__delete__: x, y: 1}, c: {post_item: 3}}");
+  update_case("{a: null, s: 5}", "{a: {__delete__: x, k: 1}, s: {__delete__: true, v: 2}}",
+              "{a: {__delete__: x, k: 1}, s: {__delete__: true, v: 2}}");
+  /* ... and apply when a later merge meets their target. */
+  update_case("{b: {x: 1, z: 2}, c: [1, 2]}", "{b: {__delete__: x, y: 1}, c: {post_item: 3}}",
+              "{b: {z: 2, y: 1}, c: [1, 2, 3]}");
+  /* true: the override replaces the source as written. */
+  update_case("{h: {d: 3, e: {p: 1}}}", "{h: {__delete__: true, e: {__delete__: p, q: 2}}}",
+              "{h: {e: {__delete__: p, q: 2}}}");
+  update_case("{a: 1}", "{__delete__: false, b: 2}", "{a: 1, b: 2}");
+  /* Two updates waiting for the same list merge as Python merges them: key
+   * names delete, indices cannot name a key, an index alone replaces. */
+  update_case("{l: {__delete__: [0], pre_item: a}}", "{l: {__delete__: [1], post_item: b}}",
+              "{l: {__delete__: [0], pre_item: a, post_item: b}}");
+  update_case("{l: {__delete__: [0], pre_item: a}}", "{l: {__delete__: 2}}",
+              "{l: {__delete__: 2, pre_item: a}}");
+}
+
 Test(deep_update, bad_keywords_are_errors_and_keep_the_source) {
   fg_node *s = Y("{l: [a, b, c]}"), *o = Y("{l: {__delete__: [5]}}");
   char *err = NULL;
@@ -258,6 +281,35 @@ Test(bases, lists_relative_paths_and_order) {
   cr_assert_not_null(n, "%s", err);
   assert_yaml(n, "{x: 2, y: [1, 2, 3], z: 3}");
   fg_node_free(n);
+}
+
+Test(bases, import_is_dropped_at_every_level_after_its_anchors_are_used) {
+  write_file("a.yaml", "__import__: {s: &s {h: 1}}\nm: {__import__: 1, size: *s}\n");
+  write_file("run.yaml", "__base__: a.yaml\n__import__:\n  o: &o {lr: 0.1}\n"
+                         "opt: {<<: *o, m: 0.9}\nx: {__base__: [[a.yaml, m]], __import__: [1]}\n");
+  char *err = NULL;
+  fg_node *n = load("run.yaml", &err);
+  cr_assert_not_null(n, "%s", err);
+  assert_yaml(n, "{m: {size: {h: 1}}, opt: {lr: 0.1, m: 0.9}, x: {size: {h: 1}}}");
+  fg_node_free(n);
+}
+
+Test(bases, a_list_base_takes_list_keywords_and_first_base_deletes_nothing) {
+  write_file("a.yaml", "t: {cb: [A, B], n: 1}\n");
+  write_file("first.yaml", "__delete__: t\nd: 1\n");
+  write_file("run.yaml", "cb: {__base__: [[a.yaml, t.cb]], post_item: C}\n"
+                         "all: {__base__: [first.yaml, a.yaml]}\n"
+                         "second: {__base__: [a.yaml, first.yaml]}\n");
+  char *err = NULL;
+  fg_node *n = load("run.yaml", &err);
+  cr_assert_not_null(n, "%s", err);
+  assert_yaml(n, "{cb: [A, B, C], all: {d: 1, t: {cb: [A, B], n: 1}}, second: {d: 1}}");
+  fg_node_free(n);
+  write_file("run.yaml", "cb:\n  __base__: [[a.yaml, t.cb]]\n  x: 1\n");
+  cr_assert_null(load("run.yaml", &err));
+  cr_assert(strstr(err, "run.yaml:2:13: cb.__base__: the bases of a mapping must be mappings, got a "
+                        "list (a list takes only the list keywords"), "%s", err);
+  free(err);
 }
 
 Test(bases, cycles_name_the_chain) {
@@ -406,6 +458,33 @@ Test(split, split_info_defaults_and_separator) {
   cr_assert_str_eq(fg_node_str(fg_node_path(e, "val.init_args.a.name")), "val");
   cr_assert_str_eq(fg_node_str(fg_node_path(e, "test.init_args.a.name")), "val");
   fg_node_free(e);
+}
+
+/* tests/fixtures/config_loader/split_cases.yaml: each config and what every
+ * split becomes; interop/test_config_loader checks the same expectations
+ * against lightning_template's SplitNameMixin. */
+Test(split, the_cases_python_agrees_with) {
+  const char *src = getenv("FG_SOURCE_DIR");
+  cr_assert_not_null(src, "FG_SOURCE_DIR is not set");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/tests/fixtures/config_loader/split_cases.yaml", src);
+  fg_node *cases = NULL;
+  char *err = NULL;
+  cr_assert_eq(fg_node_parse_file(path, &cases, &err), 0, "%s", err);
+  cr_assert_geq(fg_node_len(cases), 4);
+  for (size_t i = 0; i < fg_node_len(cases); i++) {
+    const fg_node *c = fg_node_at(cases, i);
+    fg_node *out = NULL;
+    cr_assert_eq(fg_config_expand_split(fg_node_get(c, "config"), "cfg", &out, &err), 0,
+                 "%s: %s", fg_node_str(fg_node_get(c, "name")), err);
+    char *g = show(out), *w = show(fg_node_get(c, "expect"));
+    cr_assert(fg_node_equal(out, fg_node_get(c, "expect")), "%s\ngot:\n%s\nwant:\n%s",
+              fg_node_str(fg_node_get(c, "name")), g, w);
+    free(g);
+    free(w);
+    fg_node_free(out);
+  }
+  fg_node_free(cases);
 }
 
 Test(split, errors) {

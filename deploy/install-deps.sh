@@ -17,6 +17,8 @@ pkgs=(
   dataset-fashion-mnist
   # Interop tests and the Python baseline of the benchmarks.
   python3 python3-torch python3-grpcio python3-grpc-tools python3-yaml python3-numpy
+  # The metrics interop test checks TorchMetrics semantics against scikit-learn.
+  python3-sklearn
 )
 
 missing=()

@@ -388,4 +388,7 @@ void fg__register_builtin_metrics(void) {
   fg__register_auroc_metric();
   fg__register_regression_metrics();
   fg__register_metric_collection();
+  fg__register_stat_scores_metric();
+  fg__register_average_precision_metric();
+  fg__register_classwise_wrapper();
 }

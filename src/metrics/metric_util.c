@@ -280,6 +280,76 @@ int fg__multiclass_probs(const fg_tensor *preds, int64_t num_classes, int64_t n_
   return probs_via(preds, fg_op_softmax, out, err);
 }
 
+/* Multilabel tensors [N, L, R...] as rows (n, r) of L columns. */
+static int64_t trailing(const fg_tensor *t) {
+  int64_t r = 1;
+  for (int d = 2; d < fg_tensor_ndim(t); d++) r *= fg_tensor_size(t, d);
+  return r;
+}
+
+/* Reorders v (N x L x R, row-major) into (N*R) x L in place via a copy. */
+static int to_rows(const fg_tensor *t, void *v, size_t item, char **err) {
+  int64_t r = trailing(t);
+  if (r == 1) return 0;
+  int64_t n = fg_tensor_size(t, 0), l = fg_tensor_size(t, 1);
+  size_t bytes = (size_t)(n * l * r) * item;
+  char *tmp = malloc(bytes ? bytes : 1);
+  if (tmp == NULL) return fg_err_set(err, FG_ENOMEM, "out of memory reordering %zu bytes", bytes);
+  const char *src = v;
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < l; j++)
+      for (int64_t k = 0; k < r; k++)
+        memcpy(tmp + (size_t)((i * r + k) * l + j) * item, src + (size_t)((i * l + j) * r + k) * item,
+               item);
+  memcpy(v, tmp, bytes);
+  free(tmp);
+  return 0;
+}
+
+static int multilabel_shape(const fg_tensor *t, const char *name, int64_t num_labels, char **err) {
+  if (fg_tensor_ndim(t) >= 2 && fg_tensor_size(t, 1) == num_labels) return 0;
+  char s[64];
+  fg_tensor_shape_str(t, s, sizeof s);
+  return fg_err_set(err, FG_EINVAL, "%s of shape %s: expected [N, num_labels=%lld, ...]", name, s,
+                    (long long)num_labels);
+}
+
+int fg__multilabel_target(const fg_tensor *preds, const fg_tensor *target, int64_t num_labels,
+                          int64_t **out, size_t *rows, char **err) {
+  int rc = fg__same_shape(preds, target, err);
+  if (rc == 0) rc = multilabel_shape(target, "target", num_labels, err);
+  if (rc == 0) rc = fg__binary_target(target, out, err);
+  if (rc) return rc;
+  if ((rc = to_rows(target, *out, sizeof **out, err))) {
+    free(*out);
+    *out = NULL;
+    return rc;
+  }
+  *rows = (size_t)(fg_tensor_numel(target) / num_labels);
+  return 0;
+}
+
+int fg__multilabel_probs(const fg_tensor *preds, int64_t num_labels, double **out, char **err) {
+  int rc = multilabel_shape(preds, "preds", num_labels, err);
+  if (rc == 0) rc = fg__binary_probs(preds, out, err);
+  if (rc == 0 && (rc = to_rows(preds, *out, sizeof **out, err))) {
+    free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
+int fg__multilabel_pred_labels(const fg_tensor *preds, int64_t num_labels, double threshold,
+                               int64_t **out, char **err) {
+  int rc = multilabel_shape(preds, "preds", num_labels, err);
+  if (rc == 0) rc = fg__binary_pred_labels(preds, threshold, out, err);
+  if (rc == 0 && (rc = to_rows(preds, *out, sizeof **out, err))) {
+    free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
 /* ---- results ---------------------------------------------------------------- */
 
 int fg__value_float_vector(const double *v, int64_t n, fg_value **out, char **err) {
@@ -322,6 +392,26 @@ int fg__check_task(const fg_node *v, const char *keypath, char **err) {
   return fg_config_error(err, v, keypath, "expected 'binary' or 'multiclass', got '%s'", t);
 }
 
+int fg__check_task_multilabel(const fg_node *v, const char *keypath, char **err) {
+  const char *t = fg_node_str(v);
+  if (strcmp(t, "binary") == 0 || strcmp(t, "multiclass") == 0 || strcmp(t, "multilabel") == 0)
+    return 0;
+  return fg_config_error(err, v, keypath,
+                         "expected 'binary', 'multiclass' or 'multilabel', got '%s'", t);
+}
+
+int fg__check_global(const fg_node *v, const char *keypath, char **err) {
+  if (strcmp(fg_node_str(v), "global") == 0) return 0;
+  return fg_config_error(err, v, keypath,
+                         "only 'global' is supported by this fulgur version, got '%s'",
+                         fg_node_str(v));
+}
+
+int fg__check_no_ignore_index(const fg_node *v, const char *keypath, char **err) {
+  if (fg_node_kind_of(v) == FG_NODE_NULL) return 0;
+  return fg_config_error(err, v, keypath, "not supported by this fulgur version (only null)");
+}
+
 int fg__check_unit_interval(const fg_node *v, const char *keypath, char **err) {
   double d = fg_node_float(v);
   if (d >= 0 && d <= 1) return 0;
@@ -329,13 +419,29 @@ int fg__check_unit_interval(const fg_node *v, const char *keypath, char **err) {
 }
 
 fg__metric_task fg__metric_task_of(const fg_node *args) {
-  return strcmp(fg_node_str(fg_node_get(args, "task")), "binary") == 0 ? FG__TASK_BINARY
-                                                                        : FG__TASK_MULTICLASS;
+  const char *t = fg_node_str(fg_node_get(args, "task"));
+  return strcmp(t, "binary") == 0       ? FG__TASK_BINARY
+         : strcmp(t, "multilabel") == 0 ? FG__TASK_MULTILABEL
+                                        : FG__TASK_MULTICLASS;
 }
 
 int64_t fg__metric_num_classes(const fg_node *args) {
   const fg_node *nc = fg_node_get(args, "num_classes");
   return nc && fg_node_kind_of(nc) == FG_NODE_INT ? fg_node_int(nc) : 0;
+}
+
+int64_t fg__metric_num_labels(const fg_node *args) {
+  const fg_node *nl = fg_node_get(args, "num_labels");
+  return nl && fg_node_kind_of(nl) == FG_NODE_INT ? fg_node_int(nl) : 0;
+}
+
+int64_t fg__metric_columns(const fg_node *args) {
+  switch (fg__metric_task_of(args)) {
+    case FG__TASK_BINARY: return 1;
+    case FG__TASK_MULTICLASS: return fg__metric_num_classes(args);
+    case FG__TASK_MULTILABEL: return fg__metric_num_labels(args);
+  }
+  return 1;
 }
 
 int fg__metric_arg_error(char **err, const fg_node *args, const char *keypath,
@@ -354,6 +460,11 @@ int fg__metric_arg_error(char **err, const fg_node *args, const char *keypath,
 }
 
 int fg__check_task_args(fg_node *args, const char *keypath, char **err) {
+  if (fg__metric_task_of(args) == FG__TASK_MULTILABEL) {
+    if (fg__metric_num_labels(args) >= 2) return 0;
+    return fg__metric_arg_error(err, args, keypath, "num_labels",
+                                "expected an integer >= 2 for task 'multilabel'");
+  }
   if (fg__metric_task_of(args) != FG__TASK_MULTICLASS) return 0;
   int64_t nc = fg__metric_num_classes(args);
   if (nc < 2)

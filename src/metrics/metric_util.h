@@ -18,7 +18,7 @@
 #include "fulgur/registry.h"
 #include "fulgur/value.h"
 
-typedef enum { FG__TASK_BINARY, FG__TASK_MULTICLASS } fg__metric_task;
+typedef enum { FG__TASK_BINARY, FG__TASK_MULTICLASS, FG__TASK_MULTILABEL } fg__metric_task;
 
 /* ---- update arguments ----------------------------------------------------- */
 
@@ -70,6 +70,19 @@ int fg__multiclass_pred_labels(const fg_tensor *preds, const fg_tensor *target_t
 int fg__multiclass_probs(const fg_tensor *preds, int64_t num_classes, int64_t n_target,
                          double **out, char **err);
 
+/* Multilabel inputs: preds and target of one shape [N, num_labels, ...],
+ * read as rows of num_labels columns, one row per sample and position in
+ * the trailing dimensions (TorchMetrics' transpose(0, 1).reshape(L, -1).T).
+ * *rows gets their count; *out gets rows * num_labels items, row-major. The
+ * target holds 0 and 1; float preds are probabilities or logits (a sigmoid
+ * when any value is outside [0, 1]), compared with threshold for labels;
+ * integer preds are 0/1 labels. */
+int fg__multilabel_target(const fg_tensor *preds, const fg_tensor *target, int64_t num_labels,
+                          int64_t **out, size_t *rows, char **err);
+int fg__multilabel_probs(const fg_tensor *preds, int64_t num_labels, double **out, char **err);
+int fg__multilabel_pred_labels(const fg_tensor *preds, int64_t num_labels, double threshold,
+                               int64_t **out, char **err);
+
 /* ---- results ---------------------------------------------------------------- */
 
 /* *out: a float32 tensor value of n items, rounded from doubles. */
@@ -87,19 +100,29 @@ int fg__state_get(const fg_value *st, const char *key, void *v, fg_dtype dtype, 
 
 /* ---- config --------------------------------------------------------------------- */
 
-/* fg_param checks. */
+/* fg_param checks: task is binary or multiclass, or (for the classes that
+ * have it) multilabel too. */
 int fg__check_task(const fg_node *v, const char *keypath, char **err);
+int fg__check_task_multilabel(const fg_node *v, const char *keypath, char **err);
+/* Arguments accepted only at the one value this build computes:
+ * multidim_average 'global', ignore_index null. */
+int fg__check_global(const fg_node *v, const char *keypath, char **err);
+int fg__check_no_ignore_index(const fg_node *v, const char *keypath, char **err);
 int fg__check_unit_interval(const fg_node *v, const char *keypath, char **err);
 
 /* The task of checked init_args. */
 fg__metric_task fg__metric_task_of(const fg_node *args);
 /* num_classes of checked init_args, or 0 when null or absent. */
 int64_t fg__metric_num_classes(const fg_node *args);
+/* num_labels of checked init_args, or 0 when null or absent. */
+int64_t fg__metric_num_labels(const fg_node *args);
+/* The columns a task counts: 1 (binary), num_classes or num_labels. */
+int64_t fg__metric_columns(const fg_node *args);
 
 /* Cross-field rules of the task wrappers, for a class's check hook:
  * multiclass needs num_classes >= 2, and top_k (when the class has one and
- * it is given) lies in 1..num_classes. Errors name keypath.num_classes or
- * keypath.top_k. */
+ * it is given) lies in 1..num_classes; multilabel needs num_labels >= 2.
+ * Errors name keypath.num_classes, keypath.num_labels or keypath.top_k. */
 int fg__check_task_args(fg_node *args, const char *keypath, char **err);
 
 /* A config error at keypath.key, pointing at that value (or at args when the
@@ -118,5 +141,8 @@ void fg__register_confusion_matrix_metric(void);
 void fg__register_auroc_metric(void);
 void fg__register_regression_metrics(void);
 void fg__register_metric_collection(void);
+void fg__register_stat_scores_metric(void);
+void fg__register_average_precision_metric(void);
+void fg__register_classwise_wrapper(void);
 
 #endif

@@ -1,4 +1,4 @@
-/* AUROC with TorchMetrics' names, arguments and semantics, computed exactly
+/* AUROC and AveragePrecision with TorchMetrics' names, arguments and semantics, computed exactly
  * (thresholds=None; curve.h): the trapezoid under the ROC curve with one
  * point per distinct score. A class with no positive or no negative sample
  * scores 0, as in TorchMetrics (sklearn raises instead).
@@ -7,7 +7,12 @@
  * multiclass: one-vs-rest per class, averaged with "macro" (plain mean),
  *   "weighted" (by target support) or "none" (per-class scores).
  * multilabel: per label; "micro" is the AUROC of every (score, label) pair
- *   together, "weighted" weighs labels by their positives. */
+ *   together, "weighted" weighs labels by their positives.
+ *
+ * AveragePrecision is sum_n (R_n - R_n-1) P_n over the same thresholds,
+ * with the same averages; a class without positives scores 0, except a
+ * multiclass one, which is NaN (TorchMetrics' 0/0 recall) and left out of
+ * macro and weighted. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -117,7 +122,12 @@ static int cm_load(void *self, const fg_value *st, char **err) {
   return fg__curve_load(&m->d, st, err);
 }
 
-static const fg_metric_vtable cm_vt = {cm_update, cm_compute, cm_reset, cm_free, cm_state, cm_load};
+static int cm_reduce(void *self, fg_value *const *states, int n, fg_value **out, char **err) {
+  return fg__curve_reduce(states, n, out, err);
+}
+
+static const fg_metric_vtable cm_vt = {cm_update, cm_compute, cm_reset, cm_free,
+                                       cm_state,  cm_load,    NULL,     cm_reduce};
 
 static int cm_create(const fg_class *cls, const fg_node *args, const char *keypath, void **out,
                      char **err) {

@@ -148,11 +148,23 @@ static int cw_load(void *self, const fg_value *st, char **err) {
   return rc;
 }
 
+static int cw_reduce(void *self, fg_value *const *states, int n, fg_value **out, char **err) {
+  classwise *c = self;
+  fg_value *res = fg_value_dict();
+  int rc = fg__reduce_member_states(c->metric, states, n, "metric.", res, err);
+  if (rc) {
+    fg_value_free(res);
+    return rc;
+  }
+  *out = res;
+  return 0;
+}
+
 static const char *const cw_args[] = {"*", NULL}; /* filtered for the wrapped metric */
 static const fg_metric_vtable cw_vt = {cw_update, cw_compute, cw_reset, cw_free,
                                        NULL,      NULL,       cw_args};
 static const fg_metric_vtable cw_state_vt = {cw_update, cw_compute, cw_reset, cw_free,
-                                             cw_state,  cw_load,    cw_args};
+                                             cw_state,  cw_load,    cw_args,  cw_reduce};
 
 /* The TorchMetrics class a config of `cls` instantiates, lowercased: a
  * task wrapper (a class with a task argument) returns Binary<Name>,

@@ -135,13 +135,33 @@ static int collection_load(void *self, const fg_value *st, char **err) {
   return rc;
 }
 
+/* Each member reduces its own entries: counts sum, kept scores concatenate. */
+static int collection_reduce(void *self, fg_value *const *states, int n, fg_value **out,
+                             char **err) {
+  collection *c = self;
+  fg_value *res = fg_value_dict();
+  int rc = 0;
+  for (size_t i = 0; i < c->n && rc == 0; i++) {
+    char *prefix = fg__xasprintf("%s.", c->names[i]);
+    rc = fg__reduce_member_states(c->metrics[i], states, n, prefix, res, err);
+    if (rc) fg_err_prefix(err, rc, "%s", c->names[i]);
+    free(prefix);
+  }
+  if (rc) {
+    fg_value_free(res);
+    return rc;
+  }
+  *out = res;
+  return 0;
+}
+
 static const char *const collection_args[] = {"*", NULL}; /* filtered per member */
 static const fg_metric_vtable collection_vt = {collection_update, collection_compute,
                                                collection_reset, collection_free, NULL, NULL,
                                                collection_args};
 static const fg_metric_vtable collection_state_vt = {
     collection_update, collection_compute, collection_reset, collection_free,
-    collection_state,  collection_load,    collection_args};
+    collection_state,  collection_load,    collection_args,  collection_reduce};
 
 /* A mapping with a class_path is one metric config, not a name -> config
  * mapping. */

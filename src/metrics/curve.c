@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fulgur/error.h"
+#include "fulgur/torch.h"
 #include "util/xalloc.h"
 
 void fg__curve_init(fg__curve_data *d, const fg_node *args) {
@@ -126,6 +127,32 @@ int fg__curve_load(fg__curve_data *d, const fg_value *st, char **err) {
   free(ps);
   free(ts);
   return rc;
+}
+
+int fg__curve_reduce(fg_value *const *states, int n, fg_value **out, char **err) {
+  static const char *const keys[] = {"preds", "target"};
+  fg_value *res = fg_value_dict();
+  const fg_tensor **ts = fg__xcalloc((size_t)(n ? n : 1), sizeof *ts);
+  int rc = 0;
+  for (int k = 0; k < 2 && rc == 0; k++) {
+    for (int r = 0; r < n && rc == 0; r++) {
+      const fg_value *v = fg_value_dict_get(states[r], keys[k]);
+      if (v == NULL || fg_value_kind_of(v) != FG_VALUE_TENSOR)
+        rc = fg_err_set(err, FG_EDATA, "rank %d: expected a tensor '%s'", r, keys[k]);
+      else
+        ts[r] = fg_value_as_tensor(v);
+    }
+    fg_tensor *cat = NULL;
+    if (rc == 0 && (rc = fg_op_cat(ts, (size_t)n, 0, &cat, err)) == 0)
+      fg_value_dict_set(res, keys[k], fg_value_tensor(cat));
+  }
+  free(ts);
+  if (rc) {
+    fg_value_free(res);
+    return rc;
+  }
+  *out = res;
+  return 0;
 }
 
 static int by_score_desc(const void *x, const void *y) {

@@ -41,6 +41,10 @@ void fg__curve_reset(fg__curve_data *d);
 int fg__curve_state(const fg__curve_data *d, fg_value **out, char **err);
 int fg__curve_load(fg__curve_data *d, const fg_value *st, char **err);
 
+/* TorchMetrics' dist_reduce_fx "cat": the n rank states' preds and
+ * target, concatenated in rank order. */
+int fg__curve_reduce(fg_value *const *states, int n, fg_value **out, char **err);
+
 /* Rows in a column buffer: n, or n * cols for the flattened micro
  * average. */
 size_t fg__curve_micro_len(const fg__curve_data *d);

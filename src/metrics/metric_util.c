@@ -384,6 +384,31 @@ int fg__state_get(const fg_value *st, const char *key, void *v, fg_dtype dtype, 
   return fg_tensor_copy_out(t, dtype, v, (size_t)numel * fg_dtype_size(dtype), err);
 }
 
+int fg__reduce_member_states(const fg_metric *member, fg_value *const *states, int n,
+                             const char *prefix, fg_value *into, char **err) {
+  size_t plen = strlen(prefix);
+  fg_value **mine = fg__xcalloc((size_t)n, sizeof *mine);
+  for (int r = 0; r < n; r++) {
+    mine[r] = fg_value_dict();
+    for (size_t k = 0; k < fg_value_len(states[r]); k++) {
+      const char *key = fg_value_dict_key_at(states[r], k);
+      if (strncmp(key, prefix, plen) == 0)
+        fg_value_dict_set(mine[r], key + plen, fg_value_copy(fg_value_dict_value_at(states[r], k)));
+    }
+  }
+  fg_value *red = NULL;
+  int rc = fg_metric_reduce_states(member, mine, n, &red, err);
+  for (size_t k = 0; rc == 0 && k < fg_value_len(red); k++) {
+    char *key = fg__xasprintf("%s%s", prefix, fg_value_dict_key_at(red, k));
+    fg_value_dict_set(into, key, fg_value_copy(fg_value_dict_value_at(red, k)));
+    free(key);
+  }
+  fg_value_free(red);
+  for (int r = 0; r < n; r++) fg_value_free(mine[r]);
+  free(mine);
+  return rc;
+}
+
 /* ---- config --------------------------------------------------------------------- */
 
 int fg__check_task(const fg_node *v, const char *keypath, char **err) {

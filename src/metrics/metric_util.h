@@ -98,6 +98,12 @@ int fg__state_put(fg_value *st, const char *key, const void *v, fg_dtype dtype, 
 int fg__state_get(const fg_value *st, const char *key, void *v, fg_dtype dtype, int64_t numel,
                   char **err);
 
+/* For wrappers whose state holds a member's under "<prefix><key>": reduces
+ * that member's entries of the n rank states (fg_metric_reduce_states) and
+ * adds them to `into` under the same keys. */
+int fg__reduce_member_states(const fg_metric *member, fg_value *const *states, int n,
+                             const char *prefix, fg_value *into, char **err);
+
 /* ---- config --------------------------------------------------------------------- */
 
 /* fg_param checks: task is binary or multiclass, or (for the classes that

@@ -924,3 +924,54 @@ Test(classwise_wrapper, errors) {
   free(err);
   fg_metric_free(m);
 }
+
+/* What ddp does at epoch end: each rank's state, reduced, loaded into one
+ * metric, computes what one metric fed everything would. */
+static void check_reduce(const char *yaml, bool binary) {
+  const float p1[] = {2, 0, 0, 0, 1, 0, 0, 0, 3, 1, 2, 0}, p2[] = {0, 1, 0, 0, 2, 0, 5, 0, 0};
+  const float bp1[] = {0.9f, 0.2f, 0.7f, 0.4f}, bp2[] = {0.1f, 0.8f, 0.6f};
+  const int64_t t1[] = {0, 1, 2, 0}, t2[] = {1, 2, 0};
+  const int64_t bt1[] = {1, 0, 0, 1}, bt2[] = {0, 1, 1};
+  fg_metric *r0 = make_metric(yaml), *r1 = make_metric(yaml), *all = make_metric(yaml),
+            *merged = make_metric(yaml);
+  fg_value *k1 = binary ? kw(tensor_f(bp1, 4, 0), tensor_l(bt1, 4)) : kw(tensor_f(p1, 4, 3), tensor_l(t1, 4));
+  fg_value *k2 = binary ? kw(tensor_f(bp2, 3, 0), tensor_l(bt2, 3)) : kw(tensor_f(p2, 3, 3), tensor_l(t2, 3));
+  cr_assert_eq(fg_metric_update(r0, k1, NULL), 0);
+  cr_assert_eq(fg_metric_update(r1, k2, NULL), 0);
+  cr_assert_eq(fg_metric_update(all, k1, NULL), 0);
+  cr_assert_eq(fg_metric_update(all, k2, NULL), 0);
+  fg_value *st[2] = {NULL, NULL}, *red = NULL;
+  char *err = NULL;
+  cr_assert_eq(fg_metric_state_dict(r0, &st[0], NULL), 0);
+  cr_assert_eq(fg_metric_state_dict(r1, &st[1], NULL), 0);
+  cr_assert_eq(fg_metric_reduce_states(merged, st, 2, &red, &err), 0, "%s: %s", yaml, err);
+  cr_assert_eq(fg_metric_load_state_dict(merged, red, &err), 0, "%s: %s", yaml, err);
+  fg_value *ra = NULL, *rm = NULL;
+  cr_assert_eq(fg_metric_compute(all, &ra, NULL), 0);
+  cr_assert_eq(fg_metric_compute(merged, &rm, NULL), 0);
+  char ta[4096] = "", tm[4096] = "";
+  result_text(ra, ta, sizeof ta);
+  result_text(rm, tm, sizeof tm);
+  cr_assert_str_eq(tm, ta, "%s: reduced states", yaml);
+  fg_value_free(ra);
+  fg_value_free(rm);
+  fg_value_free(red);
+  fg_value_free(st[0]);
+  fg_value_free(st[1]);
+  fg_value_free(k1);
+  fg_value_free(k2);
+  fg_metric_free(r0);
+  fg_metric_free(r1);
+  fg_metric_free(all);
+  fg_metric_free(merged);
+}
+
+Test(states, reduced_across_ranks_as_torchmetrics) {
+  check_reduce("{class_path: fulgur.metrics.AUROC, init_args: {task: multiclass, num_classes: 3, average: none}}", false);
+  check_reduce("{class_path: fulgur.metrics.AveragePrecision, init_args: {task: binary}}", true);
+  check_reduce("{class_path: fulgur.metrics.F1Score, init_args: {task: multiclass, num_classes: 3, average: macro}}", false);
+  check_reduce("{class_path: fulgur.metrics.MetricCollection, init_args: {metrics: {"
+               "AP: {class_path: torchmetrics.AveragePrecision, init_args: {task: binary}}, "
+               "stat: {class_path: torchmetrics.ClasswiseWrapper, init_args: {labels: [tp, fp, tn, fn, support], "
+               "metric: {class_path: torchmetrics.StatScores, init_args: {task: binary}}}}}}}", true);
+}

@@ -975,3 +975,25 @@ Test(states, reduced_across_ranks_as_torchmetrics) {
                "stat: {class_path: torchmetrics.ClasswiseWrapper, init_args: {labels: [tp, fp, tn, fn, support], "
                "metric: {class_path: torchmetrics.StatScores, init_args: {task: binary}}}}}}}", true);
 }
+
+/* Two wrappers giving the same keys: TorchMetrics then names every dict
+ * entry "<member>_<key>"; plain results keep their names. */
+Test(metric_collection, clashing_dict_keys_get_the_member_name) {
+  fg_metric *m = make_metric(
+      "{class_path: torchmetrics.MetricCollection, init_args: {metrics: {"
+      "F1: {class_path: torchmetrics.F1Score, init_args: {task: binary}}, "
+      "a: {class_path: torchmetrics.ClasswiseWrapper, init_args: {labels: [tp], "
+      "metric: {class_path: torchmetrics.StatScores, init_args: {task: binary}}}}, "
+      "b: {class_path: torchmetrics.ClasswiseWrapper, init_args: {labels: [tp], "
+      "metric: {class_path: torchmetrics.StatScores, init_args: {task: binary, threshold: 0.8}}}}}}}");
+  const float p[] = {0.9f, 0.2f, 0.7f, 0.4f};
+  const int64_t t[] = {1, 0, 1, 1};
+  update(m, tensor_f(p, 4, 0), tensor_l(t, 4));
+  fg_value *r = compute_dict(m);
+  cr_assert_eq(fg_value_len(r), 3);
+  cr_assert_str_eq(fg_value_dict_key_at(r, 0), "F1");
+  cr_assert_float_eq(entry(r, "a_binarystatscores_tp"), 2, 1e-12);
+  cr_assert_float_eq(entry(r, "b_binarystatscores_tp"), 1, 1e-12);
+  fg_value_free(r);
+  fg_metric_free(m);
+}

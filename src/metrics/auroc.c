@@ -61,8 +61,8 @@ static int cm_compute(void *self, fg_value **out, char **err) {
   fg__scored *buf = malloc((len ? len : 1) * sizeof *buf);
   if (buf == NULL) return fg_err_set(err, FG_ENOMEM, "out of memory sorting %zu scores", len);
   if (d->task == FG__TASK_BINARY || (d->task == FG__TASK_MULTILABEL && m->average == AVG_MICRO)) {
-    size_t npos = fg__curve_column(d, d->task == FG__TASK_BINARY ? 0 : -1, buf);
-    *out = fg_value_double(area(m, buf, len, npos));
+    size_t npos, n = fg__curve_column(d, d->task == FG__TASK_BINARY ? 0 : -1, buf, &npos);
+    *out = fg_value_double(area(m, buf, n, npos));
     free(buf);
     return 0;
   }
@@ -70,9 +70,9 @@ static int cm_compute(void *self, fg_value **out, char **err) {
   double *per = fg__xmalloc((size_t)c * sizeof *per), *w = fg__xmalloc((size_t)c * sizeof *w);
   bool zero = d->task == FG__TASK_MULTICLASS && all_targets_zero(d);
   for (int64_t k = 0; k < c; k++) {
-    size_t npos = fg__curve_column(d, k, buf);
+    size_t npos, n = fg__curve_column(d, k, buf, &npos);
     w[k] = (double)npos;
-    per[k] = area(m, buf, d->n, npos);
+    per[k] = area(m, buf, n, npos);
     /* TorchMetrics' multiclass AP of a class without positives is 0/0
      * recall, NaN; macro and weighted leave such classes out. */
     if (m->ap && d->task == FG__TASK_MULTICLASS && npos == 0 && !zero) per[k] = NAN;
@@ -184,7 +184,7 @@ static const fg_param auroc_params[] = {
     {"num_labels", FG_T_NULL | FG_T_INT, "null", "labels (multilabel)", NULL, 0},
     {"average", FG_T_NULL | FG_T_STRING, "macro", "macro, weighted, none for per-class scores, micro (multilabel)", check_average, 0},
     {"max_fpr", FG_T_NULL | FG_T_FLOAT, "null", "partial AUC bound (binary)", check_null, 0},
-    {"ignore_index", FG_T_NULL | FG_T_INT, "null", "null (ignoring a target value is not supported)", fg__check_no_ignore_index, 0},
+    {"ignore_index", FG_T_NULL | FG_T_INT, "null", "target value whose samples are left out", NULL, 0},
     {"validate_args", FG_T_BOOL, "true", "inputs are always checked", NULL, 0},
 };
 static const fg_param ap_params[] = {
@@ -193,7 +193,7 @@ static const fg_param ap_params[] = {
     {"num_classes", FG_T_NULL | FG_T_INT, "null", "classes (multiclass)", NULL, 0},
     {"num_labels", FG_T_NULL | FG_T_INT, "null", "labels (multilabel)", NULL, 0},
     {"average", FG_T_NULL | FG_T_STRING, "macro", "macro, weighted, none for per-class scores, micro (multilabel)", check_average, 0},
-    {"ignore_index", FG_T_NULL | FG_T_INT, "null", "null (ignoring a target value is not supported)", fg__check_no_ignore_index, 0},
+    {"ignore_index", FG_T_NULL | FG_T_INT, "null", "target value whose samples are left out", NULL, 0},
     {"validate_args", FG_T_BOOL, "true", "inputs are always checked", NULL, 0},
 };
 

@@ -13,6 +13,7 @@ void fg__curve_init(fg__curve_data *d, const fg_node *args) {
   memset(d, 0, sizeof *d);
   d->task = fg__metric_task_of(args);
   d->cols = fg__metric_columns(args);
+  d->has_ignore = fg__metric_ignore_index(args, &d->ignore_index);
 }
 
 void fg__curve_close(fg__curve_data *d) {
@@ -54,26 +55,37 @@ int fg__curve_update(fg__curve_data *d, const fg_value *kw, char **err) {
   const fg_tensor *preds, *target;
   int64_t *t = NULL;
   double *p = NULL;
+  fg_tensor *kept = NULL;
   size_t n = 0;
+  const int64_t *ignore = d->has_ignore ? &d->ignore_index : NULL;
   int rc = fg__metric_preds_target(kw, &preds, &target, err);
   if (rc) return rc;
+  /* Binary and multiclass drop ignored samples before the sigmoid/softmax
+   * decision (TorchMetrics' curve formats); multilabel masks them after. */
   switch (d->task) {
     case FG__TASK_BINARY:
       n = (size_t)fg_tensor_numel(target);
       if ((rc = fg__same_shape(preds, target, err)) == 0 &&
-          (rc = fg__binary_target(target, &t, err)) == 0)
-        rc = fg__binary_probs(preds, &p, err);
+          (rc = fg__binary_target(target, ignore, &t, err)) == 0 &&
+          (rc = fg__drop_ignored(preds, t, n, false, &kept, &n, err)) == 0)
+        rc = fg__binary_probs(kept ? kept : preds, &p, err);
       break;
     case FG__TASK_MULTILABEL:
-      if ((rc = fg__multilabel_target(preds, target, d->cols, &t, &n, err)) == 0)
+      if ((rc = fg__multilabel_target(preds, target, d->cols, ignore, &t, &n, err)) == 0)
         rc = fg__multilabel_probs(preds, d->cols, &p, err);
       break;
     case FG__TASK_MULTICLASS:
-      if ((rc = fg__multiclass_target(target, d->cols, &t, &n, err)) == 0)
-        rc = fg__multiclass_probs(preds, d->cols, (int64_t)n, &p, err);
+      if ((rc = fg__multiclass_target(target, d->cols, ignore, &t, &n, err)) == 0 &&
+          (rc = fg__multiclass_probs(preds, d->cols, (int64_t)n, &p, err)) == 0 &&
+          (rc = fg__drop_ignored(preds, t, n, true, &kept, &n, err)) == 0 && kept) {
+        free(p);
+        p = NULL;
+        rc = fg__multiclass_probs(kept, d->cols, (int64_t)n, &p, err);
+      }
       break;
   }
   if (rc == 0) rc = append(d, p, t, n, err);
+  fg_tensor_free(kept);
   free(t);
   free(p);
   return rc;
@@ -162,11 +174,12 @@ static int by_score_desc(const void *x, const void *y) {
 
 size_t fg__curve_micro_len(const fg__curve_data *d) { return d->n * (size_t)d->cols; }
 
-size_t fg__curve_column(const fg__curve_data *d, int64_t k, fg__scored *buf) {
+size_t fg__curve_column(const fg__curve_data *d, int64_t k, fg__scored *buf, size_t *out_npos) {
   size_t cols = (size_t)d->cols, npos = 0, m = 0;
   for (size_t i = 0; i < d->n; i++)
     for (size_t c = 0; c < cols; c++) {
       if (k >= 0 && c != (size_t)k) continue;
+      if (d->task == FG__TASK_MULTILABEL && d->target[i * cols + c] < 0) continue;
       buf[m].score = d->scores[i * cols + c];
       buf[m].pos = d->task == FG__TASK_MULTILABEL ? d->target[i * cols + c] == 1
                    : d->task == FG__TASK_BINARY   ? d->target[i] == 1
@@ -175,7 +188,8 @@ size_t fg__curve_column(const fg__curve_data *d, int64_t k, fg__scored *buf) {
       m++;
     }
   qsort(buf, m, sizeof *buf, by_score_desc);
-  return npos;
+  *out_npos = npos;
+  return m;
 }
 
 double fg__roc_auc(const fg__scored *buf, size_t n, size_t npos) {

@@ -10,6 +10,7 @@
 #ifndef FG_METRICS_CURVE_H
 #define FG_METRICS_CURVE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,7 +22,9 @@ typedef struct {
   fg__metric_task task;
   int64_t cols;    /* score columns: 1 (binary), num_classes, num_labels */
   double *scores;  /* n rows of cols */
-  int64_t *target; /* n labels, or n rows of cols 0/1 for multilabel */
+  int64_t *target; /* n labels, or n rows of cols 0/1 (-1 ignored) for multilabel */
+  bool has_ignore;  /* ignore_index */
+  int64_t ignore_index;
   size_t n, cap;
 } fg__curve_data;
 
@@ -48,10 +51,11 @@ int fg__curve_reduce(fg_value *const *states, int n, fg_value **out, char **err)
 /* Rows in a column buffer: n, or n * cols for the flattened micro
  * average. */
 size_t fg__curve_micro_len(const fg__curve_data *d);
-/* Fills buf (n items) with column k's scores and whether each sample is a
- * positive of k, sorted by descending score; returns the positives. k = -1
- * takes every column of a multilabel problem (buf of n * cols: micro). */
-size_t fg__curve_column(const fg__curve_data *d, int64_t k, fg__scored *buf);
+/* Fills buf (up to n items) with column k's scores and whether each sample
+ * is a positive of k, sorted by descending score, leaving out ignored
+ * multilabel entries; returns the items, *npos the positives. k = -1 takes
+ * every column of a multilabel problem (buf of n * cols: micro). */
+size_t fg__curve_column(const fg__curve_data *d, int64_t k, fg__scored *buf, size_t *npos);
 
 /* The areas over a sorted column with npos positives. ROC AUC is 0 when a
  * class has no positive or no negative sample (TorchMetrics; sklearn

@@ -82,13 +82,16 @@ static int int_labels(const fg_tensor *t, const char *name, int64_t **out, char 
   return fg__tensor_int64s(t, out, err);
 }
 
-int fg__binary_target(const fg_tensor *target, int64_t **out, char **err) {
+int fg__binary_target(const fg_tensor *target, const int64_t *ignore_index, int64_t **out,
+                      char **err) {
   int64_t *t = NULL;
   int rc = int_labels(target, "target", &t, err);
   if (rc) return rc;
   size_t n = (size_t)fg_tensor_numel(target);
   for (size_t i = 0; i < n; i++)
-    if (t[i] != 0 && t[i] != 1) {
+    if (ignore_index && t[i] == *ignore_index) {
+      t[i] = -1;
+    } else if (t[i] != 0 && t[i] != 1) {
       int64_t v = t[i];
       free(t);
       return fg_err_set(err, FG_EINVAL, "binary target holds %lld; expected only 0 and 1",
@@ -179,18 +182,48 @@ static int check_range(const int64_t *v, size_t n, int64_t num_classes, const ch
   return 0;
 }
 
-int fg__multiclass_target(const fg_tensor *target, int64_t num_classes, int64_t **out,
-                          size_t *n, char **err) {
+int fg__multiclass_target(const fg_tensor *target, int64_t num_classes,
+                          const int64_t *ignore_index, int64_t **out, size_t *n, char **err) {
   int64_t *t = NULL;
   int rc = int_labels(target, "target", &t, err);
   if (rc) return rc;
   *n = (size_t)fg_tensor_numel(target);
-  if ((rc = check_range(t, *n, num_classes, "target", err))) {
+  if (ignore_index)
+    for (size_t i = 0; i < *n; i++)
+      if (t[i] == *ignore_index) t[i] = -1;
+  /* -1 is an ignored sample, not a class. */
+  for (size_t i = 0; rc == 0 && i < *n; i++)
+    if (!(ignore_index && t[i] == -1)) rc = check_range(t + i, 1, num_classes, "target", err);
+  if (rc) {
     free(t);
     return rc;
   }
   *out = t;
   return 0;
+}
+
+int fg__drop_ignored(const fg_tensor *preds, int64_t *t, size_t n, bool rows, fg_tensor **kept,
+                     size_t *n_kept, char **err) {
+  *kept = NULL;
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) m += t[i] >= 0;
+  *n_kept = m;
+  if (m == n) return 0;
+  int64_t *idx = fg__xmalloc((m ? m : 1) * sizeof *idx);
+  for (size_t i = 0, j = 0; i < n; i++)
+    if (t[i] >= 0) {
+      idx[j] = (int64_t)i;
+      t[j++] = t[i];
+    }
+  fg_tensor *it = NULL, *flat = NULL;
+  int64_t len = (int64_t)m;
+  int rc = fg_tensor_from_data(idx, FG_INT64, &len, 1, &it, err);
+  free(idx);
+  if (rc == 0 && !rows) rc = fg_op_flatten(preds, 0, &flat, err);
+  if (rc == 0) rc = fg_op_index_select(flat ? flat : preds, 0, it, kept, err);
+  fg_tensor_free(it);
+  fg_tensor_free(flat);
+  return rc;
 }
 
 /* Float preds [N, C] against a target [N]. */
@@ -315,10 +348,10 @@ static int multilabel_shape(const fg_tensor *t, const char *name, int64_t num_la
 }
 
 int fg__multilabel_target(const fg_tensor *preds, const fg_tensor *target, int64_t num_labels,
-                          int64_t **out, size_t *rows, char **err) {
+                          const int64_t *ignore_index, int64_t **out, size_t *rows, char **err) {
   int rc = fg__same_shape(preds, target, err);
   if (rc == 0) rc = multilabel_shape(target, "target", num_labels, err);
-  if (rc == 0) rc = fg__binary_target(target, out, err);
+  if (rc == 0) rc = fg__binary_target(target, ignore_index, out, err);
   if (rc) return rc;
   if ((rc = to_rows(target, *out, sizeof **out, err))) {
     free(*out);
@@ -432,9 +465,11 @@ int fg__check_global(const fg_node *v, const char *keypath, char **err) {
                          fg_node_str(v));
 }
 
-int fg__check_no_ignore_index(const fg_node *v, const char *keypath, char **err) {
-  if (fg_node_kind_of(v) == FG_NODE_NULL) return 0;
-  return fg_config_error(err, v, keypath, "not supported by this fulgur version (only null)");
+bool fg__metric_ignore_index(const fg_node *args, int64_t *out) {
+  const fg_node *v = fg_node_get(args, "ignore_index");
+  if (v == NULL || fg_node_kind_of(v) != FG_NODE_INT) return false;
+  *out = fg_node_int(v);
+  return true;
 }
 
 int fg__check_unit_interval(const fg_node *v, const char *keypath, char **err) {

@@ -37,8 +37,13 @@ int fg__tensor_int64s(const fg_tensor *t, int64_t **out, char **err);
  * _check_same_shape). */
 int fg__same_shape(const fg_tensor *preds, const fg_tensor *target, char **err);
 
+/* ignore_index (NULL: none; TorchMetrics' ignore_index): target entries of
+ * that value are allowed whatever their range and come out as -1, for the
+ * caller to leave out. */
+
 /* Binary targets: integer tensors of 0 and 1. *out gets numel labels. */
-int fg__binary_target(const fg_tensor *target, int64_t **out, char **err);
+int fg__binary_target(const fg_tensor *target, const int64_t *ignore_index, int64_t **out,
+                      char **err);
 
 /* Binary predictions as probabilities: float preds with any value outside
  * [0, 1] are logits and go through torch's sigmoid (in their own dtype, so
@@ -53,8 +58,16 @@ int fg__binary_pred_labels(const fg_tensor *preds, double threshold, int64_t **o
                            char **err);
 
 /* Multiclass targets: integers in [0, num_classes). *n gets their count. */
-int fg__multiclass_target(const fg_tensor *target, int64_t num_classes, int64_t **out,
-                          size_t *n, char **err);
+int fg__multiclass_target(const fg_tensor *target, int64_t num_classes,
+                          const int64_t *ignore_index, int64_t **out, size_t *n, char **err);
+
+/* TorchMetrics' curve formats drop ignored samples before the sigmoid or
+ * softmax decision: *kept gets preds without the samples whose formatted
+ * target t is -1 (flattened elements, or rows along dim 0 when rows), and
+ * t is compacted in place to *n_kept items. *kept is NULL when nothing is
+ * ignored (use preds). */
+int fg__drop_ignored(const fg_tensor *preds, int64_t *t, size_t n, bool rows, fg_tensor **kept,
+                     size_t *n_kept, char **err);
 
 /* Multiclass predictions as one label per target: float preds [N, C] are
  * scores (argmax, or with top_k > 1 the target when it is among the k best
@@ -78,7 +91,7 @@ int fg__multiclass_probs(const fg_tensor *preds, int64_t num_classes, int64_t n_
  * when any value is outside [0, 1]), compared with threshold for labels;
  * integer preds are 0/1 labels. */
 int fg__multilabel_target(const fg_tensor *preds, const fg_tensor *target, int64_t num_labels,
-                          int64_t **out, size_t *rows, char **err);
+                          const int64_t *ignore_index, int64_t **out, size_t *rows, char **err);
 int fg__multilabel_probs(const fg_tensor *preds, int64_t num_labels, double **out, char **err);
 int fg__multilabel_pred_labels(const fg_tensor *preds, int64_t num_labels, double threshold,
                                int64_t **out, char **err);
@@ -110,10 +123,10 @@ int fg__reduce_member_states(const fg_metric *member, fg_value *const *states, i
  * have it) multilabel too. */
 int fg__check_task(const fg_node *v, const char *keypath, char **err);
 int fg__check_task_multilabel(const fg_node *v, const char *keypath, char **err);
-/* Arguments accepted only at the one value this build computes:
- * multidim_average 'global', ignore_index null. */
+/* multidim_average: only 'global' is computed by this build. */
 int fg__check_global(const fg_node *v, const char *keypath, char **err);
-int fg__check_no_ignore_index(const fg_node *v, const char *keypath, char **err);
+/* ignore_index of checked init_args into *out; false when null or absent. */
+bool fg__metric_ignore_index(const fg_node *args, int64_t *out);
 int fg__check_unit_interval(const fg_node *v, const char *keypath, char **err);
 
 /* The task of checked init_args. */

@@ -14,6 +14,7 @@ void fg__stat_counts_init(fg__stat_counts *s, const fg_node *args) {
   const fg_node *k = fg_node_get(args, "top_k"), *thr = fg_node_get(args, "threshold");
   s->top_k = s->task == FG__TASK_MULTICLASS && k ? fg_node_int(k) : 1;
   s->threshold = thr ? fg_node_float(thr) : 0.5;
+  s->has_ignore = fg__metric_ignore_index(args, &s->ignore_index);
   s->tp = fg__xcalloc((size_t)s->n * 4, sizeof(double));
   s->fp = s->tp + s->n;
   s->tn = s->fp + s->n;
@@ -29,8 +30,10 @@ void fg__stat_counts_reset(fg__stat_counts *s) {
   memset(s->tp, 0, (size_t)s->n * 4 * sizeof(double));
 }
 
-/* One binary decision in column c. */
+/* One binary decision in column c; an ignored target (-1) counts nowhere,
+ * as TorchMetrics' masked target matches neither 0 nor 1. */
 static void count(fg__stat_counts *s, int64_t c, int64_t pred, int64_t target) {
+  if (target < 0) return;
   if (pred && target) s->tp[c]++;
   else if (pred) s->fp[c]++;
   else if (target) s->fn[c]++;
@@ -41,18 +44,19 @@ int fg__stat_counts_update(fg__stat_counts *s, const fg_value *kw, char **err) {
   const fg_tensor *preds, *target;
   int64_t *t = NULL, *p = NULL;
   size_t n = 0;
+  const int64_t *ignore = s->has_ignore ? &s->ignore_index : NULL;
   int rc = fg__metric_preds_target(kw, &preds, &target, err);
   if (rc) return rc;
   switch (s->task) {
     case FG__TASK_BINARY:
       n = (size_t)fg_tensor_numel(target);
-      if ((rc = fg__same_shape(preds, target, err)) || (rc = fg__binary_target(target, &t, err)) ||
+      if ((rc = fg__same_shape(preds, target, err)) || (rc = fg__binary_target(target, ignore, &t, err)) ||
           (rc = fg__binary_pred_labels(preds, s->threshold, &p, err)))
         break;
       for (size_t i = 0; i < n; i++) count(s, 0, p[i], t[i]);
       break;
     case FG__TASK_MULTILABEL:
-      if ((rc = fg__multilabel_target(preds, target, s->n, &t, &n, err)) ||
+      if ((rc = fg__multilabel_target(preds, target, s->n, ignore, &t, &n, err)) ||
           (rc = fg__multilabel_pred_labels(preds, s->n, s->threshold, &p, err)))
         break;
       for (size_t i = 0; i < n; i++)
@@ -62,13 +66,16 @@ int fg__stat_counts_update(fg__stat_counts *s, const fg_value *kw, char **err) {
         }
       break;
     case FG__TASK_MULTICLASS:
-      if ((rc = fg__multiclass_target(target, s->n, &t, &n, err)) ||
+      if ((rc = fg__multiclass_target(target, s->n, ignore, &t, &n, err)) ||
           (rc = fg__multiclass_pred_labels(preds, target, t, n, s->n, s->top_k, &p, err)))
         break;
       /* One-vs-rest per class: a right sample is a tp of its class, a wrong
        * one a fp of the predicted and a fn of the true class; every class
-       * it touches not is a tn. */
+       * it touches not is a tn. Ignored samples are left out. */
+      size_t kept = 0;
       for (size_t i = 0; i < n; i++) {
+        if (t[i] < 0) continue;
+        kept++;
         if (p[i] == t[i]) {
           s->tp[t[i]]++;
         } else {
@@ -78,7 +85,7 @@ int fg__stat_counts_update(fg__stat_counts *s, const fg_value *kw, char **err) {
         s->tn[p[i]]--;
         if (p[i] != t[i]) s->tn[t[i]]--;
       }
-      for (int64_t c = 0; c < s->n; c++) s->tn[c] += (double)n;
+      for (int64_t c = 0; c < s->n; c++) s->tn[c] += (double)kept;
       break;
   }
   free(t);

@@ -10,6 +10,7 @@
 #ifndef FG_METRICS_STAT_COUNTS_H
 #define FG_METRICS_STAT_COUNTS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "fulgur/config.h"
@@ -21,10 +22,13 @@ typedef struct {
   int64_t n; /* columns */
   int64_t top_k;
   double threshold;
+  bool has_ignore; /* ignore_index: target entries left out */
+  int64_t ignore_index;
   double *tp, *fp, *tn, *fn; /* n each, one allocation */
 } fg__stat_counts;
 
-/* Reads task, num_classes/num_labels, top_k and threshold from checked
+/* Reads task, num_classes/num_labels, top_k, threshold and ignore_index
+ * from checked
  * init_args (absent keys take their defaults). Close releases the counts. */
 void fg__stat_counts_init(fg__stat_counts *s, const fg_node *args);
 void fg__stat_counts_close(fg__stat_counts *s);

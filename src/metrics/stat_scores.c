@@ -149,7 +149,7 @@ static const fg_param ss_params[] = {
     {"average", FG_T_NULL | FG_T_STRING, "micro", "micro (summed), macro (mean), weighted (by support), or none for per-class rows (multiclass, multilabel)", check_average, 0},
     {"multidim_average", FG_T_STRING, "global", "global (samplewise is not supported)", fg__check_global, 0},
     {"top_k", FG_T_INT, "1", "a sample counts as right when its target is among the k best scores (multiclass)", NULL, 0},
-    {"ignore_index", FG_T_NULL | FG_T_INT, "null", "null (ignoring a target value is not supported)", fg__check_no_ignore_index, 0},
+    {"ignore_index", FG_T_NULL | FG_T_INT, "null", "target value whose samples are left out", NULL, 0},
     {"validate_args", FG_T_BOOL, "true", "inputs are always checked", NULL, 0},
 };
 

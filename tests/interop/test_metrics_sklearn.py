@@ -11,7 +11,8 @@ seen (sklearn averages every listed label, so it gets the seen ones), a
 multiclass AveragePrecision class without positives is NaN and left out of
 macro, an AUROC class without positives (or negatives) is 0 where sklearn
 raises. Logits get a sigmoid / softmax per update when a value is outside
-[0, 1], as in TorchMetrics.
+[0, 1], as in TorchMetrics. ignore_index is checked against sklearn on the
+samples that are left.
 """
 import math
 import os
@@ -263,6 +264,89 @@ def classwise_checks(lib):
     close("ClasswiseWrapper of multiclass AveragePrecision: values", [got[k] for k in got], ap)
 
 
+# ---- ignore_index -------------------------------------------------------------------------
+
+IGNORE = -100
+
+
+def ignore_checks(lib, seed, kind):
+    """Samples whose target is ignore_index are left out: sklearn gets the
+    rest. The curves drop them before the sigmoid/softmax decision, the stat
+    scores after (TorchMetrics' formats)."""
+    g = torch.Generator().manual_seed(400 + seed)
+    tag = f"ignore_index, seed {seed}, {kind}"
+    ig = dict(ignore_index=IGNORE)
+
+    n = 331
+    target = torch.randint(0, 2, (n,), generator=g)
+    target[torch.rand(n, generator=g) < 0.2] = IGNORE
+    preds = scores(kind, (n,), g)
+    batches = batches_of(preds, target, split(n, g))
+    keep = [(p[t != IGNORE], t[t != IGNORE]) for p, t in batches]
+    y = torch.cat([t for _, t in keep]).numpy()
+    probs = np64(per_update(keep, torch.sigmoid))
+    close(f"binary AveragePrecision {tag}",
+          lib.run(cfg("torchmetrics.AveragePrecision", task="binary", **ig), batches), average_precision_score(y, probs))
+    close(f"binary AUROC {tag}", lib.run(cfg("torchmetrics.AUROC", task="binary", **ig), batches),
+          roc_auc_score(y, probs))
+    pred = torch.cat([(p if unit(p) else p.sigmoid())[t != IGNORE] > 0.5 for p, t in batches]).long().numpy()
+    p_, r_, f_, _ = precision_recall_fscore_support(y, pred, average="binary", zero_division=0)
+    for cls, want in (("Precision", p_), ("Recall", r_), ("F1Score", f_)):
+        close(f"binary {cls} {tag}", lib.run(cfg(f"torchmetrics.{cls}", task="binary", **ig), batches), want)
+    (tn, fp), (fn, tp) = multilabel_confusion_matrix(y, pred, labels=[1])[0]
+    close(f"binary StatScores {tag}", lib.run(cfg("torchmetrics.StatScores", task="binary", **ig), batches),
+          [tp, fp, tn, fn, tp + fn])
+
+    n, c = 307, 4
+    target = torch.randint(0, c, (n,), generator=g)
+    target[torch.rand(n, generator=g) < 0.2] = IGNORE
+    preds = scores(kind, (n, c), g)
+    batches = batches_of(preds, target, split(n, g))
+    keep = [(p[t != IGNORE], t[t != IGNORE]) for p, t in batches]
+    y = torch.cat([t for _, t in keep])
+    probs = np64(per_update(keep, lambda p: p.softmax(1)))
+    mc = dict(task="multiclass", num_classes=c, average="none", **ig)
+    close(f"multiclass AveragePrecision {tag}", lib.run(cfg("torchmetrics.AveragePrecision", **mc), batches),
+          average_precision_score(one_hot(y, c), probs, average=None))
+    close(f"multiclass AUROC {tag}", lib.run(cfg("torchmetrics.AUROC", **mc), batches),
+          roc_auc_score(one_hot(y, c), probs, average=None))
+    pred = torch.cat([p.argmax(1)[t != IGNORE] for p, t in batches]).numpy()
+    p_, r_, f_, _ = precision_recall_fscore_support(y.numpy(), pred, labels=list(range(c)), zero_division=0)
+    for cls, want in (("Precision", p_), ("Recall", r_), ("F1Score", f_)):
+        close(f"multiclass {cls} {tag}", lib.run(cfg(f"torchmetrics.{cls}", **mc), batches), want)
+    mcm = multilabel_confusion_matrix(y.numpy(), pred, labels=list(range(c)))
+    close(f"multiclass StatScores {tag}", lib.run(cfg("torchmetrics.StatScores", **mc), batches),
+          np.stack([mcm[:, 1, 1], mcm[:, 0, 1], mcm[:, 0, 0], mcm[:, 1, 0], mcm[:, 1, 1] + mcm[:, 1, 0]], 1))
+
+    n, L = 263, 3
+    target = torch.randint(0, 2, (n, L), generator=g)
+    target[torch.rand(n, L, generator=g) < 0.2] = IGNORE
+    preds = scores(kind, (n, L), g)
+    batches = batches_of(preds, target, split(n, g))
+    probs = np64(per_update(batches, torch.sigmoid))
+    pred = (probs > np.float32(0.5)).astype(np.int64)
+    Y = target.numpy()
+    ml = dict(task="multilabel", num_labels=L, **ig)
+    kept = [Y[:, j] != IGNORE for j in range(L)]
+    close(f"multilabel AveragePrecision {tag}, average none",
+          lib.run(cfg("torchmetrics.AveragePrecision", average="none", **ml), batches),
+          [average_precision_score(Y[k, j], probs[k, j]) for j, k in enumerate(kept)])
+    close(f"multilabel AUROC {tag}, average none", lib.run(cfg("torchmetrics.AUROC", average="none", **ml), batches),
+          [roc_auc_score(Y[k, j], probs[k, j]) for j, k in enumerate(kept)])
+    flat = Y.flatten() != IGNORE
+    close(f"multilabel AUROC {tag}, average micro", lib.run(cfg("torchmetrics.AUROC", average="micro", **ml), batches),
+          roc_auc_score(Y.flatten()[flat], probs.flatten()[flat]))
+    rows = []
+    for j, k in enumerate(kept):
+        (tn, fp), (fn, tp) = multilabel_confusion_matrix(Y[k, j], pred[k, j], labels=[1])[0]
+        rows.append([tp, fp, tn, fn, tp + fn])
+    close(f"multilabel StatScores {tag}", lib.run(cfg("torchmetrics.StatScores", average="none", **ml), batches),
+          np.array(rows))
+    close(f"multilabel Recall {tag}", lib.run(cfg("torchmetrics.Recall", average="none", **ml), batches),
+          [precision_recall_fscore_support(Y[k, j], pred[k, j], average="binary", zero_division=0)[1]
+           for j, k in enumerate(kept)])
+
+
 lib_path = os.path.join(BUILD, "libfulgur.so")
 if os.environ.get("FG_SANITIZED") == "1":
     # A sanitizer-instrumented libfulgur cannot be loaded into an
@@ -275,5 +359,6 @@ else:
             binary_checks(lib, seed, kind)
             multiclass_checks(lib, seed, kind)
             multilabel_checks(lib, seed, kind)
+            ignore_checks(lib, seed, kind)
     classwise_checks(lib)
 finish()

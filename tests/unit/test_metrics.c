@@ -266,8 +266,8 @@ Test(precision_recall_f1, config_errors) {
                       "evaluator_cfg.init_args.threshold", "[0, 1]");
   expect_config_error("{class_path: fulgur.metrics.Precision, init_args: {task: binary, zero_division: 0.5}}",
                       "evaluator_cfg.init_args.zero_division", "0 or 1");
-  expect_config_error("{class_path: fulgur.metrics.Precision, init_args: {task: binary, ignore_index: 0}}",
-                      "evaluator_cfg.init_args.ignore_index", "only null");
+  expect_config_error("{class_path: fulgur.metrics.Precision, init_args: {task: binary, ignore_index: x}}",
+                      "evaluator_cfg.init_args.ignore_index", "");
   expect_config_error("{class_path: fulgur.metrics.Precision, init_args: {task: binary, multidim_average: samplewise}}",
                       "evaluator_cfg.init_args.multidim_average", "only 'global'");
 }

@@ -63,6 +63,15 @@ static int cw_compute(void *self, fg_value **out, char **err) {
     return rc;
   }
   const fg_tensor *t = fg_value_as_tensor(r);
+  int64_t shape[8];
+  int ndim = fg_tensor_ndim(t) - 1;
+  if (ndim >= 8) {
+    rc = fg_err_set(err, FG_EINVAL, "ClasswiseWrapper: %s gave a %d-d tensor", fg_metric_name(c->metric),
+                    ndim + 1);
+    fg_value_free(r);
+    return rc;
+  }
+  for (int d = 0; d < ndim; d++) shape[d] = fg_tensor_size(t, d + 1);
   int64_t rows = fg_tensor_size(t, 0), numel = fg_tensor_numel(t);
   int64_t per = rows ? numel / rows : 0;
   fg_dtype dtype = fg_tensor_dtype(t);
@@ -71,9 +80,6 @@ static int cw_compute(void *self, fg_value **out, char **err) {
   double *dv = fg__xmalloc((size_t)(numel ? numel : 1) * sizeof *dv);
   if ((rc = fg_tensor_copy_out(t, dtype, data, (size_t)numel * item, err)) == 0)
     rc = fg_tensor_copy_out(t, FG_FLOAT64, dv, (size_t)numel * sizeof *dv, err);
-  int64_t shape[8];
-  int ndim = fg_tensor_ndim(t) - 1;
-  for (int d = 0; d < ndim && d < 8; d++) shape[d] = fg_tensor_size(t, d + 1);
   fg_value *res = fg_value_dict();
   size_t n = c->labels ? (c->n_labels < (size_t)rows ? c->n_labels : (size_t)rows) : (size_t)rows;
   for (size_t i = 0; rc == 0 && i < n; i++) {

@@ -70,8 +70,8 @@ int fg__stat_counts_update(fg__stat_counts *s, const fg_value *kw, char **err) {
           (rc = fg__multiclass_pred_labels(preds, target, t, n, s->n, s->top_k, &p, err)))
         break;
       /* One-vs-rest per class: a right sample is a tp of its class, a wrong
-       * one a fp of the predicted and a fn of the true class; every class
-       * it touches not is a tn. Ignored samples are left out. */
+       * one a fp of the predicted and a fn of the true class; each class it
+       * does not touch gains a tn. Ignored samples are left out. */
       size_t kept = 0;
       for (size_t i = 0; i < n; i++) {
         if (t[i] < 0) continue;

@@ -157,7 +157,7 @@ void fg__metric_destroy(void *obj);
  * fg__register_builtin_metrics. */
 void fg__register_classification_metrics(void);
 void fg__register_confusion_matrix_metric(void);
-void fg__register_auroc_metric(void);
+void fg__register_auroc_metric(void); /* curve_metrics.c, with AveragePrecision */
 void fg__register_regression_metrics(void);
 void fg__register_metric_collection(void);
 void fg__register_stat_scores_metric(void);

@@ -997,3 +997,27 @@ Test(metric_collection, clashing_dict_keys_get_the_member_name) {
   fg_value_free(r);
   fg_metric_free(m);
 }
+
+/* ignore_index: the ignored sample (target -1) is left out; without it the
+ * same target is an error. */
+Test(ignore_index, left_out_of_counts_and_curves) {
+  const float p[] = {0.9f, 0.8f, 0.2f};
+  const int64_t t[] = {1, -1, 0};
+  fg_metric *s = make_metric("{class_path: torchmetrics.StatScores, init_args: {task: binary, ignore_index: -1}}");
+  update(s, tensor_f(p, 3, 0), tensor_l(t, 3));
+  compute_tensor(s, FG_INT64, (const double[]){1, 0, 1, 0, 1}, 5);
+  fg_metric_free(s);
+  fg_metric *ap = make_metric("{class_path: torchmetrics.AveragePrecision, init_args: {task: binary, ignore_index: -1}}");
+  update(ap, tensor_f(p, 3, 0), tensor_l(t, 3));
+  cr_assert_float_eq(compute(ap), 1.0, 1e-12, "the ignored 0.8 would be a false positive");
+  fg_metric_free(ap);
+  fg_metric *plain = make_metric("{class_path: torchmetrics.Precision, init_args: {task: binary}}");
+  update_fails(plain, tensor_f(p, 3, 0), tensor_l(t, 3), "binary target holds -1");
+  fg_metric_free(plain);
+  /* Multiclass: ignore_index inside the classes removes its samples. */
+  const int64_t mp[] = {1, 0, 2, 1}, mt[] = {1, 1, 2, 0};
+  fg_metric *r = make_metric("{class_path: torchmetrics.Recall, init_args: {task: multiclass, num_classes: 3, average: none, ignore_index: 0}}");
+  update(r, tensor_l(mp, 4), tensor_l(mt, 4));
+  compute_tensor(r, FG_FLOAT32, (const double[]){0, 0.5, 1}, 3);
+  fg_metric_free(r);
+}

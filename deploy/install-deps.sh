@@ -21,6 +21,8 @@ pkgs=(
   python3 python3-torch python3-grpcio python3-grpc-tools python3-yaml python3-numpy
   # The TensorBoardLogger test decodes event files and checks their CRC32C.
   python3-protobuf python3-crc32c
+  # The metrics interop test checks TorchMetrics semantics against scikit-learn.
+  python3-sklearn
 )
 
 missing=()

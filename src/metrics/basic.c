@@ -380,4 +380,3 @@ const fg_class fg__accuracy_class = {
 const fg_class fg__mean_metric_class = {
     .name = "fulgur.metrics.MeanMetric", .aliases = mean_aliases, .kind = FG_KIND_METRIC,
     .params = mean_params, .n_params = 1, .create = mean_create, .destroy = metric_destroy};
-

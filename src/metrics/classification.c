@@ -1,16 +1,15 @@
 /* Precision, Recall and F1Score with the names, arguments, defaults and
  * semantics of TorchMetrics' task wrappers (torchmetrics.Precision(task=...)
  * and friends; note the wrappers default to average "micro", unlike
- * MulticlassPrecision's "macro").
+ * MulticlassPrecision's "macro"), for tasks binary, multiclass and
+ * multilabel.
  *
- * The three share one state: per-class true positive, false positive and
- * false negative counts, kept as doubles (a double counts exactly up to
- * 2^53, far beyond any run). Each sample has exactly one predicted label:
- * with top_k > 1 it is the target when the target is among the k best
- * scores and the best class otherwise, which is what TorchMetrics computes
- * since its top_k fix of late 2024 (Lightning-AI/torchmetrics#2839; older
- * versions counted all k classes as predicted, so precision fell as k
- * grew). */
+ * The three share StatScores' counts (stat_counts.h). With top_k > 1 each
+ * sample's one predicted label is the target when the target is among the
+ * k best scores and the best class otherwise, which is what TorchMetrics
+ * computes since its top_k fix of late 2024 (Lightning-AI/torchmetrics#2839;
+ * older versions counted all k classes as predicted, so precision fell as
+ * k grew). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include "fulgur/registry.h"
 #include "registry/builtins.h"
 #include "metrics/metric_util.h"
+#include "metrics/stat_counts.h"
 #include "util/xalloc.h"
 
 typedef enum { STAT_PRECISION, STAT_RECALL, STAT_F1 } stat_kind;
@@ -28,49 +28,14 @@ typedef enum { AVG_MICRO, AVG_MACRO, AVG_WEIGHTED, AVG_NONE } avg_kind;
 
 typedef struct {
   stat_kind stat;
-  fg__metric_task task;
-  int64_t num_classes; /* counted classes: 1 (the positive class) for binary */
-  int64_t top_k;
-  double threshold;
+  fg__stat_counts c;
   avg_kind average;
   double zero_division;
-  double *tp, *fp, *fn;
 } stat_scores;
 
 static int stat_update(void *self, const fg_value *kw, char **err) {
   stat_scores *s = self;
-  const fg_tensor *preds, *target;
-  int64_t *t = NULL, *p = NULL;
-  int rc = fg__metric_preds_target(kw, &preds, &target, err);
-  if (rc) return rc;
-  if (s->task == FG__TASK_BINARY) {
-    size_t n = (size_t)fg_tensor_numel(target);
-    if ((rc = fg__same_shape(preds, target, err)) || (rc = fg__binary_target(target, &t, err)) ||
-        (rc = fg__binary_pred_labels(preds, s->threshold, &p, err)))
-      goto done;
-    for (size_t i = 0; i < n; i++) {
-      if (p[i] && t[i]) s->tp[0]++;
-      else if (p[i]) s->fp[0]++;
-      else if (t[i]) s->fn[0]++;
-    }
-  } else {
-    size_t n;
-    if ((rc = fg__multiclass_target(target, s->num_classes, &t, &n, err)) ||
-        (rc = fg__multiclass_pred_labels(preds, target, t, n, s->num_classes, s->top_k, &p, err)))
-      goto done;
-    for (size_t i = 0; i < n; i++) {
-      if (p[i] == t[i]) {
-        s->tp[t[i]]++;
-      } else {
-        s->fp[p[i]]++;
-        s->fn[t[i]]++;
-      }
-    }
-  }
-done:
-  free(t);
-  free(p);
-  return rc;
+  return fg__stat_counts_update(&s->c, kw, err);
 }
 
 /* TorchMetrics' _safe_divide: a zero denominator gives zero_division. */
@@ -89,36 +54,41 @@ static double score(const stat_scores *s, double tp, double fp, double fn) {
 
 static int stat_compute(void *self, fg_value **out, char **err) {
   stat_scores *s = self;
-  int64_t c = s->num_classes;
-  if (s->task == FG__TASK_BINARY) {
-    *out = fg_value_double(score(s, s->tp[0], s->fp[0], s->fn[0]));
+  const fg__stat_counts *k = &s->c;
+  int64_t c = k->n;
+  if (k->task == FG__TASK_BINARY) {
+    *out = fg_value_double(score(s, k->tp[0], k->fp[0], k->fn[0]));
     return 0;
   }
   if (s->average == AVG_MICRO) {
     double tp = 0, fp = 0, fn = 0;
-    for (int64_t i = 0; i < c; i++) tp += s->tp[i], fp += s->fp[i], fn += s->fn[i];
+    for (int64_t i = 0; i < c; i++) tp += k->tp[i], fp += k->fp[i], fn += k->fn[i];
     *out = fg_value_double(score(s, tp, fp, fn));
     return 0;
   }
   double *per = fg__xmalloc((size_t)c * sizeof *per);
-  for (int64_t i = 0; i < c; i++) per[i] = score(s, s->tp[i], s->fp[i], s->fn[i]);
+  for (int64_t i = 0; i < c; i++) per[i] = score(s, k->tp[i], k->fp[i], k->fn[i]);
   if (s->average == AVG_NONE) {
     int rc = fg__value_float_vector(per, c, out, err);
     free(per);
     return rc;
   }
-  /* _adjust_weights_safe_divide: macro leaves out classes that never
-   * occurred (neither predicted nor in the target; with top_k > 1, not in
-   * the target), weighted weighs each class by its support. */
+  /* _adjust_weights_safe_divide: weighted weighs each class by its support;
+   * multiclass macro leaves out classes that never occurred (neither
+   * predicted nor in the target; for Precision and Recall with top_k > 1,
+   * not in the target; F1Score's reduction is not given top_k), multilabel
+   * macro keeps every label. */
   double num = 0, den = 0;
   for (int64_t i = 0; i < c; i++) {
-    double w;
+    double w = 1;
     if (s->average == AVG_WEIGHTED)
-      w = s->tp[i] + s->fn[i];
-    else if (s->top_k == 1)
-      w = s->tp[i] + s->fp[i] + s->fn[i] == 0 ? 0 : 1;
+      w = k->tp[i] + k->fn[i];
+    else if (k->task == FG__TASK_MULTILABEL)
+      w = 1;
+    else if (k->top_k == 1 || s->stat == STAT_F1)
+      w = k->tp[i] + k->fp[i] + k->fn[i] == 0 ? 0 : 1;
     else
-      w = s->tp[i] + s->fn[i] == 0 ? 0 : 1;
+      w = k->tp[i] + k->fn[i] == 0 ? 0 : 1;
     num += w * per[i];
     den += w;
   }
@@ -129,50 +99,24 @@ static int stat_compute(void *self, fg_value **out, char **err) {
 
 static void stat_reset(void *self) {
   stat_scores *s = self;
-  size_t bytes = (size_t)s->num_classes * sizeof(double);
-  memset(s->tp, 0, bytes);
-  memset(s->fp, 0, bytes);
-  memset(s->fn, 0, bytes);
+  fg__stat_counts_reset(&s->c);
 }
 
 static void stat_free(void *self) {
   stat_scores *s = self;
   if (s == NULL) return;
-  free(s->tp);
-  free(s->fp);
-  free(s->fn);
+  fg__stat_counts_close(&s->c);
   free(s);
 }
 
-/* TorchMetrics' state names; per-class float64 counts. */
 static int stat_state(void *self, fg_value **out, char **err) {
   stat_scores *s = self;
-  fg_value *st = fg_value_dict();
-  int rc = fg__state_put(st, "tp", s->tp, FG_FLOAT64, &s->num_classes, 1, err);
-  if (rc == 0) rc = fg__state_put(st, "fp", s->fp, FG_FLOAT64, &s->num_classes, 1, err);
-  if (rc == 0) rc = fg__state_put(st, "fn", s->fn, FG_FLOAT64, &s->num_classes, 1, err);
-  if (rc) {
-    fg_value_free(st);
-    return rc;
-  }
-  *out = st;
-  return 0;
+  return fg__stat_counts_state(&s->c, out, err);
 }
 
 static int stat_load(void *self, const fg_value *st, char **err) {
   stat_scores *s = self;
-  int64_t c = s->num_classes;
-  double *tp = fg__xmalloc((size_t)c * 3 * sizeof *tp), *fp = tp + c, *fn = fp + c;
-  int rc = fg__state_get(st, "tp", tp, FG_FLOAT64, c, err);
-  if (rc == 0) rc = fg__state_get(st, "fp", fp, FG_FLOAT64, c, err);
-  if (rc == 0) rc = fg__state_get(st, "fn", fn, FG_FLOAT64, c, err);
-  if (rc == 0) {
-    memcpy(s->tp, tp, (size_t)c * sizeof *tp);
-    memcpy(s->fp, fp, (size_t)c * sizeof *fp);
-    memcpy(s->fn, fn, (size_t)c * sizeof *fn);
-  }
-  free(tp);
-  return rc;
+  return fg__stat_counts_load(&s->c, st, err);
 }
 
 static const fg_metric_vtable stat_vt = {stat_update, stat_compute, stat_reset, stat_free,
@@ -182,10 +126,7 @@ static int stat_create(const fg_class *cls, const fg_node *args, const char *key
                        void **out, char **err) {
   stat_scores *s = fg__xcalloc(1, sizeof *s);
   s->stat = (stat_kind)(intptr_t)cls->data;
-  s->task = fg__metric_task_of(args);
-  s->num_classes = s->task == FG__TASK_BINARY ? 1 : fg__metric_num_classes(args);
-  s->top_k = s->task == FG__TASK_BINARY ? 1 : fg_node_int(fg_node_get(args, "top_k"));
-  s->threshold = fg_node_float(fg_node_get(args, "threshold"));
+  fg__stat_counts_init(&s->c, args);
   s->zero_division = fg_node_float(fg_node_get(args, "zero_division"));
   const fg_node *avg = fg_node_get(args, "average");
   const char *a = fg_node_kind_of(avg) == FG_NODE_STRING ? fg_node_str(avg) : "none";
@@ -193,9 +134,6 @@ static int stat_create(const fg_class *cls, const fg_node *args, const char *key
                : strcmp(a, "macro") == 0    ? AVG_MACRO
                : strcmp(a, "weighted") == 0 ? AVG_WEIGHTED
                                             : AVG_NONE;
-  s->tp = fg__xcalloc((size_t)s->num_classes, sizeof(double));
-  s->fp = fg__xcalloc((size_t)s->num_classes, sizeof(double));
-  s->fn = fg__xcalloc((size_t)s->num_classes, sizeof(double));
   const char *name = strrchr(cls->name, '.') + 1;
   *out = fg_metric_create(&stat_vt, s, name);
   return 0;
@@ -223,13 +161,18 @@ static int check_zero_division(const fg_node *v, const char *keypath, char **err
 }
 
 /* TorchMetrics' wrapper signature order: task, threshold, num_classes,
- * average, top_k, zero_division. */
+ * num_labels, average, multidim_average, top_k, ignore_index,
+ * validate_args, zero_division. */
 static const fg_param stat_params[] = {
-    {"task", FG_T_STRING, NULL, "binary or multiclass", fg__check_task, 0},
-    {"threshold", FG_T_FLOAT, "0.5", "binary decision threshold on probabilities (logits get a sigmoid)", fg__check_unit_interval, 0},
+    {"task", FG_T_STRING, NULL, "binary, multiclass or multilabel", fg__check_task_multilabel, 0},
+    {"threshold", FG_T_FLOAT, "0.5", "binary and multilabel decision threshold on probabilities (logits get a sigmoid)", fg__check_unit_interval, 0},
     {"num_classes", FG_T_NULL | FG_T_INT, "null", "classes (multiclass)", NULL, 0},
-    {"average", FG_T_NULL | FG_T_STRING, "micro", "micro, macro, weighted, or none for per-class scores (multiclass)", check_average, 0},
+    {"num_labels", FG_T_NULL | FG_T_INT, "null", "labels (multilabel)", NULL, 0},
+    {"average", FG_T_NULL | FG_T_STRING, "micro", "micro, macro, weighted, or none for per-class scores (multiclass, multilabel)", check_average, 0},
+    {"multidim_average", FG_T_STRING, "global", "global (samplewise is not supported)", fg__check_global, 0},
     {"top_k", FG_T_INT, "1", "a sample counts as right when its target is among the k best scores (multiclass)", NULL, 0},
+    {"ignore_index", FG_T_NULL | FG_T_INT, "null", "target value whose samples are left out", NULL, 0},
+    {"validate_args", FG_T_BOOL, "true", "inputs are always checked", NULL, 0},
     {"zero_division", FG_T_FLOAT, "0", "the score when its denominator is 0 (0 or 1)", check_zero_division, 0},
 };
 

@@ -5,9 +5,9 @@
  * init_args.metrics is a list of metric configs (each named by its class's
  * short name, "Accuracy"; two of the same name are an error, as in
  * TorchMetrics), a mapping name -> metric config, or one metric config.
- * A member whose result is itself a dict (a nested collection) has its
- * entries merged into the result, as TorchMetrics flattens nested
- * collections. prefix and postfix wrap every key. */
+ * A member whose result is itself a dict (a nested collection, a
+ * ClasswiseWrapper) has its entries merged into the result, as TorchMetrics
+ * flattens them; prefix and postfix wrap every key. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,23 +50,53 @@ static void put(const collection *c, fg_value *dict, const char *name, fg_value 
   free(key);
 }
 
+/* Whether flattening the members' results gives a key twice
+ * (TorchMetrics' _flatten_dict). */
+static bool has_duplicates(const collection *c, fg_value *const *rs) {
+  fg_value *seen = fg_value_dict();
+  bool dup = false;
+  for (size_t i = 0; i < c->n && !dup; i++) {
+    bool is_dict = fg_value_kind_of(rs[i]) == FG_VALUE_DICT;
+    size_t n = is_dict ? fg_value_len(rs[i]) : 1;
+    for (size_t k = 0; k < n && !dup; k++) {
+      const char *key = is_dict ? fg_value_dict_key_at(rs[i], k) : c->names[i];
+      dup = fg_value_dict_get(seen, key) != NULL;
+      fg_value_dict_set(seen, key, fg_value_int(1));
+    }
+  }
+  fg_value_free(seen);
+  return dup;
+}
+
 static int collection_compute(void *self, fg_value **out, char **err) {
   collection *c = self;
+  fg_value **rs = fg__xcalloc(c->n ? c->n : 1, sizeof *rs);
+  int rc = 0;
+  for (size_t i = 0; i < c->n && rc == 0; i++)
+    if ((rc = fg_metric_compute(c->metrics[i], &rs[i], err)))
+      fg_err_prefix(err, rc, "%s.compute", c->names[i]);
   fg_value *res = fg_value_dict();
-  for (size_t i = 0; i < c->n; i++) {
-    fg_value *r = NULL;
-    int rc = fg_metric_compute(c->metrics[i], &r, err);
-    if (rc) {
-      fg_value_free(res);
-      return fg_err_prefix(err, rc, "%s.compute", c->names[i]);
+  /* A dict result (a ClasswiseWrapper, a nested collection) is merged by
+   * its keys; when two keys would clash, every dict entry is named
+   * "<member>_<key>" instead, as MetricCollection._compute_and_reduce does. */
+  bool dup = rc == 0 && has_duplicates(c, rs);
+  for (size_t i = 0; i < c->n && rc == 0; i++) {
+    if (fg_value_kind_of(rs[i]) != FG_VALUE_DICT) {
+      put(c, res, c->names[i], fg_value_copy(rs[i]));
+      continue;
     }
-    if (fg_value_kind_of(r) == FG_VALUE_DICT) {
-      for (size_t k = 0; k < fg_value_len(r); k++)
-        put(c, res, fg_value_dict_key_at(r, k), fg_value_copy(fg_value_dict_value_at(r, k)));
-      fg_value_free(r);
-    } else {
-      put(c, res, c->names[i], r);
+    for (size_t k = 0; k < fg_value_len(rs[i]); k++) {
+      const char *key = fg_value_dict_key_at(rs[i], k);
+      char *name = dup ? fg__xasprintf("%s_%s", c->names[i], key) : fg__xstrdup(key);
+      put(c, res, name, fg_value_copy(fg_value_dict_value_at(rs[i], k)));
+      free(name);
     }
+  }
+  for (size_t i = 0; i < c->n; i++) fg_value_free(rs[i]);
+  free(rs);
+  if (rc) {
+    fg_value_free(res);
+    return rc;
   }
   *out = res;
   return 0;
@@ -136,13 +166,33 @@ static int collection_load(void *self, const fg_value *st, char **err) {
   return rc;
 }
 
+/* Each member reduces its own entries: counts sum, kept scores concatenate. */
+static int collection_reduce(void *self, fg_value *const *states, int n, fg_value **out,
+                             char **err) {
+  collection *c = self;
+  fg_value *res = fg_value_dict();
+  int rc = 0;
+  for (size_t i = 0; i < c->n && rc == 0; i++) {
+    char *prefix = fg__xasprintf("%s.", c->names[i]);
+    rc = fg__reduce_member_states(c->metrics[i], states, n, prefix, res, err);
+    if (rc) fg_err_prefix(err, rc, "%s", c->names[i]);
+    free(prefix);
+  }
+  if (rc) {
+    fg_value_free(res);
+    return rc;
+  }
+  *out = res;
+  return 0;
+}
+
 static const char *const collection_args[] = {"*", NULL}; /* filtered per member */
 static const fg_metric_vtable collection_vt = {collection_update, collection_compute,
                                                collection_reset, collection_free, NULL, NULL,
                                                collection_args};
 static const fg_metric_vtable collection_state_vt = {
     collection_update, collection_compute, collection_reset, collection_free,
-    collection_state,  collection_load,    collection_args};
+    collection_state,  collection_load,    collection_args,  collection_reduce};
 
 /* A mapping with a class_path is one metric config, not a name -> config
  * mapping. */

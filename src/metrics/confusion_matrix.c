@@ -33,9 +33,9 @@ static int confmat_update(void *self, const fg_value *kw, char **err) {
   if (m->task == FG__TASK_BINARY) {
     n = (size_t)fg_tensor_numel(target);
     if ((rc = fg__same_shape(preds, target, err)) == 0 &&
-        (rc = fg__binary_target(target, &t, err)) == 0)
+        (rc = fg__binary_target(target, NULL, &t, err)) == 0)
       rc = fg__binary_pred_labels(preds, m->threshold, &p, err);
-  } else if ((rc = fg__multiclass_target(target, m->num_classes, &t, &n, err)) == 0) {
+  } else if ((rc = fg__multiclass_target(target, m->num_classes, NULL, &t, &n, err)) == 0) {
     rc = fg__multiclass_pred_labels(preds, target, t, n, m->num_classes, 1, &p, err);
   }
   for (size_t i = 0; rc == 0 && i < n; i++) m->counts[t[i] * m->num_classes + p[i]]++;

@@ -82,13 +82,16 @@ static int int_labels(const fg_tensor *t, const char *name, int64_t **out, char 
   return fg__tensor_int64s(t, out, err);
 }
 
-int fg__binary_target(const fg_tensor *target, int64_t **out, char **err) {
+int fg__binary_target(const fg_tensor *target, const int64_t *ignore_index, int64_t **out,
+                      char **err) {
   int64_t *t = NULL;
   int rc = int_labels(target, "target", &t, err);
   if (rc) return rc;
   size_t n = (size_t)fg_tensor_numel(target);
   for (size_t i = 0; i < n; i++)
-    if (t[i] != 0 && t[i] != 1) {
+    if (ignore_index && t[i] == *ignore_index) {
+      t[i] = -1;
+    } else if (t[i] != 0 && t[i] != 1) {
       int64_t v = t[i];
       free(t);
       return fg_err_set(err, FG_EINVAL, "binary target holds %lld; expected only 0 and 1",
@@ -179,18 +182,48 @@ static int check_range(const int64_t *v, size_t n, int64_t num_classes, const ch
   return 0;
 }
 
-int fg__multiclass_target(const fg_tensor *target, int64_t num_classes, int64_t **out,
-                          size_t *n, char **err) {
+int fg__multiclass_target(const fg_tensor *target, int64_t num_classes,
+                          const int64_t *ignore_index, int64_t **out, size_t *n, char **err) {
   int64_t *t = NULL;
   int rc = int_labels(target, "target", &t, err);
   if (rc) return rc;
   *n = (size_t)fg_tensor_numel(target);
-  if ((rc = check_range(t, *n, num_classes, "target", err))) {
+  if (ignore_index)
+    for (size_t i = 0; i < *n; i++)
+      if (t[i] == *ignore_index) t[i] = -1;
+  /* -1 is an ignored sample, not a class. */
+  for (size_t i = 0; rc == 0 && i < *n; i++)
+    if (!(ignore_index && t[i] == -1)) rc = check_range(t + i, 1, num_classes, "target", err);
+  if (rc) {
     free(t);
     return rc;
   }
   *out = t;
   return 0;
+}
+
+int fg__drop_ignored(const fg_tensor *preds, int64_t *t, size_t n, bool rows, fg_tensor **kept,
+                     size_t *n_kept, char **err) {
+  *kept = NULL;
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) m += t[i] >= 0;
+  *n_kept = m;
+  if (m == n) return 0;
+  int64_t *idx = fg__xmalloc((m ? m : 1) * sizeof *idx);
+  for (size_t i = 0, j = 0; i < n; i++)
+    if (t[i] >= 0) {
+      idx[j] = (int64_t)i;
+      t[j++] = t[i];
+    }
+  fg_tensor *it = NULL, *flat = NULL;
+  int64_t len = (int64_t)m;
+  int rc = fg_tensor_from_data(idx, FG_INT64, &len, 1, &it, err);
+  free(idx);
+  if (rc == 0 && !rows) rc = fg_op_flatten(preds, 0, &flat, err);
+  if (rc == 0) rc = fg_op_index_select(flat ? flat : preds, 0, it, kept, err);
+  fg_tensor_free(it);
+  fg_tensor_free(flat);
+  return rc;
 }
 
 /* Float preds [N, C] against a target [N]. */
@@ -280,6 +313,76 @@ int fg__multiclass_probs(const fg_tensor *preds, int64_t num_classes, int64_t n_
   return probs_via(preds, fg_op_softmax, out, err);
 }
 
+/* Multilabel tensors [N, L, R...] as rows (n, r) of L columns. */
+static int64_t trailing(const fg_tensor *t) {
+  int64_t r = 1;
+  for (int d = 2; d < fg_tensor_ndim(t); d++) r *= fg_tensor_size(t, d);
+  return r;
+}
+
+/* Reorders v (N x L x R, row-major) into (N*R) x L in place via a copy. */
+static int to_rows(const fg_tensor *t, void *v, size_t item, char **err) {
+  int64_t r = trailing(t);
+  if (r == 1) return 0;
+  int64_t n = fg_tensor_size(t, 0), l = fg_tensor_size(t, 1);
+  size_t bytes = (size_t)(n * l * r) * item;
+  char *tmp = malloc(bytes ? bytes : 1);
+  if (tmp == NULL) return fg_err_set(err, FG_ENOMEM, "out of memory reordering %zu bytes", bytes);
+  const char *src = v;
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < l; j++)
+      for (int64_t k = 0; k < r; k++)
+        memcpy(tmp + (size_t)((i * r + k) * l + j) * item, src + (size_t)((i * l + j) * r + k) * item,
+               item);
+  memcpy(v, tmp, bytes);
+  free(tmp);
+  return 0;
+}
+
+static int multilabel_shape(const fg_tensor *t, const char *name, int64_t num_labels, char **err) {
+  if (fg_tensor_ndim(t) >= 2 && fg_tensor_size(t, 1) == num_labels) return 0;
+  char s[64];
+  fg_tensor_shape_str(t, s, sizeof s);
+  return fg_err_set(err, FG_EINVAL, "%s of shape %s: expected [N, num_labels=%lld, ...]", name, s,
+                    (long long)num_labels);
+}
+
+int fg__multilabel_target(const fg_tensor *preds, const fg_tensor *target, int64_t num_labels,
+                          const int64_t *ignore_index, int64_t **out, size_t *rows, char **err) {
+  int rc = fg__same_shape(preds, target, err);
+  if (rc == 0) rc = multilabel_shape(target, "target", num_labels, err);
+  if (rc == 0) rc = fg__binary_target(target, ignore_index, out, err);
+  if (rc) return rc;
+  if ((rc = to_rows(target, *out, sizeof **out, err))) {
+    free(*out);
+    *out = NULL;
+    return rc;
+  }
+  *rows = (size_t)(fg_tensor_numel(target) / num_labels);
+  return 0;
+}
+
+int fg__multilabel_probs(const fg_tensor *preds, int64_t num_labels, double **out, char **err) {
+  int rc = multilabel_shape(preds, "preds", num_labels, err);
+  if (rc == 0) rc = fg__binary_probs(preds, out, err);
+  if (rc == 0 && (rc = to_rows(preds, *out, sizeof **out, err))) {
+    free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
+int fg__multilabel_pred_labels(const fg_tensor *preds, int64_t num_labels, double threshold,
+                               int64_t **out, char **err) {
+  int rc = multilabel_shape(preds, "preds", num_labels, err);
+  if (rc == 0) rc = fg__binary_pred_labels(preds, threshold, out, err);
+  if (rc == 0 && (rc = to_rows(preds, *out, sizeof **out, err))) {
+    free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
 /* ---- results ---------------------------------------------------------------- */
 
 int fg__value_float_vector(const double *v, int64_t n, fg_value **out, char **err) {
@@ -314,12 +417,59 @@ int fg__state_get(const fg_value *st, const char *key, void *v, fg_dtype dtype, 
   return fg_tensor_copy_out(t, dtype, v, (size_t)numel * fg_dtype_size(dtype), err);
 }
 
+int fg__reduce_member_states(const fg_metric *member, fg_value *const *states, int n,
+                             const char *prefix, fg_value *into, char **err) {
+  size_t plen = strlen(prefix);
+  fg_value **mine = fg__xcalloc((size_t)n, sizeof *mine);
+  for (int r = 0; r < n; r++) {
+    mine[r] = fg_value_dict();
+    for (size_t k = 0; k < fg_value_len(states[r]); k++) {
+      const char *key = fg_value_dict_key_at(states[r], k);
+      if (strncmp(key, prefix, plen) == 0)
+        fg_value_dict_set(mine[r], key + plen, fg_value_copy(fg_value_dict_value_at(states[r], k)));
+    }
+  }
+  fg_value *red = NULL;
+  int rc = fg_metric_reduce_states(member, mine, n, &red, err);
+  for (size_t k = 0; rc == 0 && k < fg_value_len(red); k++) {
+    char *key = fg__xasprintf("%s%s", prefix, fg_value_dict_key_at(red, k));
+    fg_value_dict_set(into, key, fg_value_copy(fg_value_dict_value_at(red, k)));
+    free(key);
+  }
+  fg_value_free(red);
+  for (int r = 0; r < n; r++) fg_value_free(mine[r]);
+  free(mine);
+  return rc;
+}
+
 /* ---- config --------------------------------------------------------------------- */
 
 int fg__check_task(const fg_node *v, const char *keypath, char **err) {
   const char *t = fg_node_str(v);
   if (strcmp(t, "binary") == 0 || strcmp(t, "multiclass") == 0) return 0;
   return fg_config_error(err, v, keypath, "expected 'binary' or 'multiclass', got '%s'", t);
+}
+
+int fg__check_task_multilabel(const fg_node *v, const char *keypath, char **err) {
+  const char *t = fg_node_str(v);
+  if (strcmp(t, "binary") == 0 || strcmp(t, "multiclass") == 0 || strcmp(t, "multilabel") == 0)
+    return 0;
+  return fg_config_error(err, v, keypath,
+                         "expected 'binary', 'multiclass' or 'multilabel', got '%s'", t);
+}
+
+int fg__check_global(const fg_node *v, const char *keypath, char **err) {
+  if (strcmp(fg_node_str(v), "global") == 0) return 0;
+  return fg_config_error(err, v, keypath,
+                         "only 'global' is supported by this fulgur version, got '%s'",
+                         fg_node_str(v));
+}
+
+bool fg__metric_ignore_index(const fg_node *args, int64_t *out) {
+  const fg_node *v = fg_node_get(args, "ignore_index");
+  if (v == NULL || fg_node_kind_of(v) != FG_NODE_INT) return false;
+  *out = fg_node_int(v);
+  return true;
 }
 
 int fg__check_unit_interval(const fg_node *v, const char *keypath, char **err) {
@@ -329,13 +479,29 @@ int fg__check_unit_interval(const fg_node *v, const char *keypath, char **err) {
 }
 
 fg__metric_task fg__metric_task_of(const fg_node *args) {
-  return strcmp(fg_node_str(fg_node_get(args, "task")), "binary") == 0 ? FG__TASK_BINARY
-                                                                        : FG__TASK_MULTICLASS;
+  const char *t = fg_node_str(fg_node_get(args, "task"));
+  return strcmp(t, "binary") == 0       ? FG__TASK_BINARY
+         : strcmp(t, "multilabel") == 0 ? FG__TASK_MULTILABEL
+                                        : FG__TASK_MULTICLASS;
 }
 
 int64_t fg__metric_num_classes(const fg_node *args) {
   const fg_node *nc = fg_node_get(args, "num_classes");
   return nc && fg_node_kind_of(nc) == FG_NODE_INT ? fg_node_int(nc) : 0;
+}
+
+int64_t fg__metric_num_labels(const fg_node *args) {
+  const fg_node *nl = fg_node_get(args, "num_labels");
+  return nl && fg_node_kind_of(nl) == FG_NODE_INT ? fg_node_int(nl) : 0;
+}
+
+int64_t fg__metric_columns(const fg_node *args) {
+  switch (fg__metric_task_of(args)) {
+    case FG__TASK_BINARY: return 1;
+    case FG__TASK_MULTICLASS: return fg__metric_num_classes(args);
+    case FG__TASK_MULTILABEL: return fg__metric_num_labels(args);
+  }
+  return 1;
 }
 
 int fg__metric_arg_error(char **err, const fg_node *args, const char *keypath,
@@ -354,6 +520,11 @@ int fg__metric_arg_error(char **err, const fg_node *args, const char *keypath,
 }
 
 int fg__check_task_args(fg_node *args, const char *keypath, char **err) {
+  if (fg__metric_task_of(args) == FG__TASK_MULTILABEL) {
+    if (fg__metric_num_labels(args) >= 2) return 0;
+    return fg__metric_arg_error(err, args, keypath, "num_labels",
+                                "expected an integer >= 2 for task 'multilabel'");
+  }
   if (fg__metric_task_of(args) != FG__TASK_MULTICLASS) return 0;
   int64_t nc = fg__metric_num_classes(args);
   if (nc < 2)

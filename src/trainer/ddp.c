@@ -727,8 +727,9 @@ int fg__ddp_reduce_evaluators(fg__ddp *d, fg_module *m, fg_split split, fg_event
     rc = gather_values(d, st, &vals, err);
     fg_value_free(st);
     if (rc) break;
-    /* TorchMetrics' dist_reduce_fx: every built-in state is a sum. */
-    rc = sum_dicts(vals, d->world, &sum, err);
+    /* TorchMetrics' dist_reduce_fx, per metric: counts sum, kept scores
+     * (AUROC, AveragePrecision) concatenate in rank order. */
+    rc = fg_metric_reduce_states(e, vals, d->world, &sum, err);
     free_values(d, vals);
     if (rc == 0) rc = fg_metric_load_state_dict(e, sum, err);
     fg_value_free(sum);

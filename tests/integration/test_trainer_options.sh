@@ -89,10 +89,19 @@ PY
 run "resume with evaluator_as_submodule" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/sub" \
   --trainer.max_epochs 2 --model.init_args.evaluator_cfg "$ACC" --model.init_args.evaluator_as_submodule true \
   --ckpt_path "$WORK/sub/version_0/checkpoints/last.ckpt"
-run "evaluator_as_submodule with an evaluator that cannot save its state" 2 "$FULGUR" fit --config "$WORK/base.yaml" \
-  --model.init_args.evaluator_cfg "{class_path: fulgur.metrics.AUROC, init_args: {task: multiclass, num_classes: 3}}" \
-  --model.init_args.evaluator_as_submodule true
-expect "the evaluator is named" "$ERR" "evaluator_as_submodule: the fit evaluator AUROC cannot keep its state in checkpoints"
+# AUROC keeps every score; with evaluator_as_submodule they are its state
+# (TorchMetrics' names preds and target), as lightning_template's default
+# evaluator_as_submodule: true needs for its AUROC and AveragePrecision.
+run "evaluator_as_submodule with AUROC" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/auroc" \
+  --trainer.max_epochs 1 --model.init_args.evaluator_as_submodule true \
+  --model.init_args.evaluator_cfg "{class_path: torchmetrics.AUROC, init_args: {task: multiclass, num_classes: 3}}"
+"$PY" - "$WORK/auroc/version_0/checkpoints/last.ckpt" <<'PY' && pass "AUROC's kept scores are saved as _evaluators.<split>.0.preds/target" || fail "AUROC state"
+import sys, torch
+sd = torch.load(sys.argv[1])["state_dict"]
+p, t = sd["_evaluators.val.0.preds"], sd["_evaluators.val.0.target"]
+assert p.dtype == torch.float64 and p.ndim == 2 and p.shape[1] == 3, p.shape
+assert t.dtype == torch.int64 and t.shape == (p.shape[0],), t.shape
+PY
 
 # A ConfusionMatrix (inside a MetricCollection) is an artifact file, not a scalar.
 COLL="{class_path: fulgur.metrics.MetricCollection, init_args: {metrics: [$ACC, {class_path: fulgur.metrics.ConfusionMatrix, init_args: {task: multiclass, num_classes: 3}}]}}"

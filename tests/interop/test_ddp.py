@@ -82,8 +82,11 @@ trainer:
       class_path: fulgur.models.MLP
       init_args: {{in_features: {F}, hidden: [8], out_features: {C}}}
     evaluator_cfg:
-      class_path: fulgur.metrics.Accuracy
-      init_args: {{task: multiclass, num_classes: {C}}}
+      class_path: fulgur.metrics.MetricCollection
+      init_args:
+        metrics:
+          - {{class_path: fulgur.metrics.Accuracy, init_args: {{task: multiclass, num_classes: {C}}}}}
+          - {{class_path: torchmetrics.AUROC, init_args: {{task: multiclass, num_classes: {C}}}}}
 optimizer_config:
   optimizer: {opt_yaml}
 data:
@@ -196,6 +199,10 @@ with tempfile.TemporaryDirectory() as work:
         check(f"{name}: val/Accuracy and val/loss over the whole split equal one process's",
               len(va1) == EPOCHS and va1 == va2 and all(abs(x - y) < 1e-5 for x, y in zip(vl1, vl2)),
               f"{va1} {va2} {vl1} {vl2}")
+        # AUROC keeps every score: the ranks' scores are concatenated, not summed.
+        au1, au2 = vals(m1, "val/AUROC"), vals(m2, "val/AUROC")
+        check(f"{name}: val/AUROC over the whole split equals one process's",
+              len(au1) == EPOCHS and all(abs(x - y) < 1e-6 for x, y in zip(au1, au2)), f"{au1} {au2}")
         check(f"{name}: rank 1 wrote no run directory", os.listdir(two_root) == ["version_0"],
               str(os.listdir(two_root)))
 

@@ -252,8 +252,10 @@ Test(precision_recall_f1, bad_arguments) {
 }
 
 Test(precision_recall_f1, config_errors) {
+  expect_config_error("{class_path: fulgur.metrics.Precision, init_args: {task: multitask}}",
+                      "evaluator_cfg.init_args.task", "expected 'binary', 'multiclass' or 'multilabel'");
   expect_config_error("{class_path: fulgur.metrics.Precision, init_args: {task: multilabel}}",
-                      "evaluator_cfg.init_args.task", "expected 'binary' or 'multiclass'");
+                      "evaluator_cfg.init_args.num_labels", "expected an integer >= 2 for task 'multilabel'");
   expect_config_error("{class_path: fulgur.metrics.Recall, init_args: {task: multiclass, num_classes: 3, average: samples}}",
                       "evaluator_cfg.init_args.average", "'samples'");
   expect_config_error("{class_path: fulgur.metrics.F1Score, init_args: {task: multiclass}}",
@@ -264,8 +266,10 @@ Test(precision_recall_f1, config_errors) {
                       "evaluator_cfg.init_args.threshold", "[0, 1]");
   expect_config_error("{class_path: fulgur.metrics.Precision, init_args: {task: binary, zero_division: 0.5}}",
                       "evaluator_cfg.init_args.zero_division", "0 or 1");
-  expect_config_error("{class_path: fulgur.metrics.Precision, init_args: {task: binary, ignore_index: 0}}",
-                      "evaluator_cfg.init_args.ignore_index", "unknown key");
+  expect_config_error("{class_path: fulgur.metrics.Precision, init_args: {task: binary, ignore_index: x}}",
+                      "evaluator_cfg.init_args.ignore_index", "");
+  expect_config_error("{class_path: fulgur.metrics.Precision, init_args: {task: binary, multidim_average: samplewise}}",
+                      "evaluator_cfg.init_args.multidim_average", "only 'global'");
 }
 
 Test(precision_recall_f1, check_catches_cross_field_errors) {
@@ -690,14 +694,330 @@ Test(states, every_builtin_but_auroc_round_trips) {
   check_state_round_trip(y, false);
 }
 
-Test(states, auroc_and_collections_holding_it_have_none) {
+/* AUROC and AveragePrecision keep every score: their state is the kept
+ * inputs, under TorchMetrics' names preds and target. */
+Test(states, curve_metrics_keep_their_scores) {
+  check_state_round_trip("{class_path: fulgur.metrics.AUROC, init_args: {task: multiclass, num_classes: 3}}", false);
+  check_state_round_trip("{class_path: torchmetrics.AveragePrecision, init_args: {task: multiclass, num_classes: 3, average: none}}", false);
   fg_metric *a = make_metric("{class_path: fulgur.metrics.AUROC, init_args: {task: binary}}");
-  cr_assert_not(fg_metric_has_state(a));
-  fg_metric *c = make_metric(
-      "{class_path: fulgur.metrics.MetricCollection, init_args: {metrics: ["
-      "{class_path: fulgur.metrics.AUROC, init_args: {task: binary}}, "
-      "{class_path: fulgur.metrics.F1Score, init_args: {task: binary}}]}}");
-  cr_assert_not(fg_metric_has_state(c), "a collection has a state only when every member has");
+  const float p[] = {0.9f, 0.2f, 0.7f};
+  const int64_t t[] = {1, 0, 0};
+  update(a, tensor_f(p, 3, 0), tensor_l(t, 3));
+  fg_value *st = NULL;
+  cr_assert_eq(fg_metric_state_dict(a, &st, NULL), 0);
+  const fg_value *sp = fg_value_dict_get(st, "preds"), *stt = fg_value_dict_get(st, "target");
+  cr_assert(sp && stt, "preds and target");
+  cr_assert_eq(fg_tensor_numel(fg_value_as_tensor(sp)), 3);
+  cr_assert_eq(fg_tensor_dtype(fg_value_as_tensor(stt)), FG_INT64);
+  fg_value_free(st);
   fg_metric_free(a);
-  fg_metric_free(c);
+}
+
+Test(states, stat_scores_and_classwise_round_trip) {
+  check_state_round_trip("{class_path: fulgur.metrics.StatScores, init_args: {task: multiclass, num_classes: 3, average: none}}", false);
+  check_state_round_trip("{class_path: torchmetrics.ClasswiseWrapper, init_args: {metric: "
+                         "{class_path: torchmetrics.StatScores, init_args: {task: binary}}}}", true);
+}
+
+/* ---- StatScores, AveragePrecision, ClasswiseWrapper, multilabel ---- */
+
+Test(stat_scores, binary_counts) {
+  fg_metric *m = make_metric("{class_path: torchmetrics.StatScores, init_args: {task: binary}}");
+  /* threshold 0.5: predicted 1, 0, 1, 0 against 1, 0, 0, 1. */
+  const float p[] = {0.9f, 0.2f, 0.7f, 0.4f};
+  const int64_t t[] = {1, 0, 0, 1};
+  update(m, tensor_f(p, 4, 0), tensor_l(t, 4));
+  compute_tensor(m, FG_INT64, (const double[]){1, 1, 1, 1, 2}, 5);
+  fg_metric_free(m);
+}
+
+/* TorchMetrics' own stat_scores example: preds [1, 0, 2, 1] against
+ * target [1, 1, 2, 0]. */
+Test(stat_scores, multiclass_averages) {
+  const int64_t p[] = {1, 0, 2, 1}, t[] = {1, 1, 2, 0};
+  const char *avg[] = {"micro", "none", "macro", "weighted"};
+  const double micro[] = {2, 2, 6, 2, 4};
+  const double none[] = {0, 1, 2, 1, 1, 1, 1, 1, 1, 2, 1, 0, 3, 0, 1};
+  /* macro: the column means; weighted: supports 1, 2, 1 of 4. */
+  const double macro[] = {2.0 / 3, 2.0 / 3, 2, 2.0 / 3, 4.0 / 3};
+  const double weighted[] = {0.75, 0.75, 1.75, 0.75, 1.5};
+  for (int i = 0; i < 4; i++) {
+    char y[256];
+    snprintf(y, sizeof y, "{class_path: fulgur.metrics.StatScores, init_args: {task: multiclass, num_classes: 3, average: %s}}", avg[i]);
+    fg_metric *m = make_metric(y);
+    update(m, tensor_l(p, 4), tensor_l(t, 4));
+    if (i == 0) compute_tensor(m, FG_INT64, micro, 5);
+    if (i == 1) compute_tensor(m, FG_INT64, none, 15);
+    if (i == 2) compute_tensor(m, FG_FLOAT32, macro, 5);
+    if (i == 3) compute_tensor(m, FG_FLOAT32, weighted, 5);
+    fg_metric_free(m);
+  }
+}
+
+Test(stat_scores, config_errors) {
+  expect_config_error("{class_path: fulgur.metrics.StatScores, init_args: {task: multi}}",
+                      "evaluator_cfg.init_args.task", "expected 'binary', 'multiclass' or 'multilabel'");
+  expect_config_error("{class_path: fulgur.metrics.StatScores, init_args: {task: multiclass}}",
+                      "evaluator_cfg.init_args.num_classes", "expected an integer >= 2 for task 'multiclass'");
+  expect_config_error("{class_path: fulgur.metrics.StatScores, init_args: {task: multilabel, num_labels: 1}}",
+                      "evaluator_cfg.init_args.num_labels", "expected an integer >= 2 for task 'multilabel'");
+  expect_config_error("{class_path: fulgur.metrics.StatScores, init_args: {task: multiclass, num_classes: 3, average: samples}}",
+                      "evaluator_cfg.init_args.average", "removed in TorchMetrics 1.x");
+  expect_config_error("{class_path: fulgur.metrics.StatScores, init_args: {task: binary, top_k: 2, num_classes: 3, oops: 1}}",
+                      "evaluator_cfg.init_args.oops", "unknown key");
+}
+
+/* Multilabel rows [0.9, 0.1], [0.6, 0.8], [0.2, 0.3] predict [1, 0],
+ * [1, 1], [0, 0] against [1, 0], [0, 1], [1, 1]: label 0 has tp 1, fp 1,
+ * fn 1; label 1 has tp 1, fn 1, tn 1. */
+Test(multilabel, precision_recall_f1_stat_scores) {
+  const float p[] = {0.9f, 0.1f, 0.6f, 0.8f, 0.2f, 0.3f};
+  const int64_t tv[] = {1, 0, 0, 1, 1, 1};
+  int64_t shape[2] = {3, 2};
+  struct {
+    const char *yaml;
+    double want;
+  } cases[] = {
+      {"{class_path: fulgur.metrics.Precision, init_args: {task: multilabel, num_labels: 2}}", 2.0 / 3},
+      {"{class_path: fulgur.metrics.Precision, init_args: {task: multilabel, num_labels: 2, average: macro}}", 0.75},
+      {"{class_path: fulgur.metrics.Recall, init_args: {task: multilabel, num_labels: 2, average: macro}}", 0.5},
+      /* F1 per label: 2/4 and 2/3. */
+      {"{class_path: fulgur.metrics.F1Score, init_args: {task: multilabel, num_labels: 2, average: macro}}", (0.5 + 2.0 / 3) / 2},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    fg_metric *m = make_metric(cases[i].yaml);
+    fg_tensor *t = NULL;
+    cr_assert_eq(fg_tensor_from_data(tv, FG_INT64, shape, 2, &t, NULL), 0);
+    update(m, tensor_f(p, 3, 2), t);
+    cr_assert_float_eq(compute(m), cases[i].want, 1e-6, "%s", cases[i].yaml);
+    fg_metric_free(m);
+  }
+  fg_metric *m = make_metric("{class_path: fulgur.metrics.StatScores, init_args: {task: multilabel, num_labels: 2, average: none}}");
+  fg_tensor *t = NULL;
+  cr_assert_eq(fg_tensor_from_data(tv, FG_INT64, shape, 2, &t, NULL), 0);
+  update(m, tensor_f(p, 3, 2), t);
+  compute_tensor(m, FG_INT64, (const double[]){1, 1, 0, 1, 2, 1, 0, 1, 1, 2}, 10);
+  /* A target of the wrong width names num_labels. */
+  update_fails(m, tensor_f(p, 2, 3), tensor_f(p, 2, 3), "num_labels=2");
+  fg_metric_free(m);
+}
+
+/* TorchMetrics' own examples of binary_average_precision and
+ * multiclass_average_precision (thresholds=None). */
+Test(average_precision, torchmetrics_examples) {
+  fg_metric *b = make_metric("{class_path: torchmetrics.AveragePrecision, init_args: {task: binary}}");
+  const float bp[] = {0, 0.5f, 0.7f, 0.8f};
+  const int64_t bt[] = {0, 1, 1, 0};
+  update(b, tensor_f(bp, 4, 0), tensor_l(bt, 4));
+  cr_assert_float_eq(compute(b), 0.5833333, 1e-6);
+  fg_metric_free(b);
+  const float mp[] = {0.75f, 0.05f, 0.05f, 0.05f, 0.05f, 0.05f, 0.75f, 0.05f, 0.05f, 0.05f,
+                      0.05f, 0.05f, 0.75f, 0.05f, 0.05f, 0.05f, 0.05f, 0.05f, 0.75f, 0.05f};
+  const int64_t mt[] = {0, 1, 3, 2};
+  fg_metric *macro = make_metric("{class_path: fulgur.metrics.AveragePrecision, init_args: {task: multiclass, num_classes: 5}}");
+  update(macro, tensor_f(mp, 4, 5), tensor_l(mt, 4));
+  cr_assert_float_eq(compute(macro), 0.625, 1e-6, "class 4 (no positives, NaN) is left out");
+  fg_metric_free(macro);
+  fg_metric *none = make_metric("{class_path: fulgur.metrics.AveragePrecision, init_args: {task: multiclass, num_classes: 5, average: none}}");
+  update(none, tensor_f(mp, 4, 5), tensor_l(mt, 4));
+  fg_value *r = NULL;
+  cr_assert_eq(fg_metric_compute(none, &r, NULL), 0);
+  float got[5];
+  cr_assert_eq(fg_tensor_copy_out(fg_value_as_tensor(r), FG_FLOAT32, got, sizeof got, NULL), 0);
+  const float want[] = {1, 1, 0.25f, 0.25f};
+  for (int i = 0; i < 4; i++) cr_assert_float_eq(got[i], want[i], 1e-6);
+  cr_assert(isnan(got[4]), "a class without positives is NaN, got %g", got[4]);
+  fg_value_free(r);
+  fg_metric_free(none);
+}
+
+Test(average_precision, config_errors) {
+  expect_config_error("{class_path: fulgur.metrics.AveragePrecision, init_args: {task: multilabel}}",
+                      "evaluator_cfg.init_args.num_labels", "expected an integer >= 2 for task 'multilabel'");
+  expect_config_error("{class_path: fulgur.metrics.AveragePrecision, init_args: {task: multiclass, num_classes: 3, average: micro}}",
+                      "evaluator_cfg.init_args.average", "'micro' is for task 'multilabel'");
+  expect_config_error("{class_path: fulgur.metrics.AveragePrecision, init_args: {task: binary, thresholds: 100}}",
+                      "evaluator_cfg.init_args.thresholds", "only null");
+  expect_config_error("{class_path: fulgur.metrics.AUROC, init_args: {task: multilabel, num_labels: 3, average: samples}}",
+                      "evaluator_cfg.init_args.average", "got 'samples'");
+}
+
+static const char binary_stats[] = "{class_path: torchmetrics.StatScores, init_args: {task: binary}}";
+
+/* The toy_project's ClasswiseWrapper: entries named by the labels with
+ * the lowercased class name TorchMetrics' StatScores(task=binary) has. */
+Test(classwise_wrapper, names_entries_as_torchmetrics) {
+  const float p[] = {0.9f, 0.2f, 0.7f, 0.4f};
+  const int64_t t[] = {1, 0, 0, 1};
+  struct {
+    const char *args;
+    const char *keys;
+  } cases[] = {
+      {"labels: [tp, fp, tn, fn, support]", "binarystatscores_tp,binarystatscores_fp,binarystatscores_tn,binarystatscores_fn,binarystatscores_support,"},
+      {"", "binarystatscores_0,binarystatscores_1,binarystatscores_2,binarystatscores_3,binarystatscores_4,"},
+      {"labels: [a, b], prefix: s/", "s/a,s/b,"},
+      {"labels: [a, b], postfix: -x", "a-x,b-x,"},
+      {"labels: [a, b], prefix: '', postfix: ''", "binarystatscores_a,binarystatscores_b,"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char y[512];
+    snprintf(y, sizeof y, "{class_path: torchmetrics.ClasswiseWrapper, init_args: {metric: %s, %s}}",
+             binary_stats, cases[i].args);
+    fg_metric *m = make_metric(y);
+    update(m, tensor_f(p, 4, 0), tensor_l(t, 4));
+    fg_value *r = compute_dict(m);
+    char keys[512] = "";
+    for (size_t k = 0; k < fg_value_len(r); k++) {
+      strcat(keys, fg_value_dict_key_at(r, k));
+      strcat(keys, ",");
+      cr_assert_eq(fg_value_kind_of(fg_value_dict_value_at(r, k)), FG_VALUE_DOUBLE);
+    }
+    cr_assert_str_eq(keys, cases[i].keys, "%s", y);
+    cr_assert_float_eq(fg_value_as_double(fg_value_dict_value_at(r, 4 < fg_value_len(r) ? 4 : 0)),
+                       fg_value_len(r) == 5 ? 2 : 1, 1e-12, "support 2, tp 1");
+    fg_value_free(r);
+    fg_metric_free(m);
+  }
+}
+
+Test(classwise_wrapper, in_a_collection_and_on_multiclass) {
+  fg_metric *m = make_metric(
+      "{class_path: torchmetrics.MetricCollection, init_args: {metrics: {"
+      "F1: {class_path: torchmetrics.F1Score, init_args: {task: binary}}, "
+      "stat: {class_path: torchmetrics.ClasswiseWrapper, init_args: {labels: [tp, fp], "
+      "metric: {class_path: torchmetrics.StatScores, init_args: {task: binary}}}}}}}");
+  const float p[] = {0.9f, 0.2f, 0.7f, 0.4f};
+  const int64_t t[] = {1, 0, 0, 1};
+  update(m, tensor_f(p, 4, 0), tensor_l(t, 4));
+  fg_value *r = compute_dict(m);
+  cr_assert_eq(fg_value_len(r), 3);
+  cr_assert_str_eq(fg_value_dict_key_at(r, 1), "binarystatscores_tp", "the wrapper's keys, flattened");
+  fg_value_free(r);
+  fg_metric_free(m);
+  m = make_metric("{class_path: torchmetrics.ClasswiseWrapper, init_args: {labels: [x, y, z], metric: "
+                  "{class_path: torchmetrics.Recall, init_args: {task: multiclass, num_classes: 3, average: none}}}}");
+  const int64_t mp[] = {1, 0, 2, 1}, mt[] = {1, 1, 2, 0};
+  update(m, tensor_l(mp, 4), tensor_l(mt, 4));
+  r = compute_dict(m);
+  cr_assert_str_eq(fg_value_dict_key_at(r, 0), "multiclassrecall_x");
+  cr_assert_float_eq(fg_value_as_double(fg_value_dict_get(r, "multiclassrecall_y")), 0.5, 1e-6);
+  fg_value_free(r);
+  fg_metric_free(m);
+}
+
+Test(classwise_wrapper, errors) {
+  expect_config_error("{class_path: torchmetrics.ClasswiseWrapper, init_args: {labels: [a]}}",
+                      "evaluator_cfg.init_args.metric", "");
+  expect_config_error("{class_path: torchmetrics.ClasswiseWrapper, init_args: {metric: "
+                      "{class_path: torchmetrics.StatScores, init_args: {task: multilabel}}}}",
+                      "evaluator_cfg.init_args.metric.init_args.num_labels", "expected an integer >= 2");
+  /* A metric with one number is not class-wise. */
+  fg_metric *m = make_metric("{class_path: torchmetrics.ClasswiseWrapper, init_args: {metric: "
+                             "{class_path: torchmetrics.F1Score, init_args: {task: binary}}}}");
+  const float p[] = {0.9f};
+  const int64_t t[] = {1};
+  update(m, tensor_f(p, 1, 0), tensor_l(t, 1));
+  fg_value *r = NULL;
+  char *err = NULL;
+  cr_assert_eq(fg_metric_compute(m, &r, &err), FG_EINVAL);
+  cr_assert(strstr(err, "F1Score gave a number") && strstr(err, "average: none"), "%s", err);
+  free(err);
+  fg_metric_free(m);
+}
+
+/* What ddp does at epoch end: each rank's state, reduced, loaded into one
+ * metric, computes what one metric fed everything would. */
+static void check_reduce(const char *yaml, bool binary) {
+  const float p1[] = {2, 0, 0, 0, 1, 0, 0, 0, 3, 1, 2, 0}, p2[] = {0, 1, 0, 0, 2, 0, 5, 0, 0};
+  const float bp1[] = {0.9f, 0.2f, 0.7f, 0.4f}, bp2[] = {0.1f, 0.8f, 0.6f};
+  const int64_t t1[] = {0, 1, 2, 0}, t2[] = {1, 2, 0};
+  const int64_t bt1[] = {1, 0, 0, 1}, bt2[] = {0, 1, 1};
+  fg_metric *r0 = make_metric(yaml), *r1 = make_metric(yaml), *all = make_metric(yaml),
+            *merged = make_metric(yaml);
+  fg_value *k1 = binary ? kw(tensor_f(bp1, 4, 0), tensor_l(bt1, 4)) : kw(tensor_f(p1, 4, 3), tensor_l(t1, 4));
+  fg_value *k2 = binary ? kw(tensor_f(bp2, 3, 0), tensor_l(bt2, 3)) : kw(tensor_f(p2, 3, 3), tensor_l(t2, 3));
+  cr_assert_eq(fg_metric_update(r0, k1, NULL), 0);
+  cr_assert_eq(fg_metric_update(r1, k2, NULL), 0);
+  cr_assert_eq(fg_metric_update(all, k1, NULL), 0);
+  cr_assert_eq(fg_metric_update(all, k2, NULL), 0);
+  fg_value *st[2] = {NULL, NULL}, *red = NULL;
+  char *err = NULL;
+  cr_assert_eq(fg_metric_state_dict(r0, &st[0], NULL), 0);
+  cr_assert_eq(fg_metric_state_dict(r1, &st[1], NULL), 0);
+  cr_assert_eq(fg_metric_reduce_states(merged, st, 2, &red, &err), 0, "%s: %s", yaml, err);
+  cr_assert_eq(fg_metric_load_state_dict(merged, red, &err), 0, "%s: %s", yaml, err);
+  fg_value *ra = NULL, *rm = NULL;
+  cr_assert_eq(fg_metric_compute(all, &ra, NULL), 0);
+  cr_assert_eq(fg_metric_compute(merged, &rm, NULL), 0);
+  char ta[4096] = "", tm[4096] = "";
+  result_text(ra, ta, sizeof ta);
+  result_text(rm, tm, sizeof tm);
+  cr_assert_str_eq(tm, ta, "%s: reduced states", yaml);
+  fg_value_free(ra);
+  fg_value_free(rm);
+  fg_value_free(red);
+  fg_value_free(st[0]);
+  fg_value_free(st[1]);
+  fg_value_free(k1);
+  fg_value_free(k2);
+  fg_metric_free(r0);
+  fg_metric_free(r1);
+  fg_metric_free(all);
+  fg_metric_free(merged);
+}
+
+Test(states, reduced_across_ranks_as_torchmetrics) {
+  check_reduce("{class_path: fulgur.metrics.AUROC, init_args: {task: multiclass, num_classes: 3, average: none}}", false);
+  check_reduce("{class_path: fulgur.metrics.AveragePrecision, init_args: {task: binary}}", true);
+  check_reduce("{class_path: fulgur.metrics.F1Score, init_args: {task: multiclass, num_classes: 3, average: macro}}", false);
+  check_reduce("{class_path: fulgur.metrics.MetricCollection, init_args: {metrics: {"
+               "AP: {class_path: torchmetrics.AveragePrecision, init_args: {task: binary}}, "
+               "stat: {class_path: torchmetrics.ClasswiseWrapper, init_args: {labels: [tp, fp, tn, fn, support], "
+               "metric: {class_path: torchmetrics.StatScores, init_args: {task: binary}}}}}}}", true);
+}
+
+/* Two wrappers giving the same keys: TorchMetrics then names every dict
+ * entry "<member>_<key>"; plain results keep their names. */
+Test(metric_collection, clashing_dict_keys_get_the_member_name) {
+  fg_metric *m = make_metric(
+      "{class_path: torchmetrics.MetricCollection, init_args: {metrics: {"
+      "F1: {class_path: torchmetrics.F1Score, init_args: {task: binary}}, "
+      "a: {class_path: torchmetrics.ClasswiseWrapper, init_args: {labels: [tp], "
+      "metric: {class_path: torchmetrics.StatScores, init_args: {task: binary}}}}, "
+      "b: {class_path: torchmetrics.ClasswiseWrapper, init_args: {labels: [tp], "
+      "metric: {class_path: torchmetrics.StatScores, init_args: {task: binary, threshold: 0.8}}}}}}}");
+  const float p[] = {0.9f, 0.2f, 0.7f, 0.4f};
+  const int64_t t[] = {1, 0, 1, 1};
+  update(m, tensor_f(p, 4, 0), tensor_l(t, 4));
+  fg_value *r = compute_dict(m);
+  cr_assert_eq(fg_value_len(r), 3);
+  cr_assert_str_eq(fg_value_dict_key_at(r, 0), "F1");
+  cr_assert_float_eq(entry(r, "a_binarystatscores_tp"), 2, 1e-12);
+  cr_assert_float_eq(entry(r, "b_binarystatscores_tp"), 1, 1e-12);
+  fg_value_free(r);
+  fg_metric_free(m);
+}
+
+/* ignore_index: the ignored sample (target -1) is left out; without it the
+ * same target is an error. */
+Test(ignore_index, left_out_of_counts_and_curves) {
+  const float p[] = {0.9f, 0.8f, 0.2f};
+  const int64_t t[] = {1, -1, 0};
+  fg_metric *s = make_metric("{class_path: torchmetrics.StatScores, init_args: {task: binary, ignore_index: -1}}");
+  update(s, tensor_f(p, 3, 0), tensor_l(t, 3));
+  compute_tensor(s, FG_INT64, (const double[]){1, 0, 1, 0, 1}, 5);
+  fg_metric_free(s);
+  fg_metric *ap = make_metric("{class_path: torchmetrics.AveragePrecision, init_args: {task: binary, ignore_index: -1}}");
+  update(ap, tensor_f(p, 3, 0), tensor_l(t, 3));
+  cr_assert_float_eq(compute(ap), 1.0, 1e-12, "the ignored 0.8 would be a false positive");
+  fg_metric_free(ap);
+  fg_metric *plain = make_metric("{class_path: torchmetrics.Precision, init_args: {task: binary}}");
+  update_fails(plain, tensor_f(p, 3, 0), tensor_l(t, 3), "binary target holds -1");
+  fg_metric_free(plain);
+  /* Multiclass: ignore_index inside the classes removes its samples. */
+  const int64_t mp[] = {1, 0, 2, 1}, mt[] = {1, 1, 2, 0};
+  fg_metric *r = make_metric("{class_path: torchmetrics.Recall, init_args: {task: multiclass, num_classes: 3, average: none, ignore_index: 0}}");
+  update(r, tensor_l(mp, 4), tensor_l(mt, 4));
+  compute_tensor(r, FG_FLOAT32, (const double[]){0, 0.5, 1}, 3);
+  fg_metric_free(r);
 }

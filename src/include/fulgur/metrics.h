@@ -31,6 +31,10 @@ typedef struct {
    * any; NULL means {"preds", "target"}. A MetricCollection passes each
    * member only what it takes, as TorchMetrics' _filter_kwargs does. */
   const char *const *arg_names;
+  /* Optional: combines the state dicts this metric gave on n ranks into
+   * one for load_state_dict (TorchMetrics' dist_reduce_fx); NULL sums every
+   * entry, which is right for counts. */
+  int (*reduce_states)(void *self, fg_value *const *states, int n, fg_value **out, char **err);
 } fg_metric_vtable;
 
 /* name: the class name used when compute returns a non-dict ("Accuracy"). */
@@ -46,6 +50,13 @@ bool fg_metric_has_state(const fg_metric *m);
 bool fg_metric_takes(const fg_metric *m, const char *name);
 int fg_metric_state_dict(const fg_metric *m, fg_value **out, char **err);
 int fg_metric_load_state_dict(fg_metric *m, const fg_value *state, char **err);
+/* The state of the metric over every rank from the state dicts it gave on
+ * n ranks (in rank order), as TorchMetrics' dist_reduce_fx: counts are
+ * summed, kept inputs (AUROC's and AveragePrecision's preds and target)
+ * concatenated in rank order. *out is a new dict the caller frees.
+ * FG_EUNSUPPORTED for a metric without a state. */
+int fg_metric_reduce_states(const fg_metric *m, fg_value *const *states, int n, fg_value **out,
+                            char **err);
 
 #ifdef __cplusplus
 }

@@ -61,7 +61,6 @@ int fg__trainer_config_check(fg_node *trainer_cfg, bool fill, char **err);
 
 /* ---- checkpoints ------------------------------------------------------------ */
 
-int fg__read_file(const char *path, char **data, size_t *len, char **err);
 int fg__mkdirs(const char *path, char **err);
 
 typedef struct {

@@ -35,6 +35,7 @@ typedef struct {
   char *default_root_dir;
   bool enable_checkpointing;
   bool enable_progress_bar;
+  bool enable_model_summary; /* adds ModelSummary(max_depth=1) when none is configured */
   int num_threads;
   int predict_threads; /* worker threads running predict tasks */
   bool deterministic;

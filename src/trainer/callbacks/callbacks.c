@@ -12,11 +12,15 @@
 extern const fg_class fg__model_checkpoint_class;
 extern const fg_class fg__lr_monitor_class;
 extern const fg_class fg__early_stopping_class;
+extern const fg_class fg__model_summary_class;
+extern const fg_class fg__rich_model_summary_class;
 
 static const fg_class *const builtin[] = {
     &fg__model_checkpoint_class,
     &fg__lr_monitor_class,
     &fg__early_stopping_class,
+    &fg__model_summary_class,
+    &fg__rich_model_summary_class,
 };
 
 void fg__register_builtin_callbacks(void) {

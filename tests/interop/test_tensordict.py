@@ -13,7 +13,8 @@ torch.save, a scripted model reading batch["data"] and batch["label"].
   batch["index"] writes predictions.pt (rank 0) and predictions_1.pt (rank
   1); together they hold every dataset index exactly once, and the labels
   the task returns beside them are the labels of those indices.
-- split_info: one dataset_cfg whose path is `$split`-substituted per split.
+- split_info: one dataset_cfg whose path is `$split`-substituted per split
+  (fit, val, and `fulgur test`).
 """
 import collections
 import os
@@ -211,5 +212,9 @@ data:
               ck["global_step"] == 3, str(ck["global_step"]))
         metrics = open(os.path.join(work, "runs_split", "version_0", "metrics.csv")).read()
         check("split_info: the val split ran (val.pt)", "val/loss" in metrics, metrics[:300])
+        r = run(["test", "--config", path, "--json", "--ckpt_path",
+                 os.path.join(work, "runs_split", "version_0", "checkpoints", "last.ckpt")])
+        check("the test split reads its TensorDict too", r.returncode == 0 and "test/loss" in r.stdout,
+              r.stdout + r.stderr[-1500:])
 
 finish()

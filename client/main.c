@@ -132,6 +132,13 @@ static int cmd_print_config(const cli_args *a) {
 /* Log lines go to stderr, so stdout stays clean for --json. */
 static void log_emit(void *self, const fg_event *ev) {
   (void)self;
+  if (ev->kind == FG_EVENT_SUMMARY) {
+    /* A table, printed as Lightning logs it: on lines of its own. */
+    char *table = fg_model_summary_format(ev->summary);
+    fprintf(stderr, "\n%s\n", table);
+    free(table);
+    return;
+  }
   if (ev->kind != FG_EVENT_LOG) return;
   static const char *const levels[] = {"debug", "info", "warning", "error"};
   if (ev->level == FG_LOG_DEBUG) return;

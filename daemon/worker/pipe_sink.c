@@ -208,7 +208,7 @@ static void sink_emit(void *self, const fg_event *ev) {
   Fulgur__V1__JobEvent je = FULGUR__V1__JOB_EVENT__INIT;
   je.time_ns = now_ns(CLOCK_REALTIME);
   Fulgur__V1__LogLine lg = FULGUR__V1__LOG_LINE__INIT;
-  char *abs_path = NULL;
+  char *abs_path = NULL, *summary_text = NULL;
   Fulgur__V1__Artifact ar = FULGUR__V1__ARTIFACT__INIT;
   Fulgur__V1__Scalars sc;
   /* Scalars point into these: on the stack for the usual few values. */
@@ -231,6 +231,19 @@ static void sink_emit(void *self, const fg_event *ev) {
       je.kind_case = FULGUR__V1__JOB_EVENT__KIND_LOG;
       lg.level = (Fulgur__V1__LogLine__Level)ev->level;
       lg.text = (char *)(ev->text ? ev->text : "");
+      je.log = &lg;
+      break;
+    case FG_EVENT_SUMMARY:
+      /* Watchers show log lines: the summary travels as one, starting on
+       * a line of its own as Lightning's log.info("\n" + table). */
+      je.kind_case = FULGUR__V1__JOB_EVENT__KIND_LOG;
+      lg.level = FULGUR__V1__LOG_LINE__LEVEL__INFO;
+      {
+        char *table = fg_model_summary_format(ev->summary);
+        summary_text = fg__xasprintf("\n%s", table);
+        free(table);
+      }
+      lg.text = summary_text;
       je.log = &lg;
       break;
     case FG_EVENT_ARTIFACT:
@@ -261,6 +274,7 @@ static void sink_emit(void *self, const fg_event *ev) {
     free(ptrs);
   }
   free(abs_path);
+  free(summary_text);
   /* A progress update held back must not arrive after later events. */
   flush_progress(s);
   enqueue(s, m);

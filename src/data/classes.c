@@ -1,5 +1,6 @@
 /* The built-in dataset classes as the config names them:
- * fulgur.data.IDX, fulgur.data.CSV, fulgur.data.Synthetic. Errors from the
+ * fulgur.data.IDX, fulgur.data.CSV, fulgur.data.Synthetic,
+ * fulgur.data.TensorDict. Errors from the
  * readers name the file; this layer adds the config key path. */
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +140,52 @@ static int syn_create(const fg_class *cls, const fg_node *a, const char *keypath
   return wrap_err(rc, keypath, err);
 }
 
+static int check_nonempty(const fg_node *v, const char *k, char **err) {
+  if (fg_node_kind_of(v) == FG_NODE_SEQ && fg_node_len(v) == 0)
+    return fg_config_error(err, v, k, "expected at least one entry");
+  return 0;
+}
+
+static const fg_param td_params[] = {
+    {"path", FG_T_STRING | FG_T_SEQ, NULL, "file written by torch.save({key: Tensor[N, ...]}), or a list of them (concatenated)", check_nonempty, FG_T_STRING},
+    {"keys", FG_T_NULL | FG_T_SEQ, "null", "entries to keep (null: all)", check_nonempty, FG_T_STRING},
+    {"index_key", FG_T_NULL | FG_T_STRING, "null", "adds each sample's dataset index (int64) under this key", NULL, 0},
+};
+
+/* The strings of a string or a list of strings; the caller frees the array
+ * (the strings are the node's). */
+static const char **strings_of(const fg_node *v, size_t *n) {
+  if (fg_node_kind_of(v) == FG_NODE_STRING) {
+    const char **s = fg__xcalloc(1, sizeof *s);
+    s[0] = fg_node_str(v);
+    *n = 1;
+    return s;
+  }
+  *n = fg_node_len(v);
+  const char **s = fg__xcalloc(*n ? *n : 1, sizeof *s);
+  for (size_t i = 0; i < *n; i++) s[i] = fg_node_str(fg_node_at(v, i));
+  return s;
+}
+
+static int td_create(const fg_class *cls, const fg_node *a, const char *keypath, void **out,
+                     char **err) {
+  fg_tensordict_opts o = {0};
+  const char **paths = strings_of(fg_node_get(a, "path"), &o.n_paths);
+  const char **keys = NULL;
+  const fg_node *kn = fg_node_get(a, "keys");
+  if (kn && fg_node_kind_of(kn) == FG_NODE_SEQ) keys = strings_of(kn, &o.n_keys);
+  const fg_node *ik = fg_node_get(a, "index_key");
+  o.paths = paths;
+  o.keys = keys;
+  o.index_key = ik && fg_node_kind_of(ik) == FG_NODE_STRING ? fg_node_str(ik) : NULL;
+  fg_dataset *ds = NULL;
+  int rc = fg_dataset_tensordict_create(&o, &ds, err);
+  free(paths);
+  free(keys);
+  if (rc == 0) *out = ds;
+  return wrap_err(rc, keypath, err);
+}
+
 static void ds_destroy(void *obj) { fg_dataset_unref(obj); }
 
 const fg_class fg__idx_dataset_class = {
@@ -150,4 +197,7 @@ const fg_class fg__csv_dataset_class = {
 const fg_class fg__synthetic_dataset_class = {
     .name = "fulgur.data.Synthetic", .kind = FG_KIND_DATASET, .params = syn_params,
     .n_params = sizeof syn_params / sizeof syn_params[0], .create = syn_create, .destroy = ds_destroy};
+const fg_class fg__tensordict_dataset_class = {
+    .name = "fulgur.data.TensorDict", .kind = FG_KIND_DATASET, .params = td_params,
+    .n_params = sizeof td_params / sizeof td_params[0], .create = td_create, .destroy = ds_destroy};
 

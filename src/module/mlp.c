@@ -3,6 +3,7 @@
  * PyTorch's `self.layers = nn.Sequential(Linear, Act, [Dropout], Linear,
  * ...)`, so a state_dict moves between fulgur and Python unchanged. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,7 +89,34 @@ static void mlp_free(void *self) {
   free(p);
 }
 
-static const fg_model_vtable mlp_vt = {mlp_forward, mlp_free};
+/* The modules PyTorch's MLP(nn.Module) with self.layers = nn.Sequential(
+ * Linear, Act, [Dropout], Linear, ...) has, named and typed as Python
+ * lists them. Dropout modules exist for any dropout > 0, as in Python,
+ * whatever the mode. */
+static int mlp_visit_modules(void *self, fg_model_module_cb cb, void *ctx, char **err) {
+  (void)err;
+  mlp *p = self;
+  static const char *const act_types[] = {"ReLU", "GELU", "Tanh", "Sigmoid"};
+  cb(ctx, "", "MLP", true);
+  cb(ctx, "layers", "Sequential", true);
+  int idx = 0;
+  char name[64];
+  for (size_t i = 0; i < p->n_layers; i++) {
+    snprintf(name, sizeof name, "layers.%d", idx++);
+    cb(ctx, name, "Linear", true);
+    if (i + 1 == p->n_layers) break;
+    snprintf(name, sizeof name, "layers.%d", idx++);
+    cb(ctx, name, act_types[p->act], true);
+    if (p->dropout > 0) {
+      snprintf(name, sizeof name, "layers.%d", idx++);
+      cb(ctx, name, "Dropout", true);
+    }
+  }
+  return 0;
+}
+
+static const fg_model_vtable mlp_vt = {
+    .forward = mlp_forward, .free = mlp_free, .visit_modules = mlp_visit_modules};
 
 /* Builds the layers with PyTorch's nn.Linear initialization:
  * kaiming_uniform(a=sqrt(5)) for weights and U(-1/sqrt(fan_in), ...) for

@@ -73,3 +73,9 @@ int fg_model_call(fg_model *m, const char *name, const fg_value *const *args, si
     return fg_err_set(err, FG_ENOTFOUND, "the model has no method %s", name);
   return m->vt->call_method(m->self, m, name, args, n, out, err);
 }
+
+int fg_model_visit_modules(const fg_model *m, fg_model_module_cb cb, void *ctx, char **err) {
+  if (m->vt->visit_modules) return m->vt->visit_modules(m->self, cb, ctx, err);
+  cb(ctx, "", "Module", true);
+  return 0;
+}

@@ -40,8 +40,15 @@ static int ts_call(void *self, fg_model *m, const char *name, const fg_value *co
 
 static void ts_free(void *self) { fg_jit_free(self); }
 
-static const fg_model_vtable ts_vt = {
-    .forward = ts_forward, .free = ts_free, .has_method = ts_has_method, .call_method = ts_call};
+static int ts_visit_modules(void *self, fg_model_module_cb cb, void *ctx, char **err) {
+  return fg_jit_visit_modules(self, cb, ctx, err);
+}
+
+static const fg_model_vtable ts_vt = {.forward = ts_forward,
+                                      .free = ts_free,
+                                      .has_method = ts_has_method,
+                                      .call_method = ts_call,
+                                      .visit_modules = ts_visit_modules};
 
 static int check_parameters(const fg_node *v, const char *k, char **err) {
   for (size_t i = 0; i < fg_node_len(v); i++) {

@@ -6,6 +6,7 @@ const fg_class *const fg__builtin_classes[] = {
     &fg__idx_dataset_class,
     &fg__csv_dataset_class,
     &fg__synthetic_dataset_class,
+    &fg__tensordict_dataset_class,
 
     &fg__mlp_class,
     &fg__torchscript_class,
@@ -31,6 +32,8 @@ const fg_class *const fg__builtin_classes[] = {
     &fg__tb_logger_class,
     &fg__lr_monitor_class,
     &fg__early_stopping_class,
+    &fg__model_summary_class,
+    &fg__rich_model_summary_class,
 
     &fg__sgd_class,
     &fg__adam_class,

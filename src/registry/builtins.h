@@ -17,6 +17,7 @@ extern const fg_class fg__datamodule_class;
 extern const fg_class fg__idx_dataset_class;
 extern const fg_class fg__csv_dataset_class;
 extern const fg_class fg__synthetic_dataset_class;
+extern const fg_class fg__tensordict_dataset_class;
 /* module/: models, then LightningModules */
 extern const fg_class fg__mlp_class;
 extern const fg_class fg__torchscript_class;
@@ -42,6 +43,8 @@ extern const fg_class fg__csv_logger_class;
 extern const fg_class fg__tb_logger_class;
 extern const fg_class fg__lr_monitor_class;
 extern const fg_class fg__early_stopping_class;
+extern const fg_class fg__model_summary_class;
+extern const fg_class fg__rich_model_summary_class;
 /* optim/ */
 extern const fg_class fg__sgd_class;
 extern const fg_class fg__adam_class;

@@ -209,6 +209,17 @@ int fg_jit_num_args(const fg_jit_module *jm, const char *method) {
   FG_GUARD_END_RETURN(-1)
 }
 
+int fg_jit_visit_modules(const fg_jit_module *jm, fg_jit_module_cb cb, void *ctx, char **err) {
+  FG_GUARD_BEGIN
+  for (const auto &nm : jm->m.named_modules()) {
+    auto qn = nm.value.type()->name();
+    std::string type = qn ? qn->name() : "Module";
+    cb(ctx, nm.name.c_str(), type.c_str(), nm.value.is_training());
+  }
+  return 0;
+  FG_GUARD_END
+}
+
 void fg_jit_train(fg_jit_module *jm, bool train) {
   FG_GUARD_BEGIN
   if (jm->m.is_training() != train) jm->m.train(train);

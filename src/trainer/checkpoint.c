@@ -25,6 +25,7 @@
 
 #include "fulgur/error.h"
 #include "trainer/trainer.h"
+#include "util/file.h"
 #include "util/xalloc.h"
 
 #ifndef FG_VERSION

@@ -50,6 +50,7 @@ typedef struct {
   char *default_root_dir;
   bool enable_checkpointing;
   bool enable_progress_bar;
+  bool enable_model_summary; /* adds ModelSummary(max_depth=1) when none is configured */
   int num_threads;
   int predict_threads; /* worker threads running predict tasks */
   bool deterministic;
@@ -77,7 +78,6 @@ int fg__trainer_config_check(fg_node *trainer_cfg, bool fill, char **err);
 
 /* ---- checkpoints ------------------------------------------------------------ */
 
-int fg__read_file(const char *path, char **data, size_t *len, char **err);
 int fg__mkdirs(const char *path, char **err);
 
 typedef struct {

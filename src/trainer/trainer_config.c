@@ -108,6 +108,7 @@ static const fg_param trainer_params[] = {
     {"default_root_dir", FG_T_NULL | FG_T_STRING, "null", "where run directories go (null: the working directory)", NULL, 0},
     {"enable_checkpointing", FG_T_BOOL, "true", "add a ModelCheckpoint when none is configured", NULL, 0},
     {"enable_progress_bar", FG_T_BOOL, "true", "progress bar on a terminal", NULL, 0},
+    {"enable_model_summary", FG_T_BOOL, "true", "print the model summary at fit start (adds ModelSummary when none is configured)", NULL, 0},
     {"logger", FG_T_BOOL | FG_T_MAP | FG_T_SEQ | FG_T_NULL, "true", "true (CSVLogger), false, or logger objects", NULL, 0},
     {"callbacks", FG_T_NULL | FG_T_SEQ | FG_T_MAP, "null", "callback objects", NULL, 0},
     {"deterministic", FG_T_NULL | FG_T_BOOL, "null", "deterministic algorithms", NULL, 0},
@@ -189,6 +190,8 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
   if (o->default_root_dir == NULL) o->default_root_dir = fg__xstrdup(".");
   o->enable_checkpointing = fg_node_bool(fg_node_get(cfg, "enable_checkpointing"));
   o->enable_progress_bar = fg_node_bool(fg_node_get(cfg, "enable_progress_bar"));
+  const fg_node *ms = fg_node_get(cfg, "enable_model_summary");
+  o->enable_model_summary = ms == NULL || fg_node_bool(ms);
   const fg_node *nt = fg_node_get(cfg, "num_threads");
   if (nt && fg_node_kind_of(nt) == FG_NODE_INT) {
     o->num_threads = (int)fg_node_int(nt);
@@ -231,6 +234,8 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
     if (rc) goto fail;
     fg__callbacks_add(o, obj);
   }
+  if (o->enable_model_summary && !fg__callbacks_have_summary(o))
+    fg__callbacks_add(o, fg__model_summary_default());
   if (o->enable_checkpointing && !fg__callbacks_have_saver(o))
     fg__callbacks_add(o, fg__model_checkpoint_default());
   const fg_node *lg = fg_node_get(cfg, "logger");

@@ -36,6 +36,7 @@
 #include "fulgur/torch.h"
 #include "fulgur/value.h"
 #include "trainer/trainer.h"
+#include "util/file.h"
 
 /* ---- the pause trigger in the fit dataset ---------------------------------- */
 

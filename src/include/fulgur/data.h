@@ -2,9 +2,9 @@
  *
  * A dataset is anything that can say its length and build a batch for a
  * list of indices; built-in ones keep their samples in memory as two
- * tensors and batch with index_select. Every dataset yields batches as a
- * dict value {"x": float32 tensor [B, ...], "y": int64 [B] (class labels) or
- * float32 [B] (regression targets)}.
+ * tensors. The IDX, CSV and synthetic datasets yield batches as a dict
+ * value {"x": float32 tensor [B, ...], "y": int64 [B] (class labels) or
+ * float32 [B] (regression targets)}; TensorDict keeps its file's keys.
  *
  * The DataLoader follows Lightning's defaults: shuffle only for fit, seeded
  * shuffling (a new permutation each epoch, derived from seed and epoch),
@@ -89,6 +89,24 @@ typedef struct {
 } fg_synthetic_opts;
 int fg_dataset_synthetic_create(const fg_synthetic_opts *opts,
                                 fg_dataset **out, char **err);
+
+/* Files written by Python's torch.save({"data": Tensor[N, ...], "label":
+ * Tensor[N], ...}) (a dict or OrderedDict of tensors), concatenated along
+ * dim 0 in the order given. A sample is row i of every tensor; batches are
+ * dicts with the same keys (not "x"/"y"), plus index_key (when not NULL):
+ * the samples' dataset indices, int64 [B]. keys (NULL = every entry) picks
+ * the entries to keep. Errors name the file and the key: a file that is not
+ * a dict of tensors, tensors of different lengths, a missing key, files
+ * whose tensors differ in dtype or per-sample shape. */
+typedef struct {
+  const char *const *paths;
+  size_t n_paths;
+  const char *const *keys; /* NULL = all */
+  size_t n_keys;
+  const char *index_key; /* NULL = none */
+} fg_tensordict_opts;
+int fg_dataset_tensordict_create(const fg_tensordict_opts *opts,
+                                 fg_dataset **out, char **err);
 
 /* ---- DataLoader ----------------------------------------------------------- */
 

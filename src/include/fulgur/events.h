@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fulgur/summary.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -24,6 +26,8 @@ typedef enum {
   FG_EVENT_LOG,       /* a log line: level + text */
   FG_EVENT_ARTIFACT,  /* a file was written: path + text (its kind) */
   FG_EVENT_PROGRESS,  /* loop position, for progress bars: no scalars */
+  FG_EVENT_SUMMARY,   /* the model summary at fit start: summary (sinks that
+                         show text format it with fg_model_summary_format) */
 } fg_event_kind;
 
 typedef enum {
@@ -64,6 +68,8 @@ typedef struct {
   double eta_seconds;  /* time left at that rate, or -1 when unknown */
   bool progress_set;   /* the fields above are filled (a bus forwarding
                         * an event to another leaves them as they are) */
+  /* SUMMARY (after the fields above, whose offsets stay). */
+  const fg_model_summary *summary;
 } fg_event;
 
 typedef struct {

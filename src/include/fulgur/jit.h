@@ -36,6 +36,14 @@ bool fg_jit_has_method(const fg_jit_module *jm, const char *name);
 int fg_jit_num_args(const fg_jit_module *jm, const char *method);
 /* nn.Module.train(mode): dropout and batch norm follow it. */
 void fg_jit_train(fg_jit_module *jm, bool train);
+/* Visits the module tree as Python's nn.Module.named_modules() lists it,
+ * the root first (name ""), then "body", "body.0", ...: each module's
+ * dotted name, its type name (the TorchScript class's qualified name
+ * without its dotted prefix, "__torch__.torch.nn.modules.linear.Linear" ->
+ * "Linear", as Python's type(m).__name__) and its training flag. The
+ * strings live for the callback's call only. */
+typedef void (*fg_jit_module_cb)(void *ctx, const char *name, const char *type, bool training);
+int fg_jit_visit_modules(const fg_jit_module *jm, fg_jit_module_cb cb, void *ctx, char **err);
 /* Calls method(args...). Dicts of tensors are passed as Dict[str, Tensor];
  * forward's output passed back (to loss_step, metric_step) keeps its exact
  * TorchScript type. *out is new. */

@@ -24,6 +24,10 @@ extern "C" {
 
 typedef struct fg_model fg_model;
 
+/* One module of a model's tree (see fg_model_vtable.visit_modules); the
+ * strings live for the call only. */
+typedef void (*fg_model_module_cb)(void *ctx, const char *name, const char *type, bool training);
+
 typedef struct {
   /* input is borrowed; *out is new. `train` selects dropout etc. */
   int (*forward)(void *self, fg_model *m, const fg_value *input, bool train,
@@ -34,6 +38,13 @@ typedef struct {
   bool (*has_method)(void *self, const char *name);
   int (*call_method)(void *self, fg_model *m, const char *name, const fg_value *const *args,
                      size_t n, fg_value **out, char **err);
+  /* Optional: the network's module tree for the model summary, as Python's
+   * named_modules() lists it: cb once per module, the root first (name
+   * ""), with Python's type name ("MLP", "Sequential", "Linear") and its
+   * training flag. Parameters are counted from the model's parameter names
+   * ("layers.0.weight" is in "layers.0" and "layers"). NULL: the summary
+   * shows the model alone, typed "Module". */
+  int (*visit_modules)(void *self, fg_model_module_cb cb, void *ctx, char **err);
 } fg_model_vtable;
 
 /* A model owns self (freed by vt->free) and its parameters. */
@@ -51,6 +62,8 @@ int fg_model_forward(fg_model *m, const fg_value *input, bool train,
 bool fg_model_has_method(const fg_model *m, const char *name);
 int fg_model_call(fg_model *m, const char *name, const fg_value *const *args, size_t n,
                   fg_value **out, char **err);
+/* The vtable's visit_modules, or one root module typed "Module". */
+int fg_model_visit_modules(const fg_model *m, fg_model_module_cb cb, void *ctx, char **err);
 
 /* ---- LightningModule ---------------------------------------------------------- */
 

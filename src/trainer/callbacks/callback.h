@@ -76,6 +76,10 @@ struct fg_callback_ops {
 /* The default ModelCheckpoint (enable_checkpointing without one
  * configured). */
 fg_callback *fg__model_checkpoint_default(void);
+/* ModelSummary(max_depth=1), what enable_model_summary adds when the list
+ * has no ModelSummary or RichModelSummary (fg__callbacks_have_summary). */
+fg_callback *fg__model_summary_default(void);
+bool fg__callbacks_have_summary(const fg_trainer_opts *o);
 
 /* init_args checks the callbacks share with the trainer section. */
 int fg__check_mode(const fg_node *v, const char *keypath, char **err); /* "min" or "max" */

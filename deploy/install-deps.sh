@@ -17,6 +17,8 @@ pkgs=(
   dataset-fashion-mnist
   # Interop tests and the Python baseline of the benchmarks.
   python3 python3-torch python3-grpcio python3-grpc-tools python3-yaml python3-numpy
+  # torchvision models (resnet18, mobilenet_v3_small) in the parity tests.
+  python3-torchvision
 )
 
 missing=()

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a struct or function a plugin can use changes. */
-#define FG_PLUGIN_ABI_VERSION 1
+#define FG_PLUGIN_ABI_VERSION 2
 
 #define FG_PLUGIN_DECLARE() \
   __attribute__((visibility("default"))) const int fulgur_plugin_abi = FG_PLUGIN_ABI_VERSION

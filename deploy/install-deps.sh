@@ -23,6 +23,8 @@ pkgs=(
   python3-protobuf python3-crc32c
   # The metrics interop test checks TorchMetrics semantics against scikit-learn.
   python3-sklearn
+  # torchvision models (resnet18, mobilenet_v3_small) in the parity tests.
+  python3-torchvision
 )
 
 missing=()

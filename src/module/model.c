@@ -1,4 +1,5 @@
-/* fg_model: a network's named parameters plus its forward. */
+/* fg_model: a network's state (named parameters and buffers, in
+ * state_dict order), its train/eval mode and its forward. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,12 +13,21 @@ struct fg_model {
   char **names;
   fg_tensor **params;
   size_t n, cap;
+  /* state_dict entries: every parameter and persistent buffer, in the
+   * order they were added (Python's state_dict order). Tensors are
+   * borrowed from params for parameters, owned for buffers. */
+  char **state_names;
+  fg_tensor **state;
+  bool *state_is_param;
+  size_t n_state, cap_state;
+  bool training;
 };
 
 fg_model *fg_model_create(const fg_model_vtable *vt, void *self) {
   fg_model *m = fg__xcalloc(1, sizeof *m);
   m->vt = vt;
   m->self = self;
+  m->training = true; /* nn.Module's default */
   return m;
 }
 
@@ -28,10 +38,46 @@ void fg_model_free(fg_model *m) {
     free(m->names[i]);
     fg_tensor_free(m->params[i]);
   }
+  for (size_t i = 0; i < m->n_state; i++) {
+    free(m->state_names[i]);
+    if (!m->state_is_param[i]) fg_tensor_free(m->state[i]);
+  }
   free(m->names);
   free(m->params);
+  free(m->state_names);
+  free(m->state);
+  free(m->state_is_param);
   free(m);
 }
+
+static void add_state(fg_model *m, const char *name, fg_tensor *t, bool is_param) {
+  if (m->n_state == m->cap_state) {
+    m->cap_state = m->cap_state ? m->cap_state * 2 : 8;
+    m->state_names = fg__xrealloc(m->state_names, m->cap_state * sizeof *m->state_names);
+    m->state = fg__xrealloc(m->state, m->cap_state * sizeof *m->state);
+    m->state_is_param = fg__xrealloc(m->state_is_param, m->cap_state * sizeof *m->state_is_param);
+  }
+  m->state_names[m->n_state] = fg__xstrdup(name);
+  m->state[m->n_state] = t;
+  m->state_is_param[m->n_state] = is_param;
+  m->n_state++;
+}
+
+void fg_model_add_buffer(fg_model *m, const char *name, fg_tensor *t) {
+  add_state(m, name, t, false);
+}
+
+size_t fg_model_num_state(const fg_model *m) { return m->n_state; }
+const char *fg_model_state_name(const fg_model *m, size_t i) { return m->state_names[i]; }
+fg_tensor *fg_model_state(const fg_model *m, size_t i) { return m->state[i]; }
+bool fg_model_state_is_param(const fg_model *m, size_t i) { return m->state_is_param[i]; }
+
+void fg_model_train(fg_model *m, bool mode) {
+  if (m->vt && m->vt->train) m->vt->train(m->self, mode);
+  m->training = mode;
+}
+
+bool fg_model_is_training(const fg_model *m) { return m->training; }
 
 void fg_model_add_param(fg_model *m, const char *name, fg_tensor *t) {
   if (m->n == m->cap) {
@@ -44,6 +90,7 @@ void fg_model_add_param(fg_model *m, const char *name, fg_tensor *t) {
   m->names[m->n] = fg__xstrdup(name);
   m->params[m->n] = t;
   m->n++;
+  add_state(m, name, t, true);
 }
 
 size_t fg_model_num_params(const fg_model *m) { return m->n; }

@@ -23,6 +23,7 @@ struct fg_module {
   fg_metric **evals[FG_SPLIT_COUNT];
   size_t n_evals[FG_SPLIT_COUNT];
   char **param_names; /* "model." + model names, built on first use */
+  char **state_names; /* "model." + model state names, built on first use */
   char **init_ckpts;  /* ckpt_path */
   size_t n_init_ckpts;
   bool evaluators_in_state; /* evaluator_as_submodule */
@@ -111,6 +112,7 @@ void fg_module_free(fg_module *m) {
     for (size_t i = 0; i < fg_model_num_params(m->model); i++) free(m->param_names[i]);
     free(m->param_names);
   }
+  if (m->state_names) free_strings(m->state_names, fg_model_num_state(m->model));
   free_strings(m->init_ckpts, m->n_init_ckpts);
   free_strings(m->finetune_patterns, m->n_finetune);
   free_strings(m->predict_tasks, m->n_predict_tasks);
@@ -166,6 +168,28 @@ const char *fg_module_param_name(const fg_module *m, size_t i) {
 fg_tensor *fg_module_param(const fg_module *m, size_t i) {
   return fg_model_param(m->model, i);
 }
+
+size_t fg_module_num_state(const fg_module *m) { return fg_model_num_state(m->model); }
+
+const char *fg_module_state_name(const fg_module *m, size_t i) {
+  if (m->state_names == NULL) {
+    size_t n = fg_model_num_state(m->model);
+    ((fg_module *)m)->state_names = fg__xcalloc(n ? n : 1, sizeof(char *));
+    for (size_t k = 0; k < n; k++)
+      m->state_names[k] = fg__xasprintf("model.%s", fg_model_state_name(m->model, k));
+  }
+  return m->state_names[i];
+}
+
+fg_tensor *fg_module_state(const fg_module *m, size_t i) { return fg_model_state(m->model, i); }
+
+bool fg_module_state_is_param(const fg_module *m, size_t i) {
+  return fg_model_state_is_param(m->model, i);
+}
+
+void fg_module_train(fg_module *m, bool mode) { fg_model_train(m->model, mode); }
+
+bool fg_module_is_training(const fg_module *m) { return fg_model_is_training(m->model); }
 
 void fg_step_result_clear(fg_step_result *r) {
   fg_tensor_free(r->loss);
@@ -278,7 +302,9 @@ int fg_module_forward_step(fg_module *m, fg_split split, size_t dataloader_idx,
                            const fg_value *batch, fg_step_result *out,
                            char **err) {
   memset(out, 0, sizeof *out);
-  bool train = split == FG_SPLIT_FIT;
+  /* The mode the loops set (train() in fit, eval() elsewhere), as
+   * Lightning's steps run in whatever mode the trainer put the module. */
+  bool train = fg_model_is_training(m->model);
   fg_value *output = NULL, *ld = NULL;
   int rc = m->hooks.forward ? m->hooks.forward(m, batch, train, &output, err)
                             : fg_model_forward(m->model, batch, train, &output, err);

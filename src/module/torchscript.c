@@ -3,6 +3,7 @@
  * script module, so the optimizer trains the module itself) keep their
  * PyTorch names; its loss_step and metric_step methods, when present, are
  * what the LightningModule uses (the seed's hasattr rule). */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,8 +18,10 @@
 static int ts_forward(void *self, fg_model *m, const fg_value *input, bool train, fg_value **out,
                       char **err) {
   (void)m;
+  /* The module's own mode (ts_train) is what its dropout and batch norm
+   * read; `train` is that same mode. */
+  (void)train;
   fg_jit_module *jm = self;
-  fg_jit_train(jm, train);
   const fg_value *args[1] = {input};
   int rc = fg_jit_call(jm, "forward", args, 1, out, err);
   return rc ? fg_err_prefix(err, rc, "TorchScript forward") : 0;
@@ -44,11 +47,14 @@ static int ts_visit_modules(void *self, fg_model_module_cb cb, void *ctx, char *
   return fg_jit_visit_modules(self, cb, ctx, err);
 }
 
+static void ts_train(void *self, bool mode) { fg_jit_train(self, mode); }
+
 static const fg_model_vtable ts_vt = {.forward = ts_forward,
                                       .free = ts_free,
                                       .has_method = ts_has_method,
                                       .call_method = ts_call,
-                                      .visit_modules = ts_visit_modules};
+                                      .visit_modules = ts_visit_modules,
+                                      .train = ts_train};
 
 static int check_parameters(const fg_node *v, const char *k, char **err) {
   for (size_t i = 0; i < fg_node_len(v); i++) {
@@ -134,8 +140,16 @@ static int ts_create(const fg_class *cls, const fg_node *args, const char *keypa
                       keypath, path, n);
   }
   fg_model *m = fg_model_create(&ts_vt, jm);
-  for (size_t i = 0; i < fg_jit_num_params(jm); i++)
-    fg_model_add_param(m, fg_jit_param_name(jm, i), fg_jit_param(jm, i));
+  /* Parameters and buffers in state_dict order; the parameters alone keep
+   * named_parameters() order (what optimizer states index). */
+  for (size_t i = 0; i < fg_jit_num_state(jm); i++) {
+    if (fg_jit_state_is_param(jm, i)) fg_model_add_param(m, fg_jit_state_name(jm, i), fg_jit_state(jm, i));
+    else fg_model_add_buffer(m, fg_jit_state_name(jm, i), fg_jit_state(jm, i));
+  }
+  assert(fg_model_num_params(m) == fg_jit_num_params(jm));
+  /* A module saved after model.eval() comes back in eval mode; a new
+   * model trains, as nn.Module does, until a loop says otherwise. */
+  fg_model_train(m, true);
   *out = m;
   return 0;
 }

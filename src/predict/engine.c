@@ -539,6 +539,9 @@ int fg__predict_run(fg_loop *l, const char *ckpt, fg__cancel_fn cancelled, const
   }
   free(path);
 
+  /* Lightning's predict: eval() and no gradients (the end hooks run in
+   * eval() too). */
+  fg_module_train(m, false);
   bool was = fg_torch_set_grad_enabled(false);
   pool_t *pool = rc == 0 ? pool_create(l->opts->predict_threads, nt) : NULL;
   inflight prev = {0};

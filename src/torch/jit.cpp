@@ -16,6 +16,11 @@ struct fg_jit_module {
   torch::jit::Module m;
   std::vector<std::string> names;
   std::vector<at::Tensor> params;
+  // state_dict() entries in Python's order; is_param tells parameters
+  // from buffers.
+  std::vector<std::string> state_names;
+  std::vector<at::Tensor> state;
+  std::vector<bool> state_is_param;
   // The last outputs handed out, by the fg_value they became.
   std::vector<std::pair<const fg_value *, c10::IValue>> outputs;
 };
@@ -121,16 +126,44 @@ c10::IValue to_call_ivalue(const fg_jit_module *jm, const fg_value *v) {
   return fg::to_ivalue(v, nullptr);
 }
 
+// Python's Module.state_dict() order: a module's own parameters, then its
+// own buffers (each in attribute order, which torch.jit.script keeps from
+// _parameters and _buffers), then each child under "<child>.". Attributes
+// holding None (a conv without bias) are skipped, as state_dict skips them.
+// TorchScript 1.13 drops persistent=False when it scripts a module (it
+// ignores _non_persistent_buffers_set), so every buffer of the loaded
+// module is in state_dict(), in Python too: this lists what
+// torch.jit.load(path).state_dict() lists.
+void collect_state(const torch::jit::Module &m, const std::string &prefix, fg_jit_module *jm) {
+  const auto &type = m.type();
+  for (int pass = 0; pass < 2; pass++)
+    for (size_t i = 0; i < type->numAttributes(); i++) {
+      bool want = pass == 0 ? type->is_parameter(i) : type->is_buffer(i);
+      if (!want) continue;
+      c10::IValue v = m._ivalue()->getSlot(i);
+      if (!v.isTensor() || !v.toTensor().defined()) continue;
+      jm->state_names.push_back(prefix + type->getAttributeName(i));
+      jm->state.push_back(v.toTensor());
+      jm->state_is_param.push_back(pass == 0);
+    }
+  for (const auto &child : m.named_children()) collect_state(child.value, prefix + child.name + ".", jm);
+}
+
+void collect(fg_jit_module *jm) {
+  for (const auto &p : jm->m.named_parameters(/*recurse=*/true)) {
+    jm->names.push_back(p.name);
+    jm->params.push_back(p.value);
+  }
+  collect_state(jm->m, "", jm);
+}
+
 }  // namespace
 
 int fg_jit_load(const char *path, fg_jit_module **out, char **err) {
   FG_GUARD_BEGIN
   auto jm = std::make_unique<fg_jit_module>();
   jm->m = torch::jit::load(path);
-  for (const auto &p : jm->m.named_parameters(/*recurse=*/true)) {
-    jm->names.push_back(p.name);
-    jm->params.push_back(p.value);
-  }
+  collect(jm.get());
   if (!jm->m.find_method("forward")) throw std::runtime_error("the module has no forward method");
   *out = jm.release();
   return 0;
@@ -160,10 +193,7 @@ int fg_jit_compile(const char *source, const char *const *names, const int64_t *
     jm->m.register_parameter(names[i], t, /*is_buffer=*/false);
   }
   jm->m.define(source);
-  for (const auto &p : jm->m.named_parameters(/*recurse=*/true)) {
-    jm->names.push_back(p.name);
-    jm->params.push_back(p.value);
-  }
+  collect(jm.get());
   if (!jm->m.find_method("forward")) throw std::runtime_error("the source defines no forward method");
   *out = jm.release();
   return 0;
@@ -193,6 +223,16 @@ fg_tensor *fg_jit_param(const fg_jit_module *jm, size_t i) {
   return fg::wrap(jm->params.at(i));
   FG_GUARD_END_RETURN(nullptr)
 }
+
+size_t fg_jit_num_state(const fg_jit_module *jm) { return jm->state.size(); }
+
+const char *fg_jit_state_name(const fg_jit_module *jm, size_t i) {
+  return jm->state_names[i].c_str();
+}
+
+fg_tensor *fg_jit_state(const fg_jit_module *jm, size_t i) { return fg::wrap(jm->state[i]); }
+
+bool fg_jit_state_is_param(const fg_jit_module *jm, size_t i) { return jm->state_is_param[i]; }
 
 bool fg_jit_has_method(const fg_jit_module *jm, const char *name) {
   FG_GUARD_BEGIN

@@ -62,14 +62,10 @@ int fg__checkpoint_save(const char *path, fg_module *m, const fg_optim_set *opti
   fg_value_dict_set(ck, "epoch", fg_value_int(pos->epoch));
   fg_value_dict_set(ck, "global_step", fg_value_int(pos->global_step));
   fg_value_dict_set(ck, "pytorch-lightning_version", fg_value_string("2.0.0"));
+  /* Parameters and persistent buffers, as Python's state_dict(). */
   fg_value *sd = fg_value_dict();
-  int rc = 0;
-  for (size_t i = 0; i < fg_module_num_params(m); i++) {
-    fg_tensor *d = NULL;
-    if ((rc = fg_tensor_detach(fg_module_param(m, i), &d, err))) goto done;
-    fg_value_dict_set(sd, fg_module_param_name(m, i), fg_value_tensor(d));
-  }
-  if ((rc = fg_module_evaluator_state(m, sd, err))) {
+  int rc = fg_module_state_dict(m, sd, err);
+  if (rc) {
     fg_value_free(sd);
     goto done;
   }
@@ -102,74 +98,6 @@ done:
   return rc;
 }
 
-/* Appends name to a ", "-separated list, keeping it short. */
-static void list_add(char **list, size_t *count, const char *name) {
-  (*count)++;
-  if (*count > 8) return;
-  char *joined = *list ? fg__xasprintf("%s, %s", *list, name) : fg__xstrdup(name);
-  free(*list);
-  *list = joined;
-}
-
-static char *list_text(const char *list, size_t count) {
-  return count > 8 ? fg__xasprintf("%s and %zu more", list, count - 8) : fg__xstrdup(list);
-}
-
-/* Copies the tensors of state dict `sd` into the module's parameters.
- * Strict: every parameter must be there. Either way shapes must agree
- * (PyTorch's load_state_dict refuses mismatches even when non-strict).
- * When not strict, *report (if non-NULL) describes missing and unexpected
- * keys, or stays NULL when there are none. */
-static int load_state_dict(const fg_value *sd, const char *path, fg_module *m, bool strict,
-                           char **report, char **err) {
-  char *missing = NULL, *unexpected = NULL;
-  size_t n_missing = 0, n_unexpected = 0;
-  int rc = 0;
-  for (size_t i = 0; i < fg_module_num_params(m) && rc == 0; i++) {
-    const char *name = fg_module_param_name(m, i);
-    const fg_value *v = fg_value_dict_get(sd, name);
-    if (v == NULL || fg_value_kind_of(v) != FG_VALUE_TENSOR) {
-      if (strict) rc = fg_err_set(err, FG_EDATA, "%s: state_dict has no tensor '%s'", path, name);
-      else list_add(&missing, &n_missing, name);
-      continue;
-    }
-    fg_tensor *p = fg_module_param(m, i);
-    const fg_tensor *src = fg_value_as_tensor(v);
-    bool same = fg_tensor_ndim(p) == fg_tensor_ndim(src);
-    for (int d = 0; same && d < fg_tensor_ndim(p); d++)
-      same = fg_tensor_size(p, d) == fg_tensor_size(src, d);
-    if (!same) {
-      char a[64], b[64];
-      fg_tensor_shape_str(src, a, sizeof a);
-      fg_tensor_shape_str(p, b, sizeof b);
-      rc = fg_err_set(err, FG_EDATA, "%s: '%s' has shape %s, the model has %s", path, name, a, b);
-      break;
-    }
-    rc = fg_tensor_copy_(p, src, err);
-  }
-  if (rc == 0 && !strict) {
-    for (size_t k = 0; k < fg_value_len(sd); k++) {
-      const char *key = fg_value_dict_key_at(sd, k);
-      bool known = false;
-      for (size_t i = 0; i < fg_module_num_params(m) && !known; i++)
-        known = strcmp(fg_module_param_name(m, i), key) == 0;
-      /* Evaluator states (evaluator_as_submodule) are not parameters. */
-      if (!known && strncmp(key, "_evaluators.", 12) != 0) list_add(&unexpected, &n_unexpected, key);
-    }
-    if (report && (n_missing || n_unexpected)) {
-      char *mt = n_missing ? list_text(missing, n_missing) : NULL;
-      char *ut = n_unexpected ? list_text(unexpected, n_unexpected) : NULL;
-      *report = fg__xasprintf("%s%s%s%s%s", mt ? "missing keys: " : "", mt ? mt : "",
-                              mt && ut ? "; " : "", ut ? "unexpected keys: " : "", ut ? ut : "");
-      free(mt);
-      free(ut);
-    }
-  }
-  free(missing);
-  free(unexpected);
-  return rc;
-}
-
 /* Reads a checkpoint file: the whole pickled value. */
 static int read_checkpoint(const char *path, fg_value **out, char **err) {
   char *buf = NULL;
@@ -192,7 +120,7 @@ int fg__state_dict_load_file(const char *path, fg_module *m, char **report, char
   if (sd == NULL || fg_value_kind_of(sd) != FG_VALUE_DICT)
     rc = fg_err_set(err, FG_EDATA, "%s: not a checkpoint: no state_dict", path);
   else
-    rc = load_state_dict(sd, path, m, false, report, err);
+    rc = fg_module_load_state_dict(m, sd, false, path, report, err);
   fg_value_free(ck);
   return rc;
 }
@@ -208,11 +136,7 @@ int fg__checkpoint_load(const char *path, fg_module *m, fg_optim_set *optim,
     rc = fg_err_set(err, FG_EDATA, "%s: not a checkpoint: no state_dict", path);
     goto done;
   }
-  if ((rc = load_state_dict(sd, path, m, true, NULL, err))) goto done;
-  if ((rc = fg_module_load_evaluator_state(m, sd, err))) {
-    fg_err_prefix(err, rc, "%s", path);
-    goto done;
-  }
+  if ((rc = fg_module_load_state_dict(m, sd, true, path, NULL, err))) goto done;
   if (optim) {
     const fg_value *os = fg_value_dict_get(ck, "optimizer_states");
     const fg_value *ls = fg_value_dict_get(ck, "lr_schedulers");

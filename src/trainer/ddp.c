@@ -587,13 +587,25 @@ static int comm(fg__ddp *d, int rc) {
   return rc;
 }
 
+/* Broadcasts rank 0's state entries: all of them, or only the buffers. */
+static int broadcast_state(fg__ddp *d, fg_module *m, bool buffers_only, char **err) {
+  size_t n = fg_module_num_state(m), k = 0;
+  fg_tensor **ts = fg__xmalloc((n ? n : 1) * sizeof *ts);
+  for (size_t i = 0; i < n; i++)
+    if (!buffers_only || !fg_module_state_is_param(m, i)) ts[k++] = fg_module_state(m, i);
+  int rc = k ? comm(d, fg_dist_broadcast(d->dist, ts, k, 0, err)) : 0;
+  free(ts);
+  return rc;
+}
+
 int fg__ddp_broadcast_params(fg__ddp *d, fg_module *m, char **err) {
-  size_t n = fg_module_num_params(m);
-  fg_tensor **ps = fg__xmalloc((n ? n : 1) * sizeof *ps);
-  for (size_t i = 0; i < n; i++) ps[i] = fg_module_param(m, i);
-  int rc = comm(d, fg_dist_broadcast(d->dist, ps, n, 0, err));
-  free(ps);
-  return rc ? fg_err_prefix(err, rc, "broadcasting rank 0's parameters") : 0;
+  int rc = broadcast_state(d, m, false, err);
+  return rc ? fg_err_prefix(err, rc, "broadcasting rank 0's parameters and buffers") : 0;
+}
+
+int fg__ddp_broadcast_buffers(fg__ddp *d, fg_module *m, char **err) {
+  int rc = broadcast_state(d, m, true, err);
+  return rc ? fg_err_prefix(err, rc, "broadcasting rank 0's buffers") : 0;
 }
 
 int fg__ddp_sync_grads(fg__ddp *d, fg_module *m, char **err) {

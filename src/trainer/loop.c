@@ -101,10 +101,15 @@ int fg__loop_eval(fg_loop *l, fg_split split, bool sanity, char **err) {
   size_t n_loaders = fg_datamodule_num_loaders(l->dm, sname);
   if (n_loaders == 0)
     return fg_err_set(err, FG_ECONFIG, "data: no %s dataset is configured", sname);
+  /* Lightning: eval() and no gradients for validation (the sanity check
+   * too) and test, then the mode the caller had (train() inside fit). */
+  bool was_training = fg_module_is_training(l->module);
+  int rc = l->ddp ? fg__ddp_broadcast_buffers(l->ddp, l->module, err) : 0;
+  if (rc) return rc;
+  fg_module_train(l->module, false);
   bool was = fg_torch_set_grad_enabled(false);
   l->sanity_checking = sanity;
   fg_value *metrics = fg_value_dict();
-  int rc = 0;
   for (size_t idx = 0; idx < n_loaders && rc == 0; idx++)
     rc = eval_loader(l, split, idx, n_loaders, sanity, metrics, err);
   if (rc == 0) {
@@ -122,6 +127,7 @@ int fg__loop_eval(fg_loop *l, fg_split split, bool sanity, char **err) {
   fg_torch_set_grad_enabled(was);
   if (rc == 0 && split == FG_SPLIT_VAL) rc = fg__callbacks_on_validation_end(l, err);
   l->sanity_checking = false;
+  fg_module_train(l->module, was_training);
   return rc;
 }
 
@@ -191,6 +197,9 @@ static int train_batch(fg_loop *l, fg_value *batch, int64_t b, int64_t nb, fg_va
     for (size_t i = 0; i < os->n && rc == 0; i++)
       if (fg_optim_set_active(os, i, b)) rc = fg_optimizer_zero_grad(os->opts[i], err);
   fg_step_result r;
+  /* torch DDP's broadcast_buffers: every rank's forward from rank 0's
+   * running statistics. */
+  if (rc == 0 && l->ddp) rc = fg__ddp_broadcast_buffers(l->ddp, l->module, err);
   if (rc == 0) rc = fg_module_forward_step(l->module, FG_SPLIT_FIT, 0, batch, &r, err);
   fg_value_free(batch);
   if (rc) return fg_err_prefix(err, rc, "fit epoch %lld batch %lld", (long long)l->pos.epoch, (long long)b);
@@ -350,6 +359,7 @@ int fg__loop_fit(fg_loop *l, char **err) {
   if (fg_datamodule_num_loaders(l->dm, "fit") == 0)
     return fg_err_set(err, FG_ECONFIG, "data: no fit dataset is configured");
   if ((rc = fg_datamodule_loader(l->dm, "fit", 0, &dl, err))) return rc;
+  fg_module_train(l->module, true);
   int64_t first = l->pos.epoch_done && l->pos.global_step > 0 ? l->pos.epoch + 1 : l->pos.epoch;
   for (int64_t e = first; o->max_epochs < 0 || e < o->max_epochs; e++) {
     if (o->max_steps >= 0 && l->pos.global_step >= o->max_steps) break;
@@ -372,5 +382,7 @@ int fg__loop_fit(fg_loop *l, char **err) {
     if ((rc = fg__callbacks_on_train_epoch_end(l, err))) return rc;
     if (l->should_stop) break;
   }
-  return fg__callbacks_on_fit_end(l, err);
+  /* Every rank ends with rank 0's buffers, as it has rank 0's weights. */
+  rc = l->ddp ? fg__ddp_broadcast_buffers(l->ddp, l->module, err) : 0;
+  return rc ? rc : fg__callbacks_on_fit_end(l, err);
 }

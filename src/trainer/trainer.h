@@ -154,8 +154,12 @@ int fg__ddp_start(const fg_node *config, fg_stage stage, const fg_trainer_opts *
 int fg__ddp_rank(const fg__ddp *d);        /* 0 for NULL */
 int fg__ddp_world(const fg__ddp *d);       /* 1 for NULL */
 int fg__ddp_local_world(const fg__ddp *d); /* ranks on this machine; 1 for NULL */
-/* DDP's start: every rank gets rank 0's parameters. */
+/* DDP's start: every rank gets rank 0's parameters and buffers. */
 int fg__ddp_broadcast_params(fg__ddp *d, fg_module *m, char **err);
+/* torch DDP's broadcast_buffers=True: rank 0's buffers (BatchNorm's
+ * running statistics) to every rank, before each training forward, and
+ * before evaluation and at fit's end so every rank ends with rank 0's. */
+int fg__ddp_broadcast_buffers(fg__ddp *d, fg_module *m, char **err);
 /* Averages the gradients of the trainable parameters (requires_grad)
  * across ranks, bucketed; a trainable parameter without a gradient gets
  * zeros first. */

@@ -77,13 +77,13 @@ PY
 run "bare state dict" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/bare" \
   --trainer.max_steps 1 --model.init_args.ckpt_path "$WORK/bare.pt"
 expect "missing and unexpected keys are warned about" "$ERR" \
-  "missing keys: model.layers.0.bias, model.layers.2.weight, model.layers.2.bias; unexpected keys: model.extra"
+  "missing keys (3): model.layers.0.bias, model.layers.2.weight, model.layers.2.bias; unexpected keys (1): model.extra"
 
 # Bad input.
 "$PY" -c 'import sys, torch; torch.save({"state_dict": {"model.layers.0.weight": torch.zeros(5, 5)}}, sys.argv[1])' "$WORK/shape.ckpt"
 run "shape mismatch" 1 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/bad" \
   --model.init_args.ckpt_path "$WORK/shape.ckpt"
-expect "shape mismatch names file and key" "$ERR" "shape.ckpt: 'model.layers.0.weight' has shape [5, 5], the model has [16, 12]"
+expect "shape mismatch names file and key" "$ERR" "shape.ckpt: the state_dict does not fit the model: missing keys (3): model.layers.0.bias, model.layers.2.weight, model.layers.2.bias; shape mismatches (1): 'model.layers.0.weight' has shape [5, 5] in the checkpoint, [16, 12] in the model"
 printf 'not a checkpoint' >"$WORK/junk.ckpt"
 run "not a checkpoint" 1 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/bad" \
   --model.init_args.ckpt_path "$WORK/junk.ckpt"

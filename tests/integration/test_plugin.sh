@@ -51,5 +51,5 @@ __attribute__((visibility("default"))) int fulgur_plugin_init(char **err) { (voi
 C
 cc -shared -fPIC "$WORK/old.c" -o "$WORK/old.so"
 run "plugin for another ABI" 2 "$FULGUR" fit --config "$CFG" --plugins "[$WORK/old.so]"
-expect "ABI mismatch is explained" "$ERR" "was built for fulgur plugin ABI 999; this fulgur has ABI 1: rebuild it"
+expect "ABI mismatch is explained" "$ERR" "was built for fulgur plugin ABI 999; this fulgur has ABI 2: rebuild it"
 finish

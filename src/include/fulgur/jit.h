@@ -31,6 +31,16 @@ const char *fg_jit_param_name(const fg_jit_module *jm, size_t i);
 /* A new handle to the i-th parameter (same storage); the caller frees it.
  * NULL when i >= fg_jit_num_params. */
 fg_tensor *fg_jit_param(const fg_jit_module *jm, size_t i);
+/* The module's state_dict entries, parameters and buffers, with the names
+ * and in the order of Python's torch.jit.load(path).state_dict() (a
+ * scripted module keeps every buffer: TorchScript 1.13 drops
+ * persistent=False). fg_jit_state returns a new handle sharing storage
+ * (BatchNorm updates its running statistics in place); the caller frees
+ * it. */
+size_t fg_jit_num_state(const fg_jit_module *jm);
+const char *fg_jit_state_name(const fg_jit_module *jm, size_t i);
+fg_tensor *fg_jit_state(const fg_jit_module *jm, size_t i);
+bool fg_jit_state_is_param(const fg_jit_module *jm, size_t i);
 bool fg_jit_has_method(const fg_jit_module *jm, const char *name);
 /* Arguments a method takes, without self; -1 when there is no such method. */
 int fg_jit_num_args(const fg_jit_module *jm, const char *method);

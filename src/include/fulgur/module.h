@@ -45,6 +45,9 @@ typedef struct {
    * ("layers.0.weight" is in "layers.0" and "layers"). NULL: the summary
    * shows the model alone, typed "Module". */
   int (*visit_modules)(void *self, fg_model_module_cb cb, void *ctx, char **err);
+  /* Optional: nn.Module.train(mode) for models that keep a mode of their
+   * own (a TorchScript module's dropout and batch norm read it). */
+  void (*train)(void *self, bool mode);
 } fg_model_vtable;
 
 /* A model owns self (freed by vt->free) and its parameters. */
@@ -53,6 +56,21 @@ void fg_model_free(fg_model *m); /* NULL is a no-op */
 /* Registers a parameter (takes ownership of t; requires_grad is set). Names
  * follow PyTorch's dotted module paths ("layers.0.weight"). */
 void fg_model_add_param(fg_model *m, const char *name, fg_tensor *t);
+/* Registers a persistent buffer (BatchNorm's running_mean): state that is
+ * saved and loaded but never trained. Takes ownership of t. Parameters and
+ * buffers make the model's state_dict in the order they were added, so
+ * add them in Python's order (a module's parameters, its buffers, then
+ * its children) and the names match Python's state_dict(). */
+void fg_model_add_buffer(fg_model *m, const char *name, fg_tensor *t);
+/* The state_dict entries: parameters and persistent buffers (borrowed). */
+size_t fg_model_num_state(const fg_model *m);
+const char *fg_model_state_name(const fg_model *m, size_t i);
+fg_tensor *fg_model_state(const fg_model *m, size_t i);
+bool fg_model_state_is_param(const fg_model *m, size_t i);
+/* nn.Module.train(mode) / eval(): a new model is in training mode.
+ * fg_module_forward_step passes the mode to forward as `train`. */
+void fg_model_train(fg_model *m, bool mode);
+bool fg_model_is_training(const fg_model *m);
 size_t fg_model_num_params(const fg_model *m);
 const char *fg_model_param_name(const fg_model *m, size_t i);
 fg_tensor *fg_model_param(const fg_model *m, size_t i); /* borrowed */
@@ -167,6 +185,30 @@ int fg_module_load_evaluator_state(fg_module *m, const fg_value *state_dict, cha
 size_t fg_module_num_params(const fg_module *m);
 const char *fg_module_param_name(const fg_module *m, size_t i);
 fg_tensor *fg_module_param(const fg_module *m, size_t i);
+
+/* The module's state_dict as Lightning's LightningModule.state_dict()
+ * holds it: "model." + every model state entry (parameters and
+ * persistent buffers, in Python's order). */
+size_t fg_module_num_state(const fg_module *m);
+const char *fg_module_state_name(const fg_module *m, size_t i);
+fg_tensor *fg_module_state(const fg_module *m, size_t i); /* borrowed */
+bool fg_module_state_is_param(const fg_module *m, size_t i);
+/* Adds the state entries to dict `sd` as detached tensors sharing
+ * storage (then the evaluator states, when evaluator_as_submodule). */
+int fg_module_state_dict(const fg_module *m, fg_value *sd, char **err);
+/* load_state_dict(sd, strict) as PyTorch's: every entry present in both
+ * is copied (under no-grad); a shape mismatch is an error either way,
+ * naming the key and both shapes, before anything is copied. Strict:
+ * missing or unexpected keys are an error naming the first few of each
+ * and their counts. Not strict: *report (may be NULL) gets the same
+ * facts, or NULL when the state fits. `where` (a file name) starts every
+ * message. Evaluator states ("_evaluators.") are restored too, when
+ * evaluator_as_submodule is on, and are never unexpected. */
+int fg_module_load_state_dict(fg_module *m, const fg_value *sd, bool strict, const char *where,
+                              char **report, char **err);
+/* LightningModule.train(mode) / eval(): the model's mode. */
+void fg_module_train(fg_module *m, bool mode);
+bool fg_module_is_training(const fg_module *m);
 
 /* The result of one forward_step. */
 typedef struct {

@@ -24,8 +24,9 @@
 extern "C" {
 #endif
 
-/* Bumped whenever a struct or function a plugin can use changes. */
-#define FG_PLUGIN_ABI_VERSION 1
+/* Bumped whenever a struct or function a plugin can use changes (2:
+ * fg_model_vtable gained visit_modules and train). */
+#define FG_PLUGIN_ABI_VERSION 2
 
 #define FG_PLUGIN_DECLARE() \
   __attribute__((visibility("default"))) const int fulgur_plugin_abi = FG_PLUGIN_ABI_VERSION

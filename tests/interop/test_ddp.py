@@ -271,7 +271,19 @@ with tempfile.TemporaryDirectory() as work:
               all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"]))
 
     # A killed rank fails the job within the timeout, naming the rank.
-    long_cfg, _ = config(work, "long", yaml, 16, True, devices=2, max_epochs=100000, timeout=10)
+    def wait_training(root, limit=120):
+        # Training is under way (past the rendezvous) once rank 0 has written
+        # its first epoch's checkpoint; a fixed sleep was too short on a
+        # loaded machine, where the ranks can take seconds to start.
+        ck = os.path.join(root, "version_0", "checkpoints")
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            if os.path.isdir(ck) and os.listdir(ck):
+                return True
+            time.sleep(0.1)
+        return False
+
+    long_cfg, long_root = config(work, "long", yaml, 16, True, devices=2, max_epochs=100000, timeout=10)
     p = subprocess.Popen([FULGUR, "fit", "--config", long_cfg], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     kids = []
@@ -280,7 +292,7 @@ with tempfile.TemporaryDirectory() as work:
         kids = child_pids(p.pid)
         if kids:
             break
-    time.sleep(2)  # training, well past the rendezvous
+    wait_training(long_root)
     t0 = time.monotonic()
     for k in kids:
         os.kill(k, signal.SIGKILL)
@@ -293,13 +305,13 @@ with tempfile.TemporaryDirectory() as work:
         p.kill()
         check("spawned: rank 1 killed -> the run fails within the timeout", False, "hung")
 
-    long_tr, _ = config(work, "long_tr", yaml, 16, True, devices=2, max_epochs=100000, timeout=10)
+    long_tr, long_tr_root = config(work, "long_tr", yaml, 16, True, devices=2, max_epochs=100000, timeout=10)
     port = str(free_port())
     env = {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
     procs = [subprocess.Popen([FULGUR, "fit", "--config", long_tr],
                               env=dict(os.environ, **env, RANK=str(k)), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for k in range(2)]
-    time.sleep(3)
+    wait_training(long_tr_root)
     t0 = time.monotonic()
     procs[1].kill()
     try:

@@ -31,6 +31,7 @@ typedef struct {
   int max_jobs;
   int max_queue;
   unsigned kill_grace_ms;
+  unsigned check_timeout_ms;
   size_t max_request_bytes;
   int64_t state_max_bytes;
 } fgd_opts;
@@ -108,6 +109,7 @@ struct fgd {
   bool store_failing; /* the last commit failed; retrying */
   bool shutting_down;
   char *jobs_dir;
+  struct fgd_checker *checker; /* the warm config checker (checker.h) */
 };
 
 /* Replaces an owned string with a copy of v (NULL clears it). */

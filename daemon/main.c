@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checker.h"
 #include "daemon.h"
 #include "util/xalloc.h"
 
@@ -24,7 +25,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: fulgurd [--state-dir DIR] [--listen unix:PATH | --listen HOST:PORT ...]\n"
           "               [--max-jobs N] [--max-queue N] [--root DIR ...] [--token-file F]\n"
-          "               [--tls-cert F --tls-key F] [--kill-grace-ms MS]\n"
+          "               [--tls-cert F --tls-key F] [--kill-grace-ms MS] [--check-timeout-ms MS]\n"
           "               [--max-request-bytes N] [--state-max-bytes N] [--worker PATH]\n"
           "\n"
           "  --state-dir      jobs and events (SQLite); default $XDG_STATE_HOME/fulgur\n"
@@ -36,7 +37,9 @@ static void usage(FILE *f) {
           "  --root           folders a job's files must lie in (repeatable; default the\n"
           "                   working directory); the state dir's jobs/ is always allowed\n"
           "  --token-file     every RPC but health needs 'authorization: Bearer <token>'\n"
-          "  --kill-grace-ms  after a cancel, how long a worker may take to stop (10000)\n");
+          "  --kill-grace-ms  after a cancel, how long a worker may take to stop (10000)\n"
+          "  --check-timeout-ms  how long SubmitJob's config check may take before the\n"
+          "                   checker is killed and the submit fails (60000)\n");
 }
 
 static char *default_state_dir(void) {
@@ -101,6 +104,8 @@ static uv_signal_t sig_term, sig_int;
 static void on_server_down(void *ctx) {
   fgd *d = ctx;
   fgd_worker_kill_all(d);
+  fgd_checker_close(d->checker);
+  d->checker = NULL;
   fgd_flush(d);
   uv_close((uv_handle_t *)&d->flush_timer, NULL);
   /* The signal handles stay open to the end, only unreferenced: closing a
@@ -131,6 +136,7 @@ int main(int argc, char **argv) {
   o->max_jobs = 1;
   o->max_queue = 1000;
   o->kill_grace_ms = 10000;
+  o->check_timeout_ms = 60000;
   o->max_request_bytes = 4u << 20;
   o->listen = fg__xcalloc((size_t)argc + 1, sizeof *o->listen);
   const char **roots_arg = fg__xcalloc((size_t)argc + 1, sizeof *roots_arg);
@@ -169,6 +175,8 @@ int main(int argc, char **argv) {
     else if (is_num && num >= 1 && num <= 256 && strcmp(a, "--max-jobs") == 0) o->max_jobs = (int)num;
     else if (is_num && num >= 1 && num <= 1000000 && strcmp(a, "--max-queue") == 0) o->max_queue = (int)num;
     else if (is_num && num <= 3600000 && strcmp(a, "--kill-grace-ms") == 0) o->kill_grace_ms = (unsigned)num;
+    else if (is_num && num >= 100 && num <= 3600000 && strcmp(a, "--check-timeout-ms") == 0)
+      o->check_timeout_ms = (unsigned)num;
     else if (is_num && num >= 1024 && num <= (1ll << 30) && strcmp(a, "--max-request-bytes") == 0)
       o->max_request_bytes = (size_t)num;
     else if (is_num && strcmp(a, "--state-max-bytes") == 0) o->state_max_bytes = num;
@@ -269,6 +277,8 @@ int main(int argc, char **argv) {
     uv_close((uv_handle_t *)&d.flush_timer, NULL);
     goto done;
   }
+  /* Warm before the first SubmitJob: the checker loads libtorch once. */
+  d.checker = fgd_checker_create(loop, o->worker_path, d.jobs_dir, o->check_timeout_ms);
   uv_signal_init(loop, &sig_term);
   uv_signal_init(loop, &sig_int);
   sig_term.data = sig_int.data = &d;

@@ -1,12 +1,13 @@
 /* fulgur.v1.JobService: request checks and answers. Config checking needs
- * the engine, which the daemon does not load: SubmitJob runs
- * `fulgur-worker check` as a child and answers when it exits; the loop
- * never waits on it. */
+ * the engine, which the daemon does not load: SubmitJob asks the warm
+ * `fulgur-worker check --serve` child (checker.c) and answers when it has
+ * answered; the loop never waits on it. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "checker.h"
 #include "daemon.h"
 #include "fg_rpc.h"
 #include "util/xalloc.h"
@@ -51,38 +52,33 @@ typedef struct {
   Fulgur__V1__SubmitJobRequest *req;
   char *id;  /* given before the check: relative paths resolve in its folder */
   char *cwd; /* that folder, where the worker will run */
-  uv_process_t proc;
-  uv_pipe_t in, out;
-  uv_write_t write;
-  char *out_buf;
-  size_t out_len, out_cap;
-  int64_t exit_status;
-  int term_signal;
-  int open; /* handles not yet closed, plus the process's exit */
 } submit_check;
 
 static void submit_check_free(submit_check *sc) {
   fulgur__v1__submit_job_request__free_unpacked(sc->req, NULL);
-  free(sc->out_buf);
   free(sc->id);
   free(sc->cwd);
   free(sc);
 }
 
-static void submit_finish(submit_check *sc) {
+/* The check's outcome (checker.h): exit 0 the checked config, 2 a config
+ * error, 3 a path outside the roots, anything else the checker failing. */
+static void submit_finish(void *ctx, int64_t exit_status, int term_signal, const char *text,
+                          size_t tl) {
+  submit_check *sc = ctx;
   fgd *d = sc->d;
   fgd_call *c = sc->call;
   Fulgur__V1__SubmitJobRequest *r = sc->req;
-  const char *text = sc->out_buf ? sc->out_buf : "";
-  size_t tl = strlen(text);
   char *msg = fg__xstrndup(text, tl && text[tl - 1] == '\n' ? tl - 1 : tl);
-  if (sc->term_signal || (sc->exit_status != 0 && sc->exit_status != 2 && sc->exit_status != 3)) {
+  if (exit_status < 0) {
+    fgd_call_fail(c, GRPC_STATUS_UNAVAILABLE, "fulgurd is shutting down");
+  } else if (term_signal || (exit_status != 0 && exit_status != 2 && exit_status != 3)) {
     fgd_call_fail(c, GRPC_STATUS_INTERNAL, "the config check failed (%s %d)%s%s",
-                  sc->term_signal ? "signal" : "status",
-                  sc->term_signal ? sc->term_signal : (int)sc->exit_status, msg[0] ? ": " : "", msg);
-  } else if (sc->exit_status == 2) {
+                  term_signal ? "signal" : "status",
+                  term_signal ? term_signal : (int)exit_status, msg[0] ? ": " : "", msg);
+  } else if (exit_status == 2) {
     fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", msg);
-  } else if (sc->exit_status == 3) {
+  } else if (exit_status == 3) {
     fgd_call_fail(c, GRPC_STATUS_PERMISSION_DENIED, "%s", msg);
   } else if (d->shutting_down) {
     fgd_call_fail(c, GRPC_STATUS_UNAVAILABLE, "fulgurd is shutting down");
@@ -117,42 +113,6 @@ static void submit_finish(submit_check *sc) {
   }
   free(msg);
   submit_check_free(sc);
-}
-
-static void check_closed(uv_handle_t *h) {
-  submit_check *sc = h->data;
-  if (--sc->open == 0) submit_finish(sc);
-}
-
-static void check_exit(uv_process_t *p, int64_t status, int sig) {
-  submit_check *sc = p->data;
-  sc->exit_status = status;
-  sc->term_signal = sig;
-  uv_close((uv_handle_t *)p, check_closed);
-}
-
-static void check_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  submit_check *sc = h->data;
-  if (sc->out_cap - sc->out_len < 65536) {
-    sc->out_cap = sc->out_cap ? 2 * sc->out_cap : 131072;
-    sc->out_buf = fg__xrealloc(sc->out_buf, sc->out_cap + 1);
-  }
-  *buf = uv_buf_init(sc->out_buf + sc->out_len, (unsigned)(sc->out_cap - sc->out_len));
-}
-
-static void check_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  submit_check *sc = s->data;
-  if (n > 0) {
-    sc->out_len += (size_t)n;
-    sc->out_buf[sc->out_len] = '\0';
-  } else if (n < 0) {
-    uv_close((uv_handle_t *)s, check_closed);
-  }
-}
-
-static void check_written(uv_write_t *wr, int status) {
-  submit_check *sc = wr->data;
-  uv_close((uv_handle_t *)&sc->in, check_closed);
 }
 
 static void handle_submit(fgd *d, fgd_call *c) {
@@ -194,12 +154,11 @@ static void handle_submit(fgd *d, fgd_call *c) {
   sc->req = r;
   sc->id = fgd_job_new_id(d);
   sc->cwd = fg__xasprintf("%s/%s", d->jobs_dir, sc->id);
-  /* Arguments: the stage, where relative paths resolve, the roots, and
-   * the request's overrides, each one whole "--k=v" argument. */
+  /* The one-shot `fulgur-worker check` arguments (worker/main.c): the
+   * stage, where relative paths resolve, the roots, and the request's
+   * overrides, each one whole "--k=v" argument. */
   size_t n = 0, cap = 8 + 2 * d->opts.n_roots + 2 * r->n_overrides + 4;
   const char **args = fg__xcalloc(cap, sizeof *args);
-  args[n++] = d->opts.worker_path;
-  args[n++] = "check";
   args[n++] = "--stage";
   args[n++] = fg_rpc_stage_name(r->stage);
   args[n++] = "--cwd";
@@ -219,39 +178,9 @@ static void handle_submit(fgd *d, fgd_call *c) {
     args[n++] = "--override";
     args[n++] = ckpt_arg;
   }
-  args[n] = NULL;
-  uv_pipe_init(d->loop, &sc->in, 0);
-  uv_pipe_init(d->loop, &sc->out, 0);
-  sc->in.data = sc->out.data = sc->proc.data = sc->write.data = sc;
-  uv_stdio_container_t stdio[3];
-  stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
-  stdio[0].data.stream = (uv_stream_t *)&sc->in;
-  stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  stdio[1].data.stream = (uv_stream_t *)&sc->out;
-  stdio[2].flags = UV_INHERIT_FD;
-  stdio[2].data.fd = 2;
-  uv_process_options_t po = {0};
-  po.exit_cb = check_exit;
-  po.file = d->opts.worker_path;
-  po.args = (char **)args;
-  po.cwd = d->jobs_dir;
-  po.stdio = stdio;
-  po.stdio_count = 3;
-  int e = uv_spawn(d->loop, &sc->proc, &po);
+  fgd_checker_submit(d->checker, args, n, r->config_yaml, submit_finish, sc);
   free(args);
   free(ckpt_arg);
-  sc->open = 3;
-  if (e) {
-    sc->exit_status = 1;
-    sc->out_buf = fg__xasprintf("cannot start '%s': %s", d->opts.worker_path, uv_strerror(e));
-    uv_close((uv_handle_t *)&sc->proc, check_closed);
-    uv_close((uv_handle_t *)&sc->in, check_closed);
-    uv_close((uv_handle_t *)&sc->out, check_closed);
-    return;
-  }
-  uv_read_start((uv_stream_t *)&sc->out, check_alloc, check_read);
-  uv_buf_t buf = uv_buf_init(r->config_yaml, (unsigned)strlen(r->config_yaml));
-  uv_write(&sc->write, (uv_stream_t *)&sc->in, &buf, 1, check_written);
 }
 
 /* ---- the others ---- */

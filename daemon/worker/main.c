@@ -9,6 +9,18 @@
  *     config as YAML on stdout (exit 0), or the error (exit 2 for a config
  *     error, 3 for a path outside the roots, 1 otherwise).
  *
+ *   fulgur-worker check --serve
+ *     The same check, kept warm for fulgurd (daemon/checker.c): libtorch is
+ *     loaded once, then requests are answered one at a time until stdin
+ *     ends. A request on stdin is a u32 length (little-endian) and then: a
+ *     u32 argument count, that many NUL-terminated arguments (the one-shot
+ *     command's, after "check"), and the YAML up to the end. The answer, on
+ *     fd 3, is a u32 length, the exit code the one-shot command would give,
+ *     a retire byte (1: this process exits after the answer) and the text it
+ *     would print. stdout goes to stderr so that nothing but answers reaches
+ *     fd 3. A config that names plugins retires the process: the classes
+ *     they registered must not be seen by the next request's check.
+ *
  *   fulgur-worker run --stage S --config FILE [--ckpt-path F] [--events-fd N]
  *     Runs the stage. Events go to fd N (default 3) as length-prefixed
  *     WorkerMessages, ending with the result. SIGTERM cancels at the next
@@ -17,6 +29,8 @@
  *     was delivered, whatever it was.
  */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +68,10 @@ static char *read_all(FILE *f, size_t *len) {
   return buf;
 }
 
-static int cmd_check(int argc, char **argv) {
+/* One check: argv as in `check --stage ...`, the YAML in text. Returns the
+ * exit code and the text to print (*out, caller frees); *plugins is set
+ * when the config names plugins (loaded into this process by the check). */
+static int check_one(int argc, char **argv, char *text, size_t len, char **out, bool *plugins) {
   const char *stage = NULL, *cwd = ".";
   const char **roots = fg__xcalloc((size_t)argc + 1, sizeof *roots);
   const char **overrides = fg__xcalloc((size_t)argc + 1, sizeof *overrides);
@@ -65,8 +82,6 @@ static int cmd_check(int argc, char **argv) {
     else if (strcmp(argv[i], "--root") == 0) roots[n_roots++] = argv[i + 1];
     else if (strcmp(argv[i], "--override") == 0) overrides[n_over++] = argv[i + 1];
   }
-  size_t len;
-  char *text = read_all(stdin, &len);
   fg_node *cfg = NULL;
   char *err = NULL, *yaml = NULL;
   fg_stage st = fg_stage_parse(stage);
@@ -78,7 +93,11 @@ static int cmd_check(int argc, char **argv) {
     /* "--k=v" as one token (the RPC's overrides are whole arguments). */
     rc = fg_config_apply_override(&cfg, overrides[i], NULL, &err);
   }
-  if (rc == 0) rc = fg_config_load_plugins(cfg, &err);
+  if (rc == 0) {
+    const fg_node *pl = fg_node_get(cfg, "plugins");
+    *plugins = pl != NULL && fg_node_kind_of(pl) != FG_NODE_NULL;
+    rc = fg_config_load_plugins(cfg, &err);
+  }
   if (rc == 0) rc = fg_config_check_stage(cfg, st, true, &err);
   if (rc == 0) rc = fg_roots_check(cfg, cwd, roots, n_roots, &err);
   /* The job's own options, from the checked tree (job_opts.h): the daemon
@@ -90,18 +109,127 @@ static int cmd_check(int argc, char **argv) {
   if (rc == 0) rc = fg_node_emit(cfg, &yaml, &err);
   if (rc == 0) {
     char *line = fg__job_opts_line(&jo);
-    fputs(line, stdout);
-    fputs(yaml, stdout);
+    *out = fg__xasprintf("%s%s", line, yaml);
     free(line);
+  } else {
+    *out = fg__xasprintf("%s\n", err ? err : fg_strerror(rc));
   }
-  else printf("%s\n", err ? err : fg_strerror(rc));
   free(yaml);
   free(err);
   fg_node_free(cfg);
-  free(text);
   free(roots);
   free(overrides);
   return rc == 0 ? 0 : rc == FG_EPERM ? 3 : rc == FG_ECONFIG || rc == FG_EINVAL ? 2 : 1;
+}
+
+static int cmd_check(int argc, char **argv) {
+  size_t len;
+  char *text = read_all(stdin, &len);
+  char *out = NULL;
+  bool plugins = false;
+  int code = check_one(argc, argv, text, len, &out, &plugins);
+  fputs(out, stdout);
+  free(out);
+  free(text);
+  return code;
+}
+
+/* Reads exactly n bytes; 0, or -1 at the end of input or on an error. */
+static int read_exact(int fd, void *buf, size_t n) {
+  for (size_t got = 0; got < n;) {
+    ssize_t r = read(fd, (char *)buf + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    got += (size_t)r;
+  }
+  return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t n) {
+  for (size_t done = 0; done < n;) {
+    ssize_t w = write(fd, (const char *)buf + done, n - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return -1;
+    done += (size_t)w;
+  }
+  return 0;
+}
+
+static uint32_t get_u32(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_u32(unsigned char *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Splits a request into its arguments (pointers into frame) and the YAML;
+ * -1 when it is not a well-formed request. */
+static int parse_request(char *frame, size_t len, char ***argv, int *argc, char **text,
+                         size_t *text_len) {
+  if (len < 4) return -1;
+  uint32_t n = get_u32((unsigned char *)frame);
+  if (n > len) return -1;
+  char **av = fg__xcalloc((size_t)n + 1, sizeof *av);
+  size_t at = 4;
+  for (uint32_t i = 0; i < n; i++) {
+    char *nul = at < len ? memchr(frame + at, '\0', len - at) : NULL;
+    if (!nul) {
+      free(av);
+      return -1;
+    }
+    av[i] = frame + at;
+    at = (size_t)(nul - frame) + 1;
+  }
+  *argv = av;
+  *argc = (int)n;
+  *text = frame + at;
+  *text_len = len - at;
+  return 0;
+}
+
+static int cmd_check_serve(void) {
+  /* The answers' fd, then stdout onto stderr: a stray print from the
+   * engine must not be read as an answer. */
+  int answers = dup(3);
+  if (answers < 0 || dup2(2, 1) < 0 || (close(3), 0)) {
+    fprintf(stderr, "fulgur-worker: check --serve needs fd 3 for its answers\n");
+    return 2;
+  }
+  for (;;) {
+    unsigned char hdr[4];
+    if (read_exact(0, hdr, 4)) return 0; /* the daemon closed the pipe */
+    uint32_t len = get_u32(hdr);
+    /* One more byte, so the YAML (the frame's tail) is NUL-terminated. */
+    char *frame = fg__xmalloc((size_t)len + 1);
+    if (read_exact(0, frame, len)) {
+      free(frame);
+      return 0;
+    }
+    frame[len] = '\0';
+    char **av = NULL, *text = NULL, *out = NULL;
+    int ac = 0, code;
+    size_t text_len = 0;
+    bool plugins = false;
+    if (parse_request(frame, len, &av, &ac, &text, &text_len) == 0) {
+      code = check_one(ac, av, text, text_len, &out, &plugins);
+    } else {
+      code = 1;
+      out = fg__xstrdup("fulgur-worker: malformed check request\n");
+    }
+    size_t out_len = strlen(out);
+    unsigned char *ans = fg__xmalloc(4 + 2 + out_len);
+    put_u32(ans, (uint32_t)(2 + out_len));
+    ans[4] = (unsigned char)code;
+    ans[5] = plugins;
+    memcpy(ans + 6, out, out_len);
+    int werr = write_all(answers, ans, 6 + out_len);
+    free(ans);
+    free(out);
+    free(av);
+    free(frame);
+    if (werr || plugins) return 0;
+  }
 }
 
 static int cmd_run(int argc, char **argv) {
@@ -153,6 +281,16 @@ int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: fulgur-worker check|run ... (started by fulgurd)\n");
     return 2;
+  }
+  if (strcmp(argv[1], "check") == 0 && argc == 3 && strcmp(argv[2], "--serve") == 0) {
+    /* A warm checker lives as long as the daemon that asks it, and leaves
+     * Ctrl-C to it: the daemon ends it by closing its stdin. */
+    pid_t parent = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) return 1;
+    signal(SIGINT, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    return cmd_check_serve();
   }
   if (strcmp(argv[1], "check") == 0) return cmd_check(argc - 2, argv + 2);
   if (strcmp(argv[1], "run") == 0) {

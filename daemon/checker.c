@@ -15,6 +15,10 @@
 /* A child that dies on its own sooner than this after it started is not
  * restarted until a request needs it: no spawn loop when it cannot run. */
 #define RESTART_MIN_LIFE_MS 1000
+/* How long a child may take to start (load libtorch) before its first
+ * check's own timeout starts: a loaded machine must not fail a submit for
+ * the start-up of a fresh child. */
+#define STARTUP_MS 60000
 
 typedef struct req {
   struct req *next;
@@ -30,6 +34,7 @@ typedef struct proc {
   uv_pipe_t in, out;
   int open; /* handles not yet closed */
   bool exited, eof, retiring, timed_out, gone;
+  bool ready; /* it said it serves (an empty frame) */
   int64_t status;
   int sig;
   char *buf;
@@ -56,6 +61,7 @@ struct fgd_checker {
 };
 
 static void pump(fgd_checker *ck);
+static void on_timeout(uv_timer_t *t);
 
 static void put_u32(unsigned char *p, uint32_t v) {
   for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
@@ -160,6 +166,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     if (p->len - at - 4 < flen) break;
     const char *f = p->buf + at + 4;
     at += 4 + (size_t)flen;
+    if (flen == 0 && !p->ready) {
+      /* Started: a check sent before now has its timeout from here. */
+      p->ready = true;
+      if (ck->p == p && ck->inflight) uv_timer_start(&ck->timeout, on_timeout, ck->timeout_ms, 0);
+      continue;
+    }
     if (flen < 2 || ck->p != p || !ck->inflight) {
       /* Not an answer to anything asked: this child cannot be trusted. */
       fprintf(stderr, "fulgurd: the config checker sent an unexpected answer; restarting it\n");
@@ -255,7 +267,8 @@ static void pump(fgd_checker *ck) {
       free(pw);
       kill_child(ck->p); /* its death answers */
     }
-    uv_timer_start(&ck->timeout, on_timeout, ck->timeout_ms, 0);
+    uv_timer_start(&ck->timeout, on_timeout,
+                   ck->p->ready ? ck->timeout_ms : STARTUP_MS + ck->timeout_ms, 0);
     return;
   }
 }

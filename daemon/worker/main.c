@@ -17,7 +17,9 @@
  *     command's, after "check"), and the YAML up to the end. The answer, on
  *     fd 3, is a u32 length, the exit code the one-shot command would give,
  *     a retire byte (1: this process exits after the answer) and the text it
- *     would print. stdout goes to stderr so that nothing but answers reaches
+ *     would print. An empty answer (length 0) first says it is serving, so
+ *     the daemon does not count its start-up against a check's timeout.
+ *     stdout goes to stderr so that nothing but answers reaches
  *     fd 3. A config that names plugins retires the process: the classes
  *     they registered must not be seen by the next request's check.
  *
@@ -196,6 +198,8 @@ static int cmd_check_serve(void) {
     fprintf(stderr, "fulgur-worker: check --serve needs fd 3 for its answers\n");
     return 2;
   }
+  unsigned char ready[4] = {0, 0, 0, 0};
+  if (write_all(answers, ready, 4)) return 0;
   for (;;) {
     unsigned char hdr[4];
     if (read_exact(0, hdr, 4)) return 0; /* the daemon closed the pipe */

@@ -1,0 +1,53 @@
+/* fulgur: the command a user types. The remote commands (submit, jobs,
+ * status, watch, events, cancel, pause, resume) run here, in a process
+ * that links neither libfulgur nor libtorch, so they start in
+ * milliseconds. Everything else (fit, validate, test, predict,
+ * print-config, help, version, and every mistake) is the engine's: this
+ * process becomes `fulgur-local` (client/main.c, installed beside it) with
+ * the same arguments. exec, not fork: the engine keeps this pid, so
+ * Ctrl-C, SIGTERM, the exit status and the terminal are the user's with
+ * the engine directly, exactly as when one binary did both. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "remote.h"
+#include "util/xalloc.h"
+
+#define ENGINE_NAME "fulgur-local"
+
+/* The engine's environment, prepared here and only here: whatever must be
+ * set before the engine's libraries initialise (an OpenBLAS kernel choice,
+ * for one, is read when libopenblas loads) is set by this function, just
+ * before the exec. Today the engine inherits the user's environment as it
+ * is. */
+static void prepare_engine_environment(void) {}
+
+/* The engine beside this executable (after symlinks, as fulgur-rank is
+ * found beside the engine); caller frees. */
+static char *engine_path(void) {
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return fg__xstrdup(ENGINE_NAME);
+  self[n] = '\0';
+  char *slash = strrchr(self, '/');
+  if (slash) *slash = '\0';
+  return fg__xasprintf("%s/%s", self, ENGINE_NAME);
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 2) {
+    int remote = fg__cli_remote_main(argc, argv);
+    if (remote >= 0) return remote;
+  }
+  char *engine = engine_path();
+  prepare_engine_environment();
+  execv(engine, argv);
+  fprintf(stderr, "fulgur: cannot run the engine '%s': %s (it is installed beside fulgur)\n", engine,
+          strerror(errno));
+  free(engine);
+  return 1;
+}

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/xalloc.h"
 
@@ -57,6 +58,7 @@ struct fgd_checker {
   proc *p; /* the current child, NULL when none */
   uv_timer_t timeout, kick;
   int open_timers;
+  int procs; /* children whose handles are not all closed yet */
   bool closing;
 };
 
@@ -73,7 +75,7 @@ static uint32_t get_u32(const char *s) {
 }
 
 static void maybe_free_checker(fgd_checker *ck) {
-  if (ck->closing && ck->open_timers == 0 && ck->p == NULL) {
+  if (ck->closing && ck->open_timers == 0 && ck->procs == 0) {
     free(ck->worker);
     free(ck->cwd);
     free(ck);
@@ -100,6 +102,7 @@ static void proc_closed(uv_handle_t *h) {
   fgd_checker *ck = p->ck;
   free(p->buf);
   free(p);
+  ck->procs--;
   maybe_free_checker(ck);
 }
 
@@ -205,6 +208,7 @@ static void on_timeout(uv_timer_t *t) {
 static int spawn(fgd_checker *ck) {
   proc *p = fg__xcalloc(1, sizeof *p);
   p->ck = ck;
+  ck->procs++;
   p->start_ms = uv_now(ck->loop);
   uv_pipe_init(ck->loop, &p->in, 0);
   uv_pipe_init(ck->loop, &p->out, 0);
@@ -218,7 +222,9 @@ static int spawn(fgd_checker *ck) {
   stdio[2].data.fd = 2;
   stdio[3].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
   stdio[3].data.stream = (uv_stream_t *)&p->out;
-  char *args[] = {ck->worker, "check", "--serve", NULL};
+  char daemon_pid[24]; /* as for a job's worker (worker.c) */
+  snprintf(daemon_pid, sizeof daemon_pid, "%d", (int)getpid());
+  char *args[] = {ck->worker, "check", "--serve", "--daemon-pid", daemon_pid, NULL};
   uv_process_options_t po = {0};
   po.exit_cb = on_child_exit;
   po.file = ck->worker;

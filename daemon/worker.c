@@ -291,7 +291,7 @@ int fgd_worker_start(fgd *d, fgd_job *j, char **err) {
   w->log_path = log;
   uv_pipe_init(d->loop, &w->pipe, 0);
   w->pipe.data = w;
-  const char *args[12];
+  const char *args[14];
   int n = 0;
   args[n++] = d->opts.worker_path;
   args[n++] = "run";
@@ -305,6 +305,12 @@ int fgd_worker_start(fgd *d, fgd_job *j, char **err) {
   }
   args[n++] = "--events-fd";
   args[n++] = "3";
+  /* Who its parent must be: a daemon that died before the worker reached
+   * its parent-death setup would otherwise leave it training for no one. */
+  char daemon_pid[24];
+  snprintf(daemon_pid, sizeof daemon_pid, "%d", (int)getpid());
+  args[n++] = "--daemon-pid";
+  args[n++] = daemon_pid;
   args[n] = NULL;
   uv_stdio_container_t stdio[4];
   stdio[0].flags = UV_IGNORE;

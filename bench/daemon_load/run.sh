@@ -23,3 +23,5 @@ sed "s|^trainer:|trainer:\n  default_root_dir: $work/runs|" "$here/job.yaml" >"$
 "$build/bench_daemon_load" --server "unix:$work/d.sock" --config "$work/job.yaml" \
   --echo "unix:$work/echo.sock" --daemon-pid "$pid" --seconds "${SECONDS_PER_WINDOW:-3}" \
   --rounds "${ROUNDS:-3}" --watchers "${WATCHERS:-100}"
+# SubmitJob while a job trains (target p50 <= 10 ms); its own daemons.
+ROUNDS=${SUBMIT_ROUNDS:-3} bash "$here/submit.sh" "$build"

@@ -9,7 +9,7 @@
  *     config as YAML on stdout (exit 0), or the error (exit 2 for a config
  *     error, 3 for a path outside the roots, 1 otherwise).
  *
- *   fulgur-worker check --serve
+ *   fulgur-worker check --serve [--daemon-pid PID]
  *     The same check, kept warm for fulgurd (daemon/checker.c): libtorch is
  *     loaded once, then requests are answered one at a time until stdin
  *     ends. A request on stdin is a u32 length (little-endian) and then: a
@@ -23,7 +23,7 @@
  *     fd 3. A config that names plugins retires the process: the classes
  *     they registered must not be seen by the next request's check.
  *
- *   fulgur-worker run --stage S --config FILE [--ckpt-path F] [--events-fd N]
+ *   fulgur-worker run --stage S --config FILE [--ckpt-path F] [--events-fd N] [--daemon-pid PID]
  *     Runs the stage. Events go to fd N (default 3) as length-prefixed
  *     WorkerMessages, ending with the result. SIGTERM cancels at the next
  *     step boundary; SIGUSR1 pauses there (fit: checkpoint and exit).
@@ -281,28 +281,35 @@ static int cmd_run(int argc, char **argv) {
   return prc == 0 ? 0 : 1;
 }
 
+/* Die with the daemon: a worker left running after it would train for no
+ * one. The daemon may be gone already (killed while this process was still
+ * loading libtorch): its pid, given as --daemon-pid, tells, since the
+ * parent is then someone else. Without the option, the parent at this
+ * point is taken as the daemon. Returns -1 when it is gone. */
+static int die_with_daemon(int argc, char **argv) {
+  pid_t parent = getppid();
+  for (int i = 0; i + 1 < argc; i += 2)
+    if (strcmp(argv[i], "--daemon-pid") == 0) parent = (pid_t)atoi(argv[i + 1]);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  return getppid() == parent ? 0 : -1;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: fulgur-worker check|run ... (started by fulgurd)\n");
     return 2;
   }
-  if (strcmp(argv[1], "check") == 0 && argc == 3 && strcmp(argv[2], "--serve") == 0) {
+  if (strcmp(argv[1], "check") == 0 && argc >= 3 && strcmp(argv[2], "--serve") == 0) {
     /* A warm checker lives as long as the daemon that asks it, and leaves
      * Ctrl-C to it: the daemon ends it by closing its stdin. */
-    pid_t parent = getppid();
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) return 1;
+    if (die_with_daemon(argc - 3, argv + 3)) return 1;
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
     return cmd_check_serve();
   }
   if (strcmp(argv[1], "check") == 0) return cmd_check(argc - 2, argv + 2);
   if (strcmp(argv[1], "run") == 0) {
-    /* Die with the daemon: a worker left running after it would train for
-     * no one. The parent may already be gone by the time this runs. */
-    pid_t parent = getppid();
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) return 1;
+    if (die_with_daemon(argc - 2, argv + 2)) return 1;
     struct sigaction sa = {0};
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);

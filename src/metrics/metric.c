@@ -64,44 +64,13 @@ int fg_metric_load_state_dict(fg_metric *m, const fg_value *state, char **err) {
   return rc ? fg_err_prefix(err, rc, "%s state", m->name) : 0;
 }
 
-/* Sums the entries of several state dicts (numbers and tensors), in the
- * first dict's key order plus keys only others have. */
-static int sum_states(fg_value *const *vals, int n, fg_value **out, char **err) {
-  fg_value *acc = fg_value_dict();
-  int rc = 0;
-  for (int r = 0; r < n && rc == 0; r++) {
-    for (size_t k = 0; k < fg_value_len(vals[r]) && rc == 0; k++) {
-      const char *key = fg_value_dict_key_at(vals[r], k);
-      const fg_value *v = fg_value_dict_value_at(vals[r], k);
-      const fg_value *old = fg_value_dict_get(acc, key);
-      if (old == NULL) {
-        fg_value_dict_set(acc, key, fg_value_copy(v));
-      } else if (fg_value_kind_of(v) == FG_VALUE_TENSOR && fg_value_kind_of(old) == FG_VALUE_TENSOR) {
-        fg_tensor *s = NULL;
-        if ((rc = fg_op_add(fg_value_as_tensor(old), fg_value_as_tensor(v), &s, err)) == 0)
-          fg_value_dict_set(acc, key, fg_value_tensor(s));
-      } else if (fg_value_kind_of(v) == FG_VALUE_INT && fg_value_kind_of(old) == FG_VALUE_INT) {
-        fg_value_dict_set(acc, key, fg_value_int(fg_value_as_int(old) + fg_value_as_int(v)));
-      } else {
-        fg_value_dict_set(acc, key, fg_value_double(fg_value_as_double(old) + fg_value_as_double(v)));
-      }
-    }
-  }
-  if (rc) {
-    fg_value_free(acc);
-    return rc;
-  }
-  *out = acc;
-  return 0;
-}
-
 int fg_metric_reduce_states(const fg_metric *m, fg_value *const *states, int n, fg_value **out,
                             char **err) {
   *out = NULL;
   if (!fg_metric_has_state(m))
     return fg_err_set(err, FG_EUNSUPPORTED, "%s has no state to reduce", m->name);
   int rc = m->vt->reduce_states ? m->vt->reduce_states(m->self, states, n, out, err)
-                                : sum_states(states, n, out, err);
+                                : fg_value_dicts_sum(states, n, out, err);
   return rc ? fg_err_prefix(err, rc, "%s state", m->name) : 0;
 }
 

@@ -3,6 +3,7 @@
  * keys, where a hash table would cost more than it saves; a state_dict of a
  * few hundred entries is looked up once per checkpoint. */
 #include "fulgur/value.h"
+#include "fulgur/torch.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -149,4 +150,33 @@ fg_value *fg_value_dict_take(fg_value *d, const char *key) {
   memmove(d->keys + i, d->keys + i + 1, (d->n - i - 1) * sizeof *d->keys);
   d->n--;
   return v;
+}
+
+int fg_value_dicts_sum(fg_value *const *vals, int n, fg_value **out, char **err) {
+  fg_value *acc = fg_value_dict();
+  int rc = 0;
+  for (int r = 0; r < n && rc == 0; r++) {
+    for (size_t k = 0; k < fg_value_len(vals[r]) && rc == 0; k++) {
+      const char *key = fg_value_dict_key_at(vals[r], k);
+      const fg_value *v = fg_value_dict_value_at(vals[r], k);
+      const fg_value *old = fg_value_dict_get(acc, key);
+      if (old == NULL) {
+        fg_value_dict_set(acc, key, fg_value_copy(v));
+      } else if (fg_value_kind_of(v) == FG_VALUE_TENSOR && fg_value_kind_of(old) == FG_VALUE_TENSOR) {
+        fg_tensor *s = NULL;
+        if ((rc = fg_op_add(fg_value_as_tensor(old), fg_value_as_tensor(v), &s, err)) == 0)
+          fg_value_dict_set(acc, key, fg_value_tensor(s));
+      } else if (fg_value_kind_of(v) == FG_VALUE_INT && fg_value_kind_of(old) == FG_VALUE_INT) {
+        fg_value_dict_set(acc, key, fg_value_int(fg_value_as_int(old) + fg_value_as_int(v)));
+      } else {
+        fg_value_dict_set(acc, key, fg_value_double(fg_value_as_double(old) + fg_value_as_double(v)));
+      }
+    }
+  }
+  if (rc) {
+    fg_value_free(acc);
+    return rc;
+  }
+  *out = acc;
+  return 0;
 }

@@ -63,6 +63,11 @@ const char *fg_value_dict_key_at(const fg_value *dict, size_t i);
 fg_value *fg_value_dict_value_at(const fg_value *dict, size_t i);
 /* Removes and returns an item (the caller owns it); NULL if absent. */
 fg_value *fg_value_dict_take(fg_value *dict, const char *key);
+/* Sums n dicts entry by entry (tensors with torch's add, ints as ints,
+ * other numbers as doubles), in the first dict's key order plus keys only
+ * later dicts have: how ranks add up metric states and loss sums. *out is
+ * the caller's; on error nothing is returned. */
+int fg_value_dicts_sum(fg_value *const *dicts, int n, fg_value **out, char **err);
 
 #ifdef __cplusplus
 }

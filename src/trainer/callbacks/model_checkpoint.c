@@ -119,7 +119,7 @@ static int py_format(FILE *f, const char *spec, bool is_int, int64_t iv, double 
   }
   int len = (int)strlen(body), pad = width > len ? width - len : 0;
   if (zero && !align) fill = '0', align = '=';
-  if (!align) align = is_int || type ? '>' : '>';
+  if (!align) align = '>'; /* Python right-aligns numbers */
   int left = align == '<' ? 0 : align == '^' ? pad / 2 : pad;
   int sgn = align == '=' && (body[0] == '-' || body[0] == '+' || body[0] == ' ') ? 1 : 0;
   if (align == '=') fwrite(body, 1, (size_t)sgn, f);
@@ -397,9 +397,7 @@ static int save_checkpoints(model_checkpoint *c, fg_loop *l, int64_t b, char **e
     /* save_best: only a monitored top-k updates the best (Lightning's
      * _update_best_and_save), and best.ckpt follows it. */
     if (rc == 0 && c->save_best && c->monitor && (old_best == NULL || strcmp(old_best, c->best_path) != 0)) {
-      char *best = free_path(l, c, dir, "best", NULL, err);
-      char *bp = fg__xasprintf("%s/best.ckpt", dir);
-      free(best);
+      char *bp = fg__xasprintf("%s/best.ckpt", dir); /* CHECKPOINT_NAME_BEST, no version counter */
       rc = link_file(c->best_path, bp, err);
       free(bp);
     }

@@ -28,6 +28,7 @@ const fg_class *const fg__builtin_classes[] = {
     &fg__metric_collection_class,
 
     &fg__model_checkpoint_class,
+    &fg__model_checkpoint_link_best_class,
     &fg__csv_logger_class,
     &fg__tb_logger_class,
     &fg__lr_monitor_class,

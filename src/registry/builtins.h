@@ -39,6 +39,7 @@ extern const fg_class fg__mae_class;
 extern const fg_class fg__metric_collection_class;
 /* trainer/: callbacks and loggers */
 extern const fg_class fg__model_checkpoint_class;
+extern const fg_class fg__model_checkpoint_link_best_class;
 extern const fg_class fg__csv_logger_class;
 extern const fg_class fg__tb_logger_class;
 extern const fg_class fg__lr_monitor_class;

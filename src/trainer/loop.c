@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fulgur/error.h"
 #include "trainer/trainer.h"
@@ -250,6 +251,46 @@ static int train_batch(fg_loop *l, fg_value *batch, int64_t b, int64_t nb, fg_va
   return 0;
 }
 
+static double monotonic_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Lightning's Timer (max_time), after each training batch and at an
+ * epoch's end: once the fit has run that long it asks for a stop. Every
+ * rank takes the same decision (any rank over the limit stops all). */
+static int check_max_time(fg_loop *l, char **err) {
+  if (isnan(l->opts->max_time) || l->should_stop) return 0;
+  double elapsed = monotonic_now() - l->fit_started;
+  bool over = elapsed >= l->opts->max_time;
+  int rc = l->ddp ? fg__ddp_any(l->ddp, &over, err) : 0;
+  if (rc == 0 && over) {
+    fg_events_log(l->events, FG_LOG_INFO, "max_time: time limit reached (%.1f s of %g s); signaling the trainer to stop",
+                  elapsed, l->opts->max_time);
+    l->should_stop = true;
+  }
+  return rc;
+}
+
+/* Lightning's _can_stop_early: a requested stop (EarlyStopping, max_time)
+ * ends the fit only once min_epochs epochs have completed and min_steps
+ * optimizer steps have run; until then the request stays and training
+ * goes on. epochs_done: complete epochs so far. */
+static bool stop_now(fg_loop *l, int64_t epochs_done) {
+  if (!l->should_stop) return false;
+  const fg_trainer_opts *o = l->opts;
+  if (epochs_done >= o->min_epochs && l->pos.global_step >= o->min_steps) return true;
+  if (!l->min_told) {
+    fg_events_log(l->events, FG_LOG_INFO,
+                  "the trainer was signaled to stop but min_epochs=%lld or min_steps=%lld has not "
+                  "been met; training continues",
+                  (long long)o->min_epochs, (long long)o->min_steps);
+    l->min_told = true;
+  }
+  return false;
+}
+
 static int train_epoch(fg_loop *l, fg_dataloader *dl, bool *complete, char **err) {
   const fg_trainer_opts *o = l->opts;
   int64_t nb = limit_batches(o, FG_SPLIT_FIT, fg_dataloader_num_batches(dl));
@@ -282,12 +323,16 @@ static int train_epoch(fg_loop *l, fg_dataloader *dl, bool *complete, char **err
     else fg_value_free(batch);
     fg_value_free(step_log);
     if (rc == 0) rc = fg__callbacks_on_train_batch_end(l, b, err);
+    if (rc == 0 && stepped) rc = check_max_time(l, err);
     if (rc) return rc;
     /* val_check_interval: validation inside the epoch after an optimizer
      * step; the epoch's end is the fit loop's. */
     if (stepped && l->val_this_epoch && b + 1 < nb && (b + 1) % val_check_batch(o, nb) == 0) {
       if ((rc = fg__loop_eval(l, FG_SPLIT_VAL, false, err))) return rc;
-      if (l->should_stop) break;
+    }
+    if (stop_now(l, l->pos.epoch)) {
+      b++;
+      break;
     }
   }
   *complete = b == nb;
@@ -360,6 +405,7 @@ int fg__loop_fit(fg_loop *l, char **err) {
     return fg_err_set(err, FG_ECONFIG, "data: no fit dataset is configured");
   if ((rc = fg_datamodule_loader(l->dm, "fit", 0, &dl, err))) return rc;
   fg_module_train(l->module, true);
+  l->fit_started = monotonic_now();
   int64_t first = l->pos.epoch_done && l->pos.global_step > 0 ? l->pos.epoch + 1 : l->pos.epoch;
   for (int64_t e = first; o->max_epochs < 0 || e < o->max_epochs; e++) {
     if (o->max_steps >= 0 && l->pos.global_step >= o->max_steps) break;
@@ -380,7 +426,8 @@ int fg__loop_fit(fg_loop *l, char **err) {
     if (complete && (rc = step_epoch_schedulers(l, e, true, err))) return rc;
     l->epoch_complete = complete;
     if ((rc = fg__callbacks_on_train_epoch_end(l, err))) return rc;
-    if (l->should_stop) break;
+    if ((rc = check_max_time(l, err))) return rc;
+    if (stop_now(l, e + 1)) break;
   }
   /* Every rank ends with rank 0's buffers, as it has rank 0's weights. */
   rc = l->ddp ? fg__ddp_broadcast_buffers(l->ddp, l->module, err) : 0;

@@ -109,7 +109,10 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
     goto done;
   dm = obj;
   fg_datamodule_set_seed(dm, seed);
-  if (ddp) fg_datamodule_set_distributed(dm, fg__ddp_rank(ddp), fg__ddp_world(ddp));
+  /* use_distributed_sampler: false leaves every rank the whole dataset,
+   * as Lightning does without its DistributedSampler. */
+  if (ddp && topts.use_distributed_sampler)
+    fg_datamodule_set_distributed(dm, fg__ddp_rank(ddp), fg__ddp_world(ddp));
 
   /* Rank 0 alone writes the run directory, logs and events; the other
    * ranks run with a bus that has no sinks. */
@@ -138,6 +141,7 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
     fg_events_log(bus, FG_LOG_INFO, "strategy ddp: %d ranks (%d on this machine), rank 0 logs",
                   fg__ddp_world(ddp), fg__ddp_local_world(ddp));
   if (seeded) fg_events_log(bus, FG_LOG_INFO, "seed set to %llu", (unsigned long long)seed);
+  fg__trainer_opts_warn(&topts, bus);
   /* The module's ckpt_path and finetune_cfg come first: the optimizer must
    * only see the parameters that train, and a resumed run's checkpoint
    * (below) must win over the starting weights. */

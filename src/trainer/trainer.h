@@ -69,11 +69,19 @@ typedef struct {
   int devices;               /* processes per machine */
   int num_nodes;
   double ddp_timeout;        /* seconds */
+  int64_t min_epochs;        /* a stop (should_stop) waits for these epochs and steps */
+  int64_t min_steps;
+  double max_time;           /* seconds of fit before a stop at a step boundary; NAN = none */
+  bool use_distributed_sampler; /* false: under ddp every rank reads the whole dataset */
+  char **warnings;           /* the no-op arguments' warnings, each once per run */
+  size_t n_warnings;
 } fg_trainer_opts;
 
 int fg__trainer_opts_parse(const fg_node *trainer_cfg, fg_trainer_opts *out,
                            char **err);
 void fg__trainer_opts_close(fg_trainer_opts *o);
+/* Logs the warnings of the arguments that are no-ops here, once. */
+void fg__trainer_opts_warn(const fg_trainer_opts *o, fg_events *bus);
 int fg__trainer_config_check(fg_node *trainer_cfg, bool fill, char **err);
 
 /* ---- checkpoints ------------------------------------------------------------ */
@@ -210,6 +218,8 @@ typedef struct {
   bool epoch_complete;    /* at on_train_epoch_end: the epoch ran to its last batch */
   fg__ddp *ddp;           /* NULL: one process */
   bool rank_zero;         /* writes checkpoints, artifacts, logs (true without ddp) */
+  double fit_started;     /* monotonic seconds at fit's start (max_time) */
+  bool min_told;          /* the stop-deferred-by-min_epochs/min_steps note was logged */
 } fg_loop;
 
 /* The fit loop (loop.c): sanity check, epochs, callbacks' hooks. */

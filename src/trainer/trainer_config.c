@@ -2,6 +2,7 @@
  * callback list and the CSVLogger (TensorBoardLogger: loggers.c). The
  * callbacks are in callbacks/. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -32,17 +33,122 @@ static int check_limit(const fg_node *v, const char *k, char **err) {
                            fg_node_float(v));
   return check_int_min(v, k, 0, err);
 }
+/* Lightning's precision values and what this build does with each: the
+ * one table (a value is either run as is, or an error naming why and
+ * what to use instead). */
+static const struct {
+  const char *name;
+  const char *why; /* NULL: supported */
+} precisions[] = {
+    {"32", NULL},
+    {"32-true", NULL},
+    {"16-mixed", "CPU has no fp16 autocast in this build"},
+    {"16", "CPU has no fp16 autocast in this build"},
+    {"16-true", "this build has no fp16 CPU kernels for training"},
+    {"bf16-mixed", "bf16 autocast is not in this build yet"},
+    {"bf16", "bf16 autocast is not in this build yet"},
+    {"bf16-true", "bf16 training is not in this build yet"},
+    {"64", "float64 training is not in this build"},
+    {"64-true", "float64 training is not in this build"},
+    {"transformer-engine", "Transformer Engine needs CUDA"},
+    {"transformer-engine-float16", "Transformer Engine needs CUDA"},
+};
 static int check_precision(const fg_node *v, const char *k, char **err) {
-  if (fg_node_kind_of(v) == FG_NODE_INT && fg_node_int(v) == 32) return 0;
-  if (fg_node_kind_of(v) == FG_NODE_STRING &&
-      (strcmp(fg_node_str(v), "32") == 0 || strcmp(fg_node_str(v), "32-true") == 0))
-    return 0;
-  return fg_config_error(err, v, k, "only 32-bit precision ('32-true') is supported on CPU");
+  if (fg_node_kind_of(v) == FG_NODE_NULL) return 0; /* Lightning 2.1+: null is 32-true */
+  char num[32];
+  const char *s = num;
+  if (fg_node_kind_of(v) == FG_NODE_INT)
+    snprintf(num, sizeof num, "%lld", (long long)fg_node_int(v));
+  else
+    s = fg_node_str(v);
+  for (size_t i = 0; i < sizeof precisions / sizeof precisions[0]; i++) {
+    if (strcmp(precisions[i].name, s) != 0) continue;
+    if (precisions[i].why == NULL) return 0;
+    return fg_config_error(err, v, k, "'%s': %s; use precision: 32-true", s, precisions[i].why);
+  }
+  return fg_config_error(err, v, k, "'%s' is not one of Lightning's precision values; use 32-true", s);
 }
 static int check_accelerator(const fg_node *v, const char *k, char **err) {
   const char *s = fg_node_str(v);
   if (strcmp(s, "cpu") == 0 || strcmp(s, "auto") == 0) return 0;
+  static const char *const devices[] = {"gpu", "cuda", "mps", "tpu", "hpu", "ipu", "xla"};
+  for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++)
+    if (strcmp(s, devices[i]) == 0)
+      return fg_config_error(err, v, k,
+                             "'%s' is not available: this build's libtorch is CPU-only; use accelerator: cpu",
+                             s);
   return fg_config_error(err, v, k, "expected 'cpu' or 'auto' (this libtorch is CPU-only), got '%s'", s);
+}
+/* Trainer arguments this build does not run yet: their neutral value
+ * passes, anything else is an error rather than silently ignored. */
+static int not_supported(const fg_node *v, const char *k, char **err) {
+  return fg_config_error(err, v, k, "is not supported yet by this build (use its default)");
+}
+static int check_fast_dev_run(const fg_node *v, const char *k, char **err) {
+  bool off = fg_node_kind_of(v) == FG_NODE_BOOL ? !fg_node_bool(v) : fg_node_int(v) == 0;
+  return off ? 0 : not_supported(v, k, err);
+}
+static int check_overfit(const fg_node *v, const char *k, char **err) {
+  return fg_node_float(v) == 0 ? 0 : not_supported(v, k, err);
+}
+static int check_false(const fg_node *v, const char *k, char **err) {
+  return fg_node_bool(v) ? not_supported(v, k, err) : 0;
+}
+static int check_null(const fg_node *v, const char *k, char **err) {
+  return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : not_supported(v, k, err);
+}
+static int check_zero(const fg_node *v, const char *k, char **err) {
+  return fg_node_int(v) == 0 ? 0 : not_supported(v, k, err);
+}
+static int check_null_or_count(const fg_node *v, const char *k, char **err) {
+  return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : check_int_min(v, k, 0, err);
+}
+static int check_null_or_positive_count(const fg_node *v, const char *k, char **err) {
+  return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : check_int_min(v, k, 1, err);
+}
+static int check_null_or_epochs(const fg_node *v, const char *k, char **err) {
+  return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : check_int_min(v, k, -1, err);
+}
+
+/* max_time as Lightning's Timer reads it: "DD:HH:MM:SS", or a dict of
+ * timedelta's fields. *secs: the duration in seconds. */
+static int max_time_seconds(const fg_node *v, const char *k, double *secs, char **err) {
+  *secs = NAN;
+  if (fg_node_kind_of(v) == FG_NODE_NULL) return 0;
+  if (fg_node_kind_of(v) == FG_NODE_STRING) {
+    const char *s = fg_node_str(v);
+    long long f[4];
+    int used = 0;
+    if (sscanf(s, " %lld:%lld:%lld:%lld %n", &f[0], &f[1], &f[2], &f[3], &used) != 4 ||
+        s[used] != '\0' || f[0] < 0 || f[1] < 0 || f[2] < 0 || f[3] < 0)
+      return fg_config_error(err, v, k, "expected \"DD:HH:MM:SS\" (e.g. \"00:12:00:00\"), got '%s'", s);
+    *secs = (double)f[0] * 86400 + (double)f[1] * 3600 + (double)f[2] * 60 + (double)f[3];
+    return 0;
+  }
+  static const struct {
+    const char *name;
+    double secs;
+  } units[] = {{"weeks", 604800}, {"days", 86400}, {"hours", 3600}, {"minutes", 60},
+               {"seconds", 1},    {"milliseconds", 1e-3}, {"microseconds", 1e-6}};
+  double total = 0;
+  for (size_t i = 0; i < fg_node_len(v); i++) {
+    const char *key = fg_node_key_at(v, i);
+    const fg_node *x = fg_node_value_at(v, i);
+    size_t u = 0;
+    while (u < sizeof units / sizeof units[0] && strcmp(units[u].name, key) != 0) u++;
+    if (u == sizeof units / sizeof units[0])
+      return fg_config_error(err, x, k, "unknown key '%s' (expected days, hours, minutes, seconds)", key);
+    if (fg_node_kind_of(x) != FG_NODE_INT && fg_node_kind_of(x) != FG_NODE_FLOAT)
+      return fg_config_error(err, x, k, "%s: expected a number", key);
+    if (fg_node_float(x) < 0) return fg_config_error(err, x, k, "%s: expected a number >= 0", key);
+    total += fg_node_float(x) * units[u].secs;
+  }
+  *secs = total;
+  return 0;
+}
+static int check_max_time(const fg_node *v, const char *k, char **err) {
+  double s;
+  return max_time_seconds(v, k, &s, err);
 }
 /* The most ranks one machine may run: one per core (a rank is a process
  * with at least one libtorch thread; more would only time-slice). */
@@ -103,16 +209,30 @@ static const fg_param trainer_params[] = {
     {"limit_test_batches", FG_T_NULL | FG_T_INT | FG_T_FLOAT, "1.0", "fraction or count of test batches", check_limit, 0},
     {"limit_predict_batches", FG_T_NULL | FG_T_INT | FG_T_FLOAT, "1.0", "fraction or count of predict batches", check_limit, 0},
     {"check_val_every_n_epoch", FG_T_INT, "1", "validate every N epochs", check_positive, 0},
-    {"num_sanity_val_steps", FG_T_INT, "2", "validation batches run before training", check_epochs, 0},
-    {"log_every_n_steps", FG_T_INT, "50", "log training scalars every N steps", check_positive, 0},
+    {"num_sanity_val_steps", FG_T_NULL | FG_T_INT, "2", "validation batches run before training (null: 2; -1: all)", check_null_or_epochs, 0},
+    {"log_every_n_steps", FG_T_NULL | FG_T_INT, "50", "log training scalars every N steps (null: 50)", check_null_or_positive_count, 0},
+    {"min_epochs", FG_T_NULL | FG_T_INT, "null", "epochs before a stop (EarlyStopping, max_time) may end the fit", check_null_or_count, 0},
+    {"min_steps", FG_T_NULL | FG_T_INT, "null", "optimizer steps before a stop may end the fit", check_null_or_count, 0},
+    {"max_time", FG_T_NULL | FG_T_STRING | FG_T_MAP, "null", "stop at a step boundary after this long: \"DD:HH:MM:SS\" or {days, hours, minutes, seconds}", check_max_time, 0},
+    {"inference_mode", FG_T_BOOL, "true", "evaluation without gradients (both values: no gradients here)", NULL, 0},
+    {"use_distributed_sampler", FG_T_BOOL, "true", "under ddp, each rank reads its DistributedSampler shard", NULL, 0},
+    {"benchmark", FG_T_NULL | FG_T_BOOL, "null", "cuDNN autotuning (no effect on CPU)", NULL, 0},
+    {"plugins", FG_T_ANY, "null", "null only", check_null, 0},
+    {"fast_dev_run", FG_T_BOOL | FG_T_INT, "false", "false only (not supported yet)", check_fast_dev_run, 0},
+    {"overfit_batches", FG_T_INT | FG_T_FLOAT, "0.0", "0 only (not supported yet)", check_overfit, 0},
+    {"detect_anomaly", FG_T_BOOL, "false", "false only (not supported yet)", check_false, 0},
+    {"barebones", FG_T_BOOL, "false", "false only (not supported yet)", check_false, 0},
+    {"sync_batchnorm", FG_T_BOOL, "false", "false only (not supported yet)", check_false, 0},
+    {"profiler", FG_T_ANY, "null", "null only (not supported yet)", check_null, 0},
+    {"reload_dataloaders_every_n_epochs", FG_T_INT, "0", "0 only (not supported yet)", check_zero, 0},
     {"default_root_dir", FG_T_NULL | FG_T_STRING, "null", "where run directories go (null: the working directory)", NULL, 0},
-    {"enable_checkpointing", FG_T_BOOL, "true", "add a ModelCheckpoint when none is configured", NULL, 0},
-    {"enable_progress_bar", FG_T_BOOL, "true", "progress bar on a terminal", NULL, 0},
-    {"enable_model_summary", FG_T_BOOL, "true", "print the model summary at fit start (adds ModelSummary when none is configured)", NULL, 0},
+    {"enable_checkpointing", FG_T_NULL | FG_T_BOOL, "true", "add a ModelCheckpoint when none is configured", NULL, 0},
+    {"enable_progress_bar", FG_T_NULL | FG_T_BOOL, "true", "progress bar on a terminal", NULL, 0},
+    {"enable_model_summary", FG_T_NULL | FG_T_BOOL, "true", "print the model summary at fit start (adds ModelSummary when none is configured)", NULL, 0},
     {"logger", FG_T_BOOL | FG_T_MAP | FG_T_SEQ | FG_T_NULL, "true", "true (CSVLogger), false, or logger objects", NULL, 0},
     {"callbacks", FG_T_NULL | FG_T_SEQ | FG_T_MAP, "null", "callback objects", NULL, 0},
     {"deterministic", FG_T_NULL | FG_T_BOOL, "null", "deterministic algorithms", NULL, 0},
-    {"precision", FG_T_INT | FG_T_STRING, "32-true", "numeric precision", check_precision, 0},
+    {"precision", FG_T_NULL | FG_T_INT | FG_T_STRING, "32-true", "numeric precision", check_precision, 0},
     {"accelerator", FG_T_STRING, "auto", "cpu", check_accelerator, 0},
     {"devices", FG_T_INT | FG_T_STRING, "auto", "processes per machine (auto: 1 on CPU)", check_devices, 0},
     {"num_nodes", FG_T_INT, "1", "machines (torchrun's environment names this one)", check_num_nodes, 0},
@@ -171,27 +291,80 @@ static char *opt_str(const fg_node *args, const char *k) {
   return v && fg_node_kind_of(v) == FG_NODE_STRING ? fg__xstrdup(fg_node_str(v)) : NULL;
 }
 
+static bool set(const fg_node *v) { return v && fg_node_kind_of(v) != FG_NODE_NULL; }
+static int64_t int_or(const fg_node *cfg, const char *k, int64_t dflt) {
+  const fg_node *v = fg_node_get(cfg, k);
+  return set(v) ? fg_node_int(v) : dflt;
+}
+static bool bool_or(const fg_node *cfg, const char *k, bool dflt) {
+  const fg_node *v = fg_node_get(cfg, k);
+  return set(v) ? fg_node_bool(v) : dflt;
+}
+
+/* A value the config wrote itself: a default the schema filled in carries
+ * its parent's mark (schema.c). */
+static bool written(const fg_node *cfg, const fg_node *v) {
+  fg_mark a = fg_node_mark(cfg), b = fg_node_mark(v);
+  return b.file && (a.file == NULL || a.line != b.line || a.col != b.col || strcmp(a.file, b.file) != 0);
+}
+static void add_warning(fg_trainer_opts *o, const fg_node *v, const char *key, const char *why) {
+  fg_mark m = fg_node_mark(v);
+  o->warnings = fg__xrealloc(o->warnings, (o->n_warnings + 1) * sizeof *o->warnings);
+  o->warnings[o->n_warnings++] = fg__xasprintf("%s:%d:%d: trainer.%s: %s", m.file ? m.file : "<config>",
+                                               m.line, m.col, key, why);
+}
+/* The arguments that mean nothing on this backend: accepted, and said so
+ * once per run (fg__trainer_opts_warn). */
+static void noop_warnings(const fg_node *cfg, fg_trainer_opts *o) {
+  const fg_node *v = fg_node_get(cfg, "benchmark");
+  if (set(v) && fg_node_bool(v))
+    add_warning(o, v, "benchmark", "true has no effect: it selects cuDNN algorithms, and this run is on CPU");
+  v = fg_node_get(cfg, "accelerator");
+  if (v && written(cfg, v))
+    add_warning(o, v, "accelerator",
+                strcmp(fg_node_str(v), "auto") == 0
+                    ? "'auto' has no effect: this build's libtorch is CPU-only, so it is always cpu"
+                    : "'cpu' has no effect: this build's libtorch is CPU-only, so it is always cpu");
+  v = fg_node_get(cfg, "devices");
+  if (v && written(cfg, v) && fg_node_kind_of(v) == FG_NODE_STRING)
+    add_warning(o, v, "devices",
+                "'auto' has no effect: on CPU it means 1 process; write devices: N (with strategy ddp) for N");
+}
+
+void fg__trainer_opts_warn(const fg_trainer_opts *o, fg_events *bus) {
+  for (size_t i = 0; i < o->n_warnings; i++) fg_events_log(bus, FG_LOG_WARNING, "%s", o->warnings[i]);
+}
+
 int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
   memset(o, 0, sizeof *o);
   const fg_node *me = fg_node_get(cfg, "max_epochs");
   o->max_steps = fg_node_int(fg_node_get(cfg, "max_steps"));
+  const fg_node *mt = fg_node_get(cfg, "max_time");
+  int rc = mt ? max_time_seconds(mt, "trainer.max_time", &o->max_time, err) : 0;
+  if (mt == NULL) o->max_time = NAN;
+  if (rc) return rc;
   if (me && fg_node_kind_of(me) == FG_NODE_INT)
     o->max_epochs = fg_node_int(me);
-  else
-    o->max_epochs = o->max_steps == -1 ? 1000 : -1; /* Lightning's rule */
+  else /* Lightning's rule (_parse_loop_limits): max_time's Timer counts as a limit */
+    o->max_epochs = o->max_steps == -1 && isnan(o->max_time) ? 1000 : -1;
+  /* Lightning: min_steps alone makes min_epochs 1, else 0. */
+  const fg_node *mn = fg_node_get(cfg, "min_steps");
+  o->min_steps = set(mn) ? fg_node_int(mn) : 0;
+  o->min_epochs = int_or(cfg, "min_epochs", set(mn) ? 1 : 0);
+  o->use_distributed_sampler = bool_or(cfg, "use_distributed_sampler", true);
+  noop_warnings(cfg, o);
   static const char *const lim[FG_SPLIT_COUNT] = {"limit_train_batches", "limit_val_batches",
                                                   "limit_test_batches", "limit_predict_batches"};
   for (int s = 0; s < FG_SPLIT_COUNT; s++)
     o->limit[s] = limit_of(fg_node_get(cfg, lim[s]), &o->limit_is_count[s]);
   o->check_val_every_n_epoch = fg_node_int(fg_node_get(cfg, "check_val_every_n_epoch"));
-  o->num_sanity_val_steps = fg_node_int(fg_node_get(cfg, "num_sanity_val_steps"));
-  o->log_every_n_steps = fg_node_int(fg_node_get(cfg, "log_every_n_steps"));
+  o->num_sanity_val_steps = int_or(cfg, "num_sanity_val_steps", 2);
+  o->log_every_n_steps = int_or(cfg, "log_every_n_steps", 50);
   o->default_root_dir = opt_str(cfg, "default_root_dir");
   if (o->default_root_dir == NULL) o->default_root_dir = fg__xstrdup(".");
-  o->enable_checkpointing = fg_node_bool(fg_node_get(cfg, "enable_checkpointing"));
-  o->enable_progress_bar = fg_node_bool(fg_node_get(cfg, "enable_progress_bar"));
-  const fg_node *ms = fg_node_get(cfg, "enable_model_summary");
-  o->enable_model_summary = ms == NULL || fg_node_bool(ms);
+  o->enable_checkpointing = bool_or(cfg, "enable_checkpointing", true);
+  o->enable_progress_bar = bool_or(cfg, "enable_progress_bar", true);
+  o->enable_model_summary = bool_or(cfg, "enable_model_summary", true);
   const fg_node *nt = fg_node_get(cfg, "num_threads");
   if (nt && fg_node_kind_of(nt) == FG_NODE_INT) {
     o->num_threads = (int)fg_node_int(nt);
@@ -224,7 +397,6 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
   o->ddp_timeout = to ? fg_node_float(to) : 1800;
   o->num_threads_set = nt && fg_node_kind_of(nt) == FG_NODE_INT;
 
-  int rc = 0;
   const fg_node *cbs = fg_node_get(cfg, "callbacks");
   for (size_t i = 0; cbs && i < fg_node_len(cbs); i++) {
     char *p = fg__xasprintf("trainer.callbacks.%zu", i);
@@ -280,6 +452,8 @@ void fg__trainer_opts_close(fg_trainer_opts *o) {
   for (size_t i = 0; i < o->n_loggers; i++) fg__logger_cfg_free(o->loggers[i]);
   free(o->loggers);
   free(o->default_root_dir);
+  for (size_t i = 0; i < o->n_warnings; i++) free(o->warnings[i]);
+  free(o->warnings);
   memset(o, 0, sizeof *o);
 }
 

@@ -10,33 +10,7 @@ PY=${FG_PYTHON:-/usr/bin/python3}
 
 # 64 samples in batches of 8: 8 optimizer steps per epoch; val/loss falls
 # every epoch at this lr.
-cat >"$WORK/base.yaml" <<YAML
-seed_everything: 4
-trainer:
-  max_epochs: 3
-  enable_progress_bar: false
-  num_sanity_val_steps: 0
-  num_threads: 1
-  log_every_n_steps: 1
-model:
-  class_path: fulgur.ClassificationModule
-  init_args:
-    model:
-      class_path: fulgur.models.MLP
-      init_args: {in_features: 10, hidden: [12], out_features: 3}
-optimizer_config:
-  optimizer: {class_path: torch.optim.SGD, init_args: {lr: 0.05}}
-data:
-  class_path: fulgur.DataModule
-  init_args:
-    dataset_cfg:
-      fit:
-        class_path: fulgur.data.Synthetic
-        init_args: {num_samples: 64, shape: [10], num_classes: 3, seed: 1}
-      val:
-        init_args: {num_samples: 32, seed: 2}
-    dataloader_cfg: {batch_size: 8}
-YAML
+small_classifier_yaml 3 >"$WORK/base.yaml"
 
 # lightning_template's default_runtime.yaml callback, as its configs write it.
 run "ModelCheckpointWithLinkBest fit" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/lb" \

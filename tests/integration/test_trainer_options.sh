@@ -4,34 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 PY=${FG_PYTHON:-/usr/bin/python3}
 
-cat >"$WORK/base.yaml" <<YAML
-seed_everything: 4
-trainer:
-  max_epochs: 10
-  default_root_dir: $WORK/runs
-  enable_progress_bar: false
-  num_sanity_val_steps: 0
-  num_threads: 1
-  log_every_n_steps: 1
-model:
-  class_path: fulgur.ClassificationModule
-  init_args:
-    model:
-      class_path: fulgur.models.MLP
-      init_args: {in_features: 10, hidden: [12], out_features: 3}
-optimizer_config:
-  optimizer: {class_path: torch.optim.SGD, init_args: {lr: 0.05}}
-data:
-  class_path: fulgur.DataModule
-  init_args:
-    dataset_cfg:
-      fit:
-        class_path: fulgur.data.Synthetic
-        init_args: {num_samples: 64, shape: [10], num_classes: 3, seed: 1}
-      val:
-        init_args: {num_samples: 32, seed: 2}
-    dataloader_cfg: {batch_size: 8}
-YAML
+small_classifier_yaml 10 "$WORK/runs" >"$WORK/base.yaml"
 
 # val/loss falls every epoch, so mode max sees no improvement after the first.
 run "EarlyStopping stops" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/es" \

@@ -25,6 +25,8 @@ pkgs=(
   python3-sklearn
   # torchvision models (resnet18, mobilenet_v3_small) in the parity tests.
   python3-torchvision
+  # test_trainer_debug counts the data files a run opens (reload_dataloaders_every_n_epochs).
+  strace
 )
 
 missing=()

@@ -3,14 +3,16 @@
  *
  * Workers live as long as the loader (PyTorch's persistent_workers). Each
  * epoch has a generation number; a worker claims the next batch index,
- * builds it outside the lock and files it in a ring of 2 * num_workers
- * slots (PyTorch's prefetch_factor of 2). The consumer takes batches
+ * builds it outside the lock and files it in a ring of prefetch_factor *
+ * num_workers slots (PyTorch's prefetch_factor, 2 by default). The consumer takes batches
  * strictly in order, so results, and errors, arrive in the order a
  * single-threaded loader would give them. Starting a new epoch (also in the
  * middle of one, when limit_train_batches stops early) bumps the
  * generation and waits for in-flight builds, whose results are dropped. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "fulgur/data.h"
@@ -101,6 +103,10 @@ int fg_dataloader_create(fg_dataset *ds, const fg_dataloader_opts *opts, fg_data
                       (long long)opts->batch_size);
   if (opts->num_workers < 0 || opts->num_workers > 64)
     return fg_err_set(err, FG_EINVAL, "num_workers must be 0 to 64, got %d", opts->num_workers);
+  if (opts->prefetch_factor < 0)
+    return fg_err_set(err, FG_EINVAL, "prefetch_factor must be at least 1, got %d", opts->prefetch_factor);
+  if (!(opts->timeout >= 0))
+    return fg_err_set(err, FG_EINVAL, "timeout must be >= 0 seconds, got %g", opts->timeout);
   if (opts->world_size > 1 && (opts->rank < 0 || opts->rank >= opts->world_size))
     return fg_err_set(err, FG_EINVAL, "rank %d is outside 0..%d", opts->rank, opts->world_size - 1);
   int64_t n_total = fg_dataset_len(ds), n = n_total;
@@ -124,9 +130,15 @@ int fg_dataloader_create(fg_dataset *ds, const fg_dataloader_opts *opts, fg_data
   for (int64_t i = 0; i < n; i++) dl->order[i] = i;
   pthread_mutex_init(&dl->mu, NULL);
   pthread_cond_init(&dl->work_cv, NULL);
-  pthread_cond_init(&dl->ready_cv, NULL);
+  /* The timeout is measured on the monotonic clock: a clock change must
+   * not fire it. */
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&dl->ready_cv, &ca);
+  pthread_condattr_destroy(&ca);
   if (opts->num_workers > 0) {
-    dl->ring_cap = 2 * opts->num_workers;
+    dl->ring_cap = (int64_t)(opts->prefetch_factor > 0 ? opts->prefetch_factor : 2) * opts->num_workers;
     dl->ring = fg__xcalloc((size_t)dl->ring_cap, sizeof *dl->ring);
     for (int64_t i = 0; i < dl->ring_cap; i++) dl->ring[i].batch = -1;
     dl->threads = fg__xcalloc((size_t)opts->num_workers, sizeof *dl->threads);
@@ -292,7 +304,31 @@ int fg_dataloader_next(fg_dataloader *dl, fg_value **out, char **err) {
     return 0;
   }
   slot *s = &dl->ring[dl->next_out % dl->ring_cap];
-  while (s->batch != dl->next_out) pthread_cond_wait(&dl->ready_cv, &dl->mu);
+  struct timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  double whole = (double)(time_t)dl->opts.timeout;
+  deadline.tv_sec += (time_t)dl->opts.timeout;
+  deadline.tv_nsec += (long)((dl->opts.timeout - whole) * 1e9);
+  if (deadline.tv_nsec >= 1000000000L) {
+    deadline.tv_sec++;
+    deadline.tv_nsec -= 1000000000L;
+  }
+  while (s->batch != dl->next_out) {
+    if (dl->opts.timeout <= 0) {
+      pthread_cond_wait(&dl->ready_cv, &dl->mu);
+    } else if (pthread_cond_timedwait(&dl->ready_cv, &dl->mu, &deadline) == ETIMEDOUT &&
+               s->batch != dl->next_out) {
+      /* PyTorch's words. The epoch ends at once: the late build, still in
+       * flight, is dropped when it lands (its generation is over). */
+      int64_t b = dl->next_out;
+      dl->active = false;
+      dl->gen++;
+      clear_ring_locked(dl);
+      pthread_mutex_unlock(&dl->mu);
+      return fg_err_set(err, FG_ERUN, "DataLoader timed out after %g seconds waiting for batch %lld",
+                        dl->opts.timeout, (long long)b);
+    }
+  }
   int rc = s->rc;
   if (rc) {
     if (err && *err == NULL) {

@@ -24,6 +24,8 @@ struct fg_datamodule {
   uint64_t seed;
   int rank, world_size;
   char *keypath;
+  char **warnings; /* fg_datamodule_warning's, owned */
+  size_t n_warnings;
 };
 
 static int split_index(const char *split) {
@@ -41,6 +43,8 @@ void fg_datamodule_free(fg_datamodule *dm) {
     }
     free(dm->slots[s]);
   }
+  for (size_t i = 0; i < dm->n_warnings; i++) free(dm->warnings[i]);
+  free(dm->warnings);
   free(dm->keypath);
   free(dm);
 }
@@ -88,6 +92,10 @@ int fg_datamodule_loader(fg_datamodule *dm, const char *split, size_t idx, fg_da
 /* ---- config ------------------------------------------------------------------- */
 
 static int check_batch(const fg_node *v, const char *k, char **err) {
+  if (fg_node_kind_of(v) == FG_NODE_NULL)
+    return fg_config_error(err, v, k,
+                           "null (no automatic batching) is not supported: samples are always "
+                           "collated into batches; use batch_size: N");
   if (fg_node_int(v) < 1)
     return fg_config_error(err, v, k, "expected a batch size >= 1, got %lld", (long long)fg_node_int(v));
   return 0;
@@ -97,15 +105,99 @@ static int check_workers(const fg_node *v, const char *k, char **err) {
     return fg_config_error(err, v, k, "expected 0 to 64 worker threads, got %lld", (long long)fg_node_int(v));
   return 0;
 }
+static int check_prefetch(const fg_node *v, const char *k, char **err) {
+  if (fg_node_kind_of(v) == FG_NODE_NULL || fg_node_int(v) >= 1) return 0;
+  return fg_config_error(err, v, k, "expected null or a number of batches >= 1, got %lld",
+                         (long long)fg_node_int(v));
+}
+static int check_timeout(const fg_node *v, const char *k, char **err) {
+  if (fg_node_float(v) >= 0) return 0;
+  return fg_config_error(err, v, k, "timeout option should be non-negative, got %g", fg_node_float(v));
+}
+/* The DataLoader arguments that take Python objects: none can run here,
+ * so anything but null is an error saying what does the job instead. */
+static int python_only(const fg_node *v, const char *k, const char *instead, char **err) {
+  if (fg_node_kind_of(v) == FG_NODE_NULL) return 0;
+  return fg_config_error(err, v, k, "takes a Python object, which cannot run here; %s", instead);
+}
+static int check_sampler(const fg_node *v, const char *k, char **err) {
+  return python_only(v, k,
+                     "use shuffle (RandomSampler or SequentialSampler) and, under ddp, "
+                     "trainer.use_distributed_sampler (DistributedSampler)", err);
+}
+static int check_batch_sampler(const fg_node *v, const char *k, char **err) {
+  return python_only(v, k, "use batch_size, shuffle and drop_last (BatchSampler)", err);
+}
+static int check_collate(const fg_node *v, const char *k, char **err) {
+  return python_only(v, k,
+                     "batches are collated as default_collate does (each key's samples stacked); "
+                     "give the dataset the layout the model wants", err);
+}
+static int check_worker_init(const fg_node *v, const char *k, char **err) {
+  return python_only(v, k, "workers are threads sharing the dataset; seed with seed_everything", err);
+}
+static int check_generator(const fg_node *v, const char *k, char **err) {
+  return python_only(v, k, "the shuffle order comes from seed_everything", err);
+}
+static int check_mp_context(const fg_node *v, const char *k, char **err) {
+  if (fg_node_kind_of(v) == FG_NODE_NULL) return 0;
+  static const char *const ctx[] = {"fork", "spawn", "forkserver"};
+  for (size_t i = 0; i < sizeof ctx / sizeof ctx[0]; i++)
+    if (strcmp(fg_node_str(v), ctx[i]) == 0) return 0;
+  return fg_config_error(err, v, k, "expected null, 'fork', 'spawn' or 'forkserver', got '%s'",
+                         fg_node_str(v));
+}
+static int check_pin_device(const fg_node *v, const char *k, char **err) {
+  if (fg_node_str(v)[0] == '\0') return 0;
+  return fg_config_error(err, v, k,
+                         "'%s': this build's libtorch is CPU-only, there is no device to pin for; "
+                         "use pin_memory_device: ''", fg_node_str(v));
+}
 
+/* torch.utils.data.DataLoader's arguments (PyTorch 2.x) but the dataset,
+ * under their names and defaults. What each does here: README's table. */
 static const fg_param loader_params[] = {
-    {"batch_size", FG_T_INT, "1", "samples per batch", check_batch, 0},
+    {"batch_size", FG_T_NULL | FG_T_INT, "1", "samples per batch", check_batch, 0},
     {"shuffle", FG_T_NULL | FG_T_BOOL, "null", "shuffle each epoch (null: only for fit)", NULL, 0},
-    {"drop_last", FG_T_BOOL, "false", "drop the last incomplete batch", NULL, 0},
+    {"sampler", FG_T_ANY, "null", "null only (use shuffle, trainer.use_distributed_sampler)", check_sampler, 0},
+    {"batch_sampler", FG_T_ANY, "null", "null only (use batch_size, shuffle, drop_last)", check_batch_sampler, 0},
     {"num_workers", FG_T_INT, "0", "threads preparing batches ahead of the loop", check_workers, 0},
-    {"pin_memory", FG_T_BOOL, "false", "no effect on CPU (accepted for PyTorch configs)", NULL, 0},
-    {"persistent_workers", FG_T_BOOL, "false", "no effect: worker threads live as long as the loader", NULL, 0},
+    {"collate_fn", FG_T_ANY, "null", "null only (samples are stacked as default_collate)", check_collate, 0},
+    {"pin_memory", FG_T_BOOL, "false", "no effect on CPU (true warns once)", NULL, 0},
+    {"drop_last", FG_T_BOOL, "false", "drop the last incomplete batch", NULL, 0},
+    {"timeout", FG_T_INT | FG_T_FLOAT, "0", "seconds to wait for a worker's batch before failing (0: forever)", check_timeout, 0},
+    {"worker_init_fn", FG_T_ANY, "null", "null only (workers are threads)", check_worker_init, 0},
+    {"multiprocessing_context", FG_T_NULL | FG_T_STRING, "null", "no effect: workers are threads (a value warns once)", check_mp_context, 0},
+    {"generator", FG_T_ANY, "null", "null only (the order comes from seed_everything)", check_generator, 0},
+    {"prefetch_factor", FG_T_NULL | FG_T_INT, "null", "batches each worker prepares ahead (null: 2 with workers)", check_prefetch, 0},
+    {"persistent_workers", FG_T_BOOL, "false", "workers live as long as the loader (needs num_workers > 0)", NULL, 0},
+    {"pin_memory_device", FG_T_STRING, "\"\"", "'' only (CPU)", check_pin_device, 0},
+    {"in_order", FG_T_BOOL, "true", "batches in sampler order (false warns once: they still are)", NULL, 0},
 };
+
+/* PyTorch's DataLoader checks between arguments, with its words. */
+static int check_combination(const fg_node *o, const char *k, char **err) {
+  if (fg_node_int(fg_node_get(o, "num_workers")) > 0) return 0;
+  const fg_node *v = fg_node_get(o, "prefetch_factor");
+  char *p = NULL;
+  int rc = 0;
+  if (v && fg_node_kind_of(v) != FG_NODE_NULL) {
+    p = fg__xasprintf("%s.prefetch_factor", k);
+    rc = fg_config_error(err, v, p,
+                         "prefetch_factor option could only be specified in multiprocessing; let "
+                         "num_workers > 0 to enable it, otherwise set prefetch_factor to null");
+  } else if ((v = fg_node_get(o, "persistent_workers")) && fg_node_bool(v)) {
+    p = fg__xasprintf("%s.persistent_workers", k);
+    rc = fg_config_error(err, v, p, "persistent_workers option needs num_workers > 0");
+  } else if ((v = fg_node_get(o, "multiprocessing_context")) && fg_node_kind_of(v) != FG_NODE_NULL) {
+    p = fg__xasprintf("%s.multiprocessing_context", k);
+    rc = fg_config_error(err, v, p,
+                         "multiprocessing_context can only be used with multi-process loading "
+                         "(num_workers > 0), but got num_workers=0");
+  }
+  free(p);
+  return rc;
+}
 
 static int check_items(fg_node *v, const char *path, bool is_dataset, bool fill, char **err) {
   bool list = fg_node_kind_of(v) == FG_NODE_SEQ;
@@ -122,6 +214,7 @@ static int check_items(fg_node *v, const char *path, bool is_dataset, bool fill,
     } else {
       rc = fg_schema_check(loader_params, sizeof loader_params / sizeof loader_params[0], item, p,
                            fill, err);
+      if (rc == 0) rc = check_combination(item, p, err);
     }
     free(p);
     if (rc) return rc;
@@ -166,12 +259,68 @@ static int check_dm(const fg_class *cls, fg_node *args, const char *keypath, boo
   return 0;
 }
 
-static void read_opts(const fg_node *o, int split, fg_dataloader_opts *out) {
+/* An option that is accepted but does nothing here, said once per run:
+ * the split expansion copies one written node into every split, so the
+ * same place is one warning. */
+static void add_warning(fg_datamodule *dm, const fg_node *v, const char *key, const char *why) {
+  fg_mark m = fg_node_mark(v);
+  char *w = fg__xasprintf("%s:%d:%d: %s.dataloader_cfg: %s: %s", m.file ? m.file : "<config>",
+                          m.line, m.col, dm->keypath, key, why);
+  for (size_t i = 0; i < dm->n_warnings; i++)
+    if (strcmp(dm->warnings[i], w) == 0) {
+      free(w);
+      return;
+    }
+  dm->warnings = fg__xrealloc(dm->warnings, (dm->n_warnings + 1) * sizeof *dm->warnings);
+  dm->warnings[dm->n_warnings++] = w;
+}
+
+static void read_opts(fg_datamodule *dm, const fg_node *o, int split, fg_dataloader_opts *out) {
   out->batch_size = fg_node_int(fg_node_get(o, "batch_size"));
   const fg_node *sh = fg_node_get(o, "shuffle");
   out->shuffle = sh && fg_node_kind_of(sh) == FG_NODE_BOOL ? fg_node_bool(sh) : split == 0;
   out->drop_last = fg_node_bool(fg_node_get(o, "drop_last"));
   out->num_workers = (int)fg_node_int(fg_node_get(o, "num_workers"));
+  const fg_node *pf = fg_node_get(o, "prefetch_factor");
+  out->prefetch_factor = pf && fg_node_kind_of(pf) == FG_NODE_INT ? (int)fg_node_int(pf) : 0;
+  const fg_node *to = fg_node_get(o, "timeout");
+  out->timeout = to ? fg_node_float(to) : 0;
+  const fg_node *v = fg_node_get(o, "pin_memory");
+  if (v && fg_node_bool(v))
+    add_warning(dm, v, "pin_memory",
+                "true has no effect: pinned memory speeds copies to a GPU, and this build's "
+                "libtorch is CPU-only");
+  v = fg_node_get(o, "multiprocessing_context");
+  if (v && fg_node_kind_of(v) == FG_NODE_STRING)
+    add_warning(dm, v, "multiprocessing_context",
+                "has no effect: the workers are threads of this process, no worker processes are started");
+  v = fg_node_get(o, "in_order");
+  if (v && !fg_node_bool(v))
+    add_warning(dm, v, "in_order",
+                "false has no effect: batches always arrive in order here (a slow batch holds back "
+                "only the loop, not the workers)");
+}
+
+bool fg_datamodule_unshuffle(fg_datamodule *dm, const char *split) {
+  int s = split_index(split);
+  bool was = false;
+  for (size_t i = 0; s >= 0 && i < dm->n_slots[s]; i++) {
+    was = was || dm->slots[s][i].opts.shuffle;
+    dm->slots[s][i].opts.shuffle = false;
+  }
+  if (was) fg_datamodule_reload(dm, split);
+  return was;
+}
+
+size_t fg_datamodule_num_warnings(const fg_datamodule *dm) { return dm->n_warnings; }
+const char *fg_datamodule_warning(const fg_datamodule *dm, size_t i) { return dm->warnings[i]; }
+
+void fg_datamodule_reload(fg_datamodule *dm, const char *split) {
+  int s = split_index(split);
+  for (size_t i = 0; s >= 0 && i < dm->n_slots[s]; i++) {
+    fg_dataloader_free(dm->slots[s][i].loader);
+    dm->slots[s][i].loader = NULL;
+  }
 }
 
 static int dm_create(const fg_class *cls, const fg_node *args, const char *keypath, void **out,
@@ -191,7 +340,7 @@ static int dm_create(const fg_class *cls, const fg_node *args, const char *keypa
     for (size_t i = 0; i < n; i++) {
       dm->slots[s][i].dataset_cfg = fg_node_clone(list ? fg_node_at(ds, i) : ds);
       const fg_node *o = dl && fg_node_kind_of(dl) == FG_NODE_SEQ ? fg_node_at(dl, i) : dl;
-      read_opts(o, s, &dm->slots[s][i].opts);
+      read_opts(dm, o, s, &dm->slots[s][i].opts);
     }
   }
   *out = dm;

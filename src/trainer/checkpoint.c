@@ -10,6 +10,8 @@
  *     seed           the run's seed, which orders the fit data
  *     rng_state      torch.get_rng_state() (dropout draws from it)
  *     last_metrics   the latest value of every logged key (monitors)
+ *     time_elapsed   seconds the fit has trained so far, over every run it
+ *                    resumes (max_time counts on from it)
  *   and in a pause checkpoint (pause.ckpt) also
  *     paused             true
  *     grads              {param name: gradient} accumulated so far

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fulgur/autograd.h"
 #include "fulgur/error.h"
 #include "trainer/trainer.h"
 #include "util/xalloc.h"
@@ -39,10 +40,13 @@ static char *loader_key(const char *split, const char *key, size_t idx, size_t n
 static int eval_loader(fg_loop *l, fg_split split, size_t idx, size_t n_loaders, bool sanity,
                        fg_value *metrics, char **err) {
   const char *sname = fg_split_names[split];
-  fg_dataloader *dl = NULL;
+  fg_dataloader *dl = l->overfit_val;
   int rc;
-  if ((rc = fg_datamodule_loader(l->dm, sname, idx, &dl, err))) return rc;
+  if (dl == NULL && (rc = fg_datamodule_loader(l->dm, sname, idx, &dl, err))) return rc;
   if ((rc = fg_dataloader_start_epoch(dl, 0, err))) return rc;
+  char *step_action = fg__xasprintf("[Strategy]%s.%s_step", l->ddp ? "DDPStrategy" : "SingleDeviceStrategy",
+                                    split == FG_SPLIT_VAL ? "validation" : sname);
+  char *next_action = fg__xasprintf("[_EvaluationLoop].%s_next", sname);
   int64_t nb = limit_batches(l->opts, split, fg_dataloader_num_batches(dl));
   if (sanity && l->opts->num_sanity_val_steps >= 0 && nb > l->opts->num_sanity_val_steps)
     nb = l->opts->num_sanity_val_steps;
@@ -51,9 +55,13 @@ static int eval_loader(fg_loop *l, fg_split split, size_t idx, size_t n_loaders,
   for (int64_t b = 0; b < nb; b++) {
     if ((rc = cancelled(l, err))) break;
     fg_value *batch = NULL;
+    double t0 = fg__profiler_start(l->profiler);
     if ((rc = fg_dataloader_next(dl, &batch, err)) || batch == NULL) break;
+    fg__profiler_stop(l->profiler, next_action, t0);
     fg_step_result r;
+    t0 = fg__profiler_start(l->profiler);
     rc = fg_module_forward_step(l->module, split, idx, batch, &r, err);
+    fg__profiler_stop(l->profiler, step_action, t0);
     fg_value_free(batch);
     if (rc) {
       fg_err_prefix(err, rc, "%s batch %lld", sname, (long long)b);
@@ -94,21 +102,32 @@ static int eval_loader(fg_loop *l, fg_split split, size_t idx, size_t n_loaders,
     free(key);
   }
   fg_value_free(sums);
+  free(step_action);
+  free(next_action);
   return rc;
 }
 
 int fg__loop_eval(fg_loop *l, fg_split split, bool sanity, char **err) {
   const char *sname = fg_split_names[split];
-  size_t n_loaders = fg_datamodule_num_loaders(l->dm, sname);
+  size_t n_loaders = l->overfit_val ? 1 : fg_datamodule_num_loaders(l->dm, sname);
   if (n_loaders == 0)
     return fg_err_set(err, FG_ECONFIG, "data: no %s dataset is configured", sname);
+  /* reload_dataloaders_every_n_epochs: the fit's validation loaders are
+   * built again once that many epochs have passed since they were. */
+  int64_t every = l->opts->reload_every;
+  if (l->stage == FG_STAGE_FIT && split == FG_SPLIT_VAL && !sanity && every > 0 && !l->overfit_val) {
+    if (l->val_loaded_epoch >= 0 && l->pos.epoch - l->val_loaded_epoch >= every)
+      fg_datamodule_reload(l->dm, sname);
+    if (l->val_loaded_epoch < 0 || l->pos.epoch - l->val_loaded_epoch >= every)
+      l->val_loaded_epoch = l->pos.epoch;
+  }
   /* Lightning: eval() and no gradients for validation (the sanity check
    * too) and test, then the mode the caller had (train() inside fit). */
   bool was_training = fg_module_is_training(l->module);
   int rc = l->ddp ? fg__ddp_broadcast_buffers(l->ddp, l->module, err) : 0;
   if (rc) return rc;
   fg_module_train(l->module, false);
-  bool was = fg_torch_set_grad_enabled(false);
+  fg_grad_mode *nograd = fg_torch_no_grad_begin(l->opts->inference_mode);
   l->sanity_checking = sanity;
   fg_value *metrics = fg_value_dict();
   for (size_t idx = 0; idx < n_loaders && rc == 0; idx++)
@@ -125,7 +144,7 @@ int fg__loop_eval(fg_loop *l, fg_split split, bool sanity, char **err) {
     fg_module_evaluators_reset(l->module, split);
   }
   fg_value_free(metrics);
-  fg_torch_set_grad_enabled(was);
+  fg_torch_no_grad_end(nograd);
   if (rc == 0 && split == FG_SPLIT_VAL) rc = fg__callbacks_on_validation_end(l, err);
   l->sanity_checking = false;
   fg_module_train(l->module, was_training);
@@ -194,17 +213,23 @@ static int train_batch(fg_loop *l, fg_value *batch, int64_t b, int64_t nb, fg_va
   bool do_step = (b + 1) % acc == 0 || b + 1 == nb;
   int rc = 0;
   *stepped = false;
+  double t0 = fg__profiler_start(l->profiler);
   if (b % acc == 0)
     for (size_t i = 0; i < os->n && rc == 0; i++)
       if (fg_optim_set_active(os, i, b)) rc = fg_optimizer_zero_grad(os->opts[i], err);
+  if (b % acc == 0) fg__profiler_stop(l->profiler, "[LightningModule].optimizer_zero_grad", t0);
   fg_step_result r;
   /* torch DDP's broadcast_buffers: every rank's forward from rank 0's
    * running statistics. */
   if (rc == 0 && l->ddp) rc = fg__ddp_broadcast_buffers(l->ddp, l->module, err);
+  t0 = fg__profiler_start(l->profiler);
   if (rc == 0) rc = fg_module_forward_step(l->module, FG_SPLIT_FIT, 0, batch, &r, err);
+  fg__profiler_stop(l->profiler, l->ddp ? "[Strategy]DDPStrategy.training_step"
+                                        : "[Strategy]SingleDeviceStrategy.training_step", t0);
   fg_value_free(batch);
   if (rc) return fg_err_prefix(err, rc, "fit epoch %lld batch %lld", (long long)l->pos.epoch, (long long)b);
 
+  t0 = fg__profiler_start(l->profiler);
   if (acc > 1) {
     fg_tensor *scaled = NULL;
     if ((rc = fg_op_mul_scalar(r.loss, 1.0 / (double)acc, &scaled, err)) == 0)
@@ -216,10 +241,14 @@ static int train_batch(fg_loop *l, fg_value *batch, int64_t b, int64_t nb, fg_va
   /* DDP: the gradients averaged over the ranks, once per window, on the
    * step that applies them. */
   if (rc == 0 && do_step && l->ddp) rc = fg__ddp_sync_grads(l->ddp, l->module, err);
+  fg__profiler_stop(l->profiler, l->ddp ? "[Strategy]DDPStrategy.backward"
+                                        : "[Strategy]SingleDeviceStrategy.backward", t0);
   /* One forward and backward; every optimizer whose turn it is
    * (frequency) steps its own parameters. */
+  t0 = fg__profiler_start(l->profiler);
   for (size_t i = 0; i < os->n && rc == 0 && do_step; i++)
     if (fg_optim_set_active(os, i, b)) rc = optimizer_step(l, i, err);
+  if (do_step) fg__profiler_stop(l->profiler, "[LightningModule].optimizer_step", t0);
   if (rc || !do_step) {
     fg_step_result_clear(&r);
     return rc ? fg_err_prefix(err, rc, "fit epoch %lld batch %lld", (long long)l->pos.epoch, (long long)b) : 0;
@@ -230,7 +259,9 @@ static int train_batch(fg_loop *l, fg_value *batch, int64_t b, int64_t nb, fg_va
 
   double loss = NAN;
   rc = fg_tensor_item(r.loss, &loss, err);
-  if (rc == 0 && l->pos.global_step % o->log_every_n_steps == 0) rc = log_step(l, &r, step_log, err);
+  /* log_every_n_steps 0 (barebones): no step rows. */
+  if (rc == 0 && o->log_every_n_steps > 0 && l->pos.global_step % o->log_every_n_steps == 0)
+    rc = log_step(l, &r, step_log, err);
   fg_step_result_clear(&r);
   /* Step-interval schedulers, after the batch as Lightning does. */
   for (size_t i = 0; i < os->n && rc == 0; i++) {
@@ -257,12 +288,16 @@ static double monotonic_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+double fg__loop_fit_elapsed(const fg_loop *l) {
+  return l->time_before + (l->fit_started > 0 ? monotonic_now() - l->fit_started : 0);
+}
+
 /* Lightning's Timer (max_time), after each training batch and at an
  * epoch's end: once the fit has run that long it asks for a stop. Every
  * rank takes the same decision (any rank over the limit stops all). */
 static int check_max_time(fg_loop *l, char **err) {
   if (isnan(l->opts->max_time) || l->should_stop) return 0;
-  double elapsed = monotonic_now() - l->fit_started;
+  double elapsed = fg__loop_fit_elapsed(l);
   bool over = elapsed >= l->opts->max_time;
   int rc = l->ddp ? fg__ddp_any(l->ddp, &over, err) : 0;
   if (rc == 0 && over) {
@@ -314,13 +349,17 @@ static int train_epoch(fg_loop *l, fg_dataloader *dl, bool *complete, char **err
     if (o->max_steps >= 0 && l->pos.global_step >= o->max_steps) break;
     if (b > 0 && (rc = step_boundary(l, b, err))) return rc;
     fg_value *batch = NULL;
+    double t0 = fg__profiler_start(l->profiler);
     if ((rc = fg_dataloader_next(dl, &batch, err))) return rc;
     if (batch == NULL) break;
+    fg__profiler_stop(l->profiler, "[_TrainingEpochLoop].train_dataloader_next", t0);
     fg_value *step_log = fg_value_dict();
     bool stepped = false;
     rc = fg__callbacks_on_train_batch_start(l, b, step_log, err);
+    t0 = fg__profiler_start(l->profiler);
     if (rc == 0) rc = train_batch(l, batch, b, nb, step_log, &stepped, err);
     else fg_value_free(batch);
+    fg__profiler_stop(l->profiler, "run_training_batch", t0);
     fg_value_free(step_log);
     if (rc == 0) rc = fg__callbacks_on_train_batch_end(l, b, err);
     if (rc == 0 && stepped) rc = check_max_time(l, err);
@@ -392,9 +431,38 @@ static int fit_epoch_metrics(fg_loop *l, char **err) {
   return rc;
 }
 
+/* overfit_batches: the loader validation reads instead of the val split's:
+ * the fit dataset in order, this rank's shard of it under ddp. */
+static int overfit_val_loader(fg_loop *l, char **err) {
+  fg_dataloader *fit = NULL;
+  int rc = fg_datamodule_loader(l->dm, "fit", 0, &fit, err);
+  if (rc) return rc;
+  fg_dataloader_opts vo = {.batch_size = fg_dataloader_batch_size(fit)};
+  if (l->ddp && l->opts->use_distributed_sampler) {
+    vo.rank = fg__ddp_rank(l->ddp);
+    vo.world_size = fg__ddp_world(l->ddp);
+  }
+  return fg_dataloader_create(fg_dataloader_dataset(fit), &vo, &l->overfit_val, err);
+}
+
+static int fit_loop(fg_loop *l, char **err);
+
+/* Lightning's detect_anomaly wraps the whole fit stage; the overfit
+ * loader lives as long as the fit. */
 int fg__loop_fit(fg_loop *l, char **err) {
+  bool anomaly = fg_torch_set_anomaly_enabled(l->opts->detect_anomaly);
+  l->fit_loaded_epoch = l->val_loaded_epoch = -1;
+  int rc = l->opts->overfit_batches > 0 ? overfit_val_loader(l, err) : 0;
+  if (rc == 0) rc = fit_loop(l, err);
+  fg_dataloader_free(l->overfit_val);
+  l->overfit_val = NULL;
+  fg_torch_set_anomaly_enabled(anomaly);
+  return rc;
+}
+
+static int fit_loop(fg_loop *l, char **err) {
   const fg_trainer_opts *o = l->opts;
-  size_t n_val = fg_datamodule_num_loaders(l->dm, "val");
+  size_t n_val = l->overfit_val ? 1 : fg_datamodule_num_loaders(l->dm, "val");
   bool do_val = n_val > 0 && !(o->limit[FG_SPLIT_VAL] == 0);
   int rc = fg__callbacks_on_fit_start(l, err);
   if (rc) return rc;
@@ -411,9 +479,21 @@ int fg__loop_fit(fg_loop *l, char **err) {
     if (o->max_steps >= 0 && l->pos.global_step >= o->max_steps) break;
     l->pos.epoch = e;
     l->val_this_epoch = do_val && (e + 1) % o->check_val_every_n_epoch == 0;
+    /* reload_dataloaders_every_n_epochs: a fresh fit loader (its dataset
+     * read again) at the epochs Lightning reloads it. */
+    if (o->reload_every > 0) {
+      if (l->fit_loaded_epoch >= 0 && e - l->fit_loaded_epoch >= o->reload_every) {
+        fg_datamodule_reload(l->dm, "fit");
+        if ((rc = fg_datamodule_loader(l->dm, "fit", 0, &dl, err))) return rc;
+      }
+      if (l->fit_loaded_epoch < 0 || e - l->fit_loaded_epoch >= o->reload_every) l->fit_loaded_epoch = e;
+    }
     int64_t nb = limit_batches(o, FG_SPLIT_FIT, fg_dataloader_num_batches(dl));
     bool complete = false;
-    if ((rc = train_epoch(l, dl, &complete, err))) return rc;
+    double t0 = fg__profiler_start(l->profiler);
+    rc = train_epoch(l, dl, &complete, err);
+    fg__profiler_stop(l->profiler, "run_training_epoch", t0);
+    if (rc) return rc;
     if (complete && (rc = step_epoch_schedulers(l, e, false, err))) return rc;
     if ((rc = fit_epoch_metrics(l, err))) return rc;
     l->pos.epoch_done = true;

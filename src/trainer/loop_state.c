@@ -16,7 +16,8 @@ bool fg__loop_cancel_requested(const fg_loop *l) {
 bool fg__loop_pause_requested(const fg_loop *l) { return l->pause && *l->pause; }
 
 /* What "fulgur_loop" keeps beside the position (see checkpoint.c): the
- * seed, the global generator and the latest metrics in every checkpoint;
+ * seed, the global generator, the latest metrics and the fit's elapsed
+ * seconds (max_time) in every checkpoint;
  * after a pause also what the interrupted epoch has gathered so far:
  * gradients of an unfinished accumulation window, fit evaluator states,
  * and every checkpoint saver's state (a paused run goes on as the same
@@ -28,6 +29,7 @@ int fg__loop_state(fg_loop *l, bool pause, fg_value **out, char **err) {
   int rc = fg_torch_get_rng_state(&rng, err);
   if (rc == 0) fg_value_dict_set(st, "rng_state", fg_value_tensor(rng));
   fg_value_dict_set(st, "last_metrics", fg_value_copy(l->last_metrics));
+  fg_value_dict_set(st, "time_elapsed", fg_value_double(fg__loop_fit_elapsed(l)));
   if (rc == 0 && pause) {
     fg_value_dict_set(st, "paused", fg_value_bool(true));
     fg_value *grads = fg_value_dict();
@@ -87,6 +89,10 @@ int fg__loop_restore(fg_loop *l, const fg_value *st, char **err) {
       fg_value_dict_set(l->last_metrics, fg_value_dict_key_at(lm, i),
                         fg_value_double(fg_value_as_double(v)));
   }
+  /* max_time goes on counting from where the checkpoint's run stopped. */
+  const fg_value *te = fg_value_dict_get(st, "time_elapsed");
+  if (te && (fg_value_kind_of(te) == FG_VALUE_DOUBLE || fg_value_kind_of(te) == FG_VALUE_INT))
+    l->time_before = fg_value_as_double(te);
   const fg_value *paused = fg_value_dict_get(st, "paused");
   if (paused == NULL || fg_value_kind_of(paused) != FG_VALUE_BOOL || !fg_value_as_bool(paused))
     return 0;

@@ -113,6 +113,9 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
    * as Lightning does without its DistributedSampler. */
   if (ddp && topts.use_distributed_sampler)
     fg_datamodule_set_distributed(dm, fg__ddp_rank(ddp), fg__ddp_world(ddp));
+  /* overfit_batches: the same first batches every epoch (warned). */
+  if (topts.overfit_batches > 0 && ro->stage == FG_STAGE_FIT)
+    topts.overfit_unshuffled = fg_datamodule_unshuffle(dm, "fit");
 
   /* Rank 0 alone writes the run directory, logs and events; the other
    * ranks run with a bus that has no sinks. */
@@ -142,6 +145,8 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
                   fg__ddp_world(ddp), fg__ddp_local_world(ddp));
   if (seeded) fg_events_log(bus, FG_LOG_INFO, "seed set to %llu", (unsigned long long)seed);
   fg__trainer_opts_warn(&topts, bus);
+  for (size_t i = 0; i < fg_datamodule_num_warnings(dm); i++)
+    fg_events_log(bus, FG_LOG_WARNING, "%s", fg_datamodule_warning(dm, i));
   /* The module's ckpt_path and finetune_cfg come first: the optimizer must
    * only see the parameters that train, and a resumed run's checkpoint
    * (below) must win over the starting weights. */
@@ -199,6 +204,13 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
    * same checkpoint everywhere; this also covers unseeded runs). */
   if (ddp && (rc = fg__ddp_broadcast_params(ddp, module, err))) goto done;
 
+  if (ddp && topts.sync_batchnorm && (rc = fg__sync_batchnorm_start(ddp, module, bus, err))) goto done;
+  /* The profiler covers the stage's loop, on rank 0 (the run directory's
+   * rank), as Lightning's profilers write from rank 0. */
+  if (rank_zero &&
+      (rc = fg__profiler_create(topts.profiler, run_dir, fg_stage_name(ro->stage), &loop.profiler, err)))
+    goto done;
+
   fg_event st = {.kind = FG_EVENT_STATE, .text = "running", .batch_idx = -1, .num_batches = -1,
                  .max_epochs = -1, .max_steps = -1};
   fg_events_emit(bus, &st);
@@ -209,6 +221,8 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
     case FG_STAGE_PREDICT: rc = fg__predict_run(&loop, ckpt, loop_cancelled, &loop, err); break;
     default: rc = fg_err_set(err, FG_EUNSUPPORTED, "stage not supported"); break;
   }
+  /* The report of a stage that ended normally (a failure's is partial). */
+  if (rc == 0) rc = fg__profiler_finish(loop.profiler, fg_stage_name(ro->stage), run_dir, bus, err);
   if (ddp) {
     /* The job's outcome is every rank's: a failure names its rank, and
      * success waits for the others. */
@@ -235,6 +249,7 @@ done:
     loop.last_metrics = NULL;
   }
   fg_value_free(loop.last_metrics);
+  fg__profiler_free(loop.profiler);
   fg_optim_set_free(optim);
   fg_datamodule_free(dm);
   fg_module_free(module);

@@ -39,6 +39,8 @@ void fg__logger_cfg_free(void *cfg);
 struct fg_class;
 extern const struct fg_class fg__tb_logger_class;
 
+typedef enum { FG_PROFILER_NONE = 0, FG_PROFILER_SIMPLE, FG_PROFILER_PYTORCH } fg_profiler_kind;
+
 typedef struct {
   int64_t max_epochs; /* -1 = no limit */
   int64_t max_steps;  /* -1 = no limit */
@@ -75,6 +77,19 @@ typedef struct {
   bool use_distributed_sampler; /* false: under ddp every rank reads the whole dataset */
   char **warnings;           /* the no-op arguments' warnings, each once per run */
   size_t n_warnings;
+  /* Lightning's debugging flags (their limits are already in the fields
+   * above): fast_dev_run's N batches (0: off; no loggers, savers and
+   * EarlyStopping idle), overfit_batches (0: off). */
+  int64_t fast_dev_run;
+  double overfit_batches;
+  bool overfit_is_count;
+  bool overfit_unshuffled;   /* overfit_batches turned the fit loader's shuffle off (warned) */
+  bool barebones;
+  bool detect_anomaly;       /* autograd anomaly mode around forward and backward */
+  bool inference_mode;       /* evaluation under InferenceMode (false: NoGradGuard) */
+  bool sync_batchnorm;
+  int64_t reload_every;      /* reload_dataloaders_every_n_epochs; 0 = never */
+  fg_profiler_kind profiler;
 } fg_trainer_opts;
 
 int fg__trainer_opts_parse(const fg_node *trainer_cfg, fg_trainer_opts *out,
@@ -185,6 +200,10 @@ int fg__ddp_any(fg__ddp *d, bool *flag, char **err);
  * for r in 0..world-1; the caller frees each and the array. */
 int fg__ddp_gather_values(fg__ddp *d, const fg_value *mine, fg_value ***out, char **err);
 int fg__ddp_barrier(fg__ddp *d, char **err);
+/* trainer.sync_batchnorm under ddp (sync_batchnorm.c): a model without
+ * BatchNorm layers runs as is; one with them is FG_ECONFIG naming the
+ * first (they cannot be converted here). */
+int fg__sync_batchnorm_start(fg__ddp *d, fg_module *m, fg_events *bus, char **err);
 /* Called with a failed run's code and message: names the rank that
  * caused it ("rank R: ...") and posts this rank's error for the others.
  * Returns the code to report. NULL d: returns rc. */
@@ -193,6 +212,27 @@ int fg__ddp_fail(fg__ddp *d, int rc, char **err);
  * started the others, waits for them (ok) or stops them; a child that
  * failed fails an ok run. Frees d; NULL is a no-op. */
 int fg__ddp_close(fg__ddp *d, bool ok, char **err);
+
+/* ---- profiler (profiler.c) ----------------------------------------------------- */
+
+/* trainer.profiler's recorder; NULL (profiler null) makes every call a
+ * no-op. "pytorch" starts libtorch's profiler at create and writes
+ * <run_dir>/<stage>.pt.trace.json at finish. */
+typedef struct fg__profiler fg__profiler;
+int fg__profiler_create(fg_profiler_kind kind, const char *run_dir, const char *stage,
+                        fg__profiler **out, char **err);
+/* The start of an action (a timestamp for stop; 0 when not timing). */
+double fg__profiler_start(const fg__profiler *p);
+/* Adds the time since t0 to the action's total and counts a call. */
+void fg__profiler_stop(fg__profiler *p, const char *action, double t0);
+/* The same for a callback hook: "[Callback]<cls>.<hook>". */
+void fg__profiler_stop_callback(fg__profiler *p, const char *cls, const char *hook, double t0);
+/* "simple": logs Lightning's "<STAGE> Profiler Report" table and writes
+ * it to <run_dir>/<stage>-profiler.txt (run_dir NULL: logged only);
+ * "pytorch": writes the trace. Each announced by an ARTIFACT event. */
+int fg__profiler_finish(fg__profiler *p, const char *stage, const char *run_dir, fg_events *bus,
+                        char **err);
+void fg__profiler_free(fg__profiler *p); /* NULL is a no-op */
 
 /* ---- loops --------------------------------------------------------------- */
 
@@ -220,8 +260,21 @@ typedef struct {
   bool rank_zero;         /* writes checkpoints, artifacts, logs (true without ddp) */
   double fit_started;     /* monotonic seconds at fit's start (max_time) */
   bool min_told;          /* the stop-deferred-by-min_epochs/min_steps note was logged */
+  /* max_time: fit seconds of the runs this one resumes (a checkpoint's
+   * fulgur_loop.time_elapsed), counted with this run's. */
+  double time_before;
+  fg__profiler *profiler; /* NULL: not profiling */
+  /* overfit_batches: validation reads the fit dataset, in order, from its
+   * own loader (the fit loader may be inside an epoch). Owned. */
+  fg_dataloader *overfit_val;
+  int64_t fit_loaded_epoch; /* reload_dataloaders_every_n_epochs: when each */
+  int64_t val_loaded_epoch; /* loader was last built (-1: not yet) */
 } fg_loop;
 
+/* Seconds of training so far: this run's since the fit loop started, and
+ * the resumed runs' before it (max_time counts both, as Lightning's Timer
+ * restored from a checkpoint). */
+double fg__loop_fit_elapsed(const fg_loop *l);
 /* The fit loop (loop.c): sanity check, epochs, callbacks' hooks. */
 int fg__loop_fit(fg_loop *l, char **err);
 /* Validate or test over every dataloader of the split; logs epoch metrics. */

@@ -79,32 +79,32 @@ static int check_accelerator(const fg_node *v, const char *k, char **err) {
                              s);
   return fg_config_error(err, v, k, "expected 'cpu' or 'auto' (this libtorch is CPU-only), got '%s'", s);
 }
-/* Trainer arguments this build does not run yet: their neutral value
- * passes, anything else is an error rather than silently ignored. */
-static int not_supported(const fg_node *v, const char *k, char **err) {
-  return fg_config_error(err, v, k, "is not supported yet by this build (use its default)");
+static int check_null(const fg_node *v, const char *k, char **err) {
+  if (fg_node_kind_of(v) == FG_NODE_NULL) return 0;
+  return fg_config_error(err, v, k, "accepts only null here (precision plugins, cluster environments and "
+                                    "checkpoint IO plugins are Python objects); remove it");
 }
 static int check_fast_dev_run(const fg_node *v, const char *k, char **err) {
-  bool off = fg_node_kind_of(v) == FG_NODE_BOOL ? !fg_node_bool(v) : fg_node_int(v) == 0;
-  return off ? 0 : not_supported(v, k, err);
+  if (fg_node_kind_of(v) == FG_NODE_INT && fg_node_int(v) < 0)
+    return fg_config_error(err, v, k, "fast_dev_run=%lld is not a valid configuration. It should be >= 0",
+                           (long long)fg_node_int(v));
+  return 0;
 }
-static int check_overfit(const fg_node *v, const char *k, char **err) {
-  return fg_node_float(v) == 0 ? 0 : not_supported(v, k, err);
-}
-static int check_false(const fg_node *v, const char *k, char **err) {
-  return fg_node_bool(v) ? not_supported(v, k, err) : 0;
-}
-static int check_null(const fg_node *v, const char *k, char **err) {
-  return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : not_supported(v, k, err);
-}
-static int check_zero(const fg_node *v, const char *k, char **err) {
-  return fg_node_int(v) == 0 ? 0 : not_supported(v, k, err);
+/* profiler: Lightning's string names; the profiler classes are not
+ * objects here (their string is the way to ask for them). */
+static int check_profiler(const fg_node *v, const char *k, char **err) {
+  if (fg_node_kind_of(v) == FG_NODE_NULL) return 0;
+  if (fg_node_kind_of(v) != FG_NODE_STRING)
+    return fg_config_error(err, v, k, "expected null, 'simple' or 'pytorch' (profiler objects: write the name)");
+  const char *s = fg_node_str(v);
+  if (strcmp(s, "simple") == 0 || strcmp(s, "pytorch") == 0) return 0;
+  if (strcmp(s, "advanced") == 0 || strcmp(s, "xla") == 0)
+    return fg_config_error(err, v, k, "'%s' profiles Python (cProfile) or XLA, neither of which runs here; "
+                                      "use 'simple' or 'pytorch'", s);
+  return fg_config_error(err, v, k, "expected 'simple' or 'pytorch', got '%s'", s);
 }
 static int check_null_or_count(const fg_node *v, const char *k, char **err) {
   return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : check_int_min(v, k, 0, err);
-}
-static int check_null_or_positive_count(const fg_node *v, const char *k, char **err) {
-  return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : check_int_min(v, k, 1, err);
 }
 static int check_null_or_epochs(const fg_node *v, const char *k, char **err) {
   return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : check_int_min(v, k, -1, err);
@@ -210,21 +210,21 @@ static const fg_param trainer_params[] = {
     {"limit_predict_batches", FG_T_NULL | FG_T_INT | FG_T_FLOAT, "1.0", "fraction or count of predict batches", check_limit, 0},
     {"check_val_every_n_epoch", FG_T_INT, "1", "validate every N epochs", check_positive, 0},
     {"num_sanity_val_steps", FG_T_NULL | FG_T_INT, "2", "validation batches run before training (null: 2; -1: all)", check_null_or_epochs, 0},
-    {"log_every_n_steps", FG_T_NULL | FG_T_INT, "50", "log training scalars every N steps (null: 50)", check_null_or_positive_count, 0},
+    {"log_every_n_steps", FG_T_NULL | FG_T_INT, "50", "log training scalars every N steps (null: 50; 0: never)", check_null_or_count, 0},
     {"min_epochs", FG_T_NULL | FG_T_INT, "null", "epochs before a stop (EarlyStopping, max_time) may end the fit", check_null_or_count, 0},
     {"min_steps", FG_T_NULL | FG_T_INT, "null", "optimizer steps before a stop may end the fit", check_null_or_count, 0},
     {"max_time", FG_T_NULL | FG_T_STRING | FG_T_MAP, "null", "stop at a step boundary after this long: \"DD:HH:MM:SS\" or {days, hours, minutes, seconds}", check_max_time, 0},
-    {"inference_mode", FG_T_BOOL, "true", "evaluation without gradients (both values: no gradients here)", NULL, 0},
+    {"inference_mode", FG_T_BOOL, "true", "evaluation under torch.inference_mode (false: torch.no_grad)", NULL, 0},
     {"use_distributed_sampler", FG_T_BOOL, "true", "under ddp, each rank reads its DistributedSampler shard", NULL, 0},
     {"benchmark", FG_T_NULL | FG_T_BOOL, "null", "cuDNN autotuning (no effect on CPU)", NULL, 0},
     {"plugins", FG_T_ANY, "null", "null only", check_null, 0},
-    {"fast_dev_run", FG_T_BOOL | FG_T_INT, "false", "false only (not supported yet)", check_fast_dev_run, 0},
-    {"overfit_batches", FG_T_INT | FG_T_FLOAT, "0.0", "0 only (not supported yet)", check_overfit, 0},
-    {"detect_anomaly", FG_T_BOOL, "false", "false only (not supported yet)", check_false, 0},
-    {"barebones", FG_T_BOOL, "false", "false only (not supported yet)", check_false, 0},
-    {"sync_batchnorm", FG_T_BOOL, "false", "false only (not supported yet)", check_false, 0},
-    {"profiler", FG_T_ANY, "null", "null only (not supported yet)", check_null, 0},
-    {"reload_dataloaders_every_n_epochs", FG_T_INT, "0", "0 only (not supported yet)", check_zero, 0},
+    {"fast_dev_run", FG_T_BOOL | FG_T_INT, "false", "run N batches (true: 1) of each stage's loop once, without loggers, checkpoints or early stopping", check_fast_dev_run, 0},
+    {"overfit_batches", FG_T_INT | FG_T_FLOAT, "0.0", "train on this fraction or count of training batches, unshuffled, and validate on the same", check_limit, 0},
+    {"detect_anomaly", FG_T_BOOL, "false", "autograd anomaly detection around the training step (names the op whose backward gives NaN)", NULL, 0},
+    {"barebones", FG_T_BOOL, "false", "no logging, checkpointing, progress bar, model summary or sanity check (an error when one is asked for)", NULL, 0},
+    {"sync_batchnorm", FG_T_BOOL, "false", "under ddp, BatchNorm statistics over every rank's batch", NULL, 0},
+    {"profiler", FG_T_ANY, "null", "null, 'simple' (time per hook) or 'pytorch' (a Chrome trace)", check_profiler, 0},
+    {"reload_dataloaders_every_n_epochs", FG_T_INT, "0", "build the fit and val dataloaders again every N epochs (0: never)", check_limit, 0},
     {"default_root_dir", FG_T_NULL | FG_T_STRING, "null", "where run directories go (null: the working directory)", NULL, 0},
     {"enable_checkpointing", FG_T_NULL | FG_T_BOOL, "true", "add a ModelCheckpoint when none is configured", NULL, 0},
     {"enable_progress_bar", FG_T_NULL | FG_T_BOOL, "true", "progress bar on a terminal", NULL, 0},
@@ -246,6 +246,46 @@ static const fg_param trainer_params[] = {
     {"val_check_interval", FG_T_NULL | FG_T_INT | FG_T_FLOAT, "null", "validate every fraction of an epoch (float) or every N batches (int); null: 1.0", check_limit, 0},
 };
 
+/* A value the config wrote itself: a default the schema filled in carries
+ * its parent's mark (schema.c). */
+static bool written(const fg_node *cfg, const fg_node *v) {
+  fg_mark a = fg_node_mark(cfg), b = fg_node_mark(v);
+  return b.file && (a.file == NULL || a.line != b.line || a.col != b.col || strcmp(a.file, b.file) != 0);
+}
+
+/* Lightning's barebones rule: it turns off what may slow a step, and a
+ * config that also asks for one of those things is an error (its
+ * defaults, not written, are what barebones turns off). */
+static int check_barebones(const fg_node *cfg, char **err) {
+  const fg_node *bb = fg_node_get(cfg, "barebones");
+  if (bb == NULL || !fg_node_bool(bb)) return 0;
+  static const struct {
+    const char *key, *what;
+    bool zero_ok; /* an int: 0 is allowed (and null); a bool: false */
+  } outs[] = {
+      {"enable_checkpointing", "checkpointing", false}, {"logger", "logging", false},
+      {"enable_progress_bar", "the progress bar", false}, {"log_every_n_steps", "logging", true},
+      {"enable_model_summary", "the model summary", false}, {"num_sanity_val_steps", "sanity checking", true},
+      {"fast_dev_run", "a development run", true},        {"detect_anomaly", "anomaly detection", false},
+      {"profiler", "profiling", false},
+  };
+  for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+    const fg_node *v = fg_node_get(cfg, outs[i].key);
+    if (v == NULL || !written(cfg, v)) continue;
+    fg_node_kind k = fg_node_kind_of(v);
+    bool on = k == FG_NODE_BOOL ? fg_node_bool(v)
+              : k == FG_NODE_INT ? fg_node_int(v) != 0
+                                 : k != FG_NODE_NULL;
+    if (!on) continue;
+    char *p = fg__xasprintf("trainer.%s", outs[i].key);
+    int rc = fg_config_error(err, v, p, "%s can't be enabled when barebones is true (remove it%s)",
+                             outs[i].what, outs[i].zero_ok ? ", or write 0" : ", or write false");
+    free(p);
+    return rc;
+  }
+  return 0;
+}
+
 int fg__trainer_config_check(fg_node *cfg, bool fill, char **err) {
   int rc = fg_schema_check(trainer_params, sizeof trainer_params / sizeof trainer_params[0], cfg,
                            "trainer", fill, err);
@@ -257,6 +297,7 @@ int fg__trainer_config_check(fg_node *cfg, bool fill, char **err) {
        (nn && fg_node_int(nn) > 1)))
     return fg_config_error(err, st, "trainer.strategy",
                            "single_device runs one process; devices x num_nodes > 1 needs 'ddp'");
+  if ((rc = check_barebones(cfg, err))) return rc;
   fg_node *cbs = fg_node_get(cfg, "callbacks");
   if (cbs && fg_node_kind_of(cbs) == FG_NODE_MAP) {
     /* One callback object written without a list. */
@@ -301,12 +342,6 @@ static bool bool_or(const fg_node *cfg, const char *k, bool dflt) {
   return set(v) ? fg_node_bool(v) : dflt;
 }
 
-/* A value the config wrote itself: a default the schema filled in carries
- * its parent's mark (schema.c). */
-static bool written(const fg_node *cfg, const fg_node *v) {
-  fg_mark a = fg_node_mark(cfg), b = fg_node_mark(v);
-  return b.file && (a.file == NULL || a.line != b.line || a.col != b.col || strcmp(a.file, b.file) != 0);
-}
 static void add_warning(fg_trainer_opts *o, const fg_node *v, const char *key, const char *why) {
   fg_mark m = fg_node_mark(v);
   o->warnings = fg__xrealloc(o->warnings, (o->n_warnings + 1) * sizeof *o->warnings);
@@ -325,6 +360,14 @@ static void noop_warnings(const fg_node *cfg, fg_trainer_opts *o) {
                 strcmp(fg_node_str(v), "auto") == 0
                     ? "'auto' has no effect: this build's libtorch is CPU-only, so it is always cpu"
                     : "'cpu' has no effect: this build's libtorch is CPU-only, so it is always cpu");
+  v = fg_node_get(cfg, "sync_batchnorm");
+  const fg_node *dv = fg_node_get(cfg, "devices"), *nn = fg_node_get(cfg, "num_nodes");
+  bool one = (dv == NULL || fg_node_kind_of(dv) != FG_NODE_INT || fg_node_int(dv) <= 1) &&
+             (nn == NULL || fg_node_int(nn) <= 1) && getenv("WORLD_SIZE") == NULL;
+  if (v && fg_node_bool(v) && one)
+    add_warning(o, v, "sync_batchnorm",
+                "true has no effect in one process: its BatchNorm statistics already cover the whole batch "
+                "(it applies under strategy ddp)");
   v = fg_node_get(cfg, "devices");
   if (v && written(cfg, v) && fg_node_kind_of(v) == FG_NODE_STRING)
     add_warning(o, v, "devices",
@@ -333,6 +376,62 @@ static void noop_warnings(const fg_node *cfg, fg_trainer_opts *o) {
 
 void fg__trainer_opts_warn(const fg_trainer_opts *o, fg_events *bus) {
   for (size_t i = 0; i < o->n_warnings; i++) fg_events_log(bus, FG_LOG_WARNING, "%s", o->warnings[i]);
+  if (o->fast_dev_run > 0)
+    fg_events_log(bus, FG_LOG_INFO,
+                  "Running in `fast_dev_run` mode: will run the requested loop using %lld batch(es). "
+                  "Logging and checkpointing is suppressed.", (long long)o->fast_dev_run);
+  if (o->barebones)
+    fg_events_log(bus, FG_LOG_INFO,
+                  "You are running in `Trainer(barebones=True)` mode. All features that may impact raw "
+                  "speed have been disabled: checkpointing, loggers, the progress bar, the model summary, "
+                  "the sanity check, step logging");
+  if (o->overfit_batches > 0 && o->overfit_unshuffled)
+    fg_events_log(bus, FG_LOG_WARNING,
+                  "You requested to overfit but enabled train dataloader shuffling. We are turning off "
+                  "the train dataloader shuffling for you.");
+}
+
+/* Lightning's debugging flags (_init_debugging_flags): fast_dev_run and
+ * overfit_batches override the loop limits they imply; barebones turns
+ * off what check_barebones allowed it to. */
+static void debugging_flags(const fg_node *cfg, fg_trainer_opts *o) {
+  const fg_node *v = fg_node_get(cfg, "fast_dev_run");
+  o->fast_dev_run = v == NULL ? 0 : fg_node_kind_of(v) == FG_NODE_BOOL ? (fg_node_bool(v) ? 1 : 0) : fg_node_int(v);
+  v = fg_node_get(cfg, "overfit_batches");
+  o->overfit_batches = v ? fg_node_float(v) : 0;
+  o->overfit_is_count = v && fg_node_kind_of(v) == FG_NODE_INT;
+  if (o->overfit_batches > 0) {
+    o->limit[FG_SPLIT_FIT] = o->limit[FG_SPLIT_VAL] = o->overfit_batches;
+    o->limit_is_count[FG_SPLIT_FIT] = o->limit_is_count[FG_SPLIT_VAL] = o->overfit_is_count;
+  }
+  if (o->fast_dev_run > 0) {
+    for (int s = 0; s < FG_SPLIT_COUNT; s++) {
+      o->limit[s] = (double)o->fast_dev_run;
+      o->limit_is_count[s] = true;
+    }
+    o->max_steps = o->fast_dev_run;
+    o->num_sanity_val_steps = 0;
+    o->max_epochs = 1;
+    o->val_check_interval = 1.0;
+    o->val_check_is_count = false;
+    o->check_val_every_n_epoch = 1;
+  }
+  o->barebones = bool_or(cfg, "barebones", false);
+  if (o->barebones) {
+    o->enable_checkpointing = false;
+    o->enable_progress_bar = false;
+    o->enable_model_summary = false;
+    o->log_every_n_steps = 0;
+    o->num_sanity_val_steps = 0;
+  }
+  o->detect_anomaly = bool_or(cfg, "detect_anomaly", false);
+  o->inference_mode = bool_or(cfg, "inference_mode", true);
+  o->sync_batchnorm = bool_or(cfg, "sync_batchnorm", false);
+  o->reload_every = int_or(cfg, "reload_dataloaders_every_n_epochs", 0);
+  v = fg_node_get(cfg, "profiler");
+  o->profiler = v && fg_node_kind_of(v) == FG_NODE_STRING
+                    ? (strcmp(fg_node_str(v), "simple") == 0 ? FG_PROFILER_SIMPLE : FG_PROFILER_PYTORCH)
+                    : FG_PROFILER_NONE;
 }
 
 int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
@@ -396,6 +495,7 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
   const fg_node *to = fg_node_get(cfg, "ddp_timeout");
   o->ddp_timeout = to ? fg_node_float(to) : 1800;
   o->num_threads_set = nt && fg_node_kind_of(nt) == FG_NODE_INT;
+  debugging_flags(cfg, o);
 
   const fg_node *cbs = fg_node_get(cfg, "callbacks");
   for (size_t i = 0; cbs && i < fg_node_len(cbs); i++) {
@@ -406,12 +506,22 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
     if (rc) goto fail;
     fg__callbacks_add(o, obj);
   }
+  if (o->barebones && fg__callbacks_have_saver(o)) {
+    rc = fg_config_error(err, cbs, "trainer.callbacks",
+                         "a checkpoint callback is configured, but barebones: true turns checkpointing off; "
+                         "remove it or barebones");
+    goto fail;
+  }
   if (o->enable_model_summary && !fg__callbacks_have_summary(o))
     fg__callbacks_add(o, fg__model_summary_default());
   if (o->enable_checkpointing && !fg__callbacks_have_saver(o))
     fg__callbacks_add(o, fg__model_checkpoint_default());
   const fg_node *lg = fg_node_get(cfg, "logger");
-  if (lg == NULL || (fg_node_kind_of(lg) == FG_NODE_BOOL && fg_node_bool(lg))) {
+  /* fast_dev_run: Lightning's DummyLogger (nothing is written);
+   * barebones: logger false. */
+  if (o->fast_dev_run > 0 || o->barebones) {
+    o->loggers = fg__xcalloc(1, sizeof *o->loggers);
+  } else if (lg == NULL || (fg_node_kind_of(lg) == FG_NODE_BOOL && fg_node_bool(lg))) {
     fg_logger_cfg *c = fg__xcalloc(1, sizeof *c);
     c->type = FG_LOGGER_CSV;
     c->flush_every = 100;

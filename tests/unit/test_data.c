@@ -2,6 +2,7 @@
  * Synthetic) and the DataLoader (order, shuffling, drop_last, worker
  * threads, errors in order, epochs restarted mid-way). */
 #include <criterion/criterion.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -485,5 +486,90 @@ Test(dataloader, distributed_sampler_matches_pytorch) {
     for (int64_t i = 0; i < n; i++) seen[order[i]]++;
   }
   for (int i = 0; i < 11; i++) cr_assert_eq(seen[i], 1);
+  fg_dataset_unref(ds);
+}
+
+/* ---- prefetch_factor and timeout -------------------------------------------- */
+
+typedef struct {
+  int64_t n;
+  useconds_t delay;
+  atomic_int built;
+} slow_ds;
+
+static int64_t slow_len(void *self) { return ((slow_ds *)self)->n; }
+
+static int slow_batch(void *self, const int64_t *idx, size_t n, fg_value **out, char **err) {
+  slow_ds *d = self;
+  usleep(d->delay);
+  int64_t shape[1] = {(int64_t)n};
+  fg_tensor *y = NULL;
+  int rc = fg_tensor_from_data(idx, FG_INT64, shape, 1, &y, err);
+  if (rc) return rc;
+  *out = fg_value_dict();
+  fg_value_dict_set(*out, "y", fg_value_tensor(y));
+  atomic_fetch_add(&d->built, 1);
+  return 0;
+}
+
+static void slow_free(void *self) { free(self); }
+
+static const fg_dataset_vtable slow_vt = {slow_len, slow_batch, slow_free};
+
+/* Batches built ahead with nobody consuming: the ring holds
+ * prefetch_factor x num_workers of them (PyTorch's default factor 2). */
+Test(dataloader, prefetch_factor_bounds_the_batches_built_ahead) {
+  int want[] = {2 * 2, 3 * 2, 1 * 2};
+  int factor[] = {0, 3, 1};
+  for (int k = 0; k < 3; k++) {
+    slow_ds *d = calloc(1, sizeof *d);
+    d->n = 40;
+    fg_dataset *ds = fg_dataset_create(&slow_vt, d);
+    fg_dataloader_opts o = {.batch_size = 2, .num_workers = 2, .prefetch_factor = factor[k]};
+    fg_dataloader *dl = NULL;
+    char *err = NULL;
+    cr_assert_eq(fg_dataloader_create(ds, &o, &dl, &err), 0, "%s", err);
+    cr_assert_eq(fg_dataloader_start_epoch(dl, 0, NULL), 0);
+    for (int i = 0; i < 200 && atomic_load(&d->built) < want[k]; i++) usleep(5000);
+    usleep(50000); /* time for a worker to overrun the ring, if it could */
+    cr_assert_eq(atomic_load(&d->built), want[k], "factor %d: %d built", factor[k], atomic_load(&d->built));
+    fg_dataloader_free(dl);
+    fg_dataset_unref(ds);
+  }
+}
+
+Test(dataloader, timeout_fails_a_slow_batch_with_pytorchs_words) {
+  slow_ds *d = calloc(1, sizeof *d);
+  d->n = 4;
+  d->delay = 2000000; /* 2 s a batch */
+  fg_dataset *ds = fg_dataset_create(&slow_vt, d);
+  fg_dataloader_opts o = {.batch_size = 2, .num_workers = 1, .timeout = 0.05};
+  fg_dataloader *dl = NULL;
+  char *err = NULL;
+  cr_assert_eq(fg_dataloader_create(ds, &o, &dl, &err), 0, "%s", err);
+  cr_assert_eq(fg_dataloader_start_epoch(dl, 0, NULL), 0);
+  fg_value *b = NULL;
+  cr_assert_eq(fg_dataloader_next(dl, &b, &err), FG_ERUN);
+  cr_assert_null(b);
+  cr_assert_str_eq(err, "DataLoader timed out after 0.05 seconds waiting for batch 0");
+  free(err);
+  err = NULL;
+  /* Without a limit the same batch arrives. */
+  fg_dataloader_free(dl);
+  d = calloc(1, sizeof *d);
+  d->n = 4;
+  d->delay = 100000;
+  fg_dataset_unref(ds);
+  ds = fg_dataset_create(&slow_vt, d);
+  o.timeout = 0;
+  cr_assert_eq(fg_dataloader_create(ds, &o, &dl, &err), 0, "%s", err);
+  cr_assert_eq(fg_dataloader_start_epoch(dl, 0, NULL), 0);
+  cr_assert_eq(fg_dataloader_next(dl, &b, &err), 0, "%s", err);
+  cr_assert_not_null(b);
+  fg_value_free(b);
+  fg_dataloader_free(dl);
+  o.timeout = -1;
+  cr_assert_eq(fg_dataloader_create(ds, &o, &dl, &err), FG_EINVAL);
+  free(err);
   fg_dataset_unref(ds);
 }

@@ -117,6 +117,12 @@ typedef struct {
   bool shuffle;
   bool drop_last;
   int num_workers;
+  /* Batches each worker keeps ready ahead of the loop (PyTorch's
+   * prefetch_factor); 0 = PyTorch's default, 2. */
+  int prefetch_factor;
+  /* Seconds the loop waits for a worker's batch before failing (PyTorch's
+   * timeout; only workers can keep it waiting); 0 = no limit. */
+  double timeout;
   uint64_t seed;
   /* Distributed sharding, PyTorch's DistributedSampler(num_replicas =
    * world_size, rank, shuffle, seed) with set_epoch(epoch): the epoch's
@@ -176,6 +182,18 @@ void fg_datamodule_set_seed(fg_datamodule *dm, uint64_t seed);
 /* Makes every loader built from now on read rank's shard of its dataset
  * (fg_dataloader_opts.rank/world_size; padded for fit only). */
 void fg_datamodule_set_distributed(fg_datamodule *dm, int rank, int world_size);
+/* The DataLoader options that are accepted but mean nothing here
+ * (pin_memory on CPU, ...): one message each, with its file:line:col, for
+ * the run to log once. Borrowed; i < fg_datamodule_num_warnings. */
+size_t fg_datamodule_num_warnings(const fg_datamodule *dm);
+const char *fg_datamodule_warning(const fg_datamodule *dm, size_t i);
+/* Drops the loaders (and their datasets) of a split, so the next
+ * fg_datamodule_loader builds them again from the dataset config (the
+ * files are read anew): Lightning's reload_dataloaders_every_n_epochs. */
+void fg_datamodule_reload(fg_datamodule *dm, const char *split);
+/* Turns shuffling off for the loaders of a split (Lightning's
+ * overfit_batches does it for fit); returns whether any had it on. */
+bool fg_datamodule_unshuffle(fg_datamodule *dm, const char *split);
 
 #ifdef __cplusplus
 }

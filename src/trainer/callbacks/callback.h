@@ -47,6 +47,9 @@ struct fg_callback_ops {
    * when a paused run resumes (fulgur_loop.model_checkpoints): any other
    * resume is a new run directory, whose top-k starts empty. */
   bool saves_checkpoints;
+  /* Does nothing under fast_dev_run, as Lightning's EarlyStopping skips
+   * its check there (savers are idle there too). */
+  bool idle_in_fast_dev_run;
 
   int (*setup)(fg_callback *cb, fg_loop *l, fg_stage stage, char **err);
   int (*on_fit_start)(fg_callback *cb, fg_loop *l, char **err);

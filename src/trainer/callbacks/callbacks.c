@@ -31,12 +31,22 @@ bool fg__callbacks_have_saver(const fg_trainer_opts *o) {
 
 /* ---- hooks ------------------------------------------------------------------ */
 
-/* Calls one hook of every callback, in list order, up to the first error. */
+/* Lightning's fast_dev_run: checkpoint savers and EarlyStopping skip
+ * their work (ModelCheckpoint's and EarlyStopping's _should_skip_*). */
+static bool idle(const fg_loop *l, const fg_callback *cb) {
+  return l->opts->fast_dev_run > 0 && (cb->ops->saves_checkpoints || cb->ops->idle_in_fast_dev_run);
+}
+
+/* Calls one hook of every callback, in list order, up to the first error;
+ * the profiler times each (Lightning's "[Callback]Name.hook" actions). */
 #define EACH_CALLBACK(l, hook, ...)                                            \
   do {                                                                         \
     for (size_t i_ = 0; i_ < (l)->opts->n_callbacks; i_++) {                   \
       fg_callback *cb_ = (l)->opts->callbacks[i_];                             \
-      int rc_ = cb_->ops->hook ? cb_->ops->hook(cb_, (l), __VA_ARGS__) : 0;    \
+      if (cb_->ops->hook == NULL || idle((l), cb_)) continue;                  \
+      double t_ = fg__profiler_start((l)->profiler);                           \
+      int rc_ = cb_->ops->hook(cb_, (l), __VA_ARGS__);                         \
+      fg__profiler_stop_callback((l)->profiler, cb_->ops->name, #hook, t_);    \
       if (rc_) return rc_;                                                     \
     }                                                                          \
     return 0;                                                                  \

@@ -118,6 +118,7 @@ static void early_stopping_free(fg_callback *cb) {
 
 static const fg_callback_ops ops = {
     .name = "EarlyStopping",
+    .idle_in_fast_dev_run = true,
     .on_validation_end = on_validation_end,
     .on_train_epoch_end = on_train_epoch_end,
     .state_key = state_key,

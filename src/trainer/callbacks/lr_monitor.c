@@ -82,7 +82,8 @@ static int on_train_epoch_start(fg_callback *cb, fg_loop *l, char **err) {
 static int on_train_batch_start(fg_callback *cb, fg_loop *l, int64_t b, fg_value *step_log,
                                 char **err) {
   lr_monitor *m = (lr_monitor *)cb;
-  if (m->active && m->per_step && (l->pos.global_step + 1) % l->opts->log_every_n_steps == 0)
+  if (m->active && m->per_step && l->opts->log_every_n_steps > 0 &&
+      (l->pos.global_step + 1) % l->opts->log_every_n_steps == 0)
     add_lrs(l, step_log);
   return 0;
 }

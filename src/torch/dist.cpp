@@ -199,6 +199,10 @@ int fg_dist_broadcast(fg_dist *d, fg_tensor *const *ts, size_t n, int root, char
 int fg_dist_allgather_bytes(fg_dist *d, const void *data, size_t len, char ***bufs, size_t **lens,
                             char **err) {
   FG_GUARD_BEGIN
+  // Called inside trainer.inference_mode's evaluation too: the buffers
+  // Gloo fills from its own thread (which has no inference mode) must be
+  // normal tensors, not inference tensors.
+  c10::InferenceMode not_inference(false);
   // Gloo gathers equal sizes: the lengths first, then every rank's bytes
   // padded to the longest.
   std::vector<at::Tensor> mine{torch::full({1}, (int64_t)len, at::kLong)};

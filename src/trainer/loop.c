@@ -107,6 +107,34 @@ static int eval_loader(fg_loop *l, fg_split split, size_t idx, size_t n_loaders,
   return rc;
 }
 
+/* libtorch 1.13's TorchScript executor, once a module has trained, runs
+ * its autodiff plan under inference mode too and fails ("Inference
+ * tensors cannot be saved for backward"; Python's torch 1.13 does the
+ * same). Under inference mode the trainable parameters are therefore
+ * marked as not requiring grad, which selects the plan without autodiff,
+ * and marked back after. *frozen: the indices changed (the caller frees). */
+static int freeze_params(fg_module *m, size_t **frozen, size_t *n, char **err) {
+  *frozen = fg__xcalloc(fg_module_num_params(m) + 1, sizeof **frozen);
+  *n = 0;
+  int rc = 0;
+  for (size_t i = 0; i < fg_module_num_params(m) && rc == 0; i++) {
+    fg_tensor *p = fg_module_param(m, i);
+    if (!fg_tensor_requires_grad(p)) continue;
+    if ((rc = fg_tensor_set_requires_grad(p, false, err)) == 0) (*frozen)[(*n)++] = i;
+  }
+  return rc;
+}
+
+static int thaw_params(fg_module *m, size_t *frozen, size_t n, char **err) {
+  int rc = 0;
+  for (size_t k = 0; k < n; k++) {
+    int r = fg_tensor_set_requires_grad(fg_module_param(m, frozen[k]), true, rc ? NULL : err);
+    if (rc == 0) rc = r;
+  }
+  free(frozen);
+  return rc;
+}
+
 int fg__loop_eval(fg_loop *l, fg_split split, bool sanity, char **err) {
   const char *sname = fg_split_names[split];
   size_t n_loaders = l->overfit_val ? 1 : fg_datamodule_num_loaders(l->dm, sname);
@@ -127,6 +155,11 @@ int fg__loop_eval(fg_loop *l, fg_split split, bool sanity, char **err) {
   int rc = l->ddp ? fg__ddp_broadcast_buffers(l->ddp, l->module, err) : 0;
   if (rc) return rc;
   fg_module_train(l->module, false);
+  size_t *frozen = NULL, n_frozen = 0;
+  if (l->opts->inference_mode && (rc = freeze_params(l->module, &frozen, &n_frozen, err))) {
+    thaw_params(l->module, frozen, n_frozen, NULL);
+    return rc;
+  }
   fg_grad_mode *nograd = fg_torch_no_grad_begin(l->opts->inference_mode);
   l->sanity_checking = sanity;
   fg_value *metrics = fg_value_dict();
@@ -145,6 +178,8 @@ int fg__loop_eval(fg_loop *l, fg_split split, bool sanity, char **err) {
   }
   fg_value_free(metrics);
   fg_torch_no_grad_end(nograd);
+  int trc = l->opts->inference_mode ? thaw_params(l->module, frozen, n_frozen, rc ? NULL : err) : 0;
+  if (rc == 0) rc = trc;
   if (rc == 0 && split == FG_SPLIT_VAL) rc = fg__callbacks_on_validation_end(l, err);
   l->sanity_checking = false;
   fg_module_train(l->module, was_training);

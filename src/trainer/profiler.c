@@ -27,7 +27,8 @@ struct fg__profiler {
   action *actions; /* first-recorded order; the report sorts */
   size_t n, cap;
   fg_torch_profile *torch; /* "pytorch" */
-  char *trace_path;
+  char *path;              /* the report or trace file */
+  char *stage;
 };
 
 static double now(void) {
@@ -36,26 +37,27 @@ static double now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-int fg__profiler_create(fg_profiler_kind kind, const char *run_dir, const char *stage,
+int fg__profiler_create(const fg_trainer_opts *o, const char *run_dir, const char *stage,
                         fg__profiler **out, char **err) {
   *out = NULL;
-  if (kind == FG_PROFILER_NONE) return 0;
+  if (o->profiler == FG_PROFILER_NONE) return 0;
+  const char *dir = o->profiler_dirpath ? o->profiler_dirpath : run_dir;
+  if (dir == NULL) return 0; /* a rank without a run directory: rank 0 profiles */
+  int rc = o->profiler_dirpath ? fg__mkdirs(dir, err) : 0;
+  if (rc) return fg_err_prefix(err, rc, "trainer.profiler: dirpath");
   fg__profiler *p = fg__xcalloc(1, sizeof *p);
-  p->kind = kind;
+  p->kind = o->profiler;
+  p->stage = fg__xstrdup(stage);
+  const char *fn = o->profiler_filename;
+  if (p->kind == FG_PROFILER_SIMPLE)
+    p->path = fg__xasprintf("%s/%s-%s.txt", dir, stage, fn ? fn : "profiler");
+  else
+    p->path = fn ? fg__xasprintf("%s/%s-%s.pt.trace.json", dir, stage, fn)
+                 : fg__xasprintf("%s/%s.pt.trace.json", dir, stage);
   p->started = now();
-  if (kind == FG_PROFILER_PYTORCH) {
-    if (run_dir == NULL) {
-      free(p);
-      return fg_err_set(err, FG_ECONFIG, "trainer.profiler: 'pytorch' writes its trace into the run "
-                                         "directory, which this rank does not have");
-    }
-    p->trace_path = fg__xasprintf("%s/%s.pt.trace.json", run_dir, stage);
-    int rc = fg_torch_profile_start(p->trace_path, &p->torch, err);
-    if (rc) {
-      free(p->trace_path);
-      free(p);
-      return fg_err_prefix(err, rc, "trainer.profiler: pytorch");
-    }
+  if (p->kind == FG_PROFILER_PYTORCH && (rc = fg_torch_profile_start(p->path, &p->torch, err))) {
+    fg__profiler_free(p);
+    return fg_err_prefix(err, rc, "trainer.profiler: pytorch");
   }
   *out = p;
   return 0;
@@ -174,37 +176,25 @@ static char *summary(fg__profiler *p, const char *stage) {
   return s;
 }
 
-int fg__profiler_finish(fg__profiler *p, const char *stage, const char *run_dir, fg_events *bus,
-                        char **err) {
+int fg__profiler_finish(fg__profiler *p, fg_events *bus, char **err) {
   if (p == NULL) return 0;
   int rc = 0;
   if (p->kind == FG_PROFILER_PYTORCH) {
     fg_torch_profile *t = p->torch;
     p->torch = NULL;
-    rc = fg_torch_profile_stop(t, err);
-    if (rc == 0) {
-      fg_events_log(bus, FG_LOG_INFO, "profiler: pytorch: Chrome trace written to %s", p->trace_path);
-      fg_event ev = {.kind = FG_EVENT_ARTIFACT, .text = "profiler", .path = p->trace_path,
-                     .batch_idx = -1, .num_batches = -1, .max_epochs = -1, .max_steps = -1};
-      fg_events_emit(bus, &ev);
-    }
-    return rc;
+    if ((rc = fg_torch_profile_stop(t, err))) return fg_err_prefix(err, rc, "trainer.profiler: pytorch");
+    fg_events_log(bus, FG_LOG_INFO, "profiler: Chrome trace written to %s", p->path);
+  } else {
+    char *report = summary(p, p->stage);
+    fg_events_log(bus, FG_LOG_INFO, "%s", report);
+    rc = fg__write_file_atomic(p->path, report, strlen(report), err);
+    free(report);
+    if (rc) return fg_err_prefix(err, rc, "trainer.profiler");
   }
-  char *report = summary(p, stage);
-  fg_events_log(bus, FG_LOG_INFO, "%s", report);
-  if (run_dir) {
-    /* Lightning's SimpleProfiler(dirpath, filename="profiler") file. */
-    char *path = fg__xasprintf("%s/%s-profiler.txt", run_dir, stage);
-    rc = fg__write_file_atomic(path, report, strlen(report), err);
-    if (rc == 0) {
-      fg_event ev = {.kind = FG_EVENT_ARTIFACT, .text = "profiler", .path = path, .batch_idx = -1,
-                     .num_batches = -1, .max_epochs = -1, .max_steps = -1};
-      fg_events_emit(bus, &ev);
-    }
-    free(path);
-  }
-  free(report);
-  return rc;
+  fg_event ev = {.kind = FG_EVENT_ARTIFACT, .text = "profiler", .path = p->path, .batch_idx = -1,
+                 .num_batches = -1, .max_epochs = -1, .max_steps = -1};
+  fg_events_emit(bus, &ev);
+  return 0;
 }
 
 void fg__profiler_free(fg__profiler *p) {
@@ -212,6 +202,7 @@ void fg__profiler_free(fg__profiler *p) {
   if (p->torch) fg_torch_profile_stop(p->torch, NULL);
   for (size_t i = 0; i < p->n; i++) free(p->actions[i].name);
   free(p->actions);
-  free(p->trace_path);
+  free(p->path);
+  free(p->stage);
   free(p);
 }

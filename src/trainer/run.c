@@ -208,7 +208,7 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   /* The profiler covers the stage's loop, on rank 0 (the run directory's
    * rank), as Lightning's profilers write from rank 0. */
   if (rank_zero &&
-      (rc = fg__profiler_create(topts.profiler, run_dir, fg_stage_name(ro->stage), &loop.profiler, err)))
+      (rc = fg__profiler_create(&topts, run_dir, fg_stage_name(ro->stage), &loop.profiler, err)))
     goto done;
 
   fg_event st = {.kind = FG_EVENT_STATE, .text = "running", .batch_idx = -1, .num_batches = -1,
@@ -222,7 +222,7 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
     default: rc = fg_err_set(err, FG_EUNSUPPORTED, "stage not supported"); break;
   }
   /* The report of a stage that ended normally (a failure's is partial). */
-  if (rc == 0) rc = fg__profiler_finish(loop.profiler, fg_stage_name(ro->stage), run_dir, bus, err);
+  if (rc == 0) rc = fg__profiler_finish(loop.profiler, bus, err);
   if (ddp) {
     /* The job's outcome is every rank's: a failure names its rank, and
      * success waits for the others. */

@@ -90,8 +90,18 @@ typedef struct {
   bool sync_batchnorm;
   int64_t reload_every;      /* reload_dataloaders_every_n_epochs; 0 = never */
   fg_profiler_kind profiler;
+  char *profiler_dirpath;    /* a profiler object's dirpath (NULL: the run directory) */
+  char *profiler_filename;   /* its filename (NULL: the name's default) */
 } fg_trainer_opts;
 
+/* Adds the one warning of a trainer argument that has no effect here:
+ * "<file:line:col of v>: trainer.<key>: <why>". */
+void fg__trainer_opts_add_warning(fg_trainer_opts *o, const fg_node *v, const char *key, const char *why);
+/* trainer.profiler (profiler_config.c): checks a profiler object in place
+ * (names and null were checked by the trainer's schema), and reads the
+ * checked value into o (its no-op arguments as warnings). */
+int fg__profiler_config_check(fg_node *profiler, bool fill, char **err);
+void fg__profiler_opts_parse(const fg_node *profiler, fg_trainer_opts *o);
 int fg__trainer_opts_parse(const fg_node *trainer_cfg, fg_trainer_opts *out,
                            char **err);
 void fg__trainer_opts_close(fg_trainer_opts *o);
@@ -216,10 +226,11 @@ int fg__ddp_close(fg__ddp *d, bool ok, char **err);
 /* ---- profiler (profiler.c) ----------------------------------------------------- */
 
 /* trainer.profiler's recorder; NULL (profiler null) makes every call a
- * no-op. "pytorch" starts libtorch's profiler at create and writes
- * <run_dir>/<stage>.pt.trace.json at finish. */
+ * no-op. Its files go to the profiler's dirpath, else the run directory:
+ * "simple" <stage>-<filename: profiler>.txt, "pytorch" (libtorch's
+ * profiler, started at create) <stage>[-<filename>].pt.trace.json. */
 typedef struct fg__profiler fg__profiler;
-int fg__profiler_create(fg_profiler_kind kind, const char *run_dir, const char *stage,
+int fg__profiler_create(const fg_trainer_opts *o, const char *run_dir, const char *stage,
                         fg__profiler **out, char **err);
 /* The start of an action (a timestamp for stop; 0 when not timing). */
 double fg__profiler_start(const fg__profiler *p);
@@ -228,10 +239,9 @@ void fg__profiler_stop(fg__profiler *p, const char *action, double t0);
 /* The same for a callback hook: "[Callback]<cls>.<hook>". */
 void fg__profiler_stop_callback(fg__profiler *p, const char *cls, const char *hook, double t0);
 /* "simple": logs Lightning's "<STAGE> Profiler Report" table and writes
- * it to <run_dir>/<stage>-profiler.txt (run_dir NULL: logged only);
- * "pytorch": writes the trace. Each announced by an ARTIFACT event. */
-int fg__profiler_finish(fg__profiler *p, const char *stage, const char *run_dir, fg_events *bus,
-                        char **err);
+ * its file; "pytorch": writes the trace. Each announced by an ARTIFACT
+ * event. */
+int fg__profiler_finish(fg__profiler *p, fg_events *bus, char **err);
 void fg__profiler_free(fg__profiler *p); /* NULL is a no-op */
 
 /* ---- loops --------------------------------------------------------------- */

@@ -93,9 +93,10 @@ static int check_fast_dev_run(const fg_node *v, const char *k, char **err) {
 /* profiler: Lightning's string names; the profiler classes are not
  * objects here (their string is the way to ask for them). */
 static int check_profiler(const fg_node *v, const char *k, char **err) {
-  if (fg_node_kind_of(v) == FG_NODE_NULL) return 0;
+  if (fg_node_kind_of(v) == FG_NODE_NULL || fg_node_kind_of(v) == FG_NODE_MAP)
+    return 0; /* an object: fg__profiler_config_check */
   if (fg_node_kind_of(v) != FG_NODE_STRING)
-    return fg_config_error(err, v, k, "expected null, 'simple' or 'pytorch' (profiler objects: write the name)");
+    return fg_config_error(err, v, k, "expected null, 'simple', 'pytorch' or a profiler object");
   const char *s = fg_node_str(v);
   if (strcmp(s, "simple") == 0 || strcmp(s, "pytorch") == 0) return 0;
   if (strcmp(s, "advanced") == 0 || strcmp(s, "xla") == 0)
@@ -223,7 +224,7 @@ static const fg_param trainer_params[] = {
     {"detect_anomaly", FG_T_BOOL, "false", "autograd anomaly detection around the training step (names the op whose backward gives NaN)", NULL, 0},
     {"barebones", FG_T_BOOL, "false", "no logging, checkpointing, progress bar, model summary or sanity check (an error when one is asked for)", NULL, 0},
     {"sync_batchnorm", FG_T_BOOL, "false", "under ddp, BatchNorm statistics over every rank's batch", NULL, 0},
-    {"profiler", FG_T_ANY, "null", "null, 'simple' (time per hook) or 'pytorch' (a Chrome trace)", check_profiler, 0},
+    {"profiler", FG_T_ANY, "null", "null, 'simple' (time per hook), 'pytorch' (a Chrome trace) or a SimpleProfiler/PyTorchProfiler object", check_profiler, 0},
     {"reload_dataloaders_every_n_epochs", FG_T_INT, "0", "build the fit and val dataloaders again every N epochs (0: never)", check_limit, 0},
     {"default_root_dir", FG_T_NULL | FG_T_STRING, "null", "where run directories go (null: the working directory)", NULL, 0},
     {"enable_checkpointing", FG_T_NULL | FG_T_BOOL, "true", "add a ModelCheckpoint when none is configured", NULL, 0},
@@ -298,6 +299,7 @@ int fg__trainer_config_check(fg_node *cfg, bool fill, char **err) {
     return fg_config_error(err, st, "trainer.strategy",
                            "single_device runs one process; devices x num_nodes > 1 needs 'ddp'");
   if ((rc = check_barebones(cfg, err))) return rc;
+  if ((rc = fg__profiler_config_check(fg_node_get(cfg, "profiler"), fill, err))) return rc;
   fg_node *cbs = fg_node_get(cfg, "callbacks");
   if (cbs && fg_node_kind_of(cbs) == FG_NODE_MAP) {
     /* One callback object written without a list. */
@@ -342,7 +344,7 @@ static bool bool_or(const fg_node *cfg, const char *k, bool dflt) {
   return set(v) ? fg_node_bool(v) : dflt;
 }
 
-static void add_warning(fg_trainer_opts *o, const fg_node *v, const char *key, const char *why) {
+void fg__trainer_opts_add_warning(fg_trainer_opts *o, const fg_node *v, const char *key, const char *why) {
   fg_mark m = fg_node_mark(v);
   o->warnings = fg__xrealloc(o->warnings, (o->n_warnings + 1) * sizeof *o->warnings);
   o->warnings[o->n_warnings++] = fg__xasprintf("%s:%d:%d: trainer.%s: %s", m.file ? m.file : "<config>",
@@ -353,10 +355,10 @@ static void add_warning(fg_trainer_opts *o, const fg_node *v, const char *key, c
 static void noop_warnings(const fg_node *cfg, fg_trainer_opts *o) {
   const fg_node *v = fg_node_get(cfg, "benchmark");
   if (set(v) && fg_node_bool(v))
-    add_warning(o, v, "benchmark", "true has no effect: it selects cuDNN algorithms, and this run is on CPU");
+    fg__trainer_opts_add_warning(o, v, "benchmark", "true has no effect: it selects cuDNN algorithms, and this run is on CPU");
   v = fg_node_get(cfg, "accelerator");
   if (v && written(cfg, v))
-    add_warning(o, v, "accelerator",
+    fg__trainer_opts_add_warning(o, v, "accelerator",
                 strcmp(fg_node_str(v), "auto") == 0
                     ? "'auto' has no effect: this build's libtorch is CPU-only, so it is always cpu"
                     : "'cpu' has no effect: this build's libtorch is CPU-only, so it is always cpu");
@@ -365,12 +367,12 @@ static void noop_warnings(const fg_node *cfg, fg_trainer_opts *o) {
   bool one = (dv == NULL || fg_node_kind_of(dv) != FG_NODE_INT || fg_node_int(dv) <= 1) &&
              (nn == NULL || fg_node_int(nn) <= 1) && getenv("WORLD_SIZE") == NULL;
   if (v && fg_node_bool(v) && one)
-    add_warning(o, v, "sync_batchnorm",
+    fg__trainer_opts_add_warning(o, v, "sync_batchnorm",
                 "true has no effect in one process: its BatchNorm statistics already cover the whole batch "
                 "(it applies under strategy ddp)");
   v = fg_node_get(cfg, "devices");
   if (v && written(cfg, v) && fg_node_kind_of(v) == FG_NODE_STRING)
-    add_warning(o, v, "devices",
+    fg__trainer_opts_add_warning(o, v, "devices",
                 "'auto' has no effect: on CPU it means 1 process; write devices: N (with strategy ddp) for N");
 }
 
@@ -428,10 +430,7 @@ static void debugging_flags(const fg_node *cfg, fg_trainer_opts *o) {
   o->inference_mode = bool_or(cfg, "inference_mode", true);
   o->sync_batchnorm = bool_or(cfg, "sync_batchnorm", false);
   o->reload_every = int_or(cfg, "reload_dataloaders_every_n_epochs", 0);
-  v = fg_node_get(cfg, "profiler");
-  o->profiler = v && fg_node_kind_of(v) == FG_NODE_STRING
-                    ? (strcmp(fg_node_str(v), "simple") == 0 ? FG_PROFILER_SIMPLE : FG_PROFILER_PYTORCH)
-                    : FG_PROFILER_NONE;
+  fg__profiler_opts_parse(fg_node_get(cfg, "profiler"), o);
 }
 
 int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
@@ -564,6 +563,8 @@ void fg__trainer_opts_close(fg_trainer_opts *o) {
   free(o->default_root_dir);
   for (size_t i = 0; i < o->n_warnings; i++) free(o->warnings[i]);
   free(o->warnings);
+  free(o->profiler_dirpath);
+  free(o->profiler_filename);
   memset(o, 0, sizeof *o);
 }
 

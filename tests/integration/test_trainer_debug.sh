@@ -123,6 +123,42 @@ names = {e.get("name", "") for e in ev}
 assert any(n.startswith("aten::") for n in names), sorted(names)[:20]
 assert all("ph" in e for e in ev if e.get("name", "").startswith("aten::"))
 PY
+# lightning_template's default_runtime.yaml profiler block, as written there.
+cat >"$WORK/ptprof.yaml" <<YAML
+__base__: base.yaml
+trainer:
+  max_epochs: 1
+  profiler:
+    class_path: lightning.pytorch.profilers.PyTorchProfiler
+    init_args:
+      dirpath: $WORK/profile
+      filename: pytorch_profiler
+    dict_kwargs:
+      use_cuda: true
+      record_shapes: true
+YAML
+run "PyTorchProfiler object" 0 "$FULGUR" fit --config "$WORK/ptprof.yaml" --trainer.default_root_dir "$WORK/po"
+[[ -s $WORK/profile/fit-pytorch_profiler.pt.trace.json ]] && pass "PyTorchProfiler writes <dirpath>/fit-<filename>.pt.trace.json" \
+  || fail "no trace in dirpath" "$(ls -R "$WORK/profile" 2>&1)"
+for w in "ptprof.yaml:10:17: trainer.profiler.dict_kwargs.use_cuda: has no effect: this build's libtorch is CPU-only" \
+  "ptprof.yaml:11:22: trainer.profiler.dict_kwargs.record_shapes: has no effect"; do
+  n=$(grep -cF -- "$w" <<<"$ERR")
+  [[ $n == 1 ]] && pass "warned once: $w" || fail "'$w' printed $n times" "$ERR"
+done
+run "SimpleProfiler object" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/so" \
+  --trainer.max_epochs 1 --trainer.profiler "{class_path: SimpleProfiler, init_args: {dirpath: $WORK/sp, filename: perf}}"
+[[ $(calls run_training_batch "$WORK/sp/fit-perf.txt") == 8 ]] && pass "SimpleProfiler writes <dirpath>/fit-<filename>.txt" \
+  || fail "SimpleProfiler file" "$(ls -R "$WORK/sp" 2>&1)"
+run "PassThroughProfiler" 0 "$FULGUR" fit --config "$WORK/base.yaml" --trainer.default_root_dir "$WORK/pt" \
+  --trainer.max_epochs 1 --trainer.profiler "{class_path: pytorch_lightning.profilers.PassThroughProfiler}"
+[[ -z $(find "$WORK/pt" -name 'fit*profiler*' -o -name '*.pt.trace.json') ]] && pass "PassThroughProfiler profiles nothing" \
+  || fail "PassThroughProfiler wrote" "$(find "$WORK/pt")"
+run "AdvancedProfiler is an error" 2 "$FULGUR" fit --config "$WORK/base.yaml" \
+  --trainer.profiler "{class_path: lightning.pytorch.profilers.AdvancedProfiler}"
+expect "AdvancedProfiler names what to use" "$ERR" "trainer.profiler.class_path: 'lightning.pytorch.profilers.AdvancedProfiler' profiles Python"
+run "a profiler's unknown argument is an error" 2 "$FULGUR" fit --config "$WORK/base.yaml" \
+  --trainer.profiler "{class_path: SimpleProfiler, init_args: {dir_path: x}}"
+expect "unknown profiler argument named" "$ERR" "trainer.profiler.init_args.dir_path: unknown key 'dir_path' (did you mean 'dirpath'?)"
 printf '__base__: base.yaml\ntrainer:\n  profiler: advanced\n' >"$WORK/adv.yaml"
 run "profiler advanced is an error" 2 "$FULGUR" fit --config "$WORK/adv.yaml"
 expect "advanced names what to use" "$ERR" "adv.yaml:3:13: trainer.profiler: 'advanced' profiles Python"

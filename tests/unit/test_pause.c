@@ -487,6 +487,13 @@ static void check_chain(int workers, const char *lr_interval, bool first_at_once
   cr_assert_gt(asprintf(&b_dir, "version_%zu/checkpoints/last.ckpt", n_runs), 0);
   char *b_path = path_join(chain, b_dir);
   fg_value *a = read_ckpt(a_path), *b = read_ckpt(b_path);
+  /* The fit's elapsed seconds (max_time) are wall clock: both runs keep
+   * one, its value is theirs. */
+  fg_value *ta = fg_value_dict_take((fg_value *)fg_value_dict_get(a, "fulgur_loop"), "time_elapsed");
+  fg_value *tb = fg_value_dict_take((fg_value *)fg_value_dict_get(b, "fulgur_loop"), "time_elapsed");
+  cr_assert(ta && tb && fg_value_as_double(ta) > 0 && fg_value_as_double(tb) > 0, "fulgur_loop.time_elapsed");
+  fg_value_free(ta);
+  fg_value_free(tb);
   static const char *const keys[] = {"epoch", "global_step", "state_dict", "optimizer_states",
                                      "lr_schedulers", "fulgur_warmup_schedulers", "fulgur_loop"};
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) assert_same_key(a, b, keys[i]);

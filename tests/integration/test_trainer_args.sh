@@ -76,7 +76,7 @@ bad "precision: 16-mixed" "14: trainer.precision: '16-mixed': CPU has no fp16 au
 bad "precision: 64" "14: trainer.precision: '64': float64 training is not in this build; use precision: 32-true"
 bad "fast_dev_run: -1" "17: trainer.fast_dev_run: fast_dev_run=-1 is not a valid configuration. It should be >= 0"
 bad "overfit_batches: 1.5" "20: trainer.overfit_batches: expected a fraction in [0.0, 1.0] or a batch count"
-bad "profiler: [simple]" "13: trainer.profiler: expected null, 'simple' or 'pytorch'"
+bad "profiler: [simple]" "13: trainer.profiler: expected null, 'simple', 'pytorch' or a profiler object"
 bad "reload_dataloaders_every_n_epochs: -1" "38: trainer.reload_dataloaders_every_n_epochs: expected an integer >= 0"
 bad "plugins: [x]" "12: trainer.plugins: accepts only null here"
 bad "max_time: '12:00'" "13: trainer.max_time: expected \"DD:HH:MM:SS\""

@@ -200,6 +200,8 @@ static int load_existing(csv_logger *c, char **err) {
   if (access(c->path, F_OK) != 0) return 0;
   int rc = fg__read_file(c->path, &text, &len, err);
   if (rc) return rc;
+  /* Rows end in \n, or \r\n when another tool rewrote the file. */
+  for (char *p = text; (p = strchr(p, '\r'));) *p++ = '\n';
   char *save = NULL, *line = strtok_r(text, "\n", &save);
   char **header = NULL;
   size_t n_header = 0;

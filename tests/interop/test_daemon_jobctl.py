@@ -23,7 +23,7 @@ from interop import check, finish, FULGUR
 LR_MONITOR = "  callbacks:\n  - class_path: LearningRateMonitor\n    init_args: {logging_interval: step}\n"
 
 
-def cfg(root, epochs=4, samples=2048, extra=""):
+def cfg(root, epochs=4, samples=4096, extra=""):
     c = tiny_config(root, max_epochs=epochs, samples=samples, extra=extra)
     return c.replace("trainer:\n", "trainer:\n" + LR_MONITOR, 1)
 
@@ -72,7 +72,7 @@ check("the reference run succeeds", rj.state == pb.SUCCEEDED, rj.error)
 ref_w = weights(rj.last_checkpoint)
 ref_rows = rows(rj.run_dir)
 fit_steps = [int(r["step"]) for r in ref_rows if r.get("fit/loss")]
-check("the reference logs every other step once", fit_steps == list(range(1, 256, 2)), str(fit_steps[:5]))
+check("the reference logs every other step once", fit_steps == list(range(1, 512, 2)), str(fit_steps[:5]))
 
 # ---- checkpoint now, then pause and resume: one run, the same result ----
 cj = d.submit(cfg(f"{W}/ckpt"), name="ckpt")
@@ -158,7 +158,7 @@ rt = d.submit(cfg(f"{W}/retry", extra="max_restarts: 2\n"), name="retry")
 d.wait_state(rt.id, {pb.RUNNING})
 wait_for(lambda: d.stub.GetJob(pb.GetJobRequest(id=rt.id)).last_checkpoint != "", 120)
 first_ckpt = d.stub.GetJob(pb.GetJobRequest(id=rt.id)).last_checkpoint
-wait_for(lambda: any(s > 70 for s in steps_logged(d, rt.id)), 120)
+wait_for(lambda: any(s > 140 for s in steps_logged(d, rt.id)), 120)
 wp = worker_pid(d, rt.id)
 os.kill(wp, signal.SIGKILL)
 t0 = time.time()
@@ -180,6 +180,51 @@ check("retried: the reference's final weights", same_weights(weights(rt.last_che
 got_rows = rows(rt.run_dir)
 check("retried: metrics.csv holds every step once, as the reference's", got_rows == ref_rows,
       f"{len(got_rows)} rows vs {len(ref_rows)}")
+
+# ---- retry with TensorBoardLogger first: TensorBoard sees one run ----
+def tb_scalars(vdir):
+    """(tag, step) of every scalar, read as TensorBoard reads a run's folder:
+    its event files in name order, a SessionLog START dropping what came
+    before at or after its step (TensorBoard's purge of orphaned data)."""
+    from tensorboard import event_pb2
+    kept = []
+    for path in sorted(glob.glob(os.path.join(vdir, "events.out.tfevents.*"))):
+        data = open(path, "rb").read()
+        pos = 0
+        while pos + 12 <= len(data):
+            n = int.from_bytes(data[pos:pos + 8], "little")
+            e = event_pb2.Event.FromString(data[pos + 12:pos + 12 + n])
+            pos += 16 + n
+            if e.WhichOneof("what") == "session_log" and e.session_log.status == event_pb2.SessionLog.START:
+                kept = [k for k in kept if k[1] < e.step]
+            elif e.WhichOneof("what") == "summary":
+                kept += [(v.tag, e.step) for v in e.summary.value if v.WhichOneof("value") == "simple_value"]
+    return kept
+
+
+tbc = cfg(f"{W}/tb_default", extra="max_restarts: 1\n").replace("trainer:\n", f"""trainer:
+  logger:
+  - class_path: lightning.pytorch.loggers.TensorBoardLogger
+    init_args: {{save_dir: {W}/tb_retry, default_hp_metric: false}}
+  - class_path: CSVLogger
+""", 1)
+tj = d.submit(tbc, name="tb-retry")
+d.wait_state(tj.id, {pb.RUNNING})
+wait_for(lambda: d.stub.GetJob(pb.GetJobRequest(id=tj.id)).last_checkpoint != "", 120)
+wait_for(lambda: any(s > 140 for s in steps_logged(d, tj.id)), 120)
+os.kill(worker_pid(d, tj.id), signal.SIGKILL)
+tj = d.wait_state(tj.id, TERMINAL, timeout=300)
+vdir = f"{W}/tb_retry/lightning_logs/version_0"
+check("TensorBoardLogger first: the retried job SUCCEEDS in its one TensorBoard run folder",
+      tj.state == pb.SUCCEEDED and tj.attempts == 2 and tj.run_dir == vdir
+      and os.listdir(f"{W}/tb_retry/lightning_logs") == ["version_0"], str(tj))
+check("... with an events file per attempt", len(glob.glob(vdir + "/events.out.tfevents.*")) == 2,
+      str(os.listdir(vdir)))
+tbs = [k for k in tb_scalars(vdir) if k[0] != "epoch"]
+csv_pairs = [(k, int(r["step"])) for r in rows(vdir) for k, v in r.items() if v and k not in ("epoch", "step")]
+check("TensorBoard's view: every scalar at every step once, as metrics.csv has them",
+      len(tbs) == len(set(tbs)) and sorted(tbs) == sorted(csv_pairs) and rows(vdir) == ref_rows,
+      f"{len(tbs)} vs {len(set(tbs))} unique vs {len(csv_pairs)} csv")
 
 # ---- retries run out; a cancel never retries ----
 ex = d.submit(cfg(f"{W}/exhaust", epochs=1000), max_restarts=1, name="exhaust")
@@ -228,7 +273,7 @@ check("the ddp reference succeeds", dref.state == pb.SUCCEEDED, dref.error)
 dk = d.submit(ddp(f"{W}/ddp_retry", extra="max_restarts: 1\n"), name="ddp-retry")
 d.wait_state(dk.id, {pb.RUNNING})
 wait_for(lambda: d.stub.GetJob(pb.GetJobRequest(id=dk.id)).last_checkpoint != "", 120)
-wait_for(lambda: any(s > 40 for s in steps_logged(d, dk.id)), 120)
+wait_for(lambda: any(s > 70 for s in steps_logged(d, dk.id)), 120)
 wp = worker_pid(d, dk.id)
 kids = children(wp)
 check("the ddp job runs as its worker and rank 1", kids, str(kids))
@@ -264,8 +309,8 @@ fk = d.wait_state(fk.id, TERMINAL, timeout=300)
 check("the fork SUCCEEDS", fk.state == pb.SUCCEEDED, fk.error)
 fsteps = kinds(events(d, fk.id), "step")
 first = min(s.global_step for s in fsteps) if fsteps else -1
-check("the fork starts at the checkpoint's global_step", src_ck["global_step"] == 256
-      and 256 < first <= 256 + 2 and fk.progress.global_step == 384, f"first {first} {fk.progress}")
+check("the fork starts at the checkpoint's global_step", src_ck["global_step"] == 512
+      and 512 < first <= 512 + 2 and fk.progress.global_step == 768, f"first {first} {fk.progress}")
 lrs = [s.values["lr-SGD"] for s in fsteps if "lr-SGD" in s.values]
 check("LearningRateMonitor logs the fork's lr", lrs and all(abs(v - 0.03) < 1e-12 for v in lrs), str(lrs[:4]))
 ref_lrs = [s.values["lr-SGD"] for s in kinds(events(d, ref.id), "step") if "lr-SGD" in s.values]
@@ -277,7 +322,7 @@ check("the fork's optimizer has the config's lr and the source's momentum", abs(
 check("the fork has a run directory of its own", fk.run_dir != rj.run_dir and
       os.path.exists(os.path.join(fk.run_dir, "metrics.csv")))
 logs = [l.text for l in kinds(events(d, fk.id), "log")]
-check("its log says where it forked from", any("forked from" in t and "global step 256" in t for t in logs),
+check("its log says where it forked from", any("forked from" in t and "global step 512" in t for t in logs),
       str([t for t in logs if "fork" in t]))
 
 # A fork without overrides from a mid-run checkpoint is a resume: the

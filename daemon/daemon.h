@@ -185,7 +185,6 @@ const uint8_t *fgd_job_event_bytes(fgd *d, fgd_job *j, uint64_t seq, size_t *len
 /* ---- worker.c ---- */
 int fgd_worker_start(fgd *d, fgd_job *j, char **err);
 void fgd_worker_signal(fgd *d, fgd_job *j, int sig);
-
 void fgd_worker_kill_all(fgd *d);
 
 /* ---- rpc.c ---- */

@@ -192,6 +192,8 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
         ckpt, module, fit ? optim : NULL, fit ? &loop.pos : NULL, fit ? &cbs : NULL,
         fit ? &ls : NULL, err);
     if (rc == 0 && fit) rc = fg__callbacks_load_state_dict(&topts, cbs, err);
+    if (rc == 0 && fit && continuing && !loop.fork)
+      rc = fg__callbacks_load_first_saver_state(&topts, cbs, err);
     /* Last: the generator state must be the checkpoint's when the loop
      * starts, whatever building the run drew from it. */
     if (rc == 0 && fit) rc = fg__loop_restore(&loop, ls, err);

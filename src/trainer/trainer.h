@@ -327,6 +327,10 @@ fg_value *fg__callbacks_state_dict(const fg_loop *l, const fg_callback *saver);
 /* Restores every callback but the savers from a checkpoint's "callbacks"
  * entry (NULL: nothing to restore). */
 int fg__callbacks_load_state_dict(fg_trainer_opts *o, const fg_value *callbacks, char **err);
+/* The first saver's state from a checkpoint's "callbacks" entry (the one
+ * it holds): a run that continues its own folder goes on with that top-k,
+ * as Lightning's ModelCheckpoint does when the dirpath is the same. */
+int fg__callbacks_load_first_saver_state(fg_trainer_opts *o, const fg_value *callbacks, char **err);
 /* Every saver's state in list order, and back (the pause's
  * fulgur_loop.model_checkpoints). */
 fg_value *fg__callbacks_saver_states(const fg_loop *l);

@@ -175,6 +175,9 @@ check("the QUEUED event says why and where from", any(m.startswith("attempt 1 fa
       and f"from {first_ckpt}" in m for m in states) or any(m.startswith("attempt 1 failed: worker killed by SIGKILL")
       and "/checkpoints/" in m for m in states), str(states))
 check("retried: one run directory", sorted(os.listdir(f"{W}/retry")) == ["version_0"], str(os.listdir(f"{W}/retry")))
+check("retried: the checkpoints folder holds what the reference's does (ModelCheckpoint's top-k went on)",
+      sorted(os.listdir(rt.run_dir + "/checkpoints")) == sorted(os.listdir(rj.run_dir + "/checkpoints")),
+      f"{os.listdir(rt.run_dir + '/checkpoints')} vs {os.listdir(rj.run_dir + '/checkpoints')}")
 check("retried: the reference's final weights", same_weights(weights(rt.last_checkpoint), ref_w),
       weight_diff(weights(rt.last_checkpoint), ref_w))
 got_rows = rows(rt.run_dir)

@@ -35,7 +35,11 @@ typedef struct {
    * test and predict, which have nothing to resume, pause is a cancel
    * (FG_ECANCELED). */
   volatile sig_atomic_t *pause;
-  /* Polled where pause is; may be NULL. In fit, non-zero asks for a
+  /* Where a progress bar may draw (a terminal), or NULL for none. The bar
+   * is drawn only when trainer.enable_progress_bar is also true. */
+  FILE *progress;
+  /* (The fields below came after progress, whose offset stays.)
+   * Polled where pause is; may be NULL. In fit, non-zero asks for a
    * checkpoint now: at the next training step boundary the run writes
    * <run_dir>/checkpoints/manual-step=S.ckpt with the full resume state of
    * a pause (announced by an ARTIFACT event of kind "checkpoint"), sets the
@@ -56,9 +60,6 @@ typedef struct {
    * momentum buffers) and the position carry over. Checkpoint savers start
    * fresh: their top-k belongs to the run forked from. */
   bool fork;
-  /* Where a progress bar may draw (a terminal), or NULL for none. The bar
-   * is drawn only when trainer.enable_progress_bar is also true. */
-  FILE *progress;
 } fg_run_opts;
 
 /* Loads the shared objects the config's `plugins:` list names

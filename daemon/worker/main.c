@@ -273,6 +273,10 @@ static int cmd_run(int argc, char **argv) {
     ck_arg = fg__xasprintf("--ckpt_path=%s", ckpt);
     over[n_over++] = ck_arg;
   }
+  /* Under ddp the other ranks (fulgur-rank, started by this process) must
+   * fork too, or their optimizers would step with the checkpoint's lr:
+   * they inherit the environment. */
+  if (fork) setenv("FULGUR_FORK", "1", 1);
   fg_node *cfg = NULL;
   char *err = NULL;
   int rc = fg_config_load(&config, 1, over, n_over, &cfg, &err);

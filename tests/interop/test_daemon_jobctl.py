@@ -57,6 +57,24 @@ def steps_logged(d, jid, after=0):
     return [s.global_step for s in kinds(events(d, jid), "step") if s.global_step > after]
 
 
+def when(jid, pred, timeout=300):
+    """The job's first event (replayed or live) for which pred is true, as
+    it streams: whatever the machine's speed, the caller acts a few
+    milliseconds after it, well before the job ends."""
+    for e in d.stub.WatchJob(pb.WatchJobRequest(id=jid), timeout=timeout):
+        if pred(e):
+            return e
+    return None
+
+
+def is_step(e, n=2):
+    return e.WhichOneof("kind") == "step" and e.step.global_step >= n
+
+
+def is_ckpt(e, part="/checkpoints/"):
+    return e.WhichOneof("kind") == "artifact" and e.artifact.kind == "checkpoint" and part in e.artifact.path
+
+
 def children(pid):
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(x) for x in out.split()]
@@ -76,29 +94,31 @@ check("the reference logs every other step once", fit_steps == list(range(1, 512
 
 # ---- checkpoint now, then pause and resume: one run, the same result ----
 cj = d.submit(cfg(f"{W}/ckpt"), name="ckpt")
-d.wait_state(cj.id, {pb.RUNNING})
-wait_for(lambda: any(s >= 20 for s in steps_logged(d, cj.id)), 120)
+when(cj.id, is_step)
 t0 = time.time()
 got = d.stub.CheckpointJob(pb.CheckpointJobRequest(id=cj.id))
 check("CheckpointJob answers with the running job", got.id == cj.id and got.state == pb.RUNNING, str(got))
-manual = wait_for(lambda: [a.path for a in kinds(events(d, cj.id), "artifact")
-                           if a.kind == "checkpoint" and "/manual-step=" in a.path], 60)
+ev = when(cj.id, lambda e: is_ckpt(e, "/manual-step="))
 took = time.time() - t0
-check("an ARTIFACT event names checkpoints/manual-step=S.ckpt", manual and os.path.exists(manual[0]), str(manual))
-manual = manual[0] if manual else ""
+manual = ev.artifact.path if ev else ""
+check("an ARTIFACT event names checkpoints/manual-step=S.ckpt", manual and os.path.exists(manual), manual)
 manual_step = int(manual.rsplit("manual-step=", 1)[1].split(".ckpt")[0]) if manual else -1
-print(f"# checkpoint now: {manual} written {took:.2f} s after the request")
+print(f"# checkpoint now: {manual} written {took:.3f} s after the request")
 mk = torch.load(manual) if manual else {}
 check("the manual checkpoint is at its global step, with the full resume state",
       mk.get("global_step") == manual_step and mk.get("fulgur_loop", {}).get("paused") is True
       and mk["optimizer_states"][0]["state"], str({k: mk.get(k) for k in ("global_step", "epoch")}))
-check("the job trains on after it", d.stub.GetJob(pb.GetJobRequest(id=cj.id)).state == pb.RUNNING)
-run_dir = d.stub.GetJob(pb.GetJobRequest(id=cj.id)).run_dir
-check("the manual checkpoint is in the job's run directory", manual.startswith(run_dir + "/checkpoints/"),
-      f"{manual} {run_dir}")
+# A pause asked for right away is served too; the job was still running
+# (the events after the checkpoint's are training steps).
 d.stub.PauseJob(pb.PauseJobRequest(id=cj.id))
 pj = d.wait_state(cj.id, {pb.PAUSED} | TERMINAL)
 check("then paused", pj.state == pb.PAUSED, str(pj))
+after = [e for e in events(d, cj.id) if e.seq > ev.seq] if ev else []
+check("the job trained on after the manual checkpoint", pj.progress.global_step >= manual_step and any(
+    e.WhichOneof("kind") == "artifact" and e.artifact.path.endswith("/pause.ckpt") for e in after), str(pj.progress))
+run_dir = pj.run_dir
+check("the manual checkpoint is in the job's run directory", manual.startswith(run_dir + "/checkpoints/"),
+      f"{manual} {run_dir}")
 d.stub.ResumeJob(pb.ResumeJobRequest(id=cj.id))
 cj = d.wait_state(cj.id, TERMINAL, timeout=300)
 check("checkpointed, paused and resumed: SUCCEEDED", cj.state == pb.SUCCEEDED, cj.error)
@@ -155,10 +175,8 @@ check("continue_run with a checkpoint outside a checkpoints/ folder: a config er
 
 # ---- retry in place: SIGKILL the worker ----
 rt = d.submit(cfg(f"{W}/retry", extra="max_restarts: 2\n"), name="retry")
-d.wait_state(rt.id, {pb.RUNNING})
-wait_for(lambda: d.stub.GetJob(pb.GetJobRequest(id=rt.id)).last_checkpoint != "", 120)
-first_ckpt = d.stub.GetJob(pb.GetJobRequest(id=rt.id)).last_checkpoint
-wait_for(lambda: any(s > 140 for s in steps_logged(d, rt.id)), 120)
+first_ckpt = when(rt.id, is_ckpt).artifact.path
+when(rt.id, lambda e: is_step(e, 140))
 wp = worker_pid(d, rt.id)
 os.kill(wp, signal.SIGKILL)
 t0 = time.time()
@@ -212,9 +230,8 @@ tbc = cfg(f"{W}/tb_default", extra="max_restarts: 1\n").replace("trainer:\n", f"
   - class_path: CSVLogger
 """, 1)
 tj = d.submit(tbc, name="tb-retry")
-d.wait_state(tj.id, {pb.RUNNING})
-wait_for(lambda: d.stub.GetJob(pb.GetJobRequest(id=tj.id)).last_checkpoint != "", 120)
-wait_for(lambda: any(s > 140 for s in steps_logged(d, tj.id)), 120)
+when(tj.id, is_ckpt)
+when(tj.id, lambda e: is_step(e, 140))
 os.kill(worker_pid(d, tj.id), signal.SIGKILL)
 tj = d.wait_state(tj.id, TERMINAL, timeout=300)
 vdir = f"{W}/tb_retry/lightning_logs/version_0"
@@ -275,10 +292,10 @@ dref = d.wait_state(dref.id, TERMINAL, timeout=300)
 check("the ddp reference succeeds", dref.state == pb.SUCCEEDED, dref.error)
 dk = d.submit(ddp(f"{W}/ddp_retry", extra="max_restarts: 1\n"), name="ddp-retry")
 d.wait_state(dk.id, {pb.RUNNING})
-wait_for(lambda: d.stub.GetJob(pb.GetJobRequest(id=dk.id)).last_checkpoint != "", 120)
-wait_for(lambda: any(s > 70 for s in steps_logged(d, dk.id)), 120)
-wp = worker_pid(d, dk.id)
-kids = children(wp)
+wp = wait_for(lambda: worker_pid(d, dk.id))
+kids = wait_for(lambda: children(wp), 60) or []
+when(dk.id, is_ckpt)
+when(dk.id, lambda e: is_step(e, 70))
 check("the ddp job runs as its worker and rank 1", kids, str(kids))
 if kids:
     os.kill(kids[0], signal.SIGKILL)
@@ -328,6 +345,34 @@ logs = [l.text for l in kinds(events(d, fk.id), "log")]
 check("its log says where it forked from", any("forked from" in t and "global step 512" in t for t in logs),
       str([t for t in logs if "fork" in t]))
 
+# What a Lightning user does by hand, with python3-torch: the checkpoint's
+# lr edited to the new one, then an ordinary resume with the new config.
+# The fork must end with those weights -- under ddp too, where every rank
+# has to load the checkpoint as a fork (a rank stepping with the old lr
+# would change the averaged gradients).
+def edited_resume(src_ckpt, config, path):
+    ck = torch.load(src_ckpt)
+    for g in ck["optimizer_states"][0]["param_groups"]:
+        g["lr"] = 0.03
+    torch.save(ck, path)
+    j = d.submit(config.replace("lr: 0.1", "lr: 0.03"), ckpt_path=path)
+    return d.wait_state(j.id, TERMINAL, timeout=300)
+
+
+ej = edited_resume(rj.last_checkpoint, cfg(f"{W}/edited", epochs=6), f"{W}/edited.ckpt")
+check("the fork ends with the weights of a resume from the checkpoint with its lr edited in Python",
+      ej.state == pb.SUCCEEDED and same_weights(weights(fk.last_checkpoint), weights(ej.last_checkpoint)),
+      ej.error or weight_diff(weights(fk.last_checkpoint), weights(ej.last_checkpoint)))
+dfk = d.stub.ForkJob(pb.ForkJobRequest(id=dref.id, overrides=[
+    "--optimizer_config.optimizer.init_args.lr=0.03", "--trainer.max_epochs=6"]))
+dfk = d.wait_state(dfk.id, TERMINAL, timeout=300)
+dej = edited_resume(dref.last_checkpoint, ddp(f"{W}/ddp_edited").replace("max_epochs: 4", "max_epochs: 6"),
+                    f"{W}/ddp_edited.ckpt")
+check("a ddp fork: every rank forks (the weights of the edited-checkpoint resume under ddp)",
+      dfk.state == pb.SUCCEEDED and dej.state == pb.SUCCEEDED
+      and same_weights(weights(dfk.last_checkpoint), weights(dej.last_checkpoint)),
+      (dfk.error or dej.error) or weight_diff(weights(dfk.last_checkpoint), weights(dej.last_checkpoint)))
+
 # A fork without overrides from a mid-run checkpoint is a resume: the
 # weights, buffers, optimizer state and step all carried over.
 rel = os.path.relpath(manual, run_dir)
@@ -346,6 +391,11 @@ r = subprocess.run([FULGUR, "checkpoint", lj.id], capture_output=True, text=True
 check("fulgur checkpoint ID", r.returncode == 0 and lj.id in r.stdout and "running" in r.stdout, r.stdout + r.stderr)
 got = wait_for(lambda: [a.path for a in kinds(events(d, lj.id), "artifact") if "manual-step=" in a.path], 60)
 check("... writes a manual checkpoint", got, "")
+if got:
+    mseq = [e.seq for e in events(d, lj.id) if is_ckpt(e, "/manual-step=")][0]
+    check("... and the job trains on after it", wait_for(lambda: any(
+        e.seq > mseq and e.WhichOneof("kind") == "step" for e in events(d, lj.id)), 60)
+        and d.stub.GetJob(pb.GetJobRequest(id=lj.id)).state == pb.RUNNING)
 lj_run = d.stub.GetJob(pb.GetJobRequest(id=lj.id)).run_dir
 r = subprocess.run([FULGUR, "fork", lj.id, "--trainer.max_epochs", "1", "--name", "cli-fork"],
                    capture_output=True, text=True, env=env, timeout=60)

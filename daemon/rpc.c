@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "checker.h"
 #include "daemon.h"
@@ -229,10 +230,13 @@ static char *fork_checkpoint(const fgd_job *src, const char *want, char **why) {
   char *real = realpath(abs, NULL), *run = realpath(src->run_dir, NULL);
   size_t rl = run ? strlen(run) : 0;
   char *out = NULL;
+  struct stat st;
   if (!real) {
     *why = fg__xasprintf("job %s has no checkpoint '%s' (%s: %s)", src->id, want, abs, strerror(errno));
   } else if (!run || strncmp(real, run, rl) != 0 || real[rl] != '/') {
     *why = fg__xasprintf("'%s' is not inside job %s's run directory %s", want, src->id, src->run_dir);
+  } else if (stat(real, &st) != 0 || !S_ISREG(st.st_mode)) {
+    *why = fg__xasprintf("job %s has no checkpoint '%s' (%s is not a file)", src->id, want, real);
   } else {
     out = fg__xstrdup(real);
   }

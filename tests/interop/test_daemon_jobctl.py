@@ -419,6 +419,9 @@ def fork_code(**kw):
 code, det = fork_code(id=ref.id, checkpoint="checkpoints/nope.ckpt")
 check("fork from a checkpoint the source does not have: FAILED_PRECONDITION", code == grpc.StatusCode.FAILED_PRECONDITION
       and "nope.ckpt" in det, f"{code} {det}")
+code, det = fork_code(id=ref.id, checkpoint="checkpoints")
+check("fork from a folder of the run: FAILED_PRECONDITION", code == grpc.StatusCode.FAILED_PRECONDITION
+      and "not a file" in det, f"{code} {det}")
 code, det = fork_code(id=ref.id, checkpoint=manual)
 check("fork from another job's checkpoint: FAILED_PRECONDITION", code == grpc.StatusCode.FAILED_PRECONDITION
       and "not inside" in det, f"{code} {det}")

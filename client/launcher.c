@@ -1,5 +1,5 @@
 /* fulgur: the command a user types. The remote commands (submit, jobs,
- * status, watch, events, cancel, pause, resume) run here, in a process
+ * status, watch, events, cancel, pause, resume, checkpoint, fork) run here, in a process
  * that links neither libfulgur nor libtorch, so they start in
  * milliseconds. Everything else (fit, validate, test, predict,
  * print-config, help, version, and every mistake) is the engine's: this

@@ -1,7 +1,7 @@
 /* fulgur: the command-line tool. Local commands (fit, validate, test,
  * predict, print-config) run the engine in this process; remote commands
- * (submit, jobs, status, watch, events, cancel, pause, resume) talk to a
- * fulgurd daemon and live in remote.c. Exit status:
+ * (submit, jobs, status, watch, events, cancel, pause, resume, checkpoint,
+ * fork) talk to a fulgurd daemon and live in remote.c. Exit status:
  * 0 success, 1 the run failed, 2 usage or config error, 3 daemon
  * unreachable, 130 cancelled. */
 #include <math.h>

@@ -79,12 +79,13 @@ void fg__cli_remote_usage(FILE *f) {
           "Remote commands (a fulgurd daemon runs the job):\n"
           "       fulgur submit fit|validate|test|predict --config FILE [--config FILE...]\n"
           "                [--a.b.c=VALUE ...] [--ckpt_path FILE] [--name N]\n"
-          "                [--idempotency-key K] [--watch]\n"
+          "                [--idempotency-key K] [--max-restarts N] [--watch]\n"
           "       fulgur jobs [--state S] [--limit N]\n"
           "       fulgur status ID\n"
           "       fulgur watch ID [--from SEQ]\n"
           "       fulgur events ID [--from SEQ]\n"
-          "       fulgur cancel ID | pause ID | resume ID\n"
+          "       fulgur cancel ID | pause ID | resume ID | checkpoint ID\n"
+          "       fulgur fork ID [--checkpoint last|PATH] [--name N] [--a.b.c=VALUE ...] [--watch]\n"
           "Global options, anywhere on the line:\n"
           "  --server ADDR       unix:PATH or HOST:PORT (env FULGUR_SERVER; default\n"
           "                      unix:$XDG_RUNTIME_DIR/fulgur.sock, else unix:/tmp/fulgur-$UID.sock)\n"
@@ -115,8 +116,8 @@ static bool take_opt(int argc, char **argv, int *i, const char *opt, const char 
   return true;
 }
 
-static const char *const remote_cmds[] = {"submit", "jobs",  "status", "watch",
-                                          "cancel", "pause", "resume", "events"};
+static const char *const remote_cmds[] = {"submit", "jobs",   "status",     "watch", "cancel",
+                                          "pause",  "resume", "checkpoint", "fork",  "events"};
 
 static bool is_remote_cmd(const char *s) {
   for (size_t i = 0; i < sizeof remote_cmds / sizeof remote_cmds[0]; i++)
@@ -328,6 +329,22 @@ static void json_job(fg_json_writer *w, const Fulgur__V1__Job *j) {
   fg__json_key(w, "exitSignal"), fg__json_string(w, j->exit_signal);
   fg__json_key(w, "exitCode"), fg__json_int(w, j->exit_code);
   fg__json_key(w, "attempts"), fg__json_uint(w, j->attempts);
+  fg__json_key(w, "maxRestarts"), fg__json_uint(w, j->max_restarts);
+  fg__json_key(w, "failures");
+  fg__json_begin_array(w);
+  for (size_t i = 0; i < j->n_failures; i++) {
+    const Fulgur__V1__AttemptFailure *f = j->failures[i];
+    fg__json_begin_object(w);
+    fg__json_key(w, "attempt"), fg__json_uint(w, f->attempt);
+    fg__json_key(w, "reason"), fg__json_string(w, f->reason);
+    fg__json_key(w, "exitSignal"), fg__json_string(w, f->exit_signal);
+    fg__json_key(w, "exitCode"), fg__json_int(w, f->exit_code);
+    fg__json_key(w, "timeNs"), fg__json_int(w, f->time_ns);
+    fg__json_end_object(w);
+  }
+  fg__json_end_array(w);
+  fg__json_key(w, "parentId"), fg__json_string(w, j->parent_id);
+  fg__json_key(w, "parentCheckpoint"), fg__json_string(w, j->parent_checkpoint);
   fg__json_end_object(w);
 }
 
@@ -540,6 +557,10 @@ static void print_job_human(const Fulgur__V1__Job *j) {
   if (j->run_dir && j->run_dir[0]) printf("run dir:     %s\n", j->run_dir);
   if (j->last_checkpoint && j->last_checkpoint[0]) printf("checkpoint:  %s\n", j->last_checkpoint);
   if (j->attempts > 1) printf("attempts:    %u\n", j->attempts);
+  if (j->max_restarts) printf("restarts:    %zu of %u used\n", j->n_failures < j->max_restarts ? j->n_failures : j->max_restarts, j->max_restarts);
+  for (size_t i = 0; i < j->n_failures; i++)
+    printf("failure:     attempt %u: %s\n", j->failures[i]->attempt, j->failures[i]->reason);
+  if (j->parent_id && j->parent_id[0]) printf("forked from: %s at %s\n", j->parent_id, j->parent_checkpoint);
   if (j->exit_signal && j->exit_signal[0]) printf("exit:        killed by %s\n", j->exit_signal);
   else if (j->exit_code) printf("exit:        code %d\n", j->exit_code);
   if (j->idempotency_key && j->idempotency_key[0]) printf("idempotency: %s\n", j->idempotency_key);
@@ -916,6 +937,7 @@ static int cmd_submit(rctx *x) {
   const char **overrides = fg__xcalloc((size_t)n * 2, sizeof(char *));
   size_t n_configs = 0, n_overrides = 0;
   const char *ckpt = NULL, *name = NULL, *key = NULL;
+  uint64_t max_restarts = 0;
   bool watch = false;
   int code = EXIT_USAGE;
   fg_node *cfg = NULL;
@@ -933,6 +955,8 @@ static int cmd_submit(rctx *x) {
       name = v;
     } else if (take_opt(n, x->args, &i, "--idempotency-key", &v, &missing)) {
       key = v;
+    } else if (take_opt(n, x->args, &i, "--max-restarts", &v, &missing)) {
+      if (!missing && parse_u64("--max-restarts", v, &max_restarts)) goto done;
     } else if (strcmp(s, "--watch") == 0) {
       watch = true;
     } else if (strncmp(s, "--", 2) == 0 && s[2] != '\0') {
@@ -970,6 +994,8 @@ static int cmd_submit(rctx *x) {
   req.config_yaml = yaml;
   req.name = (char *)(name ? name : "");
   req.idempotency_key = (char *)(key ? key : "");
+  /* The daemon says what it accepts (INVALID_ARGUMENT above its limit). */
+  req.max_restarts = max_restarts > UINT32_MAX ? UINT32_MAX : (uint32_t)max_restarts;
   /* A daemon on this machine (a unix socket) does not share our working
    * directory: a relative checkpoint that exists here goes as absolute. */
   char *ckpt_abs = NULL;
@@ -1113,7 +1139,8 @@ static int cmd_status(rctx *x) {
   return 0;
 }
 
-/* cancel, pause and resume: the same request shape, the Job back. */
+/* cancel, pause, resume and checkpoint: the same request shape, the Job
+ * back. */
 static int cmd_control(rctx *x, const char *method) {
   const char *id;
   uint64_t unused = 0;
@@ -1123,10 +1150,12 @@ static int cmd_control(rctx *x, const char *method) {
   Fulgur__V1__CancelJobRequest req = FULGUR__V1__CANCEL_JOB_REQUEST__INIT;
   Fulgur__V1__PauseJobRequest preq = FULGUR__V1__PAUSE_JOB_REQUEST__INIT;
   Fulgur__V1__ResumeJobRequest rreq = FULGUR__V1__RESUME_JOB_REQUEST__INIT;
-  req.id = preq.id = rreq.id = (char *)id;
-  const ProtobufCMessage *m = strcmp(method, FG_RPC_METHOD("PauseJob")) == 0    ? &preq.base
-                              : strcmp(method, FG_RPC_METHOD("ResumeJob")) == 0 ? &rreq.base
-                                                                                : &req.base;
+  Fulgur__V1__CheckpointJobRequest creq = FULGUR__V1__CHECKPOINT_JOB_REQUEST__INIT;
+  req.id = preq.id = rreq.id = creq.id = (char *)id;
+  const ProtobufCMessage *m = strcmp(method, FG_RPC_METHOD("PauseJob")) == 0        ? &preq.base
+                              : strcmp(method, FG_RPC_METHOD("ResumeJob")) == 0     ? &rreq.base
+                              : strcmp(method, FG_RPC_METHOD("CheckpointJob")) == 0 ? &creq.base
+                                                                                    : &req.base;
   Fulgur__V1__Job *job = NULL;
   if ((code = call(x, method, m, &fulgur__v1__job__descriptor, 0, (ProtobufCMessage **)&job))) return code;
   if (x->json) print_job_json(job);
@@ -1137,6 +1166,74 @@ static int cmd_control(rctx *x, const char *method) {
   }
   free_msg(job);
   return 0;
+}
+
+/* fork ID [--checkpoint last|PATH] [--name N] [--watch] [--a.b=v ...]:
+ * the overrides go to the daemon as they are, which applies them to the
+ * source job's config and names a bad one. */
+static int cmd_fork(rctx *x) {
+  int n = x->n_args;
+  const char *id = NULL, *ckpt = "last", *name = NULL;
+  bool watch = false;
+  char **overrides = fg__xcalloc((size_t)n + 1, sizeof *overrides);
+  size_t n_over = 0;
+  int code = EXIT_USAGE;
+  Fulgur__V1__Job *job = NULL;
+  for (int i = 1; i < n; i++) {
+    const char *s = x->args[i], *v = NULL;
+    bool missing = false;
+    if (take_opt(n, x->args, &i, "--checkpoint", &v, &missing)) {
+      ckpt = v;
+    } else if (take_opt(n, x->args, &i, "--name", &v, &missing)) {
+      name = v;
+    } else if (strcmp(s, "--watch") == 0) {
+      watch = true;
+    } else if (strncmp(s, "--", 2) == 0 && s[2] != '\0') {
+      /* One "--k=v" argument per override, as SubmitJob's. */
+      if (strchr(s, '=')) {
+        overrides[n_over++] = fg__xstrdup(s);
+      } else if (i + 1 < n) {
+        overrides[n_over++] = fg__xasprintf("%s=%s", s, x->args[++i]);
+      } else {
+        fprintf(stderr, "fulgur: %s needs a value (%s=VALUE or %s VALUE)\n", s, s, s);
+        goto done;
+      }
+    } else if (id == NULL) {
+      id = s;
+    } else {
+      fprintf(stderr, "fulgur: fork: unexpected argument '%s'\n", s);
+      goto done;
+    }
+    if (missing) {
+      fprintf(stderr, "fulgur: %s needs a value\n", s);
+      goto done;
+    }
+  }
+  if (id == NULL || id[0] == '\0') {
+    fprintf(stderr, "fulgur: fork needs a job id\n");
+    goto done;
+  }
+  if ((code = connect_daemon(x))) goto done;
+  Fulgur__V1__ForkJobRequest req = FULGUR__V1__FORK_JOB_REQUEST__INIT;
+  req.id = (char *)id;
+  req.checkpoint = (char *)ckpt;
+  req.name = (char *)(name ? name : "");
+  req.overrides = overrides;
+  req.n_overrides = n_over;
+  if ((code = call(x, FG_RPC_METHOD("ForkJob"), &req.base, &fulgur__v1__job__descriptor,
+                   SUBMIT_TIMEOUT_MS, (ProtobufCMessage **)&job)))
+    goto done;
+  if (x->json) print_job_json(job);
+  else {
+    printf("%s\n", job->id);
+    fflush(stdout);
+  }
+  if (watch) code = watch_job(x, job->id, 0, WATCH_FOLLOW);
+done:
+  free_msg(job);
+  for (size_t i = 0; i < n_over; i++) free(overrides[i]);
+  free(overrides);
+  return code;
 }
 
 static int cmd_watch(rctx *x) {
@@ -1213,6 +1310,8 @@ int fg__cli_remote_main(int argc, char **argv) {
   else if (strcmp(cmd, "cancel") == 0) code = cmd_control(&x, FG_RPC_METHOD("CancelJob"));
   else if (strcmp(cmd, "pause") == 0) code = cmd_control(&x, FG_RPC_METHOD("PauseJob"));
   else if (strcmp(cmd, "resume") == 0) code = cmd_control(&x, FG_RPC_METHOD("ResumeJob"));
+  else if (strcmp(cmd, "checkpoint") == 0) code = cmd_control(&x, FG_RPC_METHOD("CheckpointJob"));
+  else if (strcmp(cmd, "fork") == 0) code = cmd_fork(&x);
 done:
   fflush(stdout);
   fg_rpc_client_free(x.client);

@@ -49,6 +49,14 @@ typedef struct {
   size_t len;
 } fgd_cached_event;
 
+/* A failed attempt, as Job.failures keeps it. */
+typedef struct {
+  uint32_t attempt;
+  char *reason, *exit_signal;
+  int32_t exit_code;
+  int64_t time_ns;
+} fgd_failure;
+
 struct fgd_job {
   int64_t rowid; /* submission order */
   char *id, *name, *idempotency_key, *config;
@@ -59,6 +67,10 @@ struct fgd_job {
   char *error, *run_dir, *last_ckpt, *exit_signal;
   int32_t exit_code;
   uint32_t attempts;
+  uint32_t max_restarts; /* retries in place after a failed attempt */
+  fgd_failure *failures; /* every failed attempt, oldest first */
+  size_t n_failures;
+  char *parent_id, *parent_ckpt; /* a fork's source and its checkpoint */
   int64_t create_ns, start_ns, end_ns;
   fgd_metric *metrics;
   size_t n_metrics;
@@ -126,7 +138,13 @@ fgd_job *fgd_job_find_key(fgd *d, const char *key);
  * returns. NULL with *err on a store failure (*full: disk or size cap). */
 fgd_job *fgd_job_create(fgd *d, const char *id, Fulgur__V1__Stage stage, const char *name,
                         const char *key, const char *config, const fg_job_opts *opts,
-                        const char *ckpt, int *full, char **err);
+                        const char *ckpt, const char *parent_id, const char *parent_ckpt,
+                        int *full, char **err);
+/* Records a failed attempt (Job.failures). */
+void fgd_job_add_failure(fgd_job *j, const char *reason);
+/* Whether the job's next attempt starts a fork: from the checkpoint it
+ * was forked from (the worker then takes the config's hyperparameters). */
+bool fgd_job_fork_start(const fgd_job *j);
 /* A fresh job id (16 random hex digits, not in use); caller frees. */
 char *fgd_job_new_id(fgd *d);
 /* Moves a job to a state and queues the state event; terminal states set

@@ -57,6 +57,7 @@ typedef struct {
   Fulgur__V1__Job m;
   Fulgur__V1__Progress p;
   Fulgur__V1__Job__MetricsEntry *entries;
+  Fulgur__V1__AttemptFailure *failures, **failure_ptrs;
 } job_msg;
 
 Fulgur__V1__Job *fgd_job_message(const fgd_job *j) {
@@ -101,6 +102,23 @@ Fulgur__V1__Job *fgd_job_message(const fgd_job *j) {
   m->exit_signal = j->exit_signal ? j->exit_signal : "";
   m->exit_code = j->exit_code;
   m->attempts = j->attempts;
+  m->max_restarts = j->max_restarts;
+  m->parent_id = j->parent_id ? j->parent_id : "";
+  m->parent_checkpoint = j->parent_ckpt ? j->parent_ckpt : "";
+  jm->failures = fg__xcalloc(j->n_failures + 1, sizeof *jm->failures);
+  jm->failure_ptrs = fg__xcalloc(j->n_failures + 1, sizeof *jm->failure_ptrs);
+  for (size_t i = 0; i < j->n_failures; i++) {
+    Fulgur__V1__AttemptFailure *f = &jm->failures[i];
+    fulgur__v1__attempt_failure__init(f);
+    f->attempt = j->failures[i].attempt;
+    f->reason = j->failures[i].reason;
+    f->exit_signal = j->failures[i].exit_signal ? j->failures[i].exit_signal : "";
+    f->exit_code = j->failures[i].exit_code;
+    f->time_ns = j->failures[i].time_ns;
+    jm->failure_ptrs[i] = f;
+  }
+  m->n_failures = j->n_failures;
+  m->failures = jm->failure_ptrs;
   return m;
 }
 
@@ -108,6 +126,8 @@ void fgd_job_message_free(Fulgur__V1__Job *m) {
   if (!m) return;
   job_msg *jm = (job_msg *)m; /* m is the first member */
   free(jm->entries);
+  free(jm->failures);
+  free(jm->failure_ptrs);
   free(m->metrics);
   free(jm);
 }
@@ -140,6 +160,29 @@ static void job_from_message(fgd_job *j, const Fulgur__V1__Job *m) {
   fgd_set_str(&j->exit_signal, m->exit_signal[0] ? m->exit_signal : NULL);
   j->exit_code = m->exit_code;
   j->attempts = m->attempts;
+  j->max_restarts = m->max_restarts;
+  fgd_set_str(&j->parent_id, m->parent_id[0] ? m->parent_id : NULL);
+  fgd_set_str(&j->parent_ckpt, m->parent_checkpoint[0] ? m->parent_checkpoint : NULL);
+  j->failures = fg__xcalloc(m->n_failures + 1, sizeof *j->failures);
+  for (size_t i = 0; i < m->n_failures; i++) {
+    const Fulgur__V1__AttemptFailure *f = m->failures[i];
+    j->failures[i] = (fgd_failure){f->attempt, fg__xstrdup(f->reason),
+                                   f->exit_signal[0] ? fg__xstrdup(f->exit_signal) : NULL,
+                                   f->exit_code, f->time_ns};
+  }
+  j->n_failures = m->n_failures;
+}
+
+void fgd_job_add_failure(fgd_job *j, const char *reason) {
+  j->failures = fg__xrealloc(j->failures, (j->n_failures + 1) * sizeof *j->failures);
+  j->failures[j->n_failures++] =
+      (fgd_failure){j->attempts, fg__xstrdup(reason ? reason : ""),
+                    j->exit_signal ? fg__xstrdup(j->exit_signal) : NULL, j->exit_code,
+                    fg_rpc_now_ns()};
+}
+
+bool fgd_job_fork_start(const fgd_job *j) {
+  return j->parent_ckpt && j->resume_ckpt && strcmp(j->parent_ckpt, j->resume_ckpt) == 0;
 }
 
 static uint8_t *pack_job(const fgd_job *j, size_t *len) {
@@ -172,6 +215,13 @@ static void job_free(fgd_job *j) {
   free(j->last_ckpt);
   free(j->exit_signal);
   free(j->split);
+  free(j->parent_id);
+  free(j->parent_ckpt);
+  for (size_t i = 0; i < j->n_failures; i++) {
+    free(j->failures[i].reason);
+    free(j->failures[i].exit_signal);
+  }
+  free(j->failures);
   for (size_t i = 0; i < j->n_metrics; i++) free(j->metrics[i].key);
   free(j->metrics);
   for (int i = 0; i < FGD_EVENT_CACHE; i++) free(j->cache[i].data);
@@ -228,7 +278,8 @@ static uint8_t *pack_event(fgd_job *j, Fulgur__V1__JobEvent *ev, uint64_t seq, s
 
 fgd_job *fgd_job_create(fgd *d, const char *id, Fulgur__V1__Stage stage, const char *name,
                         const char *key, const char *config, const fg_job_opts *opts,
-                        const char *ckpt, int *full, char **err) {
+                        const char *ckpt, const char *parent_id, const char *parent_ckpt,
+                        int *full, char **err) {
   fgd_job *j = job_new();
   j->id = fg__xstrdup(id);
   j->name = fg__xstrdup(name ? name : "");
@@ -236,18 +287,24 @@ fgd_job *fgd_job_create(fgd *d, const char *id, Fulgur__V1__Stage stage, const c
   j->config = fg__xstrdup(config);
   j->resume_ckpt = ckpt && ckpt[0] ? fg__xstrdup(ckpt) : NULL;
   j->restart_resume = opts->restart_policy == FG_RESTART_RESUME;
+  j->max_restarts = opts->max_restarts;
+  j->parent_id = parent_id ? fg__xstrdup(parent_id) : NULL;
+  j->parent_ckpt = parent_ckpt ? fg__xstrdup(parent_ckpt) : NULL;
   j->stage = stage;
   j->state = FULGUR__V1__JOB_STATE__QUEUED;
   j->create_ns = fg_rpc_now_ns();
   /* The first event is stored with the job, in the same transaction. */
   Fulgur__V1__StateChange sc = FULGUR__V1__STATE_CHANGE__INIT;
   sc.state = j->state;
-  sc.message = "queued";
+  char *qmsg = parent_id ? fg__xasprintf("queued; a fork of job %s from %s", parent_id, parent_ckpt)
+                         : fg__xstrdup("queued");
+  sc.message = qmsg;
   Fulgur__V1__JobEvent ev = FULGUR__V1__JOB_EVENT__INIT;
   ev.kind_case = FULGUR__V1__JOB_EVENT__KIND_STATE;
   ev.state = &sc;
   size_t elen, jlen;
   uint8_t *edata = pack_event(j, &ev, 1, &elen);
+  free(qmsg);
   j->last_seq = j->stored_seq = 1;
   uint8_t *jdata = pack_job(j, &jlen);
   fgd_store_job row = {.id = j->id,

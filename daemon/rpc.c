@@ -2,10 +2,13 @@
  * the engine, which the daemon does not load: SubmitJob asks the warm
  * `fulgur-worker check --serve` child (checker.c) and answers when it has
  * answered; the loop never waits on it. */
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "checker.h"
 #include "daemon.h"
@@ -44,18 +47,27 @@ static fgd_job *job_or_not_found(fgd *d, fgd_call *c, const char *id) {
   return j;
 }
 
-/* ---- SubmitJob ---- */
+/* ---- SubmitJob and ForkJob ---- */
 
+/* A new job waiting for its config check: what SubmitJob or ForkJob asked
+ * for, owned here. */
 typedef struct {
   fgd *d;
   fgd_call *call;
-  Fulgur__V1__SubmitJobRequest *req;
+  Fulgur__V1__Stage stage;
+  char *name, *key, *ckpt;
+  uint32_t max_restarts;     /* the request's; 0 = the config's */
+  char *parent_id, *parent_ckpt; /* a fork's source */
   char *id;  /* given before the check: relative paths resolve in its folder */
   char *cwd; /* that folder, where the worker will run */
 } submit_check;
 
 static void submit_check_free(submit_check *sc) {
-  fulgur__v1__submit_job_request__free_unpacked(sc->req, NULL);
+  free(sc->name);
+  free(sc->key);
+  free(sc->ckpt);
+  free(sc->parent_id);
+  free(sc->parent_ckpt);
   free(sc->id);
   free(sc->cwd);
   free(sc);
@@ -68,7 +80,6 @@ static void submit_finish(void *ctx, int64_t exit_status, int term_signal, const
   submit_check *sc = ctx;
   fgd *d = sc->d;
   fgd_call *c = sc->call;
-  Fulgur__V1__SubmitJobRequest *r = sc->req;
   char *msg = fg__xstrndup(text, tl && text[tl - 1] == '\n' ? tl - 1 : tl);
   if (exit_status < 0) {
     fgd_call_fail(c, GRPC_STATUS_UNAVAILABLE, "fulgurd is shutting down");
@@ -85,7 +96,7 @@ static void submit_finish(void *ctx, int64_t exit_status, int term_signal, const
   } else {
     /* Another submit with the same key may have won while this one was
      * being checked: it is the job. */
-    fgd_job *j = fgd_job_find_key(d, r->idempotency_key);
+    fgd_job *j = fgd_job_find_key(d, sc->key);
     if (j) {
       reply_job(c, j);
     } else if (d->queued >= d->opts.max_queue) {
@@ -100,19 +111,73 @@ static void submit_finish(void *ctx, int64_t exit_status, int term_signal, const
       const char *config = NULL;
       if (fg__job_opts_split(text, &jo, &config, &err)) {
         fgd_call_fail(c, GRPC_STATUS_INTERNAL, "%s", err);
-      } else if (!(j = fgd_job_create(d, sc->id, r->stage, r->name, r->idempotency_key, config,
-                                      &jo, r->ckpt_path, &full, &err))) {
-        fgd_call_fail(c, full ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
-                      "the job could not be stored: %s", err);
       } else {
-        reply_job(c, j);
-        fgd_schedule(d);
+        /* The request's max_restarts wins over the config's. */
+        if (sc->max_restarts) jo.max_restarts = sc->max_restarts;
+        if (!(j = fgd_job_create(d, sc->id, sc->stage, sc->name, sc->key, config, &jo, sc->ckpt,
+                                 sc->parent_id, sc->parent_ckpt, &full, &err))) {
+          fgd_call_fail(c, full ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
+                        "the job could not be stored: %s", err);
+        } else {
+          reply_job(c, j);
+          fgd_schedule(d);
+        }
       }
       free(err);
     }
   }
   free(msg);
   submit_check_free(sc);
+}
+
+/* Refuses a new job while the store or the queue is full (answered; true). */
+static bool no_room(fgd *d, fgd_call *c) {
+  if (d->store_failing || fgd_store_nearly_full(d->store)) {
+    fgd_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                  "the state store is full: no new jobs until space is freed under --state-dir "
+                  "(or --state-max-bytes is raised); the jobs it has keep going");
+    return true;
+  }
+  if (d->queued >= d->opts.max_queue) {
+    fgd_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "the queue is full (%d jobs waiting; --max-queue)",
+                  d->queued);
+    return true;
+  }
+  return false;
+}
+
+/* Sends sc's config to the warm checker, which answers submit_finish. */
+static void submit_check_start(fgd *d, submit_check *sc, const char *config_yaml,
+                               char *const *overrides, size_t n_overrides) {
+  sc->id = fgd_job_new_id(d);
+  sc->cwd = fg__xasprintf("%s/%s", d->jobs_dir, sc->id);
+  /* The one-shot `fulgur-worker check` arguments (worker/main.c): the
+   * stage, where relative paths resolve, the roots, and the request's
+   * overrides, each one whole "--k=v" argument. */
+  size_t n = 0, cap = 8 + 2 * d->opts.n_roots + 2 * n_overrides + 4;
+  const char **args = fg__xcalloc(cap, sizeof *args);
+  args[n++] = "--stage";
+  args[n++] = fg_rpc_stage_name(sc->stage);
+  args[n++] = "--cwd";
+  args[n++] = sc->cwd;
+  for (size_t i = 0; i < d->opts.n_roots; i++) {
+    args[n++] = "--root";
+    args[n++] = d->opts.roots[i];
+  }
+  for (size_t i = 0; i < n_overrides; i++) {
+    args[n++] = "--override";
+    args[n++] = overrides[i];
+  }
+  /* The checkpoint is a file the job reads: like every path in the
+   * config, it must lie under the roots (checked as the ckpt_path key). */
+  char *ckpt_arg = sc->ckpt ? fg__xasprintf("--ckpt_path=%s", sc->ckpt) : NULL;
+  if (ckpt_arg) {
+    args[n++] = "--override";
+    args[n++] = ckpt_arg;
+  }
+  fgd_checker_submit(d->checker, args, n, config_yaml, submit_finish, sc);
+  free(args);
+  free(ckpt_arg);
 }
 
 static void handle_submit(fgd *d, fgd_call *c) {
@@ -126,61 +191,91 @@ static void handle_submit(fgd *d, fgd_call *c) {
     bad = "config_yaml is empty";
   if (bad) {
     fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", bad);
-    fulgur__v1__submit_job_request__free_unpacked(r, NULL);
-    return;
+  } else if (r->max_restarts > FG_MAX_RESTARTS_LIMIT) {
+    fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "max_restarts: expected at most %d, got %u",
+                  FG_MAX_RESTARTS_LIMIT, r->max_restarts);
+  } else if (fgd_job_find_key(d, r->idempotency_key)) {
+    reply_job(c, fgd_job_find_key(d, r->idempotency_key));
+  } else if (!no_room(d, c)) {
+    submit_check *sc = fg__xcalloc(1, sizeof *sc);
+    sc->d = d;
+    sc->call = c;
+    sc->stage = r->stage;
+    sc->name = fg__xstrdup(r->name);
+    sc->key = fg__xstrdup(r->idempotency_key);
+    sc->ckpt = r->ckpt_path[0] ? fg__xstrdup(r->ckpt_path) : NULL;
+    sc->max_restarts = r->max_restarts;
+    submit_check_start(d, sc, r->config_yaml, r->overrides, r->n_overrides);
   }
-  fgd_job *j = fgd_job_find_key(d, r->idempotency_key);
-  if (j) {
-    reply_job(c, j);
-    fulgur__v1__submit_job_request__free_unpacked(r, NULL);
-    return;
+  fulgur__v1__submit_job_request__free_unpacked(r, NULL);
+}
+
+/* The file a fork starts from: "last" (or "") is the source's newest
+ * checkpoint; anything else a file inside its run directory (relative to
+ * it, or absolute). NULL with *why (caller frees) when there is none. */
+static char *fork_checkpoint(const fgd_job *src, const char *want, char **why) {
+  if (want[0] == '\0' || strcmp(want, "last") == 0) {
+    if (!src->last_ckpt) {
+      *why = fg__xasprintf("job %s has written no checkpoint yet (it is %s)", src->id,
+                           fg_rpc_state_name(src->state));
+      return NULL;
+    }
+    want = src->last_ckpt;
   }
-  if (d->store_failing || fgd_store_nearly_full(d->store)) {
-    fgd_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                  "the state store is full: no new jobs until space is freed under --state-dir "
-                  "(or --state-max-bytes is raised); the jobs it has keep going");
-    fulgur__v1__submit_job_request__free_unpacked(r, NULL);
-    return;
+  if (!src->run_dir) {
+    *why = fg__xasprintf("job %s has no run directory yet, so no checkpoint '%s'", src->id, want);
+    return NULL;
   }
-  if (d->queued >= d->opts.max_queue) {
-    fgd_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "the queue is full (%d jobs waiting; --max-queue)",
-                  d->queued);
-    fulgur__v1__submit_job_request__free_unpacked(r, NULL);
-    return;
+  char *abs = want[0] == '/' ? fg__xstrdup(want) : fg__xasprintf("%s/%s", src->run_dir, want);
+  char *real = realpath(abs, NULL), *run = realpath(src->run_dir, NULL);
+  size_t rl = run ? strlen(run) : 0;
+  char *out = NULL;
+  struct stat st;
+  if (!real) {
+    *why = fg__xasprintf("job %s has no checkpoint '%s' (%s: %s)", src->id, want, abs, strerror(errno));
+  } else if (!run || strncmp(real, run, rl) != 0 || real[rl] != '/') {
+    *why = fg__xasprintf("'%s' is not inside job %s's run directory %s", want, src->id, src->run_dir);
+  } else if (stat(real, &st) != 0 || !S_ISREG(st.st_mode)) {
+    *why = fg__xasprintf("job %s has no checkpoint '%s' (%s is not a file)", src->id, want, real);
+  } else {
+    out = fg__xstrdup(real);
   }
-  submit_check *sc = fg__xcalloc(1, sizeof *sc);
-  sc->d = d;
-  sc->call = c;
-  sc->req = r;
-  sc->id = fgd_job_new_id(d);
-  sc->cwd = fg__xasprintf("%s/%s", d->jobs_dir, sc->id);
-  /* The one-shot `fulgur-worker check` arguments (worker/main.c): the
-   * stage, where relative paths resolve, the roots, and the request's
-   * overrides, each one whole "--k=v" argument. */
-  size_t n = 0, cap = 8 + 2 * d->opts.n_roots + 2 * r->n_overrides + 4;
-  const char **args = fg__xcalloc(cap, sizeof *args);
-  args[n++] = "--stage";
-  args[n++] = fg_rpc_stage_name(r->stage);
-  args[n++] = "--cwd";
-  args[n++] = sc->cwd;
-  for (size_t i = 0; i < d->opts.n_roots; i++) {
-    args[n++] = "--root";
-    args[n++] = d->opts.roots[i];
+  free(abs);
+  free(real);
+  free(run);
+  return out;
+}
+
+static void handle_fork(fgd *d, fgd_call *c) {
+  Fulgur__V1__ForkJobRequest *r =
+      (Fulgur__V1__ForkJobRequest *)request(c, &fulgur__v1__fork_job_request__descriptor);
+  if (!r) return;
+  fgd_job *src = job_or_not_found(d, c, r->id);
+  char *why = NULL, *ckpt = NULL;
+  if (!src) {
+    /* answered */
+  } else if (src->stage != FULGUR__V1__STAGE__FIT) {
+    fgd_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "job %s is a %s job: only fit jobs can be forked",
+                  src->id, fg_rpc_stage_name(src->stage));
+  } else if (!(ckpt = fork_checkpoint(src, r->checkpoint, &why))) {
+    fgd_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "%s", why);
+  } else if (!no_room(d, c)) {
+    submit_check *sc = fg__xcalloc(1, sizeof *sc);
+    sc->d = d;
+    sc->call = c;
+    sc->stage = FULGUR__V1__STAGE__FIT;
+    sc->name = fg__xstrdup(r->name[0] ? r->name : src->name ? src->name : "");
+    sc->key = fg__xstrdup("");
+    sc->ckpt = fg__xstrdup(ckpt);
+    sc->max_restarts = src->max_restarts;
+    sc->parent_id = fg__xstrdup(src->id);
+    sc->parent_ckpt = fg__xstrdup(ckpt);
+    /* The source's checked config, the overrides on top. */
+    submit_check_start(d, sc, src->config, r->overrides, r->n_overrides);
   }
-  for (size_t i = 0; i < r->n_overrides; i++) {
-    args[n++] = "--override";
-    args[n++] = r->overrides[i];
-  }
-  /* The checkpoint is a file the job reads: like every path in the
-   * config, it must lie under the roots (checked as the ckpt_path key). */
-  char *ckpt_arg = r->ckpt_path[0] ? fg__xasprintf("--ckpt_path=%s", r->ckpt_path) : NULL;
-  if (ckpt_arg) {
-    args[n++] = "--override";
-    args[n++] = ckpt_arg;
-  }
-  fgd_checker_submit(d->checker, args, n, r->config_yaml, submit_finish, sc);
-  free(args);
-  free(ckpt_arg);
+  free(why);
+  free(ckpt);
+  fulgur__v1__fork_job_request__free_unpacked(r, NULL);
 }
 
 /* ---- the others ---- */
@@ -325,6 +420,30 @@ static void handle_resume(fgd *d, fgd_call *c) {
   fulgur__v1__resume_job_request__free_unpacked(r, NULL);
 }
 
+static void handle_checkpoint(fgd *d, fgd_call *c) {
+  Fulgur__V1__CheckpointJobRequest *r = (Fulgur__V1__CheckpointJobRequest *)request(
+      c, &fulgur__v1__checkpoint_job_request__descriptor);
+  if (!r) return;
+  fgd_job *j = job_or_not_found(d, c, r->id);
+  if (!j) {
+    /* answered */
+  } else if (j->state != FULGUR__V1__JOB_STATE__RUNNING || !j->worker) {
+    fgd_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION,
+                  "job %s is %s: only a running job can checkpoint now", j->id,
+                  fg_rpc_state_name(j->state));
+  } else if (j->stage != FULGUR__V1__STAGE__FIT) {
+    fgd_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION,
+                  "job %s is a %s job: only fit jobs have a state to checkpoint", j->id,
+                  fg_rpc_stage_name(j->stage));
+  } else {
+    /* The worker writes it at its next step boundary and trains on; the
+     * ARTIFACT event that follows names the file. */
+    fgd_worker_signal(d, j, SIGUSR2);
+    reply_job(c, j);
+  }
+  fulgur__v1__checkpoint_job_request__free_unpacked(r, NULL);
+}
+
 static void handle_watch(fgd *d, fgd_call *c) {
   Fulgur__V1__WatchJobRequest *r =
       (Fulgur__V1__WatchJobRequest *)request(c, &fulgur__v1__watch_job_request__descriptor);
@@ -415,6 +534,8 @@ void fgd_rpc_on_call(void *ctx, fgd_call *c) {
     case FGD_M_RESUME: handle_resume(d, c); break;
     case FGD_M_WATCH: handle_watch(d, c); break;
     case FGD_M_EVENTS: handle_events(d, c); break;
+    case FGD_M_CHECKPOINT: handle_checkpoint(d, c); break;
+    case FGD_M_FORK: handle_fork(d, c); break;
     default: fgd_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method"); break;
   }
 }

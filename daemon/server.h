@@ -22,7 +22,9 @@ typedef enum {
   FGD_M_RESUME,
   FGD_M_WATCH,
   FGD_M_EVENTS,
-  FGD_M_HEALTH_CHECK,
+  FGD_M_CHECKPOINT,
+  FGD_M_FORK,
+  FGD_M_HEALTH_CHECK, /* the JobService methods come before this one */
   FGD_M_HEALTH_WATCH,
   FGD_M_REFLECTION_V1,
   FGD_M_REFLECTION_V1ALPHA,

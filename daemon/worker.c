@@ -35,6 +35,7 @@ struct fgd_worker {
   int term_signal;
   Fulgur__V1__JobState result;
   char *result_message;
+  bool config_error; /* the result's failure is the config's: no retry */
   char *log_path;
 };
 
@@ -130,6 +131,7 @@ static void parse(fgd_worker *w) {
         break;
       case FULGUR__V1__WORKER_MESSAGE__KIND_RESULT:
         w->result = m->result->state;
+        w->config_error = m->config_error;
         fgd_set_str(&w->result_message, m->result->message);
         break;
       default:
@@ -194,6 +196,30 @@ static char *last_log_line(const char *path) {
   return last;
 }
 
+/* Retry in place: a failed attempt (killed, exited without a result, out
+ * of memory, a run error) is queued again under the same id, from the
+ * newest checkpoint the job has written (a pause's, a manual one, a
+ * saver's), while retries are left. A config error would fail again, and a
+ * cancel or a pause is what was asked for: neither retries. Under ddp the
+ * worker is rank 0, whose ranks end with it, so the next attempt starts
+ * every rank afresh. Every failure is kept in Job.failures and in the
+ * state event. True when the job was queued again. */
+static bool retry(fgd *d, fgd_job *j, const fgd_worker *w, const char *msg) {
+  fgd_job_add_failure(j, msg);
+  if (w->config_error || j->cancel_requested || j->pause_requested) return false;
+  uint32_t used = (uint32_t)j->n_failures; /* this one included */
+  if (used > j->max_restarts) return false;
+  if (j->last_ckpt) fgd_set_str(&j->resume_ckpt, j->last_ckpt);
+  char *m = fg__xasprintf("attempt %u failed: %s; retrying (restart %u of %u) from %s", j->attempts,
+                          msg, used, j->max_restarts,
+                          j->resume_ckpt ? j->resume_ckpt : "the start");
+  fgd_set_str(&j->error, NULL);
+  j->cancel_requested = j->pause_requested = false;
+  fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__QUEUED, m);
+  free(m);
+  return true;
+}
+
 static void finish_job(fgd_worker *w) {
   fgd *d = w->d;
   fgd_job *j = w->job;
@@ -231,6 +257,11 @@ static void finish_job(fgd_worker *w) {
     free(tail);
   } else {
     msg = fg__xstrdup(w->result_message ? w->result_message : "");
+  }
+  if (st == FULGUR__V1__JOB_STATE__FAILED && retry(d, j, w, msg)) {
+    free(msg);
+    fgd_schedule(d);
+    return;
   }
   if (st == FULGUR__V1__JOB_STATE__FAILED) fgd_set_str(&j->error, msg);
   else if (st == FULGUR__V1__JOB_STATE__CANCELLED) fgd_set_str(&j->error, msg[0] ? msg : "cancelled");
@@ -291,7 +322,7 @@ int fgd_worker_start(fgd *d, fgd_job *j, char **err) {
   w->log_path = log;
   uv_pipe_init(d->loop, &w->pipe, 0);
   w->pipe.data = w;
-  const char *args[14];
+  const char *args[20];
   int n = 0;
   args[n++] = d->opts.worker_path;
   args[n++] = "run";
@@ -302,6 +333,16 @@ int fgd_worker_start(fgd *d, fgd_job *j, char **err) {
   if (j->resume_ckpt) {
     args[n++] = "--ckpt-path";
     args[n++] = j->resume_ckpt;
+  }
+  /* One run per job: a resumed or retried fit goes on in its own run
+   * directory; a fork's first start takes the config's hyperparameters. */
+  if (j->run_dir && j->stage == FULGUR__V1__STAGE__FIT) {
+    args[n++] = "--run-dir";
+    args[n++] = j->run_dir;
+  }
+  if (fgd_job_fork_start(j)) {
+    args[n++] = "--fork";
+    args[n++] = "1";
   }
   args[n++] = "--events-fd";
   args[n++] = "3";

@@ -23,10 +23,14 @@
  *     fd 3. A config that names plugins retires the process: the classes
  *     they registered must not be seen by the next request's check.
  *
- *   fulgur-worker run --stage S --config FILE [--ckpt-path F] [--events-fd N] [--daemon-pid PID]
+ *   fulgur-worker run --stage S --config FILE [--ckpt-path F] [--run-dir D] [--fork 1]
+ *                     [--events-fd N] [--daemon-pid PID]
  *     Runs the stage. Events go to fd N (default 3) as length-prefixed
  *     WorkerMessages, ending with the result. SIGTERM cancels at the next
- *     step boundary; SIGUSR1 pauses there (fit: checkpoint and exit).
+ *     step boundary; SIGUSR1 pauses there (fit: checkpoint and exit);
+ *     SIGUSR2 writes a checkpoint there and trains on (fg_run_opts). --run-dir
+ *     continues the job's run directory (one run per job); --fork 1 takes
+ *     the config's hyperparameters over the checkpoint's (ForkJob).
  *     Dies with the daemon (parent-death signal). Exit 0 when the result
  *     was delivered, whatever it was.
  */
@@ -48,10 +52,11 @@
 #include "util/job_opts.h"
 #include "util/xalloc.h"
 
-static volatile sig_atomic_t cancel_flag, pause_flag;
+static volatile sig_atomic_t cancel_flag, pause_flag, checkpoint_flag;
 
 static void on_term(int sig) { cancel_flag = 1; }
 static void on_usr1(int sig) { pause_flag = 1; }
+static void on_usr2(int sig) { checkpoint_flag = 1; }
 
 /* The loop whose position is a stage's percentage: fit, val, test, predict
  * (the stages and the splits are in the same order). */
@@ -108,6 +113,7 @@ static int check_one(int argc, char **argv, char *text, size_t len, char **out, 
   if (rc == 0 &&
       !fg__restart_policy_parse(fg_node_str(fg_node_get(cfg, "restart_policy")), &jo.restart_policy))
     rc = fg_config_error(&err, cfg, "restart_policy", "expected fail or resume");
+  if (rc == 0) jo.max_restarts = (unsigned)fg_node_int(fg_node_get(cfg, "max_restarts"));
   if (rc == 0) rc = fg_node_emit(cfg, &yaml, &err);
   if (rc == 0) {
     char *line = fg__job_opts_line(&jo);
@@ -237,12 +243,15 @@ static int cmd_check_serve(void) {
 }
 
 static int cmd_run(int argc, char **argv) {
-  const char *stage = NULL, *config = NULL, *ckpt = NULL;
+  const char *stage = NULL, *config = NULL, *ckpt = NULL, *run_dir = NULL;
+  bool fork = false;
   int fd = 3;
   for (int i = 0; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--stage") == 0) stage = argv[i + 1];
     else if (strcmp(argv[i], "--config") == 0) config = argv[i + 1];
     else if (strcmp(argv[i], "--ckpt-path") == 0) ckpt = argv[i + 1];
+    else if (strcmp(argv[i], "--run-dir") == 0) run_dir = argv[i + 1];
+    else if (strcmp(argv[i], "--fork") == 0) fork = strcmp(argv[i + 1], "1") == 0;
     else if (strcmp(argv[i], "--events-fd") == 0) fd = atoi(argv[i + 1]);
   }
   fg_stage st = fg_stage_parse(stage);
@@ -264,17 +273,23 @@ static int cmd_run(int argc, char **argv) {
     ck_arg = fg__xasprintf("--ckpt_path=%s", ckpt);
     over[n_over++] = ck_arg;
   }
+  /* Under ddp the other ranks (fulgur-rank, started by this process) must
+   * fork too, or their optimizers would step with the checkpoint's lr:
+   * they inherit the environment. */
+  if (fork) setenv("FULGUR_FORK", "1", 1);
   fg_node *cfg = NULL;
   char *err = NULL;
   int rc = fg_config_load(&config, 1, over, n_over, &cfg, &err);
   if (rc == 0) {
     fg_run_opts ro = {.stage = st, .events = bus, .cancel = &cancel_flag,
-                      .pause = &pause_flag};
+                      .pause = &pause_flag, .checkpoint = &checkpoint_flag,
+                      .run_dir = run_dir && run_dir[0] ? run_dir : NULL, .fork = fork};
     rc = fg_run(cfg, &ro, NULL, &err);
   }
   int frc = fg_events_free(bus, rc ? NULL : &err);
   if (rc == 0 && frc) rc = frc;
-  int prc = fg_pipe_sink_free(ps, fg_outcome_of(rc), rc ? (err ? err : fg_strerror(rc)) : "");
+  int prc = fg_pipe_sink_free(ps, fg_outcome_of(rc), rc ? (err ? err : fg_strerror(rc)) : "",
+                              rc == FG_ECONFIG);
   free(err);
   free(ck_arg);
   fg_node_free(cfg);
@@ -315,6 +330,8 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sa.sa_handler = on_usr1;
     sigaction(SIGUSR1, &sa, NULL);
+    sa.sa_handler = on_usr2;
+    sigaction(SIGUSR2, &sa, NULL);
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
     return cmd_run(argc - 2, argv + 2);

@@ -295,7 +295,7 @@ static Fulgur__V1__JobState job_state_of(fg_outcome o) {
   return FULGUR__V1__JOB_STATE__FAILED;
 }
 
-int fg_pipe_sink_free(fg_pipe_sink *s, fg_outcome outcome, const char *message) {
+int fg_pipe_sink_free(fg_pipe_sink *s, fg_outcome outcome, const char *message, bool config_error) {
   if (s == NULL) return 0;
   flush_progress(s);
   Fulgur__V1__StateChange st = FULGUR__V1__STATE_CHANGE__INIT;
@@ -304,6 +304,7 @@ int fg_pipe_sink_free(fg_pipe_sink *s, fg_outcome outcome, const char *message) 
   Fulgur__V1__WorkerMessage wm = FULGUR__V1__WORKER_MESSAGE__INIT;
   wm.kind_case = FULGUR__V1__WORKER_MESSAGE__KIND_RESULT;
   wm.result = &st;
+  wm.config_error = config_error && outcome == FG_OUTCOME_FAILED;
   enqueue(s, pack(&wm));
   pthread_mutex_lock(&s->mu);
   s->closing = true;

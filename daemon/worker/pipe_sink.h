@@ -10,6 +10,8 @@
 #ifndef FG_WORKER_PIPE_SINK_H
 #define FG_WORKER_PIPE_SINK_H
 
+#include <stdbool.h>
+
 #include "fulgur/events.h"
 #include "fulgur/outcome.h"
 
@@ -25,9 +27,10 @@ fg_pipe_sink *fg_pipe_sink_create(int fd, const char *split);
 /* The sink to add to an event bus. Its close does nothing: the owner
  * finishes with fg_pipe_sink_free. */
 fg_sink fg_pipe_sink_as_sink(fg_pipe_sink *s);
-/* Queues the final message (the run's outcome; message: why), flushes
- * everything, stops the writer and closes the pipe. Returns 0, or -1 when
- * the pipe broke (the daemon is gone). */
-int fg_pipe_sink_free(fg_pipe_sink *s, fg_outcome outcome, const char *message);
+/* Queues the final message (the run's outcome; message: why;
+ * config_error: a failure a retry would repeat), flushes everything, stops
+ * the writer and closes the pipe. Returns 0, or -1 when the pipe broke
+ * (the daemon is gone). */
+int fg_pipe_sink_free(fg_pipe_sink *s, fg_outcome outcome, const char *message, bool config_error);
 
 #endif

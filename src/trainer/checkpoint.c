@@ -127,9 +127,74 @@ int fg__state_dict_load_file(const char *path, fg_module *m, char **report, char
   return rc;
 }
 
-int fg__checkpoint_load(const char *path, fg_module *m, fg_optim_set *optim,
-                        fg_ckpt_pos *pos, fg_value **callbacks, fg_value **loop_state,
-                        char **err) {
+/* A fork's optimizer state: the checkpoint's (buffers, step counts) with
+ * every hyperparameter of each param group the config's (fresh, what the
+ * optimizer was built with): lr, weight_decay, momentum, betas ... and
+ * initial_lr, which schedulers start from. */
+static int fork_optimizer_state(const fg_value *saved, const fg_value *fresh, fg_value **out,
+                                char **err) {
+  fg_value *merged = fg_value_copy(saved);
+  fg_value *sg = fg_value_kind_of(merged) == FG_VALUE_DICT ? fg_value_dict_get(merged, "param_groups") : NULL;
+  const fg_value *fg = fg_value_dict_get(fresh, "param_groups");
+  if (sg == NULL || fg == NULL || fg_value_kind_of(sg) != FG_VALUE_LIST ||
+      fg_value_kind_of(fg) != FG_VALUE_LIST || fg_value_len(sg) != fg_value_len(fg)) {
+    fg_value_free(merged);
+    return fg_err_set(err, FG_EDATA, "has %zu parameter groups, the config builds %zu",
+                      sg && fg_value_kind_of(sg) == FG_VALUE_LIST ? fg_value_len(sg) : 0,
+                      fg && fg_value_kind_of(fg) == FG_VALUE_LIST ? fg_value_len(fg) : 0);
+  }
+  for (size_t g = 0; g < fg_value_len(fg); g++) {
+    fg_value *dst = fg_value_list_at(sg, g);
+    const fg_value *src = fg_value_list_at(fg, g);
+    for (size_t k = 0; k < fg_value_len(src); k++) {
+      const char *key = fg_value_dict_key_at(src, k);
+      if (strcmp(key, "params") == 0) continue;
+      fg_value_dict_set(dst, key, fg_value_copy(fg_value_dict_value_at(src, k)));
+    }
+    const fg_value *lr = fg_value_dict_get(src, "lr");
+    if (lr && fg_value_dict_get(dst, "initial_lr"))
+      fg_value_dict_set(dst, "initial_lr", fg_value_copy(lr));
+  }
+  *out = merged;
+  return 0;
+}
+
+/* A fork's scheduler state: the config's arguments (step_size, gamma,
+ * base_lrs from the new lr ...) with the checkpoint's counters, so the
+ * schedule goes on from the step it had reached. */
+static int fork_scheduler_load(fg_lr_scheduler *s, const fg_value *saved, char **err) {
+  fg_value *merged = NULL;
+  int rc = fg_lr_scheduler_state_dict(s, &merged, err);
+  if (rc) return rc;
+  static const char *const counters[] = {"last_epoch", "_step_count", "best", "num_bad_epochs",
+                                         "cooldown_counter"};
+  for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+    const fg_value *v = fg_value_dict_get(saved, counters[i]);
+    if (v && fg_value_dict_get(merged, counters[i]))
+      fg_value_dict_set(merged, counters[i], fg_value_copy(v));
+  }
+  rc = fg_lr_scheduler_load_state_dict(s, merged, err);
+  fg_value_free(merged);
+  return rc;
+}
+
+static int load_optimizer(fg_optimizer *opt, const fg_value *saved, bool fork, char **err) {
+  if (!fork) return fg_optimizer_load_state_dict(opt, saved, err);
+  fg_value *fresh = NULL, *merged = NULL;
+  int rc = fg_optimizer_state_dict(opt, &fresh, err);
+  if (rc == 0) rc = fork_optimizer_state(saved, fresh, &merged, err);
+  if (rc == 0) rc = fg_optimizer_load_state_dict(opt, merged, err);
+  fg_value_free(fresh);
+  fg_value_free(merged);
+  return rc;
+}
+
+static int load_scheduler(fg_lr_scheduler *s, const fg_value *saved, bool fork, char **err) {
+  return fork ? fork_scheduler_load(s, saved, err) : fg_lr_scheduler_load_state_dict(s, saved, err);
+}
+
+static int load(const char *path, fg_module *m, fg_optim_set *optim, fg_ckpt_pos *pos,
+                fg_value **callbacks, fg_value **loop_state, bool fork, char **err) {
   fg_value *ck = NULL;
   int rc = read_checkpoint(path, &ck, err);
   if (rc) return rc;
@@ -151,21 +216,21 @@ int fg__checkpoint_load(const char *path, fg_module *m, fg_optim_set *optim,
     }
     size_t li = 0;
     for (size_t o = 0; o < optim->n; o++) {
-      if ((rc = fg_optimizer_load_state_dict(optim->opts[o], fg_value_list_at(os, o), err))) {
+      if ((rc = load_optimizer(optim->opts[o], fg_value_list_at(os, o), fork, err))) {
         fg_err_prefix(err, rc, "%s: optimizer state %zu", path, o);
         goto done;
       }
       fg_sched_set *sc = optim->scheds[o];
       if (sc && sc->scheduler && ls && fg_value_kind_of(ls) == FG_VALUE_LIST &&
           li < fg_value_len(ls) &&
-          (rc = fg_lr_scheduler_load_state_dict(sc->scheduler, fg_value_list_at(ls, li++), err))) {
+          (rc = load_scheduler(sc->scheduler, fg_value_list_at(ls, li++), fork, err))) {
         fg_err_prefix(err, rc, "%s: lr_schedulers", path);
         goto done;
       }
       const fg_value *w = ws && fg_value_kind_of(ws) == FG_VALUE_LIST && o < fg_value_len(ws)
                               ? fg_value_list_at(ws, o) : NULL;
       if (sc && sc->warmup && w && fg_value_kind_of(w) == FG_VALUE_DICT &&
-          (rc = fg_lr_scheduler_load_state_dict(sc->warmup, w, err))) {
+          (rc = load_scheduler(sc->warmup, w, fork, err))) {
         fg_err_prefix(err, rc, "%s: warmup scheduler", path);
         goto done;
       }
@@ -205,4 +270,16 @@ int fg__checkpoint_load(const char *path, fg_module *m, fg_optim_set *optim,
 done:
   fg_value_free(ck);
   return rc;
+}
+
+int fg__checkpoint_load(const char *path, fg_module *m, fg_optim_set *optim,
+                        fg_ckpt_pos *pos, fg_value **callbacks, fg_value **loop_state,
+                        char **err) {
+  return load(path, m, optim, pos, callbacks, loop_state, false, err);
+}
+
+int fg__checkpoint_load_fork(const char *path, fg_module *m, fg_optim_set *optim,
+                             fg_ckpt_pos *pos, fg_value **callbacks, fg_value **loop_state,
+                             char **err) {
+  return load(path, m, optim, pos, callbacks, loop_state, true, err);
 }

@@ -45,6 +45,14 @@ static int check_restart_policy(const fg_node *v, const char *keypath, char **er
   return fg_config_error(err, v, keypath, "expected fail or resume, got '%s'", s ? s : "");
 }
 
+/* Read by fulgurd: how many times a failed attempt is retried in place. */
+static int check_max_restarts(const fg_node *v, const char *keypath, char **err) {
+  int64_t n = fg_node_int(v);
+  if (n >= 0 && n <= FG_MAX_RESTARTS_LIMIT) return 0;
+  return fg_config_error(err, v, keypath, "expected an integer from 0 to %d, got %lld",
+                         FG_MAX_RESTARTS_LIMIT, (long long)n);
+}
+
 static const fg_param top_params[] = {
     {"seed_everything", FG_T_BOOL | FG_T_INT, "true", "seed (true: pick one at random; false: do not seed)", NULL, 0},
     {"trainer", FG_T_MAP, "{}", "Trainer options", NULL, 0},
@@ -54,6 +62,7 @@ static const fg_param top_params[] = {
     {"plugins", FG_T_NULL | FG_T_SEQ, "null", "shared objects that register classes (fulgur/plugin.h)", NULL, FG_T_STRING},
     {"ckpt_path", FG_T_NULL | FG_T_STRING, "null", "checkpoint to resume (fit) or evaluate (validate, test)", NULL, 0},
     {"restart_policy", FG_T_STRING, "fail", "fulgurd: a job running when the daemon died fails, or resumes from its last checkpoint", check_restart_policy, 0},
+    {"max_restarts", FG_T_INT, "0", "fulgurd: retries of a failed attempt, in place from the job's newest checkpoint", check_max_restarts, 0},
 };
 
 int fg_config_check(fg_node *config, bool fill, char **err) {

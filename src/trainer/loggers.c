@@ -230,6 +230,20 @@ static int tb_version_dir(const fg_logger_cfg *c, char **out, char **err) {
   return rc;
 }
 
+int fg__ckpt_run_dir(const char *ckpt, const char *key, char **out, char **err) {
+  /* Lightning's layout: <run dir>/checkpoints/<file>. */
+  const char *slash = strrchr(ckpt, '/');
+  size_t dlen = slash ? (size_t)(slash - ckpt) : 0;
+  const char *base = dlen >= 11 ? ckpt + dlen - 11 : NULL;
+  if (base == NULL || strncmp(base, "checkpoints", 11) != 0 || (base > ckpt && base[-1] != '/'))
+    return fg_err_set(err, FG_ECONFIG,
+                      "%s: '%s' is not in a run directory's checkpoints/ folder, so there is no run "
+                      "to continue (set trainer.continue_run: false for a new version)",
+                      key, ckpt);
+  *out = base > ckpt ? fg__xstrndup(ckpt, (size_t)(base - 1 - ckpt)) : fg__xstrdup(".");
+  return 0;
+}
+
 int fg__run_dir_make(const fg_trainer_opts *o, char **out, char **err) {
   if (o->n_loggers > 0 && o->loggers[0]->type == FG_LOGGER_TENSORBOARD)
     return tb_version_dir(o->loggers[0], out, err);
@@ -238,7 +252,8 @@ int fg__run_dir_make(const fg_trainer_opts *o, char **out, char **err) {
 
 /* ---- sinks ------------------------------------------------------------------------------- */
 
-static int start_csv(const fg_logger_cfg *c, const char *run_dir, fg_events *bus, char **err) {
+static int start_csv(const fg_logger_cfg *c, const char *run_dir, bool continuing, fg_events *bus,
+                     char **err) {
   const char *version = strrchr(run_dir, '/') + 1;
   char *dir = c->save_dir ? (c->name ? fg__xasprintf("%s/%s/%s", c->save_dir, c->name, version)
                                      : fg__xasprintf("%s/%s", c->save_dir, version))
@@ -246,7 +261,7 @@ static int start_csv(const fg_logger_cfg *c, const char *run_dir, fg_events *bus
   char *path = fg__xasprintf("%s/metrics.csv", dir);
   fg_sink csv;
   int rc = fg__mkdirs(dir, err);
-  if (rc == 0) rc = fg__csv_logger_create(path, c->flush_every, &csv, err);
+  if (rc == 0) rc = fg__csv_logger_create(path, c->flush_every, continuing, &csv, err);
   if (rc == 0) fg_events_add_sink(bus, csv);
   free(dir);
   free(path);
@@ -275,11 +290,11 @@ static int start_tb(const fg_logger_cfg *c, bool first, const fg_node *config, c
 }
 
 int fg__loggers_start(const fg_trainer_opts *o, const fg_node *config, const char *run_dir,
-                      fg_events *bus, char **err) {
+                      bool continuing, fg_events *bus, char **err) {
   for (size_t i = 0; i < o->n_loggers; i++) {
     const fg_logger_cfg *c = o->loggers[i];
     int rc = c->type == FG_LOGGER_TENSORBOARD ? start_tb(c, i == 0, config, run_dir, bus, err)
-                                              : start_csv(c, run_dir, bus, err);
+                                              : start_csv(c, run_dir, continuing, bus, err);
     if (rc) return rc;
   }
   return 0;

@@ -208,6 +208,13 @@ static int step_boundary(fg_loop *l, int64_t b, char **err) {
   int rc = cancelled(l, err);
   if (rc == 0 && l->ddp && fg__loop_pause_requested(l))
     return fg_err_set(err, FG_ECANCELED, "run cancelled (pause is not supported under strategy ddp yet)");
+  /* Checkpoint now, before a pause asked for at the same time: both are
+   * served. The flag is cleared before the write, so a request that comes
+   * during it is served at the next boundary. */
+  if (rc == 0 && l->checkpoint && *l->checkpoint) {
+    *l->checkpoint = 0;
+    rc = fg__loop_manual_checkpoint(l, b, err);
+  }
   if (rc == 0 && fg__loop_pause_requested(l)) rc = fg__loop_pause(l, b, err);
   return rc;
 }

@@ -36,6 +36,7 @@ void fg__loop_log_scalars(fg_loop *l, fg_event_kind kind, fg_split split, const 
   ev.keys = keys;
   ev.values = vals;
   fg_events_emit(l->events, &ev);
+  l->log_rows++;
   free(keys);
   free(vals);
 }

@@ -30,6 +30,9 @@ int fg__loop_state(fg_loop *l, bool pause, fg_value **out, char **err) {
   if (rc == 0) fg_value_dict_set(st, "rng_state", fg_value_tensor(rng));
   fg_value_dict_set(st, "last_metrics", fg_value_copy(l->last_metrics));
   fg_value_dict_set(st, "time_elapsed", fg_value_double(fg__loop_fit_elapsed(l)));
+  /* How many rows the run's loggers had when this was taken: a run
+   * continued in the same folder drops the rows logged after it. */
+  fg_value_dict_set(st, "log_rows", fg_value_int(l->log_rows));
   if (rc == 0 && pause) {
     fg_value_dict_set(st, "paused", fg_value_bool(true));
     fg_value *grads = fg_value_dict();
@@ -93,6 +96,8 @@ int fg__loop_restore(fg_loop *l, const fg_value *st, char **err) {
   const fg_value *te = fg_value_dict_get(st, "time_elapsed");
   if (te && (fg_value_kind_of(te) == FG_VALUE_DOUBLE || fg_value_kind_of(te) == FG_VALUE_INT))
     l->time_before = fg_value_as_double(te);
+  const fg_value *rows = fg_value_dict_get(st, "log_rows");
+  l->log_rows = rows && fg_value_kind_of(rows) == FG_VALUE_INT ? fg_value_as_int(rows) : -1;
   const fg_value *paused = fg_value_dict_get(st, "paused");
   if (paused == NULL || fg_value_kind_of(paused) != FG_VALUE_BOOL || !fg_value_as_bool(paused))
     return 0;
@@ -114,7 +119,9 @@ int fg__loop_restore(fg_loop *l, const fg_value *st, char **err) {
         (rc = fg_metric_load_state_dict(ev, es, err)))
       fg_err_prefix(err, rc, "fulgur_loop.fit_evaluators.%zu", i);
   }
-  if (rc == 0)
+  /* A fork's savers start their own top-k: the saved one names the files
+   * of the run it was forked from. */
+  if (rc == 0 && !l->fork)
     rc = fg__callbacks_load_saver_states(l->opts, fg_value_dict_get(st, "model_checkpoints"), err);
   return rc;
 }
@@ -134,9 +141,11 @@ int fg__loop_save_checkpoint(fg_loop *l, const char *path, const fg_callback *sa
   return rc;
 }
 
-int fg__loop_pause(fg_loop *l, int64_t b, char **err) {
+/* The state a resume continues from exactly, at a step boundary before
+ * batch b, as <run dir>/checkpoints/<name>. *path is the caller's. */
+static int save_resume_point(fg_loop *l, int64_t b, const char *name, char **path, char **err) {
   char *dir = fg__xasprintf("%s/checkpoints", l->run_dir);
-  char *path = fg__xasprintf("%s/pause.ckpt", dir);
+  *path = fg__xasprintf("%s/%s", dir, name);
   fg_ckpt_pos saved = l->pos;
   l->pos.epoch_done = false;
   l->pos.batches_done = b;
@@ -144,15 +153,44 @@ int fg__loop_pause(fg_loop *l, int64_t b, char **err) {
   int rc = fg__mkdirs(dir, err);
   if (rc == 0) rc = fg__loop_state(l, true, &st, err);
   /* The "callbacks" entry's ModelCheckpoint state is the first saver's. */
-  if (rc == 0) rc = fg__loop_save_checkpoint(l, path, fg__callbacks_first_saver(l->opts), st, b, err);
+  if (rc == 0) rc = fg__loop_save_checkpoint(l, *path, fg__callbacks_first_saver(l->opts), st, b, err);
+  if (rc) fg_err_prefix(err, rc, "writing %s", *path);
+  l->pos = saved;
+  fg_value_free(st);
+  free(dir);
+  return rc;
+}
+
+int fg__loop_pause(fg_loop *l, int64_t b, char **err) {
+  char *path = NULL;
+  int rc = save_resume_point(l, b, "pause.ckpt", &path, err);
   if (rc == 0)
     rc = fg_err_set(err, FG_EPAUSED, "run paused at epoch %lld batch %lld (global step %lld); resume from %s",
                     (long long)l->pos.epoch, (long long)b, (long long)l->pos.global_step, path);
   else
-    fg_err_prefix(err, rc, "pause: writing %s", path);
-  l->pos = saved;
-  fg_value_free(st);
+    fg_err_prefix(err, rc, "pause");
   free(path);
-  free(dir);
+  return rc;
+}
+
+int fg__loop_manual_checkpoint(fg_loop *l, int64_t b, char **err) {
+  /* Only rank 0 writes, and resuming mid-epoch needs every rank's state
+   * (fit evaluators, unsynchronized gradients), which only rank 0 would
+   * save: refused under ddp, as the pause is. */
+  if (l->ddp) {
+    fg_events_log(l->events, FG_LOG_WARNING,
+                  "checkpoint now: not supported under strategy ddp yet; no checkpoint written");
+    return 0;
+  }
+  char *name = fg__xasprintf("manual-step=%lld.ckpt", (long long)l->pos.global_step);
+  char *path = NULL;
+  int rc = save_resume_point(l, b, name, &path, err);
+  if (rc == 0)
+    fg_events_log(l->events, FG_LOG_INFO, "checkpoint now: %s (epoch %lld batch %lld, global step %lld)",
+                  path, (long long)l->pos.epoch, (long long)b, (long long)l->pos.global_step);
+  else
+    fg_err_prefix(err, rc, "checkpoint now");
+  free(path);
+  free(name);
   return rc;
 }

@@ -121,11 +121,24 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
    * ranks run with a bus that has no sinks. */
   bus = fg_events_create();
   /* The first logger decides the run directory, as Trainer.log_dir. */
-  if (rank_zero && (rc = fg__run_dir_make(&topts, &run_dir, err))) goto done;
+  fg_node *ck = fg_node_get(config, "ckpt_path");
+  const char *ckpt = ck && fg_node_kind_of(ck) == FG_NODE_STRING ? fg_node_str(ck) : NULL;
+  bool fit = ro->stage == FG_STAGE_FIT;
+  /* One run per job: a resumed or retried job continues its folder (the
+   * daemon names it), and so does a local fit from a run's checkpoint
+   * with trainer.continue_run; otherwise a new version, as Lightning. */
+  bool continuing = fit && (ro->run_dir || (topts.continue_run && ckpt));
+  if (rank_zero && continuing) {
+    if (ro->run_dir) run_dir = fg__xstrdup(ro->run_dir);
+    else if ((rc = fg__ckpt_run_dir(ckpt, "ckpt_path", &run_dir, err))) goto done;
+    if ((rc = fg__mkdirs(run_dir, err))) goto done;
+  } else if (rank_zero && (rc = fg__run_dir_make(&topts, &run_dir, err))) {
+    goto done;
+  }
   if (rank_zero && ro->events) fg_events_add_sink(bus, (fg_sink){forward_emit, NULL, ro->events});
   if (rank_zero && ro->progress && topts.enable_progress_bar)
     fg_events_add_sink(bus, fg__progress_sink_create(ro->progress));
-  if (rank_zero && (rc = fg__loggers_start(&topts, config, run_dir, bus, err))) goto done;
+  if (rank_zero && (rc = fg__loggers_start(&topts, config, run_dir, continuing, bus, err))) goto done;
   if (rank_zero) {
     char *yaml = NULL, *path = fg__xasprintf("%s/config.yaml", run_dir);
     rc = fg_node_emit(config, &yaml, err);
@@ -139,7 +152,8 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
     free(path);
     if (rc) goto done;
   }
-  if (run_dir) fg_events_log(bus, FG_LOG_INFO, "run directory: %s", run_dir);
+  if (run_dir) fg_events_log(bus, FG_LOG_INFO, "run directory: %s%s", run_dir,
+                             continuing ? " (continued)" : "");
   if (ddp)
     fg_events_log(bus, FG_LOG_INFO, "strategy ddp: %d ranks (%d on this machine), rank 0 logs",
                   fg__ddp_world(ddp), fg__ddp_local_world(ddp));
@@ -169,19 +183,22 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   loop.last_metrics = fg_value_dict();
   loop.ddp = ddp;
   loop.rank_zero = rank_zero;
+  loop.checkpoint = ro->checkpoint;
+  loop.fork = ro->fork && fit;
 
   /* Lightning's setup(stage): every callback, before a checkpoint restores
    * their states and before the stage's loop. */
   if ((rc = fg__callbacks_setup(&loop, err))) goto done;
 
-  fg_node *ck = fg_node_get(config, "ckpt_path");
-  const char *ckpt = ck && fg_node_kind_of(ck) == FG_NODE_STRING ? fg_node_str(ck) : NULL;
   if (ckpt) {
-    bool fit = ro->stage == FG_STAGE_FIT;
     fg_value *cbs = NULL, *ls = NULL;
-    rc = fg__checkpoint_load(ckpt, module, fit ? optim : NULL, fit ? &loop.pos : NULL,
-                             fit ? &cbs : NULL, fit ? &ls : NULL, err);
+    loop.log_rows = -1; /* unknown unless the checkpoint's fulgur_loop says */
+    rc = (loop.fork ? fg__checkpoint_load_fork : fg__checkpoint_load)(
+        ckpt, module, fit ? optim : NULL, fit ? &loop.pos : NULL, fit ? &cbs : NULL,
+        fit ? &ls : NULL, err);
     if (rc == 0 && fit) rc = fg__callbacks_load_state_dict(&topts, cbs, err);
+    if (rc == 0 && fit && continuing && !loop.fork)
+      rc = fg__callbacks_load_first_saver_state(&topts, cbs, err);
     /* Last: the generator state must be the checkpoint's when the loop
      * starts, whatever building the run drew from it. */
     if (rc == 0 && fit) rc = fg__loop_restore(&loop, ls, err);
@@ -194,10 +211,31 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
                     (long long)loop.pos.global_step);
     else
       fg_events_log(bus, FG_LOG_INFO, "loaded checkpoint %s", ckpt);
+    if (fit && loop.fork)
+      fg_events_log(bus, FG_LOG_INFO, "forked from %s at global step %lld: the config's optimizer "
+                    "and scheduler arguments replace the checkpoint's", ckpt,
+                    (long long)loop.pos.global_step);
   } else if (ro->stage != FG_STAGE_FIT) {
     fg_events_log(bus, FG_LOG_WARNING,
                   "no ckpt_path given: %s runs with the model's initial weights",
                   fg_stage_name(ro->stage));
+  }
+
+  /* The rows counted so far are this folder's only when it continues
+   * from a checkpoint of its own run; a new version, a start over and a
+   * fork start with nothing kept. */
+  if (!continuing || !ckpt || loop.fork) loop.log_rows = 0; /* a fork's folder starts empty */
+  if (continuing) {
+    const char *key = FG_CONTINUED_ROWS;
+    double rows = (double)loop.log_rows;
+    fg_event cev = {.kind = FG_EVENT_STATE, .text = FG_CONTINUED_STATE, .split = "fit",
+                    .global_step = loop.pos.global_step, .epoch = loop.pos.epoch,
+                    .batch_idx = -1, .num_batches = -1, .max_epochs = -1, .max_steps = -1,
+                    .n_values = 1, .keys = &key, .values = &rows};
+    fg_events_emit(bus, &cev);
+    if (loop.log_rows < 0)
+      fg_events_log(bus, FG_LOG_WARNING, "%s does not say how many rows its run had logged; "
+                    "metrics.csv keeps every row it has", ckpt);
   }
 
   /* DDP's start: every rank from rank 0's weights (a resume loaded the

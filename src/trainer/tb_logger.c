@@ -9,6 +9,10 @@
  *     a float32 as add_scalar stores it) at the step Lightning logs it,
  *     with "epoch" added as Lightning's logger connector adds it;
  * and hparams.yaml (the hyperparameters, when the folder has none yet).
+ * A continued run (FG_CONTINUED_STATE, trainer.h) writes a new file in the
+ * same folder, so TensorBoard shows one run, with a SessionLog START at the
+ * checkpoint's global step: TensorBoard then drops what the earlier files
+ * logged from that step on, which the continued run logs again.
  * Records are buffered and flushed every max_queue events, every
  * flush_secs seconds and at the end; a write failure fails the run at
  * close, as the CSV logger's does. */
@@ -107,6 +111,18 @@ static void write_plugin_summary(tb_logger *t, double wall, const char *tag, con
 
 static void tb_emit(void *self, const fg_event *ev) {
   tb_logger *t = self;
+  if (ev->kind == FG_EVENT_STATE && ev->text && strcmp(ev->text, FG_CONTINUED_STATE) == 0) {
+    Tensorboard__SessionLog sl = TENSORBOARD__SESSION_LOG__INIT;
+    sl.status = TENSORBOARD__SESSION_LOG__SESSION_STATUS__START;
+    Tensorboard__Event e = TENSORBOARD__EVENT__INIT;
+    e.wall_time = wall_now();
+    e.step = ev->global_step;
+    e.what_case = TENSORBOARD__EVENT__WHAT_SESSION_LOG;
+    e.session_log = &sl;
+    write_event(t, &e);
+    flush(t);
+    return;
+  }
   if ((ev->kind != FG_EVENT_STEP && ev->kind != FG_EVENT_EPOCH) || ev->n_values == 0) return;
   double wall = wall_now();
   int64_t step = fg__logged_step(ev);

@@ -75,6 +75,7 @@ typedef struct {
   int64_t min_steps;
   double max_time;           /* seconds of fit before a stop at a step boundary; NAN = none */
   bool use_distributed_sampler; /* false: under ddp every rank reads the whole dataset */
+  bool continue_run;         /* a fit from a run's checkpoint continues that run directory */
   char **warnings;           /* the no-op arguments' warnings, each once per run */
   size_t n_warnings;
   /* Lightning's debugging flags (their limits are already in the fields
@@ -135,6 +136,13 @@ int fg__checkpoint_save(const char *path, fg_module *m, const fg_optim_set *opti
 int fg__checkpoint_load(const char *path, fg_module *m, fg_optim_set *optim,
                         fg_ckpt_pos *pos, fg_value **callbacks, fg_value **loop_state,
                         char **err);
+/* As fg__checkpoint_load, for a fork (fg_run_opts.fork): the optimizer
+ * and scheduler arguments are the ones optim was built with (the config's)
+ * instead of the checkpoint's; the optimizer state (momentum buffers,
+ * Adam's moments) and the schedulers' step counts are the checkpoint's. */
+int fg__checkpoint_load_fork(const char *path, fg_module *m, fg_optim_set *optim,
+                             fg_ckpt_pos *pos, fg_value **callbacks, fg_value **loop_state,
+                             char **err);
 /* The seed's ckpt_path loading: the file's state_dict (or the file itself
  * when it is a bare state dict) loads non-strictly. *report (malloc'd)
  * names missing and unexpected keys when there are any. */
@@ -142,7 +150,11 @@ int fg__state_dict_load_file(const char *path, fg_module *m, char **report, char
 
 /* ---- sinks ---------------------------------------------------------------- */
 
-int fg__csv_logger_create(const char *path, int64_t flush_every, fg_sink *out,
+/* continuing: the rows an existing file holds are kept (see
+ * FG_CONTINUED_STATE) and the run's rows go after them. The logger also
+ * flushes at every checkpoint (an ARTIFACT "checkpoint" event), so a run
+ * continued from that checkpoint finds every row the checkpoint counts. */
+int fg__csv_logger_create(const char *path, int64_t flush_every, bool continuing, fg_sink *out,
                           char **err);
 /* The step Lightning logs a STEP or EPOCH event's scalars at: the index of
  * the last optimizer step (test rows: the global step itself). One rule
@@ -163,7 +175,20 @@ int fg__run_dir_make(const fg_trainer_opts *o, char **out, char **err);
 /* Adds a sink per logger to bus. config (the checked config) is what
  * TensorBoardLogger logs as hyperparameters. */
 int fg__loggers_start(const fg_trainer_opts *o, const fg_node *config, const char *run_dir,
-                      fg_events *bus, char **err);
+                      bool continuing, fg_events *bus, char **err);
+/* A continued run (fg_run_opts.run_dir) tells its file loggers, once the
+ * checkpoint is loaded, how many logged rows (STEP and EPOCH events with
+ * scalars) the run had when the checkpoint was taken: a STATE event with
+ * text FG_CONTINUED_STATE, global_step the checkpoint's, and one value,
+ * FG_CONTINUED_ROWS (-1: unknown, keep every row). metrics.csv keeps that
+ * many rows and drops the ones logged after the checkpoint, which the
+ * continued run logs again. */
+#define FG_CONTINUED_STATE "continued"
+#define FG_CONTINUED_ROWS "log_rows"
+/* The run directory a checkpoint belongs to: the folder above its
+ * checkpoints/ folder (*out malloc'd), or FG_ECONFIG naming key when the
+ * checkpoint is not in one. */
+int fg__ckpt_run_dir(const char *ckpt, const char *key, char **out, char **err);
 /* TensorBoardLogger's sink (tb_logger.c): events.out.tfevents.* in dir,
  * hparams.yaml, scalars of STEP and EPOCH events. */
 int fg__tb_logger_create(const fg_logger_cfg *cfg, const char *dir, const fg_node *hparams,
@@ -279,6 +304,9 @@ typedef struct {
   fg_dataloader *overfit_val;
   int64_t fit_loaded_epoch; /* reload_dataloaders_every_n_epochs: when each */
   int64_t val_loaded_epoch; /* loader was last built (-1: not yet) */
+  volatile sig_atomic_t *checkpoint; /* checkpoint now (fg_run_opts.checkpoint) */
+  int64_t log_rows;       /* STEP and EPOCH events with scalars emitted by the run */
+  bool fork;              /* fg_run_opts.fork: savers' states are not restored */
 } fg_loop;
 
 /* Seconds of training so far: this run's since the fit loop started, and
@@ -333,6 +361,10 @@ int fg__loop_save_checkpoint(fg_loop *l, const char *path, const fg_callback *sa
 /* The pause at a step boundary (batch b of the current epoch runs next):
  * <run dir>/checkpoints/pause.ckpt, then FG_EPAUSED naming it. */
 int fg__loop_pause(fg_loop *l, int64_t b, char **err);
+/* Checkpoint now, at a step boundary (batch b runs next): the state a
+ * pause writes, as <run dir>/checkpoints/manual-step=S.ckpt; the run goes
+ * on. */
+int fg__loop_manual_checkpoint(fg_loop *l, int64_t b, char **err);
 
 /* ---- the callback list (callbacks/callbacks.c) ------------------------------- */
 
@@ -358,6 +390,10 @@ fg_value *fg__callbacks_state_dict(const fg_loop *l, const fg_callback *saver);
 /* Restores every callback but the savers from a checkpoint's "callbacks"
  * entry (NULL: nothing to restore). */
 int fg__callbacks_load_state_dict(fg_trainer_opts *o, const fg_value *callbacks, char **err);
+/* The first saver's state from a checkpoint's "callbacks" entry (the one
+ * it holds): a run that continues its own folder goes on with that top-k,
+ * as Lightning's ModelCheckpoint does when the dirpath is the same. */
+int fg__callbacks_load_first_saver_state(fg_trainer_opts *o, const fg_value *callbacks, char **err);
 /* Every saver's state in list order, and back (the pause's
  * fulgur_loop.model_checkpoints). */
 fg_value *fg__callbacks_saver_states(const fg_loop *l);

@@ -228,6 +228,7 @@ static const fg_param trainer_params[] = {
     {"reload_dataloaders_every_n_epochs", FG_T_INT, "0", "build the fit and val dataloaders again every N epochs (0: never)", check_limit, 0},
     {"default_root_dir", FG_T_NULL | FG_T_STRING, "null", "where run directories go (null: the working directory)", NULL, 0},
     {"enable_checkpointing", FG_T_NULL | FG_T_BOOL, "true", "add a ModelCheckpoint when none is configured", NULL, 0},
+    {"continue_run", FG_T_BOOL, "false", "fit with a ckpt_path inside a run's checkpoints/ continues that run directory (metrics.csv, TensorBoard, checkpoints) instead of a new version", NULL, 0},
     {"enable_progress_bar", FG_T_NULL | FG_T_BOOL, "true", "progress bar on a terminal", NULL, 0},
     {"enable_model_summary", FG_T_NULL | FG_T_BOOL, "true", "print the model summary at fit start (adds ModelSummary when none is configured)", NULL, 0},
     {"logger", FG_T_BOOL | FG_T_MAP | FG_T_SEQ | FG_T_NULL, "true", "true (CSVLogger), false, or logger objects", NULL, 0},
@@ -461,6 +462,7 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
   o->default_root_dir = opt_str(cfg, "default_root_dir");
   if (o->default_root_dir == NULL) o->default_root_dir = fg__xstrdup(".");
   o->enable_checkpointing = bool_or(cfg, "enable_checkpointing", true);
+  o->continue_run = bool_or(cfg, "continue_run", false);
   o->enable_progress_bar = bool_or(cfg, "enable_progress_bar", true);
   o->enable_model_summary = bool_or(cfg, "enable_model_summary", true);
   const fg_node *nt = fg_node_get(cfg, "num_threads");

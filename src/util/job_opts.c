@@ -25,7 +25,8 @@ const char *fg__restart_policy_name(fg_restart_policy p) {
 }
 
 char *fg__job_opts_line(const fg_job_opts *o) {
-  return fg__xasprintf(PREFIX " restart_policy=%s\n", fg__restart_policy_name(o->restart_policy));
+  return fg__xasprintf(PREFIX " restart_policy=%s max_restarts=%u\n",
+                       fg__restart_policy_name(o->restart_policy), o->max_restarts);
 }
 
 int fg__job_opts_split(const char *reply, fg_job_opts *o, const char **config, char **err) {
@@ -45,6 +46,14 @@ int fg__job_opts_split(const char *reply, fg_job_opts *o, const char **config, c
     if (eq && strcmp(tok, "restart_policy") == 0 &&
         fg__restart_policy_parse(eq + 1, &o->restart_policy))
       continue;
+    if (eq && strcmp(tok, "max_restarts") == 0) {
+      char *end = NULL;
+      unsigned long v = strtoul(eq + 1, &end, 10);
+      if (eq[1] != '\0' && *end == '\0' && v <= FG_MAX_RESTARTS_LIMIT) {
+        o->max_restarts = (unsigned)v;
+        continue;
+      }
+    }
     *err = fg__xasprintf("the config check's reply has an unknown job option '%s%s%s'", tok,
                          eq ? "=" : "", eq ? eq + 1 : "");
     rc = -1;

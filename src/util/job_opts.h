@@ -1,12 +1,12 @@
 /* A job's top-level options: the keys at the top of a config that tell
  * fulgurd how to run the job rather than the engine how to train
- * (restart_policy now; max_restarts and memory limits later).
+ * (restart_policy, max_restarts).
  *
  * The daemon has no engine and so no config parser: `fulgur-worker check`
  * parses and checks the config, and its reply starts with one line that
  * carries these options, then the checked YAML:
  *
- *   # job options: restart_policy=resume
+ *   # job options: restart_policy=resume max_restarts=2
  *   <the merged, checked config>
  *
  * The line is a YAML comment, so the reply stays a valid config; the
@@ -24,7 +24,12 @@ typedef enum {
 
 typedef struct {
   fg_restart_policy restart_policy;
+  /* Retries in place after a failed attempt (fulgurd); 0 = none. */
+  unsigned max_restarts;
 } fg_job_opts;
+
+/* The largest max_restarts a config may ask for. */
+#define FG_MAX_RESTARTS_LIMIT 1000
 
 /* "fail" or "resume" into *out; false for anything else. */
 bool fg__restart_policy_parse(const char *s, fg_restart_policy *out);

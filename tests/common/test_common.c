@@ -11,6 +11,7 @@
 #include "fulgur/outcome.h"
 #include "fulgur/stage.h"
 #include "util/atomic_file.h"
+#include "util/job_opts.h"
 
 Test(stage, names_round_trip) {
   const char *names[] = {"fit", "validate", "test", "predict"};
@@ -62,4 +63,32 @@ Test(atomic_file, replaces_whole_and_reports_where) {
   free(err);
   unlink(path);
   rmdir(dir);
+}
+
+/* The check reply's options line: what the worker writes, the daemon reads
+ * back, max_restarts included; a value out of range is the reply's error,
+ * never a silently different job. */
+Test(job_opts, line_round_trip) {
+  fg_job_opts o = {.restart_policy = FG_RESTART_RESUME, .max_restarts = 3};
+  char *line = fg__job_opts_line(&o);
+  cr_assert_str_eq(line, "# job options: restart_policy=resume max_restarts=3\n");
+  char *reply = NULL;
+  cr_assert_gt(asprintf(&reply, "%sseed_everything: 1\n", line), 0);
+  fg_job_opts back;
+  const char *config = NULL;
+  char *err = NULL;
+  cr_assert_eq(fg__job_opts_split(reply, &back, &config, &err), 0, "%s", err ? err : "");
+  cr_assert_eq(back.restart_policy, FG_RESTART_RESUME);
+  cr_assert_eq(back.max_restarts, 3);
+  cr_assert_str_eq(config, "seed_everything: 1\n");
+  const char *bad[] = {"# job options: max_restarts=-1\n", "# job options: max_restarts=\n",
+                       "# job options: max_restarts=1001\n", "# job options: max_restarts=2x\n"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cr_assert_neq(fg__job_opts_split(bad[i], &back, &config, &err), 0, "%s", bad[i]);
+    cr_assert_not_null(strstr(err, "max_restarts"), "%s", err);
+    free(err);
+    err = NULL;
+  }
+  free(reply);
+  free(line);
 }

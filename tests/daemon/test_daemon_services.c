@@ -177,8 +177,9 @@ Test(reflection, job_service_file) {
   cr_assert_eq(fd->n_service, 1);
   const Google__Protobuf__ServiceDescriptorProto *s = fd->service[0];
   cr_assert_str_eq(s->name, "JobService");
-  const char *methods[] = {"SubmitJob", "GetJob",    "ListJobs", "CancelJob",
-                           "PauseJob",  "ResumeJob", "WatchJob", "ListJobEvents"};
+  const char *methods[] = {"SubmitJob", "GetJob",    "ListJobs",      "CancelJob",
+                           "PauseJob",  "ResumeJob", "WatchJob",      "ListJobEvents",
+                           "CheckpointJob", "ForkJob"};
   cr_assert_eq(s->n_method, sizeof methods / sizeof *methods);
   for (size_t i = 0; i < s->n_method; i++) {
     cr_expect_str_eq(s->method[i]->name, methods[i]);

@@ -245,9 +245,10 @@ for mod, path, tag in REFLECTION:
         methods = [m.name for m in svc.methods]
     except KeyError as e:
         svc, methods = None, str(e)
-    check(f"reflection {tag}: the service has SubmitJob .. ListJobEvents",
-          isinstance(methods, list) and methods[0] == "SubmitJob" and methods[-1] == "ListJobEvents"
-          and {"GetJob", "ListJobs", "CancelJob", "WatchJob"} <= set(methods), str(methods))
+    check(f"reflection {tag}: the service has SubmitJob .. ForkJob",
+          isinstance(methods, list) and methods[0] == "SubmitJob"
+          and {"GetJob", "ListJobs", "CancelJob", "WatchJob", "ListJobEvents", "CheckpointJob",
+               "ForkJob"} <= set(methods), str(methods))
     if svc is None or inside is None or isinstance(inside, str):
         continue
     # A reflection-only client (as grpcurl is): message classes from the

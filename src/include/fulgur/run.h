@@ -38,6 +38,28 @@ typedef struct {
   /* Where a progress bar may draw (a terminal), or NULL for none. The bar
    * is drawn only when trainer.enable_progress_bar is also true. */
   FILE *progress;
+  /* (The fields below came after progress, whose offset stays.)
+   * Polled where pause is; may be NULL. In fit, non-zero asks for a
+   * checkpoint now: at the next training step boundary the run writes
+   * <run_dir>/checkpoints/manual-step=S.ckpt with the full resume state of
+   * a pause (announced by an ARTIFACT event of kind "checkpoint"), sets the
+   * flag back to 0 and trains on. Fitting with that file as ckpt_path
+   * continues exactly as the run went on. Elsewhere it is ignored. */
+  volatile sig_atomic_t *checkpoint;
+  /* Continue this run directory instead of making a new version (fit):
+   * metrics.csv keeps the rows the checkpoint's run had logged before the
+   * checkpoint and the run appends to them, TensorBoard's events go to the
+   * same folder, checkpoints to the same checkpoints/. Without a
+   * ckpt_path the run starts over in it. NULL: a new run directory, unless
+   * trainer.continue_run is true and ckpt_path lies in a run directory's
+   * checkpoints/ folder (then that run directory). */
+  const char *run_dir;
+  /* A fork (fit from ckpt_path): the config's optimizer and scheduler
+   * arguments (lr, weight_decay, momentum, step_size, gamma ...) replace
+   * those the checkpoint saved; weights, buffers, optimizer state (the
+   * momentum buffers) and the position carry over. Checkpoint savers start
+   * fresh: their top-k belongs to the run forked from. */
+  bool fork;
 } fg_run_opts;
 
 /* Loads the shared objects the config's `plugins:` list names

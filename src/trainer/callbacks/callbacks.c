@@ -104,6 +104,17 @@ int fg__callbacks_load_state_dict(fg_trainer_opts *o, const fg_value *cbs, char 
   return rc;
 }
 
+int fg__callbacks_load_first_saver_state(fg_trainer_opts *o, const fg_value *cbs, char **err) {
+  fg_callback *cb = (fg_callback *)fg__callbacks_first_saver(o);
+  if (cb == NULL || cb->ops->load_state_dict == NULL || cbs == NULL ||
+      fg_value_kind_of(cbs) != FG_VALUE_DICT)
+    return 0;
+  char *key = cb->ops->state_key(cb);
+  const fg_value *st = fg_value_dict_get(cbs, key);
+  free(key);
+  return st && fg_value_kind_of(st) == FG_VALUE_DICT ? cb->ops->load_state_dict(cb, st, err) : 0;
+}
+
 const fg_callback *fg__callbacks_first_saver(const fg_trainer_opts *o) {
   for (size_t i = 0; i < o->n_callbacks; i++)
     if (o->callbacks[i]->ops->saves_checkpoints) return o->callbacks[i];

@@ -284,9 +284,13 @@ static void top_k_slot(const model_checkpoint *c, double score, bool *save, size
   }
 }
 
-static void keep(model_checkpoint *c, const char *path, double score, size_t replace) {
+/* Puts path in the top-k (in slot replace, or a new one). Returns the file
+ * it pushed out, which the caller removes once path is written (caller
+ * frees), or NULL. */
+static char *keep(model_checkpoint *c, const char *path, double score, size_t replace) {
+  char *evicted = NULL;
   if (replace != (size_t)-1) {
-    if (strcmp(c->kept_paths[replace], path) != 0) remove(c->kept_paths[replace]);
+    if (strcmp(c->kept_paths[replace], path) != 0) evicted = fg__xstrdup(c->kept_paths[replace]);
     free(c->kept_paths[replace]);
     c->kept_paths[replace] = fg__xstrdup(path);
     c->kept_scores[replace] = score;
@@ -297,6 +301,7 @@ static void keep(model_checkpoint *c, const char *path, double score, size_t rep
     c->kept_scores[c->n_kept] = score;
     c->n_kept++;
   }
+  return evicted;
 }
 
 /* Lightning's version counter: "<name>-v1.ckpt", ... while the file
@@ -392,8 +397,13 @@ static int save_checkpoints(model_checkpoint *c, fg_loop *l, int64_t b, char **e
       free(c->best_path);
       c->best_path = fg__xstrdup(path);
     }
+    /* As Lightning's best_k_models: updated before the save, so the file's
+     * own state counts it (a run continued from it goes on with the same
+     * top-k), and the file it pushed out removed after. */
+    char *evicted = keep(c, path, score, replace);
     rc = save_file(l, c, path, st, b, err);
-    if (rc == 0) keep(c, path, score, replace);
+    if (rc == 0 && evicted) remove(evicted);
+    free(evicted);
     /* save_best: only a monitored top-k updates the best (Lightning's
      * _update_best_and_save), and best.ckpt follows it. */
     if (rc == 0 && c->save_best && c->monitor && (old_best == NULL || strcmp(old_best, c->best_path) != 0)) {

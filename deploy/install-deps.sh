@@ -25,6 +25,9 @@ pkgs=(
   python3-sklearn
   # torchvision models (resnet18, mobilenet_v3_small) in the parity tests.
   python3-torchvision
+  # make fuzz and the fuzz/smoke test: clang with libFuzzer and the
+  # sanitizer runtimes (tests/fuzz).
+  clang-14 libclang-rt-14-dev libfuzzer-14-dev
 )
 
 missing=()

@@ -92,17 +92,18 @@ int fg__ckpt_zip_check(const char *buf, size_t len, const uint64_t versions[2], 
     return fg_err_set(err, FG_EDATA, "not a zip archive (no end of central directory)");
   uint64_t entries = rd(b + eocd + 10, 2), cd_size = rd(b + eocd + 12, 4),
            cd_off = rd(b + eocd + 16, 4);
-  if (entries == 0xFFFFu || cd_size == 0xFFFFFFFFu || cd_off == 0xFFFFFFFFu) {
-    /* zip64: the locator sits just before the record and points at the
-     * zip64 end-of-central-directory record. */
-    if (eocd < 20 || rd(b + eocd - 20, 4) != 0x07064b50u)
-      return fg_err_set(err, FG_EDATA, "zip archive: a zip64 directory without its locator");
+  /* zip64: a locator just before the record points at the zip64 record,
+   * whose numbers then count (as miniz reads them, whether or not the
+   * 32-bit fields say 0xFFFF...; torch.save always writes one). */
+  if (eocd >= 20 && rd(b + eocd - 20, 4) == 0x07064b50u) {
     uint64_t z = rd(b + eocd - 12, 8);
     if (!inside(z, 56, len) || rd(b + z, 4) != 0x06064b50u)
-      return fg_err_set(err, FG_EDATA, "zip archive: the zip64 directory record lies outside the file");
+      return fg_err_set(err, FG_EDATA, "zip archive: the zip64 directory record is missing");
     entries = rd(b + z + 32, 8);
     cd_size = rd(b + z + 40, 8);
     cd_off = rd(b + z + 48, 8);
+  } else if (entries == 0xFFFFu || cd_size == 0xFFFFFFFFu || cd_off == 0xFFFFFFFFu) {
+    return fg_err_set(err, FG_EDATA, "zip archive: a zip64 directory without its locator");
   }
   if (!inside(cd_off, cd_size, len))
     return fg_err_set(err, FG_EDATA,

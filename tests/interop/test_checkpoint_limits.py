@@ -36,6 +36,8 @@ model:
   class_path: fulgur.ClassificationModule
   init_args:
     model: {{class_path: fulgur.models.MLP, init_args: {{in_features: 4, hidden: [], out_features: 2}}}}
+optimizer_config:
+  optimizer: {{class_path: torch.optim.SGD, init_args: {{lr: 0.1}}}}
 data:
   class_path: fulgur.DataModule
   init_args:

@@ -4,7 +4,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= 2
 
-.PHONY: all deps configure build demo test bench clean asan-test
+.PHONY: all deps configure build demo test bench clean asan-test fuzz
 
 all: build
 
@@ -30,5 +30,11 @@ bench: build
 asan-test:
 	@$(MAKE) --no-print-directory test BUILD=build-asan CMAKE_FLAGS="-DFG_ASAN=ON -DCMAKE_BUILD_TYPE=Debug"
 
+# libFuzzer over every reader of outside bytes, FUZZ_SECONDS per target
+# (default 60), in a clang tree of its own (tests/fuzz/run.sh).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@bash tests/fuzz/run.sh --build build-fuzz --seconds $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-fuzz

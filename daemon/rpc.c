@@ -13,6 +13,7 @@
 #include "checker.h"
 #include "daemon.h"
 #include "fg_rpc.h"
+#include "requests.h"
 #include "util/xalloc.h"
 
 #define LIST_JOBS_DEFAULT 100
@@ -34,10 +35,21 @@ static void not_stored(fgd_call *c, const fgd_job *j) {
                 j->id, fg_rpc_state_name(j->state));
 }
 
-/* Unpacks the request or answers INVALID_ARGUMENT (NULL). */
+/* Unpacks and checks the request (requests.h) or answers
+ * INVALID_ARGUMENT (NULL). */
 static ProtobufCMessage *request(fgd_call *c, const ProtobufCMessageDescriptor *desc) {
   ProtobufCMessage *m = fgd_call_unpack(c, desc);
-  if (!m) fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed %s", desc->name);
+  if (!m) {
+    fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed %s", desc->name);
+    return NULL;
+  }
+  char *bad = fgd_request_check(fgd_call_method(c), m);
+  if (bad) {
+    fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", bad);
+    free(bad);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return NULL;
+  }
   return m;
 }
 
@@ -184,17 +196,7 @@ static void handle_submit(fgd *d, fgd_call *c) {
   Fulgur__V1__SubmitJobRequest *r =
       (Fulgur__V1__SubmitJobRequest *)request(c, &fulgur__v1__submit_job_request__descriptor);
   if (!r) return;
-  const char *bad = NULL;
-  if (r->stage < FULGUR__V1__STAGE__FIT || r->stage > FULGUR__V1__STAGE__PREDICT)
-    bad = "stage must be FIT, VALIDATE, TEST or PREDICT";
-  else if (r->config_yaml[0] == '\0')
-    bad = "config_yaml is empty";
-  if (bad) {
-    fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", bad);
-  } else if (r->max_restarts > FG_MAX_RESTARTS_LIMIT) {
-    fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "max_restarts: expected at most %d, got %u",
-                  FG_MAX_RESTARTS_LIMIT, r->max_restarts);
-  } else if (fgd_job_find_key(d, r->idempotency_key)) {
+  if (fgd_job_find_key(d, r->idempotency_key)) {
     reply_job(c, fgd_job_find_key(d, r->idempotency_key));
   } else if (!no_room(d, c)) {
     submit_check *sc = fg__xcalloc(1, sizeof *sc);
@@ -295,16 +297,7 @@ static void handle_list(fgd *d, fgd_call *c) {
   if (!r) return;
   /* The page token is the submission rank of the last job returned. */
   long long after = 0;
-  if (r->page_token[0]) {
-    char *end = NULL;
-    after = strtoll(r->page_token, &end, 10);
-    if (*end != '\0' || after < 0) {
-      fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "page_token '%s' is not one this server gave",
-                    r->page_token);
-      fulgur__v1__list_jobs_request__free_unpacked(r, NULL);
-      return;
-    }
-  }
+  fgd_list_page_after(r->page_token, &after); /* checked by request() */
   size_t size = r->page_size == 0 ? LIST_JOBS_DEFAULT : r->page_size;
   if (size > LIST_JOBS_MAX) size = LIST_JOBS_MAX;
   Fulgur__V1__ListJobsResponse resp = FULGUR__V1__LIST_JOBS_RESPONSE__INIT;

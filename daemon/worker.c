@@ -14,12 +14,10 @@
 
 #include "daemon.h"
 #include "fg_rpc.h"
+#include "frames.h"
 #include "fulgur/v1/worker.pb-c.h"
 #include "util/atomic_file.h"
 #include "util/xalloc.h"
-
-/* A message larger than this is a broken worker, not a big event. */
-#define MAX_MESSAGE (16u << 20)
 
 struct fgd_worker {
   fgd *d;
@@ -102,26 +100,20 @@ static void kill_worker(fgd_worker *w, int sig) {
 /* Parses every whole message in the buffer. */
 static void parse(fgd_worker *w) {
   size_t off = 0;
-  while (w->len - off >= 4) {
-    const uint8_t *p = w->buf + off;
-    uint32_t n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-    if (n > MAX_MESSAGE) {
-      fgd_set_str(&w->result_message, "worker protocol error: oversized message");
+  for (;;) {
+    Fulgur__V1__WorkerMessage *m = NULL;
+    const char *why = NULL;
+    size_t used = 0;
+    fgd_frame_result fr = fgd_frame_next(w->buf + off, w->len - off, &used, &m, &why);
+    if (fr == FGD_FRAME_MORE) break;
+    if (fr == FGD_FRAME_BAD) {
+      fgd_set_str(&w->result_message, why);
       w->result = FULGUR__V1__JOB_STATE__FAILED;
       kill_worker(w, SIGKILL);
       w->len = 0;
       return;
     }
-    if (w->len - off - 4 < n) break;
-    Fulgur__V1__WorkerMessage *m = fulgur__v1__worker_message__unpack(NULL, n, p + 4);
-    off += 4 + n;
-    if (m == NULL) {
-      fgd_set_str(&w->result_message, "worker protocol error: malformed message");
-      w->result = FULGUR__V1__JOB_STATE__FAILED;
-      kill_worker(w, SIGKILL);
-      w->len = 0;
-      return;
-    }
+    off += used;
     switch (m->kind_case) {
       case FULGUR__V1__WORKER_MESSAGE__KIND_EVENT:
         on_event(w, m->event);

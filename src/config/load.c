@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config/node_internal.h"
+#include "util/limits.h"
 #include "util/xalloc.h"
 
 /* The files being loaded, outermost first, to name a cycle's chain. */
@@ -14,6 +15,7 @@ typedef struct chain {
   const struct chain *up;
   const char *real; /* realpath, for comparing */
   const char *shown; /* as written, for messages */
+  size_t *loads;     /* files read so far by the whole load (FG_CONFIG_MAX_BASE_FILES) */
 } chain;
 
 static int resolve(fg_node *n, const char *dir, const chain *ch, const char *path,
@@ -65,10 +67,14 @@ static int load_with_bases(const char *file, const chain *ch, const fg_node *at,
     free(names);
     return rc;
   }
+  size_t first = 0, *loads = ch ? ch->loads : &first;
+  if (++*loads > FG_CONFIG_MAX_BASE_FILES)
+    return fg_config_error(err, at, path, "__base__ reads more than %u files (the limit)",
+                           FG_CONFIG_MAX_BASE_FILES);
   fg_node *n = NULL;
   int rc = fg_node_parse_file(file, &n, err);
   if (rc) return rc;
-  chain here = {ch, real, file};
+  chain here = {ch, real, file, loads};
   char *dir = dir_of(file);
   rc = resolve(n, dir, &here, "", err);
   free(dir);
@@ -192,7 +198,11 @@ static int resolve(fg_node *n, const char *dir, const chain *ch, const char *pat
 
 int fg_config_resolve_bases(fg_node *root, const char *base_dir, char **err) {
   if (root == NULL) return 0;
-  return resolve(root, base_dir ? base_dir : ".", NULL, "", err);
+  /* A chain link that no file matches (realpaths are absolute), to carry
+   * the count of files read. */
+  size_t loads = 0;
+  chain top = {NULL, "", "", &loads};
+  return resolve(root, base_dir ? base_dir : ".", &top, "", err);
 }
 
 int fg_config_load_file(const char *path, fg_node **out, char **err) {

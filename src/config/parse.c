@@ -18,6 +18,7 @@
 
 #include "config/node_internal.h"
 #include "util/assert.h"
+#include "util/limits.h"
 #include "util/xalloc.h"
 
 enum { RE_BOOL_TRUE, RE_BOOL_FALSE, RE_NULL, RE_INT, RE_FLOAT, RE__COUNT };
@@ -153,19 +154,28 @@ typedef struct {
   bool key_is_merge;  /* the pending key is a plain `<<` */
   fg_node *merges;    /* SEQ of maps to merge at the end */
   char *anchor;       /* recorded when the collection is complete */
+  size_t nodes0, text0; /* the builder's counts when it started */
 } frame;
 
 typedef struct {
   char *name;
   fg_node *node; /* a clone, owned here */
+  size_t nodes, text; /* what one alias to it adds to the counts */
 } anchor;
 
+/* Limits (util/limits.h): `nodes` and `text` count what the document
+ * builds, every alias's copy included, and are checked before an alias is
+ * copied, so an alias bomb stops at its first copy past the limit instead
+ * of after it has been built. The anchors' own stored copies are counted
+ * apart (anchored_*): counting them into the document would count an
+ * anchor nested in an anchor twice at each level. */
 typedef struct {
   const char *name; /* interned */
   frame *stack;
   size_t depth, cap;
   anchor *anchors;
   size_t n_anchors;
+  size_t nodes, text, anchored_nodes, anchored_text;
   fg_node *root;
   char **err;
 } builder;
@@ -178,18 +188,48 @@ static int error_at(builder *b, yaml_mark_t m, const char *fmt, const char *arg)
   return rc;
 }
 
+/* The error for a limit: where it was crossed, what, and the limit. */
+static int limit_at(builder *b, yaml_mark_t m, const char *what, size_t limit, const char *unit) {
+  return fg_err_set(b->err, FG_ECONFIG, "%s:%zu:%zu: %s (the limit is %zu %s)", b->name,
+                    m.line + 1, m.column + 1, what, limit, unit);
+}
+
+/* Counts n nodes and `text` bytes about to be built at m. */
+static int count(builder *b, yaml_mark_t m, size_t nodes, size_t text) {
+  if (nodes > FG_CONFIG_MAX_NODES - b->nodes)
+    return limit_at(b, m, "the document expands to too many nodes (an alias repeated too often?)",
+                    FG_CONFIG_MAX_NODES, "nodes");
+  if (text > FG_CONFIG_MAX_TEXT_BYTES - b->text)
+    return limit_at(b, m, "the document expands to too much text (an alias repeated too often?)",
+                    FG_CONFIG_MAX_TEXT_BYTES, "bytes");
+  b->nodes += nodes;
+  b->text += text;
+  return 0;
+}
+
 static void set_mark(builder *b, fg_node *n, yaml_mark_t m) {
   n->mark.file = b->name;
   n->mark.line = (int)m.line + 1;
   n->mark.col = (int)m.column + 1;
 }
 
-static void remember_anchor(builder *b, const yaml_char_t *name, const fg_node *n) {
-  if (name == NULL) return;
+/* Keeps a copy of n under the anchor name; an alias adds `nodes` and
+ * `text` (what building n counted). */
+static int remember_anchor(builder *b, const yaml_char_t *name, const fg_node *n, size_t nodes,
+                           size_t text, yaml_mark_t m) {
+  if (name == NULL) return 0;
+  if (nodes > FG_CONFIG_MAX_NODES - b->anchored_nodes ||
+      text > FG_CONFIG_MAX_TEXT_BYTES - b->anchored_text)
+    return limit_at(b, m, "the anchors hold too many nodes", FG_CONFIG_MAX_NODES, "nodes");
+  b->anchored_nodes += nodes;
+  b->anchored_text += text;
   b->anchors = fg__xrealloc(b->anchors, (b->n_anchors + 1) * sizeof *b->anchors);
   b->anchors[b->n_anchors].name = fg__xstrdup((const char *)name);
   b->anchors[b->n_anchors].node = fg_node_clone(n);
+  b->anchors[b->n_anchors].nodes = nodes;
+  b->anchors[b->n_anchors].text = text;
   b->n_anchors++;
+  return 0;
 }
 
 static void apply_merges(frame *f) {
@@ -241,6 +281,10 @@ static int place(builder *b, fg_node *n, yaml_mark_t m) {
       case FG_NODE_FLOAT: snprintf(buf, sizeof buf, "%.17g", n->u.d); break;
       default: text = n->u.s;
     }
+    if (f->node->len >= FG_CONFIG_MAX_KEYS) {
+      fg_node_free(n);
+      return limit_at(b, m, "too many keys in one mapping", FG_CONFIG_MAX_KEYS, "keys");
+    }
     f->key = fg__xstrdup(text);
     f->key_mark = n->mark;
     fg_node_free(n);
@@ -286,7 +330,12 @@ static int place(builder *b, fg_node *n, yaml_mark_t m) {
   return 0;
 }
 
-static void push(builder *b, fg_node *n) {
+/* Opens a collection; n is consumed even on error. */
+static int push(builder *b, fg_node *n, yaml_mark_t m) {
+  if (b->depth >= FG_CONFIG_MAX_DEPTH) {
+    fg_node_free(n);
+    return limit_at(b, m, "lists and mappings nested too deep", FG_CONFIG_MAX_DEPTH, "levels");
+  }
   if (b->depth == b->cap) {
     b->cap = b->cap ? b->cap * 2 : 16;
     b->stack = fg__xrealloc(b->stack, b->cap * sizeof *b->stack);
@@ -294,6 +343,9 @@ static void push(builder *b, fg_node *n) {
   frame *f = &b->stack[b->depth++];
   memset(f, 0, sizeof *f);
   f->node = n;
+  f->nodes0 = b->nodes - 1; /* n itself, counted by the caller */
+  f->text0 = b->text;
+  return 0;
 }
 
 static int scalar_node(builder *b, const yaml_event_t *ev, fg_node **out) {
@@ -341,6 +393,10 @@ static int handle_event(builder *b, yaml_event_t *ev) {
   int rc;
   switch (ev->type) {
     case YAML_SCALAR_EVENT: {
+      if (ev->data.scalar.length > FG_CONFIG_MAX_STRING_BYTES)
+        return limit_at(b, ev->start_mark, "a scalar too long", FG_CONFIG_MAX_STRING_BYTES,
+                        "bytes");
+      if ((rc = count(b, ev->start_mark, 1, ev->data.scalar.length)) != 0) return rc;
       frame *f = b->depth ? &b->stack[b->depth - 1] : NULL;
       bool is_key = f && f->node->kind == FG_NODE_MAP && f->key == NULL;
       if (is_key && ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
@@ -356,14 +412,19 @@ static int handle_event(builder *b, yaml_event_t *ev) {
         return rc;
       }
       set_mark(b, n, ev->start_mark);
-      remember_anchor(b, ev->data.scalar.anchor, n);
+      if ((rc = remember_anchor(b, ev->data.scalar.anchor, n, 1, ev->data.scalar.length,
+                                ev->start_mark)) != 0) {
+        fg_node_free(n);
+        return rc;
+      }
       return place(b, n, ev->start_mark);
     }
     case YAML_SEQUENCE_START_EVENT:
     case YAML_MAPPING_START_EVENT:
+      if ((rc = count(b, ev->start_mark, 1, 0)) != 0) return rc;
       n = ev->type == YAML_SEQUENCE_START_EVENT ? fg_node_new_seq() : fg_node_new_map();
       set_mark(b, n, ev->start_mark);
-      push(b, n);
+      if ((rc = push(b, n, ev->start_mark)) != 0) return rc;
       {
         /* The anchor is recorded at the end, when the node is complete. */
         const yaml_char_t *a = ev->type == YAML_MAPPING_START_EVENT
@@ -377,17 +438,25 @@ static int handle_event(builder *b, yaml_event_t *ev) {
       frame *f = &b->stack[b->depth - 1];
       apply_merges(f);
       char *anchor_name = f->anchor;
+      size_t nodes = b->nodes - f->nodes0, text = b->text - f->text0;
       n = f->node;
       b->depth--;
-      remember_anchor(b, (const yaml_char_t *)anchor_name, n);
+      rc = remember_anchor(b, (const yaml_char_t *)anchor_name, n, nodes, text, ev->start_mark);
       free(anchor_name);
+      if (rc != 0) {
+        fg_node_free(n);
+        return rc;
+      }
       return place(b, n, ev->start_mark);
     }
     case YAML_ALIAS_EVENT: {
       const char *name = (const char *)ev->data.alias.anchor;
-      for (size_t i = b->n_anchors; i-- > 0;)
-        if (strcmp(b->anchors[i].name, name) == 0)
-          return place(b, fg_node_clone(b->anchors[i].node), ev->start_mark);
+      for (size_t i = b->n_anchors; i-- > 0;) {
+        if (strcmp(b->anchors[i].name, name) != 0) continue;
+        if ((rc = count(b, ev->start_mark, b->anchors[i].nodes, b->anchors[i].text)) != 0)
+          return rc;
+        return place(b, fg_node_clone(b->anchors[i].node), ev->start_mark);
+      }
       return error_at(b, ev->start_mark, "unknown anchor '%s'", name);
     }
     default:
@@ -416,6 +485,9 @@ int fg_node_parse(const char *text, size_t len, const char *name, fg_node **out,
   builder b = {0};
   b.name = fg__config_intern(name ? name : "<string>");
   b.err = err;
+  if (len > FG_CONFIG_MAX_FILE_BYTES)
+    return fg_err_set(err, FG_ECONFIG, "%s:1:1: the document is %zu bytes (the limit is %u bytes)",
+                      b.name, len, FG_CONFIG_MAX_FILE_BYTES);
   yaml_parser_t parser;
   if (!yaml_parser_initialize(&parser)) return fg_err_set(err, FG_ENOMEM, "yaml parser");
   yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
@@ -478,6 +550,12 @@ int fg_node_parse_file(const char *path, fg_node **out, char **err) {
     }
     size_t got = fread(text + len, 1, cap - len, f);
     len += got;
+    if (len > FG_CONFIG_MAX_FILE_BYTES) {
+      /* Stops reading there: the size alone is the error. */
+      rc = fg_err_set(err, FG_ECONFIG, "%s:1:1: the file is more than %u bytes (the limit)", path,
+                      FG_CONFIG_MAX_FILE_BYTES);
+      break;
+    }
     if (got == 0) {
       if (ferror(f)) rc = fg_err_set(err, FG_EIO, "cannot read '%s': %s", path, strerror(errno));
       break;

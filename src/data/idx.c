@@ -1,89 +1,16 @@
-/* IDX files (the MNIST family's format), read with zlib's gz* functions,
- * which read .gz and plain files alike, so Debian's compressed dataset
- * files load without unpacking them first.
- *
- * Format: a 4-byte magic (0, 0, type, ndim), ndim big-endian uint32 sizes,
- * then the data. Images are type 0x08 (unsigned bytes) with 3 dims; labels
- * 0x08 with 1 dim. */
-#include <errno.h>
+/* IDX datasets: an images file and a labels file (data/idx_read.c reads
+ * each), normalized into one tensor dataset. */
 #include <stdlib.h>
-#include <string.h>
-#include <zlib.h>
 
+#include "data/idx.h"
 #include "fulgur/data.h"
 #include "fulgur/error.h"
-#include "util/xalloc.h"
-
-typedef struct {
-  int ndim;
-  int64_t dims[4];
-  uint8_t *data; /* malloc'd */
-  size_t size;
-} idx_file;
-
-static int read_exact(gzFile f, void *buf, size_t n, const char *path, char **err) {
-  size_t done = 0;
-  while (done < n) {
-    unsigned chunk = n - done > (1u << 30) ? (1u << 30) : (unsigned)(n - done);
-    int got = gzread(f, (char *)buf + done, chunk);
-    if (got < 0) {
-      int zerr;
-      const char *msg = gzerror(f, &zerr);
-      return fg_err_set(err, FG_EDATA, "%s: cannot decompress: %s", path, msg);
-    }
-    if (got == 0)
-      return fg_err_set(err, FG_EDATA, "%s: truncated (expected %zu more bytes)", path, n - done);
-    done += (size_t)got;
-  }
-  return 0;
-}
-
-static int read_idx(const char *path, int want_ndim, idx_file *out, char **err) {
-  gzFile f = gzopen(path, "rb");
-  if (f == NULL)
-    return fg_err_set(err, FG_EIO, "cannot open '%s': %s", path,
-                      errno ? strerror(errno) : "out of memory");
-  gzbuffer(f, 1 << 17);
-  uint8_t magic[4];
-  int rc = read_exact(f, magic, 4, path, err);
-  if (rc == 0 && (magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 || magic[3] != want_ndim))
-    rc = fg_err_set(err, FG_EDATA,
-                    "%s: not an IDX file of unsigned bytes with %d dimensions (magic %02x %02x "
-                    "%02x %02x)",
-                    path, want_ndim, magic[0], magic[1], magic[2], magic[3]);
-  size_t size = 1;
-  for (int d = 0; rc == 0 && d < want_ndim; d++) {
-    uint8_t b[4];
-    if ((rc = read_exact(f, b, 4, path, err))) break;
-    out->dims[d] = (int64_t)b[0] << 24 | (int64_t)b[1] << 16 | (int64_t)b[2] << 8 | b[3];
-    size *= (size_t)out->dims[d];
-  }
-  if (rc == 0) {
-    out->ndim = want_ndim;
-    out->size = size;
-    out->data = malloc(size ? size : 1);
-    if (out->data == NULL) rc = fg_err_set(err, FG_ENOMEM, "%s: out of memory", path);
-  }
-  if (rc == 0) rc = read_exact(f, out->data, size, path, err);
-  if (rc == 0) {
-    uint8_t extra;
-    if (gzread(f, &extra, 1) > 0)
-      rc = fg_err_set(err, FG_EDATA, "%s: longer than its header says (%zu bytes of data)", path,
-                      size);
-  }
-  gzclose(f);
-  if (rc) {
-    free(out->data);
-    out->data = NULL;
-  }
-  return rc;
-}
 
 int fg_dataset_idx_create(const fg_idx_opts *o, fg_dataset **out, char **err) {
   if (o->std == 0) return fg_err_set(err, FG_EINVAL, "normalize: std must not be 0");
-  idx_file im = {0}, lb = {0};
-  int rc = read_idx(o->images, 3, &im, err);
-  if (rc == 0) rc = read_idx(o->labels, 1, &lb, err);
+  fg__idx_file im = {0}, lb = {0};
+  int rc = fg__idx_read(o->images, 3, &im, err);
+  if (rc == 0) rc = fg__idx_read(o->labels, 1, &lb, err);
   if (rc == 0 && im.dims[0] != lb.dims[0])
     rc = fg_err_set(err, FG_EDATA, "'%s' has %lld images but '%s' has %lld labels", o->images,
                     (long long)im.dims[0], o->labels, (long long)lb.dims[0]);

@@ -12,6 +12,7 @@
 
 #include <caffe2/serialize/in_memory_adapter.h>
 #include <caffe2/serialize/inline_container.h>
+#include <caffe2/serialize/versions.h>
 #include <torch/serialize.h>
 
 #include <map>
@@ -20,6 +21,8 @@
 #include <variant>
 
 #include "torch/bridge_internal.hpp"
+#include "torch/ckpt_zip.h"
+#include "util/limits.h"
 
 namespace fg {
 
@@ -65,8 +68,12 @@ c10::IValue to_ivalue(const fg_value *v, const char *parent_key) {
 
 namespace {
 
+// The pickle machine's objects are owned by the Reader's arena and point
+// at each other with plain pointers: a pickle can make cycles (a list
+// appended to itself) and chains deeper than the C stack, which shared
+// pointers would leak or free recursively. The arena frees them flat.
 struct PObj;
-using P = std::shared_ptr<PObj>;
+using P = PObj *;
 
 // One value on the pickle machine's stack.
 struct PObj {
@@ -78,10 +85,12 @@ struct PObj {
   at::Tensor t;                           // TENSOR, STORAGE (flat)
   std::vector<P> items;                   // LIST, TUPLE
   std::vector<std::pair<P, P>> entries;   // DICT
+  // SETITEMS' index of entries[0, indexed) by key (see key_id), so a dict
+  // of many keys is not built in quadratic time.
+  std::unordered_map<std::string, size_t> index;
+  size_t indexed = 0;
   explicit PObj(Kind k) : kind(k) {}
 };
-
-P make(PObj::Kind k) { return std::make_shared<PObj>(k); }
 
 at::ScalarType storage_dtype(const std::string &name) {
   static const std::map<std::string, at::ScalarType> m = {
@@ -93,6 +102,11 @@ at::ScalarType storage_dtype(const std::string &name) {
   auto it = m.find(dot == std::string::npos ? name : name.substr(dot + 1));
   if (it == m.end()) throw std::runtime_error("unsupported storage type " + name);
   return it->second;
+}
+
+std::runtime_error limit(const char *what, size_t n, const char *unit) {
+  return std::runtime_error(std::string("pickle: ") + what + " (the limit is " + std::to_string(n) +
+                            " " + unit + ")");
 }
 
 class Reader {
@@ -119,10 +133,10 @@ class Reader {
         case 0x8a: {                                   // LONG1
           size_t n = u8();
           const char *b = take(n);
-          int64_t v = 0;
-          for (size_t k = 0; k < n && k < 8; k++) v |= (int64_t)(uint8_t)b[k] << (8 * k);
-          if (n > 0 && n < 8 && ((uint8_t)b[n - 1] & 0x80)) v -= (int64_t)1 << (8 * n);
-          push_int(v);
+          uint64_t v = 0;
+          for (size_t k = 0; k < n && k < 8; k++) v |= (uint64_t)(uint8_t)b[k] << (8 * k);
+          if (n > 0 && n < 8 && ((uint8_t)b[n - 1] & 0x80)) v -= (uint64_t)1 << (8 * n);
+          push_int((int64_t)v);
           break;
         }
         case 'G': {                                    // BINFLOAT, big-endian
@@ -153,9 +167,9 @@ class Reader {
           stack_.push_back(g);
           break;
         }
-        case 'q': memo_[(uint32_t)le(1)] = top(); break;
-        case 'r': memo_[(uint32_t)le(4)] = top(); break;
-        case 0x94: memo_[(uint32_t)memo_.size()] = top(); break;
+        case 'q': memo_put((uint32_t)le(1)); break;
+        case 'r': memo_put((uint32_t)le(4)); break;
+        case 0x94: memo_put((uint32_t)memo_.size()); break;
         case 'h': stack_.push_back(memo(le(1))); break;
         case 'j': stack_.push_back(memo(le(4))); break;
         case 't': { auto v = make(PObj::TUPLE); v->items = pop_mark(); stack_.push_back(v); break; }
@@ -176,8 +190,14 @@ class Reader {
           stack_.push_back(v);
           break;
         }
-        case 'a': { P x = pop(); top()->items.push_back(x); break; }
-        case 'e': { auto xs = pop_mark(); auto l = top(); l->items.insert(l->items.end(), xs.begin(), xs.end()); break; }
+        case 'a': { P x = pop(); slots(1); top()->items.push_back(x); break; }
+        case 'e': {
+          auto xs = pop_mark();
+          auto l = top();
+          slots(xs.size());
+          l->items.insert(l->items.end(), xs.begin(), xs.end());
+          break;
+        }
         case 's': { P v = pop(), k = pop(); set_items(top(), {k, v}); break; }
         case 'u': { auto xs = pop_mark(); set_items(top(), xs); break; }
         case '0': pop(); break;
@@ -191,7 +211,10 @@ class Reader {
           P obj = top();
           if ((obj->kind == PObj::OPAQUE || obj->kind == PObj::DICT) && state->kind == PObj::DICT) {
             obj->kind = PObj::DICT;
-            obj->entries.insert(obj->entries.end(), state->entries.begin(), state->entries.end());
+            // A copy first: state may be obj itself.
+            auto add = state->entries;
+            slots(add.size());
+            obj->entries.insert(obj->entries.end(), add.begin(), add.end());
           }
           break;
         }
@@ -207,10 +230,24 @@ class Reader {
  private:
   const char *p_, *end_;
   caffe2::serialize::PyTorchStreamReader *zip_;
+  std::vector<std::unique_ptr<PObj>> arena_;
   std::vector<P> stack_;
   std::unordered_map<uint32_t, P> memo_;
   std::unordered_map<std::string, at::Tensor> storages_;
+  size_t slots_ = 0;  // items and entries added to existing containers
 
+  P make(PObj::Kind k) {
+    arena_.push_back(std::make_unique<PObj>(k));
+    return arena_.back().get();
+  }
+  // Each opcode makes at most one object, so objects are bounded by the
+  // pickle's length; what copies many (EXTEND, BUILD, SETITEMS) counts
+  // here, or a few bytes could double a dict until memory runs out.
+  void slots(size_t n) {
+    if (n > FG_PICKLE_MAX_VALUES - slots_)
+      throw limit("containers hold too many items", FG_PICKLE_MAX_VALUES, "items");
+    slots_ += n;
+  }
   const char *take(size_t n) {
     if ((size_t)(end_ - p_) < n) throw std::runtime_error("pickle: truncated data");
     const char *b = p_;
@@ -232,7 +269,12 @@ class Reader {
     return s;
   }
   void push_int(int64_t v) { auto o = make(PObj::INT); o->i = v; stack_.push_back(o); }
-  void push_str(PObj::Kind k, uint64_t n) { auto o = make(k); const char *b = take(n); o->s.assign(b, n); stack_.push_back(o); }
+  void push_str(PObj::Kind k, uint64_t n) {
+    const char *b = take(n);  // checked against the data before allocating
+    auto o = make(k);
+    o->s.assign(b, n);
+    stack_.push_back(o);
+  }
   P pop() {
     if (stack_.empty()) throw std::runtime_error("pickle: stack underflow");
     P v = stack_.back();
@@ -242,6 +284,12 @@ class Reader {
   P top() {
     if (stack_.empty()) throw std::runtime_error("pickle: stack underflow");
     return stack_.back();
+  }
+  void memo_put(uint32_t k) {
+    P v = top();
+    if (memo_.size() >= FG_PICKLE_MAX_MEMO && memo_.find(k) == memo_.end())
+      throw limit("the memo holds too many objects", FG_PICKLE_MAX_MEMO, "entries");
+    memo_[k] = v;
   }
   P memo(uint64_t k) {
     auto it = memo_.find((uint32_t)k);
@@ -257,21 +305,30 @@ class Reader {
     }
     throw std::runtime_error("pickle: missing mark");
   }
-  static void set_items(const P &d, const std::vector<P> &kv) {
+  // What makes two keys the same key: equal strings or ints, else the
+  // same object.
+  static std::string key_id(const P &k) {
+    if (k->kind == PObj::STR) return "s" + k->s;
+    if (k->kind == PObj::INT) return "i" + std::to_string(k->i);
+    return "p" + std::to_string((uintptr_t)k);
+  }
+  void set_items(const P &d, const std::vector<P> &kv) {
     if (d->kind == PObj::OPAQUE) d->kind = PObj::DICT;  // a dict subclass
     if (d->kind != PObj::DICT) throw std::runtime_error("pickle: SETITEMS on a non-dict");
+    slots(kv.size() / 2);
+    // Entries other opcodes added since the last SETITEMS join the index
+    // (the first of equal keys is the one SETITEMS replaces).
+    for (; d->indexed < d->entries.size(); d->indexed++)
+      d->index.emplace(key_id(d->entries[d->indexed].first), d->indexed);
     for (size_t k = 0; k + 1 < kv.size(); k += 2) {
-      bool replaced = false;
-      for (auto &e : d->entries)
-        if (same_key(e.first, kv[k])) { e.second = kv[k + 1]; replaced = true; break; }
-      if (!replaced) d->entries.emplace_back(kv[k], kv[k + 1]);
+      auto got = d->index.emplace(key_id(kv[k]), d->entries.size());
+      if (!got.second) {
+        d->entries[got.first->second].second = kv[k + 1];
+        continue;
+      }
+      d->entries.emplace_back(kv[k], kv[k + 1]);
+      d->indexed++;
     }
-  }
-  static bool same_key(const P &a, const P &b) {
-    if (a->kind != b->kind) return false;
-    if (a->kind == PObj::STR) return a->s == b->s;
-    if (a->kind == PObj::INT) return a->i == b->i;
-    return a.get() == b.get();
   }
 
   // ('storage', storage_type, key, location, numel)
@@ -283,9 +340,17 @@ class Reader {
     auto dtype = storage_dtype(pid->items[1]->s);
     auto it = storages_.find(key);
     if (it == storages_.end()) {
+      // The record's size was checked against the file's before libtorch's
+      // reader was opened (fg__ckpt_zip_check), so this allocates no more
+      // than the file holds.
       auto rec = zip_->getRecord("data/" + key);
       size_t bytes = std::get<1>(rec);
       int64_t n = (int64_t)(bytes / c10::elementSize(dtype));
+      const P &numel = pid->items[4];
+      if (numel->kind == PObj::INT && (numel->i < 0 || numel->i > n))
+        throw std::runtime_error("pickle: storage '" + key + "' declares " +
+                                 std::to_string(numel->i) + " elements but its record holds " +
+                                 std::to_string(n));
       at::Tensor t = torch::empty({n}, at::TensorOptions().dtype(dtype));
       if (bytes) std::memcpy(t.data_ptr(), std::get<0>(rec).get(), (size_t)n * c10::elementSize(dtype));
       it = storages_.emplace(key, t).first;
@@ -295,10 +360,53 @@ class Reader {
     return s;
   }
 
-  static std::vector<int64_t> ints(const P &tup) {
+  static std::vector<int64_t> ints(const P &tup, const char *what) {
+    if (tup->kind != PObj::TUPLE && tup->kind != PObj::LIST)
+      throw std::runtime_error(std::string("pickle: a tensor's ") + what + " is not a tuple");
     std::vector<int64_t> v;
-    for (auto &x : tup->items) v.push_back(x->i);
+    for (auto &x : tup->items) {
+      if (x->kind != PObj::INT || x->i < 0)
+        throw std::runtime_error(std::string("pickle: a tensor's ") + what +
+                                 " holds something other than a non-negative int");
+      v.push_back(x->i);
+    }
     return v;
+  }
+
+  // A tensor's view must lie inside its storage: the last element it
+  // reaches (offset + sum of (size-1)*stride) and its element count are
+  // checked without overflow before libtorch is asked for the view.
+  static at::Tensor view(const at::Tensor &storage, const std::vector<int64_t> &sizes,
+                         const std::vector<int64_t> &strides, int64_t offset) {
+    if (sizes.size() != strides.size())
+      throw std::runtime_error("pickle: a tensor has " + std::to_string(sizes.size()) +
+                               " sizes but " + std::to_string(strides.size()) + " strides");
+    if (sizes.size() > 64) throw std::runtime_error("pickle: a tensor has more than 64 dimensions");
+    if (offset < 0) throw std::runtime_error("pickle: a tensor's storage offset is negative");
+    uint64_t last = (uint64_t)offset, numel = 1;
+    bool empty = false;
+    for (size_t k = 0; k < sizes.size(); k++) {
+      if (sizes[k] == 0) empty = true;
+      uint64_t reach;
+      if (sizes[k] > 0 && (__builtin_mul_overflow((uint64_t)(sizes[k] - 1), (uint64_t)strides[k], &reach) ||
+                           __builtin_add_overflow(last, reach, &last) ||
+                           __builtin_mul_overflow(numel, (uint64_t)sizes[k], &numel)))
+        throw std::runtime_error("pickle: a tensor's sizes overflow");
+    }
+    uint64_t have = (uint64_t)storage.numel();
+    if (!empty && last >= have)
+      throw std::runtime_error("pickle: a tensor reaches element " + std::to_string(last) +
+                               " of a storage of " + std::to_string(have));
+    if (empty && (uint64_t)offset > have)
+      throw std::runtime_error("pickle: a tensor's storage offset is past its storage");
+    // Stride-0 views could make a file-sized storage into a tensor of any
+    // size, which whoever copies it would allocate: a tensor has no more
+    // elements than its storage, as everything torch.save writes from a
+    // state_dict does.
+    if (numel > have)
+      throw std::runtime_error("pickle: a tensor of " + std::to_string(numel) +
+                               " elements views a storage of " + std::to_string(have));
+    return storage.as_strided(sizes, strides, offset);
   }
 
   P reduce(const P &fn, const P &args) {
@@ -309,16 +417,19 @@ class Reader {
     };
     if (name == "collections.OrderedDict" || name == "builtins.dict") {
       auto d = make(PObj::DICT);
-      if (!args->items.empty() && args->items[0]->kind == PObj::LIST)
+      if (!args->items.empty() && args->items[0]->kind == PObj::LIST) {
+        slots(args->items[0]->items.size());
         for (auto &pair : args->items[0]->items)
           if (pair->items.size() == 2) d->entries.emplace_back(pair->items[0], pair->items[1]);
+      }
       return d;
     }
     if (name == "torch._utils._rebuild_tensor_v2" || name == "torch._utils._rebuild_tensor") {
       P st = arg(0);
       if (st->kind != PObj::STORAGE) throw std::runtime_error("pickle: tensor without storage");
+      if (arg(1)->kind != PObj::INT) throw std::runtime_error("pickle: a tensor's storage offset is not an int");
       auto t = make(PObj::TENSOR);
-      t->t = st->t.as_strided(ints(arg(2)), ints(arg(3)), arg(1)->i);
+      t->t = view(st->t, ints(arg(2), "size"), ints(arg(3), "stride"), arg(1)->i);
       return t;
     }
     if (name == "torch._utils._rebuild_parameter" || name == "torch.jit._pickle.restore_type_tag" ||
@@ -343,6 +454,22 @@ std::string key_string(const P &k) {
     case PObj::BOOL: return k->b ? "True" : "False";
     default: return "?";
   }
+}
+
+// Checks, before anything is converted, that the object tree is no deeper
+// than FG_PICKLE_MAX_DEPTH (a cycle is infinitely deep) and makes no more
+// than FG_PICKLE_MAX_VALUES values (an object referenced from many places
+// becomes one value per place), so to_value cannot fail half-way.
+void measure(const P &o, size_t depth, size_t *values) {
+  if (++*values > FG_PICKLE_MAX_VALUES)
+    throw limit("the data expands to too many values (an object referenced too often?)",
+                FG_PICKLE_MAX_VALUES, "values");
+  if (o->kind != PObj::LIST && o->kind != PObj::TUPLE && o->kind != PObj::DICT) return;
+  if (depth >= FG_PICKLE_MAX_DEPTH)
+    throw limit("lists and dicts nested too deep (or inside themselves)", FG_PICKLE_MAX_DEPTH,
+                "levels");
+  for (auto &x : o->items) measure(x, depth + 1, values);
+  for (auto &e : o->entries) measure(e.second, depth + 1, values);
 }
 
 fg_value *to_value(const P &o) {
@@ -388,11 +515,24 @@ int fg_value_unpickle(const char *buf, size_t len, fg_value **out, char **err) {
   if (len < 4 || std::memcmp(buf, "PK\x03\x04", 4) != 0)
     throw std::runtime_error("not a PyTorch zip archive (files from torch.save with "
                              "_use_new_zipfile_serialization=False are not supported)");
+  // libtorch's reader allocates a record's declared size before reading
+  // it: every record is checked against the file first.
+  char *why = nullptr;
+  const uint64_t versions[2] = {caffe2::serialize::kMinSupportedFileFormatVersion,
+                                caffe2::serialize::kMaxSupportedFileFormatVersion};
+  if (fg__ckpt_zip_check(buf, len, versions, &why) != 0) {
+    std::string msg = why ? why : "not a valid zip archive";
+    free(why);
+    throw std::runtime_error(msg);
+  }
   caffe2::serialize::PyTorchStreamReader zip(
       std::make_unique<caffe2::serialize::MemoryReadAdapter>(buf, (off_t)len));
   auto rec = zip.getRecord("data.pkl");
   Reader r((const char *)std::get<0>(rec).get(), std::get<1>(rec), &zip);
-  *out = to_value(r.run());
+  P root = r.run();
+  size_t values = 0;
+  measure(root, 0, &values);
+  *out = to_value(root);
   return 0;
   FG_GUARD_END
 }

@@ -216,6 +216,87 @@ Test(csv, errors_name_file_line_and_column) {
   csv_error("a,label\n\"1,0\n", "label", "e.csv:2: unterminated quoted field");
 }
 
+static void write_raw(const char *name, const void *data, size_t len) {
+  FILE *f = fopen(path_in(name), "wb");
+  cr_assert_not_null(f);
+  cr_assert_eq(fwrite(data, 1, len, f), len);
+  cr_assert_eq(fclose(f), 0);
+}
+
+static void idx_error(const char *images, const char *want) {
+  fg_idx_opts o = {.images = path_in(images), .labels = path_in("lb.gz"), .std = 1};
+  fg_dataset *ds = NULL;
+  char *err = NULL;
+  cr_assert_eq(fg_dataset_idx_create(&o, &ds, &err), FG_EDATA);
+  cr_assert(strstr(err, want), "%s does not contain %s", err, want);
+  free(err);
+}
+
+/* The header's sizes are checked against the file before that much is
+ * allocated (util/limits.h): a plain file must hold exactly the declared
+ * bytes, a .gz file no more than deflate can expand its bytes to. */
+Test(idx, declared_size_is_checked_against_the_file) {
+  write_idx_pair(4);
+  unsigned char huge[20] = {0, 0, 8, 3, 0, 0, 0xff, 0xff, 0, 0, 0xff, 0xff, 0, 0, 0xff, 0xff, 1, 2, 3, 4};
+  write_raw("huge.idx", huge, sizeof huge);
+  idx_error("huge.idx", "huge.idx: the header declares 281462092005375 bytes of data "
+                        "(65535 x 65535 x 65535) but the file holds 4");
+  write_gz("huge.gz", huge, sizeof huge);
+  idx_error("huge.gz", "huge.gz: the header declares 281462092005375 bytes of data, more than its ");
+  unsigned char wrap[20] = {0, 0, 8, 3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                            0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};
+  write_gz("wrap.gz", wrap, sizeof wrap);
+  idx_error("wrap.gz", "wrap.gz: the header declares more than 2^64 bytes of data");
+  unsigned char shortf[18] = {0, 0, 8, 3, 0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 2, 9, 9};
+  write_raw("short.idx", shortf, sizeof shortf);
+  idx_error("short.idx", "short.idx: the header declares 16 bytes of data (4 x 2 x 2) but the file holds 2");
+
+  /* A plain file of the declared size reads, as the .gz one does. */
+  unsigned char im[16 + 16] = {0, 0, 8, 3, 0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 2};
+  write_raw("im.idx", im, sizeof im);
+  fg_idx_opts o = {.images = path_in("im.idx"), .labels = path_in("lb.gz"), .std = 1};
+  fg_dataset *ds = NULL;
+  char *err = NULL;
+  cr_assert_eq(fg_dataset_idx_create(&o, &ds, &err), 0, "%s", err);
+  cr_assert_eq(fg_dataset_len(ds), 4);
+  fg_dataset_unref(ds);
+}
+
+Test(csv, limits_name_the_line) {
+  /* 65,537 columns (the limit is 65,536). */
+  size_t n = 65537;
+  char *row = malloc(2 * n + 16);
+  cr_assert_not_null(row);
+  char *p = row;
+  for (size_t i = 0; i < n; i++) p += sprintf(p, "%s0", i ? "," : "");
+  strcpy(p, "\n");
+  write_text("wide.csv", row);
+  free(row);
+  fg_csv_opts o = {.path = path_in("wide.csv"), .target = "0", .header = false};
+  fg_dataset *ds = NULL;
+  char *err = NULL;
+  cr_assert_eq(fg_dataset_csv_create(&o, &ds, &err), FG_EDATA);
+  cr_assert(strstr(err, "wide.csv:1: 65537 columns (the limit is 65536)"), "%s", err);
+  free(err);
+  err = NULL;
+
+  /* A line of 16 MiB and one byte. */
+  size_t len = (16u << 20) + 1;
+  char *line = malloc(len + 16);
+  cr_assert_not_null(line);
+  memcpy(line, "a,label\n", 8);
+  memset(line + 8, '1', len);
+  strcpy(line + 8 + len, ",0\n");
+  write_text("long.csv", line);
+  free(line);
+  o.path = path_in("long.csv");
+  o.target = "label";
+  o.header = true;
+  cr_assert_eq(fg_dataset_csv_create(&o, &ds, &err), FG_EDATA);
+  cr_assert(strstr(err, "long.csv:2: a line of 16777220 bytes (the limit is 16777216 bytes)"), "%s", err);
+  free(err);
+}
+
 Test(synthetic, seeded_and_learnable_shape) {
   int64_t shape[] = {3, 2};
   fg_synthetic_opts o = {.num_samples = 50, .shape = shape, .ndim = 2, .num_classes = 4, .seed = 9};

@@ -53,7 +53,7 @@ static int eval_loader(fg_loop *l, fg_split split, size_t idx, size_t n_loaders,
     fg_value *batch = NULL;
     if ((rc = fg_dataloader_next(dl, &batch, err)) || batch == NULL) break;
     fg_step_result r;
-    rc = fg_module_forward_step(l->module, split, idx, batch, &r, err);
+    rc = fg__loop_forward_step(l, split, idx, batch, &r, err);
     fg_value_free(batch);
     if (rc) {
       fg_err_prefix(err, rc, "%s batch %lld", sname, (long long)b);
@@ -201,7 +201,7 @@ static int train_batch(fg_loop *l, fg_value *batch, int64_t b, int64_t nb, fg_va
   /* torch DDP's broadcast_buffers: every rank's forward from rank 0's
    * running statistics. */
   if (rc == 0 && l->ddp) rc = fg__ddp_broadcast_buffers(l->ddp, l->module, err);
-  if (rc == 0) rc = fg_module_forward_step(l->module, FG_SPLIT_FIT, 0, batch, &r, err);
+  if (rc == 0) rc = fg__loop_forward_step(l, FG_SPLIT_FIT, 0, batch, &r, err);
   fg_value_free(batch);
   if (rc) return fg_err_prefix(err, rc, "fit epoch %lld batch %lld", (long long)l->pos.epoch, (long long)b);
 

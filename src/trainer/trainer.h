@@ -39,6 +39,12 @@ void fg__logger_cfg_free(void *cfg);
 struct fg_class;
 extern const struct fg_class fg__tb_logger_class;
 
+/* trainer.precision as the loops run it (trainer_config.c's table). */
+typedef enum {
+  FG_PRECISION_32 = 0,
+  FG_PRECISION_BF16_MIXED, /* CPU autocast to bf16 around each step (precision.c) */
+} fg_precision;
+
 typedef struct {
   int64_t max_epochs; /* -1 = no limit */
   int64_t max_steps;  /* -1 = no limit */
@@ -54,6 +60,7 @@ typedef struct {
   int num_threads;
   int predict_threads; /* worker threads running predict tasks */
   bool deterministic;
+  fg_precision precision;
   /* Owned; the config's order with the checkpoint savers last
    * (fg__callbacks_add). */
   fg_callback **callbacks;
@@ -221,6 +228,17 @@ typedef struct {
   double fit_started;     /* monotonic seconds at fit's start (max_time) */
   bool min_told;          /* the stop-deferred-by-min_epochs/min_steps note was logged */
 } fg_loop;
+
+/* trainer.precision (precision.c). begin/end bracket a step's forward
+ * context (bf16-mixed: CPU autocast; 32: nothing); end is for a begin
+ * that returned 0. */
+int fg__precision_begin(fg_precision p, fg_autocast_prev *prev, char **err);
+void fg__precision_end(fg_precision p, const fg_autocast_prev *prev);
+/* fg_module_forward_step inside the precision's forward context. */
+int fg__loop_forward_step(fg_loop *l, fg_split split, size_t dataloader_idx, const fg_value *batch,
+                          fg_step_result *out, char **err);
+/* Once per run: bf16 on a CPU without bf16 instructions will be slow. */
+void fg__precision_warn(const fg_trainer_opts *o, fg_events *bus);
 
 /* The fit loop (loop.c): sanity check, epochs, callbacks' hooks. */
 int fg__loop_fit(fg_loop *l, char **err);

@@ -584,8 +584,12 @@ int fg__predict_run(fg_loop *l, const char *ckpt, fg__cancel_fn cancelled, const
        * its own error waits until the earlier batch is accounted for. */
       char *derr = NULL;
       int drc = fg_dataloader_next(dl, &batch, &derr);
-      /* Each dependency once, in order; later ones see earlier ones. */
+      /* Each dependency once, in order; later ones see earlier ones; in
+       * trainer.precision's forward context, as the tasks. */
       fg_value *deps = fg_value_dict();
+      fg_autocast_prev ac;
+      bool in_context = false;
+      if (drc == 0 && batch) in_context = (drc = fg__precision_begin(l->opts->precision, &ac, &derr)) == 0;
       for (size_t d = 0; d < order.n && drc == 0 && batch; d++) {
         const fg_value *args[2] = {batch, deps};
         fg_value *v = NULL;
@@ -593,6 +597,7 @@ int fg__predict_run(fg_loop *l, const char *ckpt, fg__cancel_fn cancelled, const
         if (drc) fg_err_prefix(&derr, drc, "predict batch %lld", (long long)batch_no);
         else fg_value_dict_set(deps, order.names[d], v ? v : fg_value_none());
       }
+      if (in_context) fg__precision_end(l->opts->precision, &ac);
       if (pool) rc = finish_inflight(l, pool, nt, &prev, err);
       if (rc == 0 && drc) {
         rc = drc;

@@ -15,11 +15,11 @@ FLAGS=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
 has() { for f in "$@"; do [[ $FLAGS == *" $f "* ]] || return 1; done; }
 AVX512="avx512f avx512dq avx512cd avx512bw avx512vl"
 
-# clean CMD...: CMD without any kernel choice in its environment.
-clean() {
-  env -u OPENBLAS_CORETYPE -u FULGUR_BLAS_FALLBACK -u FULGUR_BLAS_CHOSEN_BY \
-    -u FULGUR_TEST_BLAS_CORENAME -u FULGUR_TEST_CPU_FLAGS OPENBLAS_VERBOSE=2 "$@"
-}
+# clean CMD...: CMD without any kernel choice in its environment (env
+# execs CMD, so a background one's $! is CMD's pid).
+CLEAN=(env -u OPENBLAS_CORETYPE -u FULGUR_BLAS_FALLBACK -u FULGUR_BLAS_CHOSEN_BY
+  -u FULGUR_TEST_BLAS_CORENAME -u FULGUR_TEST_CPU_FLAGS OPENBLAS_VERBOSE=2)
+clean() { "${CLEAN[@]}" "$@"; }
 cores() { grep -o 'Core: [A-Za-z0-9_]*' <<<"$OUT$ERR" | cut -d' ' -f2 | tr '\n' ' '; }
 
 # ---- a CPU OpenBLAS knows: its own choice, reported, no second start ----
@@ -85,7 +85,7 @@ has $AVX512 avx512_bf16 && check_loss Cooperlake "pni avx avx2 fma $AVX512 avx51
 # ---- fulgurd sets the choice for its workers ----
 FULGURD="$FG_BUILD_DIR/fulgurd"
 SOCK="$WORK/d.sock"
-clean "${UNKNOWN[@]}" "$FULGURD" --state-dir "$WORK/state" --listen "unix:$SOCK" --root "$WORK" \
+"${CLEAN[@]}" "${UNKNOWN[@]}" "$FULGURD" --state-dir "$WORK/state" --listen "unix:$SOCK" --root "$WORK" \
   2>"$WORK/fulgurd.log" &
 DPID=$!
 trap 'kill -9 $DPID 2>/dev/null; rm -rf "$WORK"' EXIT

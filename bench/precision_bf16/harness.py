@@ -110,6 +110,10 @@ def main(argv):
     sf = med["fulgur 32-true"] / med["fulgur bf16-mixed"]
     sp = med["python fp32"] / med["python autocast"]
     print(f"  speed-up 32-true/bf16-mixed, fulgur: {sf:.2f}x (target >= 1.6)   python3-torch: {sp:.2f}x")
+    cpu = {k: statistics.median(v[1]) for k, v in per.items()}
+    print(f"  the same on CPU time (steadier on a loaded machine): fulgur "
+          f"{cpu['fulgur 32-true'] / cpu['fulgur bf16-mixed']:.2f}x   python3-torch "
+          f"{cpu['python fp32'] / cpu['python autocast']:.2f}x")
     print(f"  fulgur/python wall ratio of medians under bf16: "
           f"{med['fulgur bf16-mixed'] / med['python autocast']:.3f}")
     return 0

@@ -9,6 +9,10 @@ fi
 build=$(cd "$1" && pwd) || exit 2
 here=$(cd "$(dirname "$0")" && pwd)
 
+# The engine and the BLAS kernels every figure below was measured with.
+"$build/fulgur" --version || exit 1
+echo
+
 failed=()
 for script in "$here"/*/run.sh; do
   name=$(basename "$(dirname "$script")")

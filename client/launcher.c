@@ -15,16 +15,17 @@
 #include <unistd.h>
 
 #include "remote.h"
+#include "util/blas_kernel.h"
 #include "util/xalloc.h"
 
 #define ENGINE_NAME "fulgur-local"
 
 /* The engine's environment, prepared here and only here: whatever must be
- * set before the engine's libraries initialise (an OpenBLAS kernel choice,
- * for one, is read when libopenblas loads) is set by this function, just
- * before the exec. Today the engine inherits the user's environment as it
- * is. */
-static void prepare_engine_environment(void) {}
+ * set before the engine's libraries initialise is set by this function,
+ * just before the exec. The OpenBLAS kernel choice is read when
+ * libopenblas loads: asked here (a few milliseconds, without libtorch), it
+ * spares the engine executing itself again to apply it. */
+static void prepare_engine_environment(void) { fg__blas_kernel_prepare_env(); }
 
 /* The engine beside this executable (after symlinks, as fulgur-rank is
  * found beside the engine); caller frees. */

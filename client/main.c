@@ -18,6 +18,7 @@
 #include "fulgur/value.h"
 #include "json.h"
 #include "remote.h"
+#include "util/blas_kernel.h"
 
 #ifndef FG_VERSION
 #define FG_VERSION "0.0.0"
@@ -198,6 +199,10 @@ int main(int argc, char **argv) {
   }
   int remote = fg__cli_remote_main(argc, argv);
   if (remote >= 0) return remote;
+  /* The `fulgur` launcher has chosen the OpenBLAS kernels before the exec
+   * when they needed choosing; run directly, this process does it and
+   * executes itself once more (util/blas_kernel.h). */
+  fg__blas_kernel_reexec(argv);
   const char *cmd = argv[1];
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
     usage(stdout);
@@ -205,6 +210,12 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "--version") == 0) {
     printf("fulgur %s\n", FG_VERSION);
+    /* The BLAS kernels this engine runs with, as a run logs them: what
+     * benchmarks print beside their figures. */
+    bool slow = false;
+    char *blas = fg__blas_kernel_describe(&slow);
+    printf("%s\n", blas);
+    free(blas);
     return 0;
   }
   cli_args a = {0};

@@ -15,6 +15,7 @@
 
 #include "checker.h"
 #include "daemon.h"
+#include "util/blas_kernel.h"
 #include "util/xalloc.h"
 
 #ifndef FG_VERSION
@@ -201,6 +202,11 @@ int main(int argc, char **argv) {
   char *exe_dir = self_dir();
   if (!o->worker_path) o->worker_path = worker_default = fg__xasprintf("%s/fulgur-worker", exe_dir);
   free(exe_dir);
+
+  /* The workers and the checker inherit this environment: an OpenBLAS
+   * kernel choice made here is theirs from their first instruction, and
+   * none of them has to execute itself again (util/blas_kernel.h). */
+  fg__blas_kernel_prepare_env();
 
   int code = 1;
   char *err = NULL;

@@ -49,6 +49,7 @@
 #include "fulgur/run.h"
 #include "pipe_sink.h"
 #include "roots.h"
+#include "util/blas_kernel.h"
 #include "util/job_opts.h"
 #include "util/xalloc.h"
 
@@ -314,6 +315,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: fulgur-worker check|run ... (started by fulgurd)\n");
     return 2;
   }
+  /* fulgurd has set OPENBLAS_CORETYPE when it needs setting; this catches
+   * a worker started otherwise (util/blas_kernel.h). */
+  fg__blas_kernel_reexec(argv);
   if (strcmp(argv[1], "check") == 0 && argc >= 3 && strcmp(argv[2], "--serve") == 0) {
     /* A warm checker lives as long as the daemon that asks it, and leaves
      * Ctrl-C to it: the daemon ends it by closing its stdin. */

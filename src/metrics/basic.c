@@ -66,7 +66,7 @@ static int accuracy_update(void *self, const fg_value *kw, char **err) {
       (rc = tensor_arg(kw, "target", &target, err)))
     return rc;
   fg_tensor *hits = NULL, *tmp = NULL, *tmp2 = NULL;
-  bool float_preds = fg_tensor_dtype(preds) == FG_FLOAT32 || fg_tensor_dtype(preds) == FG_FLOAT64;
+  bool float_preds = fg__dtype_is_float(fg_tensor_dtype(preds));
   if (a->task == TASK_BINARY) {
     if (float_preds) {
       /* TorchMetrics: values outside [0, 1] are logits and get a sigmoid. */

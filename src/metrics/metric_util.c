@@ -6,6 +6,7 @@
 #include "metrics/metric_util.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,17 @@ int fg__metric_preds_target(const fg_value *kw, const fg_tensor **preds,
   return rc;
 }
 
-bool fg__dtype_is_float(fg_dtype d) { return d == FG_FLOAT32 || d == FG_FLOAT64; }
+/* x rounded to bfloat16 (to nearest, ties to even, as torch converts). */
+static double bf16_round(double x) {
+  float f = (float)x;
+  uint32_t bits;
+  memcpy(&bits, &f, sizeof bits);
+  bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+bool fg__dtype_is_float(fg_dtype d) { return d == FG_FLOAT32 || d == FG_FLOAT64 || d == FG_BFLOAT16; }
 
 static int copy_out(const fg_tensor *t, fg_dtype dtype, void **out, char **err) {
   size_t n = (size_t)fg_tensor_numel(t), bytes = n * fg_dtype_size(dtype);
@@ -160,8 +171,11 @@ int fg__binary_pred_labels(const fg_tensor *preds, double threshold, int64_t **o
   double *prob = NULL;
   int rc = probs_via(preds, sigmoid_op, &prob, err);
   if (rc) return rc;
-  /* torch compares a float32 tensor with a Python float in float32. */
-  double thr = fg_tensor_dtype(preds) == FG_FLOAT32 ? (double)(float)threshold : threshold;
+  /* torch compares a float tensor with a Python float in the tensor's
+   * dtype (float32, or bfloat16 under bf16 autocast). */
+  double thr = threshold;
+  if (fg_tensor_dtype(preds) == FG_FLOAT32) thr = (double)(float)threshold;
+  if (fg_tensor_dtype(preds) == FG_BFLOAT16) thr = bf16_round(threshold);
   int64_t *lab = malloc((n ? n : 1) * sizeof *lab);
   if (lab == NULL) {
     free(prob);

@@ -199,9 +199,10 @@ static void emit_artifact(fg_loop *l, const char *what, const char *path) {
   fg_events_emit(l->events, &ev);
 }
 
-/* One task on one batch: predict_<task>(batch, its deps, state, path);
+/* One task on one batch: predict_<task>(batch, its deps, state, path),
+ * inside trainer.precision's forward context (Lightning's predict_step);
  * a non-None result is appended to the state. Touches only the task. */
-static int run_task(fg_module *m, task *k, const fg_value *batch, const fg_value *deps,
+static int run_task(fg_module *m, fg_precision prec, task *k, const fg_value *batch, const fg_value *deps,
                     int64_t batch_no, char **err) {
   fg_value *mine = fg_value_dict();
   for (size_t d = 0; d < k->n_deps; d++)
@@ -210,7 +211,12 @@ static int run_task(fg_module *m, task *k, const fg_value *batch, const fg_value
   const fg_value *args[4] = {batch, mine, k->state, pathv};
   const char *hook = k->hook;
   fg_value *r = NULL;
-  int rc = fg_module_call_hook(m, hook, args, 4, &r, err);
+  fg_autocast_prev prev;
+  int rc = fg__precision_begin(prec, &prev, err);
+  if (rc == 0) {
+    rc = fg_module_call_hook(m, hook, args, 4, &r, err);
+    fg__precision_end(prec, &prev);
+  }
   if (rc) {
     fg_err_prefix(err, rc, "predict task '%s', batch %lld", k->name, (long long)batch_no);
   } else if (r && fg_value_kind_of(r) != FG_VALUE_NONE) {
@@ -241,6 +247,7 @@ typedef struct {
   pthread_t *threads;
   int n_threads;
   bool stop;
+  fg_precision prec;
   /* the current batch */
   fg_module *m;
   task *tasks;
@@ -262,7 +269,7 @@ static void *worker(void *arg) {
     size_t t = p->next++;
     pthread_mutex_unlock(&p->mu);
     char *e = NULL;
-    int rc = run_task(p->m, &p->tasks[t], p->batch, p->deps, p->batch_no, &e);
+    int rc = run_task(p->m, p->prec, &p->tasks[t], p->batch, p->deps, p->batch_no, &e);
     pthread_mutex_lock(&p->mu);
     p->rcs[t] = rc;
     p->errs[t] = e;
@@ -272,9 +279,10 @@ static void *worker(void *arg) {
   return NULL;
 }
 
-static pool_t *pool_create(int n_threads, size_t nt) {
+static pool_t *pool_create(int n_threads, fg_precision prec, size_t nt) {
   if (n_threads < 2 || nt < 2) return NULL; /* nothing to overlap */
   pool_t *p = fg__xcalloc(1, sizeof *p);
+  p->prec = prec;
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->work, NULL);
   pthread_cond_init(&p->done, NULL);
@@ -543,7 +551,7 @@ int fg__predict_run(fg_loop *l, const char *ckpt, fg__cancel_fn cancelled, const
    * eval() too). */
   fg_module_train(m, false);
   bool was = fg_torch_set_grad_enabled(false);
-  pool_t *pool = rc == 0 ? pool_create(l->opts->predict_threads, nt) : NULL;
+  pool_t *pool = rc == 0 ? pool_create(l->opts->predict_threads, l->opts->precision, nt) : NULL;
   inflight prev = {0};
   size_t n_loaders = fg_datamodule_num_loaders(l->dm, "predict");
   int64_t batch_no = 0;
@@ -576,8 +584,12 @@ int fg__predict_run(fg_loop *l, const char *ckpt, fg__cancel_fn cancelled, const
        * its own error waits until the earlier batch is accounted for. */
       char *derr = NULL;
       int drc = fg_dataloader_next(dl, &batch, &derr);
-      /* Each dependency once, in order; later ones see earlier ones. */
+      /* Each dependency once, in order; later ones see earlier ones; in
+       * trainer.precision's forward context, as the tasks. */
       fg_value *deps = fg_value_dict();
+      fg_autocast_prev ac;
+      bool in_context = false;
+      if (drc == 0 && batch) in_context = (drc = fg__precision_begin(l->opts->precision, &ac, &derr)) == 0;
       for (size_t d = 0; d < order.n && drc == 0 && batch; d++) {
         const fg_value *args[2] = {batch, deps};
         fg_value *v = NULL;
@@ -585,6 +597,7 @@ int fg__predict_run(fg_loop *l, const char *ckpt, fg__cancel_fn cancelled, const
         if (drc) fg_err_prefix(&derr, drc, "predict batch %lld", (long long)batch_no);
         else fg_value_dict_set(deps, order.names[d], v ? v : fg_value_none());
       }
+      if (in_context) fg__precision_end(l->opts->precision, &ac);
       if (pool) rc = finish_inflight(l, pool, nt, &prev, err);
       if (rc == 0 && drc) {
         rc = drc;
@@ -604,7 +617,7 @@ int fg__predict_run(fg_loop *l, const char *ckpt, fg__cancel_fn cancelled, const
         prev = (inflight){batch, deps, b, nb, true};
         continue;
       }
-      for (size_t t = 0; t < nt && rc == 0; t++) rc = run_task(m, &tasks[t], batch, deps, batch_no, err);
+      for (size_t t = 0; t < nt && rc == 0; t++) rc = run_task(m, l->opts->precision, &tasks[t], batch, deps, batch_no, err);
       fg_value_free(deps);
       fg_value_free(batch);
       if (rc == 0) {

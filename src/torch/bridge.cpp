@@ -2,6 +2,8 @@
 // exception guard. No training logic lives here.
 #include <dlfcn.h>
 
+#include <ATen/autocast_mode.h>
+
 #include "torch/bridge_internal.hpp"
 
 namespace fg {
@@ -14,6 +16,7 @@ at::ScalarType to_scalar_type(fg_dtype d) {
     case FG_INT32: return at::kInt;
     case FG_UINT8: return at::kByte;
     case FG_BOOL: return at::kBool;
+    case FG_BFLOAT16: return at::kBFloat16;
   }
   throw std::runtime_error("unknown dtype");
 }
@@ -26,6 +29,7 @@ fg_dtype from_scalar_type(at::ScalarType s) {
     case at::kInt: return FG_INT32;
     case at::kByte: return FG_UINT8;
     case at::kBool: return FG_BOOL;
+    case at::kBFloat16: return FG_BFLOAT16;
     default: break;
   }
   // Other dtypes (half, int16...) are reported as float32-compatible only
@@ -45,6 +49,7 @@ size_t fg_dtype_size(fg_dtype d) {
     case FG_FLOAT32: case FG_INT32: return 4;
     case FG_FLOAT64: case FG_INT64: return 8;
     case FG_UINT8: case FG_BOOL: return 1;
+    case FG_BFLOAT16: return 2;
   }
   return 0;
   FG_GUARD_END_RETURN(0)
@@ -52,8 +57,8 @@ size_t fg_dtype_size(fg_dtype d) {
 
 const char *fg_dtype_name(fg_dtype d) {
   FG_GUARD_BEGIN
-  static const char *const names[] = {"float32", "float64", "int64", "int32", "uint8", "bool"};
-  return (unsigned)d < 6 ? names[d] : "unknown";
+  static const char *const names[] = {"float32", "float64", "int64", "int32", "uint8", "bool", "bfloat16"};
+  return (unsigned)d < sizeof names / sizeof names[0] ? names[d] : "unknown";
   FG_GUARD_END_RETURN("unknown")
 }
 
@@ -115,6 +120,31 @@ bool fg_torch_set_grad_enabled(bool enabled) {
   at::GradMode::set_enabled(enabled);
   return was;
   FG_GUARD_END_RETURN(enabled)
+}
+
+// What torch.autocast's __enter__ and __exit__ do for device_type "cpu"
+// (torch/amp/autocast_mode.py, 1.13): dtype and enabled flag saved and
+// set, the nesting counted so the outermost exit clears the cast cache.
+int fg_torch_autocast_enter(fg_dtype dtype, fg_autocast_prev *prev, char **err) {
+  FG_GUARD_BEGIN
+  at::ScalarType st = fg::to_scalar_type(dtype);
+  if (st != at::kBFloat16) throw std::runtime_error("CPU autocast runs in bfloat16 only");
+  prev->enabled = at::autocast::is_cpu_enabled();
+  prev->scalar_type = static_cast<int8_t>(at::autocast::get_autocast_cpu_dtype());
+  at::autocast::set_autocast_cpu_dtype(st);
+  at::autocast::set_cpu_enabled(true);
+  at::autocast::increment_nesting();
+  return 0;
+  FG_GUARD_END
+}
+
+void fg_torch_autocast_exit(const fg_autocast_prev *prev) {
+  FG_GUARD_BEGIN
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_cpu_enabled(prev->enabled);
+  at::autocast::set_autocast_cpu_dtype(static_cast<at::ScalarType>(prev->scalar_type));
+  return FG_VOID;
+  FG_GUARD_END_RETURN(FG_VOID)
 }
 
 bool fg_torch_is_grad_enabled(void) {

@@ -60,7 +60,7 @@ static int eval_loader(fg_loop *l, fg_split split, size_t idx, size_t n_loaders,
     fg__profiler_stop(l->profiler, next_action, t0);
     fg_step_result r;
     t0 = fg__profiler_start(l->profiler);
-    rc = fg_module_forward_step(l->module, split, idx, batch, &r, err);
+    rc = fg__loop_forward_step(l, split, idx, batch, &r, err);
     fg__profiler_stop(l->profiler, step_action, t0);
     fg_value_free(batch);
     if (rc) {
@@ -265,7 +265,7 @@ static int train_batch(fg_loop *l, fg_value *batch, int64_t b, int64_t nb, fg_va
    * running statistics. */
   if (rc == 0 && l->ddp) rc = fg__ddp_broadcast_buffers(l->ddp, l->module, err);
   t0 = fg__profiler_start(l->profiler);
-  if (rc == 0) rc = fg_module_forward_step(l->module, FG_SPLIT_FIT, 0, batch, &r, err);
+  if (rc == 0) rc = fg__loop_forward_step(l, FG_SPLIT_FIT, 0, batch, &r, err);
   fg__profiler_stop(l->profiler, l->ddp ? "[Strategy]DDPStrategy.training_step"
                                         : "[Strategy]SingleDeviceStrategy.training_step", t0);
   fg_value_free(batch);

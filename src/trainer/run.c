@@ -11,6 +11,7 @@
 #include "fulgur/optim.h"
 #include "fulgur/registry.h"
 #include "trainer/trainer.h"
+#include "util/blas_kernel.h"
 #include "util/xalloc.h"
 
 static void warn_unmatched(void *ctx, const char *pattern) {
@@ -154,6 +155,13 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   }
   if (run_dir) fg_events_log(bus, FG_LOG_INFO, "run directory: %s%s", run_dir,
                              continuing ? " (continued)" : "");
+  {
+    bool slow = false;
+    char *blas = fg__blas_kernel_describe(&slow);
+    fg_events_log(bus, slow ? FG_LOG_WARNING : FG_LOG_INFO, "%s", blas);
+    free(blas);
+  }
+  fg__precision_warn(&topts, bus);
   if (ddp)
     fg_events_log(bus, FG_LOG_INFO, "strategy ddp: %d ranks (%d on this machine), rank 0 logs",
                   fg__ddp_world(ddp), fg__ddp_local_world(ddp));

@@ -40,6 +40,11 @@ struct fg_class;
 extern const struct fg_class fg__tb_logger_class;
 
 typedef enum { FG_PROFILER_NONE = 0, FG_PROFILER_SIMPLE, FG_PROFILER_PYTORCH } fg_profiler_kind;
+/* trainer.precision as the loops run it (trainer_config.c's table). */
+typedef enum {
+  FG_PRECISION_32 = 0,
+  FG_PRECISION_BF16_MIXED, /* CPU autocast to bf16 around each step (precision.c) */
+} fg_precision;
 
 typedef struct {
   int64_t max_epochs; /* -1 = no limit */
@@ -56,6 +61,7 @@ typedef struct {
   int num_threads;
   int predict_threads; /* worker threads running predict tasks */
   bool deterministic;
+  fg_precision precision;
   /* Owned; the config's order with the checkpoint savers last
    * (fg__callbacks_add). */
   fg_callback **callbacks;
@@ -313,6 +319,17 @@ typedef struct {
  * the resumed runs' before it (max_time counts both, as Lightning's Timer
  * restored from a checkpoint). */
 double fg__loop_fit_elapsed(const fg_loop *l);
+/* trainer.precision (precision.c). begin/end bracket a step's forward
+ * context (bf16-mixed: CPU autocast; 32: nothing); end is for a begin
+ * that returned 0. */
+int fg__precision_begin(fg_precision p, fg_autocast_prev *prev, char **err);
+void fg__precision_end(fg_precision p, const fg_autocast_prev *prev);
+/* fg_module_forward_step inside the precision's forward context. */
+int fg__loop_forward_step(fg_loop *l, fg_split split, size_t dataloader_idx, const fg_value *batch,
+                          fg_step_result *out, char **err);
+/* Once per run: bf16 on a CPU without bf16 instructions will be slow. */
+void fg__precision_warn(const fg_trainer_opts *o, fg_events *bus);
+
 /* The fit loop (loop.c): sanity check, epochs, callbacks' hooks. */
 int fg__loop_fit(fg_loop *l, char **err);
 /* Validate or test over every dataloader of the split; logs epoch metrics. */

@@ -39,15 +39,17 @@ static int check_limit(const fg_node *v, const char *k, char **err) {
 static const struct {
   const char *name;
   const char *why; /* NULL: supported */
+  fg_precision runs_as;
 } precisions[] = {
-    {"32", NULL},
-    {"32-true", NULL},
+    {"32", NULL, FG_PRECISION_32},
+    {"32-true", NULL, FG_PRECISION_32},
     {"16-mixed", "CPU has no fp16 autocast in this build"},
     {"16", "CPU has no fp16 autocast in this build"},
     {"16-true", "this build has no fp16 CPU kernels for training"},
-    {"bf16-mixed", "bf16 autocast is not in this build yet"},
-    {"bf16", "bf16 autocast is not in this build yet"},
-    {"bf16-true", "bf16 training is not in this build yet"},
+    /* Lightning 2.x reads "bf16" as "bf16-mixed". */
+    {"bf16-mixed", NULL, FG_PRECISION_BF16_MIXED},
+    {"bf16", NULL, FG_PRECISION_BF16_MIXED},
+    {"bf16-true", "bf16 weights are not in this build yet; bf16-mixed is"},
     {"64", "float64 training is not in this build"},
     {"64-true", "float64 training is not in this build"},
     {"transformer-engine", "Transformer Engine needs CUDA"},
@@ -67,6 +69,13 @@ static int check_precision(const fg_node *v, const char *k, char **err) {
     return fg_config_error(err, v, k, "'%s': %s; use precision: 32-true", s, precisions[i].why);
   }
   return fg_config_error(err, v, k, "'%s' is not one of Lightning's precision values; use 32-true", s);
+}
+/* A checked precision value (NULL: 32-true) as the loops run it. */
+static fg_precision precision_of(const fg_node *v) {
+  if (v == NULL || fg_node_kind_of(v) != FG_NODE_STRING) return FG_PRECISION_32;
+  for (size_t i = 0; i < sizeof precisions / sizeof precisions[0]; i++)
+    if (strcmp(precisions[i].name, fg_node_str(v)) == 0) return precisions[i].runs_as;
+  return FG_PRECISION_32;
 }
 static int check_accelerator(const fg_node *v, const char *k, char **err) {
   const char *s = fg_node_str(v);
@@ -479,6 +488,7 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o->predict_threads = n > 0 ? (int)n : 1;
   }
+  o->precision = precision_of(fg_node_get(cfg, "precision"));
   const fg_node *det = fg_node_get(cfg, "deterministic");
   o->deterministic = det && fg_node_kind_of(det) == FG_NODE_BOOL && fg_node_bool(det);
 

@@ -35,6 +35,7 @@ typedef enum {
   FG_INT32,
   FG_UINT8,
   FG_BOOL,
+  FG_BFLOAT16, /* what bf16 autocast computes in (trainer.precision: bf16-mixed) */
 } fg_dtype;
 
 /* Size in bytes of one element of dtype. */
@@ -59,6 +60,22 @@ int fg_torch_get_rng_state(fg_tensor **out, char **err);
 int fg_torch_set_rng_state(const fg_tensor *state, char **err);
 /* Grad mode for the calling thread; returns the previous setting. */
 bool fg_torch_set_grad_enabled(bool enabled);
+
+/* CPU autocast, as torch.autocast("cpu", dtype=...) in PyTorch: between
+ * enter and exit, ops on this thread run in autocast's CPU policy
+ * (matmuls and convolutions in `dtype`, precision-sensitive ops such as
+ * losses and reductions in float32); the tensors the caller holds keep
+ * their dtypes. Per thread, as grad mode. Regions nest; the casts of leaf
+ * tensors (the parameters) are cached within the outermost region and
+ * dropped when it ends, so an optimizer step between regions is seen.
+ * fg_autocast_prev holds what exit restores (libtorch's state, opaque). */
+typedef struct {
+  bool enabled;
+  int8_t scalar_type;
+} fg_autocast_prev;
+int fg_torch_autocast_enter(fg_dtype dtype, fg_autocast_prev *prev, char **err);
+/* Can't fail. */
+void fg_torch_autocast_exit(const fg_autocast_prev *prev);
 bool fg_torch_is_grad_enabled(void);
 
 /* ---- creation and lifetime ------------------------------------------- */

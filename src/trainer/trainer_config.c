@@ -275,6 +275,7 @@ int fg__trainer_config_check(fg_node *cfg, bool fill, char **err) {
     free(p);
     if (rc) return rc;
   }
+  if ((rc = fg__progress_bar_check(cfg, err))) return rc;
   fg_node *lg = fg_node_get(cfg, "logger");
   if (lg) rc = fg__loggers_check(lg, fill, err);
   return rc;
@@ -408,7 +409,7 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
     if (rc) goto fail;
     fg__callbacks_add(o, obj);
   }
-  if ((rc = fg__progress_bar_configure(o, err))) goto fail;
+  fg__progress_bar_configure(o);
   if (o->enable_model_summary && !fg__callbacks_have_summary(o))
     fg__callbacks_add(o, fg__model_summary_default());
   if (o->enable_checkpointing && !fg__callbacks_have_saver(o))

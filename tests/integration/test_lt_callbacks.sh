@@ -61,9 +61,9 @@ bad "float32_matmul_precision: low" "- {class_path: SetPrecisionAndCudnnCallback
 bad "deterministic_debug_mode: 5" "- {class_path: SetPrecisionAndCudnnCallback, init_args: {deterministic_debug_mode: 5}}" \
   "trainer.callbacks.0.init_args.deterministic_debug_mode: expected 'default', 'warn', 'error' or 0, 1, 2"
 bad "a progress bar with enable_progress_bar: false" "- {class_path: RichProgressBar}" \
-  "trainer.callbacks.0.init_args: a progress bar callback with trainer.enable_progress_bar: false"
+  "bad.yaml:4:7: trainer.callbacks.0: a progress bar callback with trainer.enable_progress_bar: false"
 bad "two progress bars" "- {class_path: RichProgressBar}
-- {class_path: TQDMProgressBar}" "trainer.callbacks.1.init_args: a second progress bar callback" \
+- {class_path: TQDMProgressBar}" "trainer.callbacks.1: a second progress bar callback" \
   --trainer.enable_progress_bar true
 bad "refresh_rate: -1" "- {class_path: RichProgressBar, init_args: {refresh_rate: -1}}" \
   "trainer.callbacks.0.init_args.refresh_rate: expected a refresh rate >= 0"

@@ -2,9 +2,10 @@
  * TQDMProgressBar, and lightning_template's RichProgressBar (Lightning's
  * with show_version and show_eta_time). Each one is fulgur's progress bar
  * (the terminal sink of sinks.c): a callback in the list is what draws it,
- * as in Lightning, with Lightning's rules (fg__progress_bar_configure):
- * refresh_rate 0 turns the bar off; a progress-bar callback with
- * enable_progress_bar: false, or two of them, is a config error.
+ * as in Lightning, with Lightning's rules: refresh_rate 0 turns the bar
+ * off (fg__progress_bar_configure); a progress-bar callback with
+ * enable_progress_bar: false, or two of them, is a config error
+ * (fg__progress_bar_check, so that a daemon's submit check sees it).
  *
  * What the bar shows is fulgur's one format (util/progress_bar.h), which
  * always has the ETA and never the version number: show_eta_time and
@@ -17,14 +18,13 @@
 
 #include "fulgur/config.h"
 #include "fulgur/error.h"
+#include "registry/builtins.h"
 #include "trainer/callbacks/callback.h"
 #include "util/xalloc.h"
 
 typedef struct {
   fg_callback base;
   int64_t refresh_rate;
-  fg_mark mark;    /* of init_args, for the config errors */
-  char *keypath;   /* trainer.callbacks.N.init_args */
   char *warning;   /* NULL: nothing to say */
 } progress_cb;
 
@@ -37,38 +37,46 @@ static int setup(fg_callback *cb, fg_loop *l, fg_stage stage, char **err) {
 
 static void progress_free(fg_callback *cb) {
   progress_cb *p = (progress_cb *)cb;
-  free(p->keypath);
   free(p->warning);
   free(p);
 }
 
 static const fg_callback_ops ops = {.name = "ProgressBar", .setup = setup, .free = progress_free};
 
-static int config_error_at(const progress_cb *p, const char *fmt, const char *arg, char **err) {
-  char *msg = fg__xasprintf(fmt, arg);
-  int rc = fg_err_set(err, FG_ECONFIG, "%s:%d:%d: %s: %s", p->mark.file ? p->mark.file : "<config>",
-                      p->mark.line, p->mark.col, p->keypath, msg);
-  free(msg);
-  return rc;
+void fg__progress_bar_configure(fg_trainer_opts *o) {
+  for (size_t i = 0; i < o->n_callbacks; i++)
+    if (o->callbacks[i]->ops == &ops && ((const progress_cb *)o->callbacks[i])->refresh_rate == 0)
+      o->enable_progress_bar = false;
 }
 
-int fg__progress_bar_configure(fg_trainer_opts *o, char **err) {
-  const progress_cb *found = NULL;
-  for (size_t i = 0; i < o->n_callbacks; i++) {
-    if (o->callbacks[i]->ops != &ops) continue;
-    const progress_cb *p = (const progress_cb *)o->callbacks[i];
+static bool is_progress_bar(const fg_node *cb) {
+  const fg_class *c = fg_registry_find(fg_node_str(fg_node_get(cb, "class_path")));
+  return c == &fg__rich_progress_bar_class || c == &fg__lt_rich_progress_bar_class ||
+         c == &fg__tqdm_progress_bar_class;
+}
+
+int fg__progress_bar_check(const fg_node *trainer, char **err) {
+  const fg_node *cbs = fg_node_get(trainer, "callbacks");
+  const fg_node *en = fg_node_get(trainer, "enable_progress_bar");
+  bool enabled = en == NULL || fg_node_kind_of(en) != FG_NODE_BOOL || fg_node_bool(en);
+  bool found = false;
+  for (size_t i = 0; cbs && fg_node_kind_of(cbs) == FG_NODE_SEQ && i < fg_node_len(cbs); i++) {
+    const fg_node *cb = fg_node_at(cbs, i);
+    if (!is_progress_bar(cb)) continue;
     /* Lightning's _configure_progress_bar: one bar at most, and none
      * when the trainer turns the bar off. */
+    char *k = fg__xasprintf("trainer.callbacks.%zu", i);
+    int rc = 0;
     if (found)
-      return config_error_at(p, "%s", "a second progress bar callback; Lightning allows one", err);
-    if (!o->enable_progress_bar)
-      return config_error_at(p, "%s",
-                             "a progress bar callback with trainer.enable_progress_bar: false; "
-                             "remove one of the two",
-                             err);
-    found = p;
+      rc = fg_config_error(err, cb, k, "a second progress bar callback; Lightning allows one");
+    else if (!enabled)
+      rc = fg_config_error(err, cb, k,
+                           "a progress bar callback with trainer.enable_progress_bar: false; "
+                           "remove one of the two");
+    free(k);
+    if (rc) return rc;
+    found = true;
   }
-  if (found && found->refresh_rate == 0) o->enable_progress_bar = false;
   return 0;
 }
 
@@ -111,8 +119,7 @@ static int create(const fg_class *cls, const fg_node *a, const char *keypath, vo
   progress_cb *p = fg__xcalloc(1, sizeof *p);
   p->base.ops = &ops;
   p->refresh_rate = fg_node_int(fg_node_get(a, "refresh_rate"));
-  p->mark = fg_node_mark(a);
-  p->keypath = fg__xstrdup(keypath);
+  fg_mark m = fg_node_mark(a);
   char *noop = NULL;
   if (set(fg_node_get(a, "theme"))) add(&noop, "theme");
   if (set(fg_node_get(a, "console_kwargs"))) add(&noop, "console_kwargs");
@@ -123,7 +130,7 @@ static int create(const fg_class *cls, const fg_node *a, const char *keypath, vo
   if (noop) {
     p->warning = fg__xasprintf("%s:%d:%d: %s: %s: %s has no effect: fulgur's progress bar has one "
                                "format",
-                               p->mark.file ? p->mark.file : "<config>", p->mark.line, p->mark.col,
+                               m.file ? m.file : "<config>", m.line, m.col,
                                keypath, strrchr(cls->name, '.') + 1, noop);
     free(noop);
   }

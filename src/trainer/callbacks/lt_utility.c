@@ -93,6 +93,7 @@ static int precision_create(const fg_class *cls, const fg_node *a, const char *k
   (void)cls, (void)err;
   /* The CUDA switches the config set, in one sentence. */
   char *cuda = NULL;
+  int n_cuda = 0;
   static const char *const cuda_keys[] = {"float32_matmul_precision",
                                           "allow_fp16_reduced_precision_reduction", "cudnn_enabled"};
   for (size_t i = 0; i < sizeof cuda_keys / sizeof cuda_keys[0]; i++) {
@@ -100,6 +101,7 @@ static int precision_create(const fg_class *cls, const fg_node *a, const char *k
     char *joined = cuda ? fg__xasprintf("%s, %s", cuda, cuda_keys[i]) : fg__xstrdup(cuda_keys[i]);
     free(cuda);
     cuda = joined;
+    n_cuda++;
   }
   const fg_node *dm = fg_node_get(a, "deterministic_debug_mode");
   bool debug = set(dm) && debug_mode_of(dm) != 0;
@@ -108,9 +110,11 @@ static int precision_create(const fg_class *cls, const fg_node *a, const char *k
     why = fg__xasprintf(
         "SetPrecisionAndCudnnCallback: %s%s%s%s",
         cuda ? cuda : "",
-        cuda ? " have no effect: they set CUDA's TF32 and fp16 matmul modes and cuDNN, and this "
-               "libtorch is CPU-only (its float32 matmuls are always full precision)"
-             : "",
+        !cuda ? ""
+        : n_cuda > 1 ? " have no effect: they set CUDA's TF32 and fp16 matmul modes and cuDNN, and "
+                       "this libtorch is CPU-only (its float32 matmuls are always full precision)"
+                     : " has no effect: it is a CUDA or cuDNN switch, and this libtorch is CPU-only "
+                       "(its float32 matmuls are always full precision)",
         cuda && debug ? "; " : "",
         debug ? "deterministic_debug_mode has no effect: Lightning's Trainer sets "
                 "use_deterministic_algorithms from trainer.deterministic after the callbacks are "

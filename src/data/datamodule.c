@@ -26,6 +26,9 @@ struct fg_datamodule {
   char *keypath;
   char **warnings; /* fg_datamodule_warning's, owned */
   size_t n_warnings;
+  /* fg_datamodule_set_fold: one loader per split over the fold (NULL
+   * when no fold is set). */
+  fg_dataloader *fold_loaders[FG_SPLIT_COUNT];
 };
 
 static int split_index(const char *split) {
@@ -34,8 +37,16 @@ static int split_index(const char *split) {
   return -1;
 }
 
+static void clear_folds(fg_datamodule *dm) {
+  for (int s = 0; s < FG_SPLIT_COUNT; s++) {
+    fg_dataloader_free(dm->fold_loaders[s]);
+    dm->fold_loaders[s] = NULL;
+  }
+}
+
 void fg_datamodule_free(fg_datamodule *dm) {
   if (dm == NULL) return;
+  clear_folds(dm);
   for (int s = 0; s < FG_SPLIT_COUNT; s++) {
     for (size_t i = 0; i < dm->n_slots[s]; i++) {
       fg_dataloader_free(dm->slots[s][i].loader);
@@ -51,6 +62,7 @@ void fg_datamodule_free(fg_datamodule *dm) {
 
 size_t fg_datamodule_num_loaders(const fg_datamodule *dm, const char *split) {
   int s = split_index(split);
+  if (s >= 0 && dm->fold_loaders[s]) return 1;
   return s < 0 ? 0 : dm->n_slots[s];
 }
 
@@ -64,6 +76,10 @@ void fg_datamodule_set_distributed(fg_datamodule *dm, int rank, int world_size) 
 int fg_datamodule_loader(fg_datamodule *dm, const char *split, size_t idx, fg_dataloader **out,
                          char **err) {
   int s = split_index(split);
+  if (s >= 0 && dm->fold_loaders[s] && idx == 0) {
+    *out = dm->fold_loaders[s];
+    return 0;
+  }
   if (s < 0 || idx >= dm->n_slots[s])
     return fg_err_set(err, FG_EINVAL, "data: no %s dataloader %zu", split, idx);
   loader_slot *slot = &dm->slots[s][idx];
@@ -87,6 +103,38 @@ int fg_datamodule_loader(fg_datamodule *dm, const char *split, size_t idx, fg_da
   }
   *out = slot->loader;
   return 0;
+}
+
+int fg_datamodule_set_fold(fg_datamodule *dm, int64_t num_folds, int64_t fold, char **err) {
+  clear_folds(dm);
+  if (num_folds <= 1) return 0;
+  fg_dataloader *fit = NULL;
+  int rc = fg_datamodule_loader(dm, "fit", 0, &fit, err);
+  if (rc) return rc;
+  fg_dataset *base = fg_dataloader_dataset(fit);
+  int64_t *train = NULL, *test = NULL, n_train = 0, n_test = 0;
+  rc = fg_kfold_split(fg_dataset_len(base), num_folds, fold, &train, &n_train, &test, &n_test, err);
+  if (rc) return fg_err_prefix(err, rc, "trainer.num_folds");
+  for (int s = 0; s < FG_SPLIT_COUNT && rc == 0; s++) {
+    fg_dataset *ds = NULL;
+    rc = s == 0 ? fg_dataset_subset_create(base, train, n_train, &ds, err)
+                : fg_dataset_subset_create(base, test, n_test, &ds, err);
+    if (rc) break;
+    /* Lightning_template builds the fold loaders from each split's own
+     * dataloader_cfg (fit's options where a split has none). */
+    fg_dataloader_opts o = dm->n_slots[s] > 0 ? dm->slots[s][0].opts : dm->slots[0][0].opts;
+    if (dm->n_slots[s] == 0) o.shuffle = false;
+    o.seed = dm->seed;
+    o.rank = dm->rank;
+    o.world_size = dm->world_size;
+    o.pad = s == 0;
+    rc = fg_dataloader_create(ds, &o, &dm->fold_loaders[s], err);
+    fg_dataset_unref(ds);
+  }
+  free(train);
+  free(test);
+  if (rc) clear_folds(dm);
+  return rc;
 }
 
 /* ---- config ------------------------------------------------------------------- */
@@ -354,7 +402,8 @@ static const fg_param dm_params[] = {
     {"dataloader_cfg", FG_T_MAP | FG_T_SEQ, "{}", "DataLoader options per split (a split config)", NULL, 0},
 };
 
-static const char *const dm_aliases[] = {"DataModule", "lightning_template.DataModule", NULL};
+static const char *const dm_aliases[] = {"DataModule", "lightning_template.DataModule",
+                                        "lightning_template.LightningDataModule", NULL};
 
 const fg_class fg__datamodule_class = {
     .name = "fulgur.DataModule", .aliases = dm_aliases, .kind = FG_KIND_DATAMODULE,

@@ -46,6 +46,14 @@ extern const fg_class fg__lr_monitor_class;
 extern const fg_class fg__early_stopping_class;
 extern const fg_class fg__model_summary_class;
 extern const fg_class fg__rich_model_summary_class;
+extern const fg_class fg__rich_progress_bar_class;
+extern const fg_class fg__lt_rich_progress_bar_class;
+extern const fg_class fg__tqdm_progress_bar_class;
+extern const fg_class fg__set_precision_and_cudnn_class;
+extern const fg_class fg__set_wandb_logger_class;
+extern const fg_class fg__custom_repr_class;
+extern const fg_class fg__set_sharing_strategy_class;
+extern const fg_class fg__save_and_log_config_class;
 /* optim/ */
 extern const fg_class fg__sgd_class;
 extern const fg_class fg__adam_class;

@@ -126,6 +126,41 @@ c10::IValue to_call_ivalue(const fg_jit_module *jm, const fg_value *v) {
   return fg::to_ivalue(v, nullptr);
 }
 
+// A value as a method's parameter type asks for it: dicts and lists built
+// with the element types of the signature (Dict[str, Dict[str, Tensor]],
+// List[Tensor], Optional[...]), which TorchScript's argument check accepts
+// where the untyped conversion's Dict[str, Any] or List[Any] fails. Other
+// types (and values that do not fit) convert as to_call_ivalue does; a
+// mismatch is then TorchScript's own error naming the parameter.
+c10::IValue to_typed_ivalue(const fg_jit_module *jm, const fg_value *v, const c10::TypePtr &type) {
+  for (const auto &o : jm->outputs)
+    if (o.first == v && same_object(v, o.second)) return o.second;
+  c10::TypePtr want = type;
+  if (auto opt = want->cast<c10::OptionalType>()) {
+    if (fg_value_kind_of(v) == FG_VALUE_NONE) return c10::IValue();
+    want = opt->getElementType();
+  }
+  if (fg_value_kind_of(v) == FG_VALUE_DICT) {
+    auto dt = want->cast<c10::DictType>();
+    if (dt && dt->getKeyType()->kind() == c10::TypeKind::StringType) {
+      c10::impl::GenericDict d(dt->getKeyType(), dt->getValueType());
+      for (size_t i = 0; i < fg_value_len(v); i++)
+        d.insert(c10::IValue(std::string(fg_value_dict_key_at(v, i))),
+                 to_typed_ivalue(jm, fg_value_dict_value_at(v, i), dt->getValueType()));
+      return d;
+    }
+  }
+  if (fg_value_kind_of(v) == FG_VALUE_LIST) {
+    if (auto lt = want->cast<c10::ListType>()) {
+      c10::impl::GenericList l(lt->getElementType());
+      for (size_t i = 0; i < fg_value_len(v); i++)
+        l.push_back(to_typed_ivalue(jm, fg_value_list_at(v, i), lt->getElementType()));
+      return l;
+    }
+  }
+  return to_call_ivalue(jm, v);
+}
+
 // Python's Module.state_dict() order: a module's own parameters, then its
 // own buffers (each in attribute order, which torch.jit.script keeps from
 // _parameters and _buffers), then each child under "<child>.". Attributes
@@ -275,7 +310,10 @@ int fg_jit_call(fg_jit_module *jm, const char *method, const fg_value *const *ar
   // address may now hold this call's input).
   if (std::strcmp(method, "forward") == 0) jm->outputs.clear();
   std::vector<c10::IValue> in;
-  for (size_t i = 0; i < n; i++) in.push_back(to_call_ivalue(jm, args[i]));
+  const auto &params = meth->function().getSchema().arguments(); // self first
+  for (size_t i = 0; i < n; i++)
+    in.push_back(i + 1 < params.size() ? to_typed_ivalue(jm, args[i], params[i + 1].type())
+                                       : to_call_ivalue(jm, args[i]));
   c10::IValue r = (*meth)(std::move(in));
   fg_value *v = fg::from_ivalue(r);
   if (v == nullptr) throw std::runtime_error(std::string(method) + " returned a value fulgur cannot read");

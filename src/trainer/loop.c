@@ -510,6 +510,17 @@ static int fit_loop(fg_loop *l, char **err) {
   if (rc) return rc;
   if (do_val && o->num_sanity_val_steps != 0 && (rc = fg__loop_eval(l, FG_SPLIT_VAL, true, err)))
     return fg_err_prefix(err, rc, "sanity check");
+  /* lightning_template's KFoldLoop replaces the epochs, not the sanity
+   * check or the fit's start and end hooks. */
+  rc = o->num_folds > 1 ? fg__loop_fit_folds(l, err) : fg__loop_fit_epochs(l, err);
+  return rc ? rc : fg__callbacks_on_fit_end(l, err);
+}
+
+int fg__loop_fit_epochs(fg_loop *l, char **err) {
+  const fg_trainer_opts *o = l->opts;
+  size_t n_val = fg_datamodule_num_loaders(l->dm, "val");
+  bool do_val = n_val > 0 && !(o->limit[FG_SPLIT_VAL] == 0);
+  int rc;
   fg_dataloader *dl = NULL;
   if (fg_datamodule_num_loaders(l->dm, "fit") == 0)
     return fg_err_set(err, FG_ECONFIG, "data: no fit dataset is configured");
@@ -552,6 +563,5 @@ static int fit_loop(fg_loop *l, char **err) {
     if (stop_now(l, e + 1)) break;
   }
   /* Every rank ends with rank 0's buffers, as it has rank 0's weights. */
-  rc = l->ddp ? fg__ddp_broadcast_buffers(l->ddp, l->module, err) : 0;
-  return rc ? rc : fg__callbacks_on_fit_end(l, err);
+  return l->ddp ? fg__ddp_broadcast_buffers(l->ddp, l->module, err) : 0;
 }

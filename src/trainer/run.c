@@ -188,6 +188,7 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
   loop.pause_cancels = ro->stage != FG_STAGE_FIT;
   loop.seed = seed;
   loop.run_dir = run_dir;
+  loop.config = config;
   loop.last_metrics = fg_value_dict();
   loop.ddp = ddp;
   loop.rank_zero = rank_zero;
@@ -261,7 +262,10 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
                  .max_epochs = -1, .max_steps = -1};
   fg_events_emit(bus, &st);
   switch (ro->stage) {
-    case FG_STAGE_FIT: rc = fg__loop_fit(&loop, err); break;
+    case FG_STAGE_FIT:
+      rc = fg__loop_fit(&loop, err);
+      optim = loop.optim; /* a k-fold fit rebuilds them per fold (kfold.c) */
+      break;
     case FG_STAGE_VALIDATE: rc = fg__loop_eval(&loop, FG_SPLIT_VAL, false, err); break;
     case FG_STAGE_TEST: rc = fg__loop_eval(&loop, FG_SPLIT_TEST, false, err); break;
     case FG_STAGE_PREDICT: rc = fg__predict_run(&loop, ckpt, loop_cancelled, &loop, err); break;

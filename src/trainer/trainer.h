@@ -82,6 +82,7 @@ typedef struct {
   double max_time;           /* seconds of fit before a stop at a step boundary; NAN = none */
   bool use_distributed_sampler; /* false: under ddp every rank reads the whole dataset */
   bool continue_run;         /* a fit from a run's checkpoint continues that run directory */
+  int64_t num_folds;         /* lightning_template's k-fold fit (kfold.c); 1 = none */
   char **warnings;           /* the no-op arguments' warnings, each once per run */
   size_t n_warnings;
   /* Lightning's debugging flags (their limits are already in the fields
@@ -289,6 +290,7 @@ typedef struct {
   bool pause_cancels;     /* outside fit a pause is a cancel */
   uint64_t seed;          /* the run's seed (the fit data order) */
   const char *run_dir;
+  const fg_node *config;  /* the checked, merged config (SaveAndLogConfigCallback) */
   /* Where the loop is; pos.batches_done > 0 only when a resume starts
    * inside an epoch (train_epoch consumes it). */
   fg_ckpt_pos pos;
@@ -332,6 +334,13 @@ void fg__precision_warn(const fg_trainer_opts *o, fg_events *bus);
 
 /* The fit loop (loop.c): sanity check, epochs, callbacks' hooks. */
 int fg__loop_fit(fg_loop *l, char **err);
+/* The fit's epochs from l->pos (loop.c), without the fit's start and end
+ * hooks and the sanity check. */
+int fg__loop_fit_epochs(fg_loop *l, char **err);
+/* trainer.num_folds > 1 (kfold.c): lightning_template's KFoldLoop, the
+ * epochs once per fold, each from the starting weights and fresh
+ * optimizers. */
+int fg__loop_fit_folds(fg_loop *l, char **err);
 /* Validate or test over every dataloader of the split; logs epoch metrics. */
 int fg__loop_eval(fg_loop *l, fg_split split, bool sanity, char **err);
 

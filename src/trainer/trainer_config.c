@@ -254,6 +254,7 @@ static const fg_param trainer_params[] = {
     {"gradient_clip_val", FG_T_NULL | FG_T_FLOAT, "null", "clip gradients at this norm or value (null: no clipping)", check_clip, 0},
     {"gradient_clip_algorithm", FG_T_NULL | FG_T_STRING, "null", "norm (default) or value", check_clip_algorithm, 0},
     {"accumulate_grad_batches", FG_T_INT, "1", "batches whose gradients add up before an optimizer step", check_positive, 0},
+    {"num_folds", FG_T_NULL | FG_T_INT, "null", "lightning_template: k-fold cross-validation over the fit dataset, one fit per fold (null or 1: none)", check_null_or_positive_count, 0},
     {"val_check_interval", FG_T_NULL | FG_T_INT | FG_T_FLOAT, "null", "validate every fraction of an epoch (float) or every N batches (int); null: 1.0", check_limit, 0},
 };
 
@@ -327,6 +328,7 @@ int fg__trainer_config_check(fg_node *cfg, bool fill, char **err) {
     free(p);
     if (rc) return rc;
   }
+  if ((rc = fg__progress_bar_check(cfg, err))) return rc;
   fg_node *lg = fg_node_get(cfg, "logger");
   if (lg) rc = fg__loggers_check(lg, fill, err);
   return rc;
@@ -507,6 +509,7 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
   o->ddp_timeout = to ? fg_node_float(to) : 1800;
   o->num_threads_set = nt && fg_node_kind_of(nt) == FG_NODE_INT;
   debugging_flags(cfg, o);
+  o->num_folds = int_or(cfg, "num_folds", 1);
 
   const fg_node *cbs = fg_node_get(cfg, "callbacks");
   for (size_t i = 0; cbs && i < fg_node_len(cbs); i++) {
@@ -523,6 +526,7 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
                          "remove it or barebones");
     goto fail;
   }
+  fg__progress_bar_configure(o);
   if (o->enable_model_summary && !fg__callbacks_have_summary(o))
     fg__callbacks_add(o, fg__model_summary_default());
   if (o->enable_checkpointing && !fg__callbacks_have_saver(o))

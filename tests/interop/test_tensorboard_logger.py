@@ -35,29 +35,11 @@ import subprocess
 import sys
 import tempfile
 
-import crc32c
 import yaml
 from google.protobuf import struct_pb2
 
 from interop import FULGUR, check, finish
-
-SRC = os.environ.get("FG_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-PROTO = os.path.join(SRC, "proto")
-
-
-def compile_protos(out):
-    os.makedirs(out, exist_ok=True)
-    from grpc_tools import protoc
-    inc = os.path.join(os.path.dirname(protoc.__file__), "_proto")
-    if not os.path.isdir(inc):
-        inc = "/usr/lib/python3/dist-packages/grpc_tools/_proto"
-    files = ["tensorboard/event.proto", "tensorboard/summary.proto",
-             "tensorboard/plugins/hparams/plugin_data.proto"]
-    rc = protoc.main(["protoc", f"-I{PROTO}", f"-I{inc}", f"--python_out={out}"] + files)
-    if rc != 0:
-        raise SystemExit(f"grpc_tools.protoc failed ({rc})")
-    sys.path.insert(0, out)
-
+from tb_events import compile_protos, masked_crc, records
 
 WORK = tempfile.mkdtemp(prefix="fg-tb-")
 compile_protos(os.path.join(WORK, "pb"))
@@ -66,35 +48,6 @@ from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: E402
 
 
 # ---- reading ---------------------------------------------------------------------
-
-def masked_crc(data):
-    c = crc32c.crc32c(data)
-    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def records(path):
-    """The records of a TFRecord file; raises on a bad frame or CRC."""
-    out = []
-    with open(path, "rb") as f:
-        data = f.read()
-    pos = 0
-    while pos < len(data):
-        if len(data) - pos < 12:
-            raise ValueError(f"truncated header at {pos}")
-        (n,) = struct.unpack_from("<Q", data, pos)
-        (hcrc,) = struct.unpack_from("<I", data, pos + 8)
-        if hcrc != masked_crc(data[pos:pos + 8]):
-            raise ValueError(f"length CRC mismatch at {pos}")
-        body = data[pos + 12:pos + 12 + n]
-        if len(body) != n or len(data) < pos + 16 + n:
-            raise ValueError(f"truncated record at {pos}")
-        (dcrc,) = struct.unpack_from("<I", data, pos + 12 + n)
-        if dcrc != masked_crc(body):
-            raise ValueError(f"data CRC mismatch at {pos}")
-        out.append(body)
-        pos += 16 + n
-    return out
-
 
 def varint(b, i):
     v = shift = 0

@@ -108,6 +108,18 @@ typedef struct {
 int fg_dataset_tensordict_create(const fg_tensordict_opts *opts,
                                  fg_dataset **out, char **err);
 
+/* torch.utils.data.Subset(base, idx): samples idx[0..n-1] of base, in that
+ * order (the subset takes a reference to base and copies idx). An index
+ * outside base is FG_EINVAL. */
+int fg_dataset_subset_create(fg_dataset *base, const int64_t *idx, int64_t n,
+                             fg_dataset **out, char **err);
+/* sklearn.model_selection.KFold(n_splits) without shuffling, fold `fold`
+ * of split(range(n_samples)): *test the fold's contiguous block, *train
+ * the other indices in order (both malloc'd, the caller frees). Errors as
+ * sklearn's: n_splits < 2, or more splits than samples. */
+int fg_kfold_split(int64_t n_samples, int64_t n_splits, int64_t fold, int64_t **train,
+                   int64_t *n_train, int64_t **test, int64_t *n_test, char **err);
+
 /* ---- DataLoader ----------------------------------------------------------- */
 
 typedef struct fg_dataloader fg_dataloader;
@@ -194,6 +206,13 @@ void fg_datamodule_reload(fg_datamodule *dm, const char *split);
 /* Turns shuffling off for the loaders of a split (Lightning's
  * overfit_batches does it for fit); returns whether any had it on. */
 bool fg_datamodule_unshuffle(fg_datamodule *dm, const char *split);
+/* lightning_template's k-fold cross-validation (LightningDataModule's
+ * setup_folds and setup_fold_index): fold `fold` of fg_kfold_split over the
+ * fit dataset (the first fit dataset) replaces every split's loaders by one
+ * loader: fit reads the other folds, val, test and predict read this fold,
+ * each with its split's first DataLoader options (fit's when the split has
+ * none). num_folds 1 (or less) goes back to the configured loaders. */
+int fg_datamodule_set_fold(fg_datamodule *dm, int64_t num_folds, int64_t fold, char **err);
 
 #ifdef __cplusplus
 }

@@ -84,6 +84,13 @@ fg_callback *fg__model_checkpoint_default(void);
 fg_callback *fg__model_summary_default(void);
 bool fg__callbacks_have_summary(const fg_trainer_opts *o);
 
+/* Lightning's progress-bar rules (progress_bar_cb.c). The check, over the
+ * checked trainer section: at most one progress-bar callback, none with
+ * enable_progress_bar false (config errors at the callback). Configure,
+ * over the built list: a bar with refresh_rate 0 turns the bar off. */
+int fg__progress_bar_check(const fg_node *trainer, char **err);
+void fg__progress_bar_configure(fg_trainer_opts *o);
+
 /* init_args checks the callbacks share with the trainer section. */
 int fg__check_mode(const fg_node *v, const char *keypath, char **err); /* "min" or "max" */
 int fg__check_count(const fg_node *v, const char *keypath, char **err); /* int >= -1 */

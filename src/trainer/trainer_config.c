@@ -116,6 +116,9 @@ static int check_profiler(const fg_node *v, const char *k, char **err) {
 static int check_null_or_count(const fg_node *v, const char *k, char **err) {
   return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : check_int_min(v, k, 0, err);
 }
+static int check_null_or_positive_count(const fg_node *v, const char *k, char **err) {
+  return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : check_int_min(v, k, 1, err);
+}
 static int check_null_or_epochs(const fg_node *v, const char *k, char **err) {
   return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : check_int_min(v, k, -1, err);
 }

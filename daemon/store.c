@@ -177,15 +177,30 @@ int fgd_store_load_jobs(fgd_store *s, void (*cb)(void *ctx, const fgd_store_job 
   return 0;
 }
 
+static int64_t query_int(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  int64_t v = 0;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
 int fgd_store_nearly_full(fgd_store *s) {
   if (s->max_pages == 0) return 0;
-  sqlite3_stmt *st = NULL;
-  int64_t pages = 0;
-  if (sqlite3_prepare_v2(s->db, "PRAGMA page_count", -1, &st, NULL) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW)
-    pages = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return pages * 10 >= s->max_pages * 9;
+  int64_t pages = query_int(s->db, "PRAGMA page_count");
+  int64_t page_size = query_int(s->db, "PRAGMA page_size");
+  /* A job row larger than a page lives in overflow pages, and SQLite
+   * writes an updated row's new pages before it frees the old ones: each
+   * state change of the largest row needs that many pages free, with its
+   * event and index pages beside. Rows are few (one per job), so the scan
+   * is cheap next to the submit it guards. */
+  int64_t row = query_int(s->db, "SELECT max(length(config) + length(job) + "
+                                 "coalesce(length(resume_ckpt), 0)) FROM jobs");
+  int64_t row_pages = page_size > 0 ? (row + page_size - 1) / page_size : 1;
+  int64_t reserve = s->max_pages / 10;
+  if (reserve < 2 * row_pages + 2) reserve = 2 * row_pages + 2;
+  return pages + reserve >= s->max_pages;
 }
 
 uint64_t fgd_store_max_seq(fgd_store *s, int64_t job) {

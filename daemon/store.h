@@ -46,9 +46,10 @@ int fgd_store_update_job(fgd_store *s, int64_t rowid, const void *job, size_t le
 int fgd_store_put_event(fgd_store *s, int64_t job, uint64_t seq, const void *data, size_t len,
                         int *full, char **err);
 
-/* True when a size cap is set and less than a tenth of it is left: new
- * jobs are refused then, so the jobs already accepted keep room for their
- * events and state changes. */
+/* True when a size cap is set and less than its reserve is left (a tenth
+ * of the cap, or room to rewrite the largest job row twice over if that is
+ * more): new jobs are refused then, so the jobs already accepted keep room
+ * for their events and state changes. */
 int fgd_store_nearly_full(fgd_store *s);
 /* Calls cb for every job, in submission order. */
 int fgd_store_load_jobs(fgd_store *s, void (*cb)(void *ctx, const fgd_store_job *j), void *ctx,

@@ -417,11 +417,12 @@ stop_ok(d, "limits daemon")
 
 # ==== 9. a full state store =======================================================
 # --state-max-bytes caps the SQLite file (max_page_count) as a full disk
-# would. The checked config is stored re-emitted (comments dropped), so a
+# would (24 pages: a checked config with every default is a few pages, and
+# the daemon keeps room to rewrite the largest job row). The checked config is stored re-emitted (comments dropped), so a
 # comment would not fill anything: the job's name (kept in its row) does.
 # A quiet long job holds the one run slot, so the others wait and the
 # store fills only with what the test sends.
-d = Daemon(args=["--state-max-bytes", "40960", "--max-jobs", "1"]).start()
+d = Daemon(args=["--state-max-bytes", "98304", "--max-jobs", "1"]).start()
 W = d.work
 cleanup.append(W)
 quiet = tiny_config(f"{W}/long", max_epochs=100000, samples=500_000).replace(
@@ -430,6 +431,16 @@ c, hold = submit(d, quiet, name="holds-the-slot")
 check("full store: a long job runs", c == OK, f"{c} {hold}")
 if c == OK:
     check("... and holds the one run slot", settle(d, hold.id, {pb.RUNNING}) is not None)
+    # Its start-up events (run directory, BLAS kernels, model summary) come
+    # once the worker has loaded the engine: let them be stored first, so
+    # the reserve the daemon keeps for state changes is not spent on them.
+    last, since = -1, time.time()
+    start = since
+    while time.time() - since < 2 and time.time() - start < 30:
+        seq = d.stub.GetJob(pb.GetJobRequest(id=hold.id), timeout=10).last_seq
+        if seq != last:
+            last, since = seq, time.time()
+        time.sleep(0.2)
 accepted, failure = [hold.id] if c == OK else [], None
 for i in range(12):
     c, r = submit(d, quick(f"{W}/r{i}"), name=f"job{i}-" + "n" * 1500)

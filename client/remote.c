@@ -924,6 +924,17 @@ done:
 
 /* ---- commands ------------------------------------------------------------------- */
 
+/* What submit and fork print of the job they made (its id, or --json's
+ * Job), then its events with --watch. */
+static int reply_new_job(rctx *x, const Fulgur__V1__Job *job, bool watch) {
+  if (x->json) print_job_json(job);
+  else {
+    printf("%s\n", job->id);
+    fflush(stdout);
+  }
+  return watch ? watch_job(x, job->id, 0, WATCH_FOLLOW) : 0;
+}
+
 static int cmd_submit(rctx *x) {
   const char *stage_name = x->n_args > 1 ? x->args[1] : NULL;
   Fulgur__V1__Stage stage = fg_rpc_stage_parse(stage_name);
@@ -1008,12 +1019,7 @@ static int cmd_submit(rctx *x) {
     goto done;
   }
   free(ckpt_abs);
-  if (x->json) print_job_json(job);
-  else {
-    printf("%s\n", job->id);
-    fflush(stdout);
-  }
-  if (watch) code = watch_job(x, job->id, 0, WATCH_FOLLOW);
+  code = reply_new_job(x, job, watch);
 done:
   free_msg(job);
   free(yaml);
@@ -1223,12 +1229,7 @@ static int cmd_fork(rctx *x) {
   if ((code = call(x, FG_RPC_METHOD("ForkJob"), &req.base, &fulgur__v1__job__descriptor,
                    SUBMIT_TIMEOUT_MS, (ProtobufCMessage **)&job)))
     goto done;
-  if (x->json) print_job_json(job);
-  else {
-    printf("%s\n", job->id);
-    fflush(stdout);
-  }
-  if (watch) code = watch_job(x, job->id, 0, WATCH_FOLLOW);
+  code = reply_new_job(x, job, watch);
 done:
   free_msg(job);
   for (size_t i = 0; i < n_over; i++) free(overrides[i]);

@@ -3,7 +3,6 @@
  * `fulgur-worker check --serve` child (checker.c) and answers when it has
  * answered; the loop never waits on it. */
 #include <errno.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,9 +34,11 @@ static void not_stored(fgd_call *c, const fgd_job *j) {
                 j->id, fg_rpc_state_name(j->state));
 }
 
-/* Unpacks and checks the request (requests.h) or answers
+/* Unpacks the call's request with its method's message (requests.h, the
+ * one table the fuzzer decodes with too) and checks it, or answers
  * INVALID_ARGUMENT (NULL). */
-static ProtobufCMessage *request(fgd_call *c, const ProtobufCMessageDescriptor *desc) {
+static ProtobufCMessage *request(fgd_call *c) {
+  const ProtobufCMessageDescriptor *desc = fgd_request_descriptor(fgd_call_method(c));
   ProtobufCMessage *m = fgd_call_unpack(c, desc);
   if (!m) {
     fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed %s", desc->name);
@@ -69,7 +70,7 @@ typedef struct {
   Fulgur__V1__Stage stage;
   char *name, *key, *ckpt;
   uint32_t max_restarts;     /* the request's; 0 = the config's */
-  char *parent_id, *parent_ckpt; /* a fork's source */
+  char *parent_id; /* a fork's source (its checkpoint is ckpt) */
   char *id;  /* given before the check: relative paths resolve in its folder */
   char *cwd; /* that folder, where the worker will run */
 } submit_check;
@@ -79,7 +80,6 @@ static void submit_check_free(submit_check *sc) {
   free(sc->key);
   free(sc->ckpt);
   free(sc->parent_id);
-  free(sc->parent_ckpt);
   free(sc->id);
   free(sc->cwd);
   free(sc);
@@ -127,7 +127,7 @@ static void submit_finish(void *ctx, int64_t exit_status, int term_signal, const
         /* The request's max_restarts wins over the config's. */
         if (sc->max_restarts) jo.max_restarts = sc->max_restarts;
         if (!(j = fgd_job_create(d, sc->id, sc->stage, sc->name, sc->key, config, &jo, sc->ckpt,
-                                 sc->parent_id, sc->parent_ckpt, &full, &err))) {
+                                 sc->parent_id, sc->parent_id ? sc->ckpt : NULL, &full, &err))) {
           fgd_call_fail(c, full ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
                         "the job could not be stored: %s", err);
         } else {
@@ -194,10 +194,11 @@ static void submit_check_start(fgd *d, submit_check *sc, const char *config_yaml
 
 static void handle_submit(fgd *d, fgd_call *c) {
   Fulgur__V1__SubmitJobRequest *r =
-      (Fulgur__V1__SubmitJobRequest *)request(c, &fulgur__v1__submit_job_request__descriptor);
+      (Fulgur__V1__SubmitJobRequest *)request(c);
   if (!r) return;
-  if (fgd_job_find_key(d, r->idempotency_key)) {
-    reply_job(c, fgd_job_find_key(d, r->idempotency_key));
+  fgd_job *j = fgd_job_find_key(d, r->idempotency_key);
+  if (j) {
+    reply_job(c, j);
   } else if (!no_room(d, c)) {
     submit_check *sc = fg__xcalloc(1, sizeof *sc);
     sc->d = d;
@@ -250,7 +251,7 @@ static char *fork_checkpoint(const fgd_job *src, const char *want, char **why) {
 
 static void handle_fork(fgd *d, fgd_call *c) {
   Fulgur__V1__ForkJobRequest *r =
-      (Fulgur__V1__ForkJobRequest *)request(c, &fulgur__v1__fork_job_request__descriptor);
+      (Fulgur__V1__ForkJobRequest *)request(c);
   if (!r) return;
   fgd_job *src = job_or_not_found(d, c, r->id);
   char *why = NULL, *ckpt = NULL;
@@ -271,7 +272,6 @@ static void handle_fork(fgd *d, fgd_call *c) {
     sc->ckpt = fg__xstrdup(ckpt);
     sc->max_restarts = src->max_restarts;
     sc->parent_id = fg__xstrdup(src->id);
-    sc->parent_ckpt = fg__xstrdup(ckpt);
     /* The source's checked config, the overrides on top. */
     submit_check_start(d, sc, src->config, r->overrides, r->n_overrides);
   }
@@ -284,7 +284,7 @@ static void handle_fork(fgd *d, fgd_call *c) {
 
 static void handle_get(fgd *d, fgd_call *c) {
   Fulgur__V1__GetJobRequest *r =
-      (Fulgur__V1__GetJobRequest *)request(c, &fulgur__v1__get_job_request__descriptor);
+      (Fulgur__V1__GetJobRequest *)request(c);
   if (!r) return;
   fgd_job *j = job_or_not_found(d, c, r->id);
   if (j) reply_job(c, j);
@@ -293,7 +293,7 @@ static void handle_get(fgd *d, fgd_call *c) {
 
 static void handle_list(fgd *d, fgd_call *c) {
   Fulgur__V1__ListJobsRequest *r =
-      (Fulgur__V1__ListJobsRequest *)request(c, &fulgur__v1__list_jobs_request__descriptor);
+      (Fulgur__V1__ListJobsRequest *)request(c);
   if (!r) return;
   /* The page token is the submission rank of the last job returned. */
   long long after = 0;
@@ -332,7 +332,7 @@ static void handle_list(fgd *d, fgd_call *c) {
 
 static void handle_cancel(fgd *d, fgd_call *c) {
   Fulgur__V1__CancelJobRequest *r =
-      (Fulgur__V1__CancelJobRequest *)request(c, &fulgur__v1__cancel_job_request__descriptor);
+      (Fulgur__V1__CancelJobRequest *)request(c);
   if (!r) return;
   fgd_job *j = job_or_not_found(d, c, r->id);
   if (j) {
@@ -364,7 +364,7 @@ static void handle_cancel(fgd *d, fgd_call *c) {
 
 static void handle_pause(fgd *d, fgd_call *c) {
   Fulgur__V1__PauseJobRequest *r =
-      (Fulgur__V1__PauseJobRequest *)request(c, &fulgur__v1__pause_job_request__descriptor);
+      (Fulgur__V1__PauseJobRequest *)request(c);
   if (!r) return;
   fgd_job *j = job_or_not_found(d, c, r->id);
   if (j) {
@@ -391,7 +391,7 @@ static void handle_pause(fgd *d, fgd_call *c) {
 
 static void handle_resume(fgd *d, fgd_call *c) {
   Fulgur__V1__ResumeJobRequest *r =
-      (Fulgur__V1__ResumeJobRequest *)request(c, &fulgur__v1__resume_job_request__descriptor);
+      (Fulgur__V1__ResumeJobRequest *)request(c);
   if (!r) return;
   fgd_job *j = job_or_not_found(d, c, r->id);
   if (j) {
@@ -414,8 +414,7 @@ static void handle_resume(fgd *d, fgd_call *c) {
 }
 
 static void handle_checkpoint(fgd *d, fgd_call *c) {
-  Fulgur__V1__CheckpointJobRequest *r = (Fulgur__V1__CheckpointJobRequest *)request(
-      c, &fulgur__v1__checkpoint_job_request__descriptor);
+  Fulgur__V1__CheckpointJobRequest *r = (Fulgur__V1__CheckpointJobRequest *)request(c);
   if (!r) return;
   fgd_job *j = job_or_not_found(d, c, r->id);
   if (!j) {
@@ -439,7 +438,7 @@ static void handle_checkpoint(fgd *d, fgd_call *c) {
 
 static void handle_watch(fgd *d, fgd_call *c) {
   Fulgur__V1__WatchJobRequest *r =
-      (Fulgur__V1__WatchJobRequest *)request(c, &fulgur__v1__watch_job_request__descriptor);
+      (Fulgur__V1__WatchJobRequest *)request(c);
   if (!r) return;
   fgd_job *j = job_or_not_found(d, c, r->id);
   if (j && r->after_seq > j->last_seq) {
@@ -487,8 +486,7 @@ static void wire_event(void *ctx, uint64_t seq, const void *data, size_t len) {
 }
 
 static void handle_events(fgd *d, fgd_call *c) {
-  Fulgur__V1__ListJobEventsRequest *r = (Fulgur__V1__ListJobEventsRequest *)request(
-      c, &fulgur__v1__list_job_events_request__descriptor);
+  Fulgur__V1__ListJobEventsRequest *r = (Fulgur__V1__ListJobEventsRequest *)request(c);
   if (!r) return;
   fgd_job *j = job_or_not_found(d, c, r->id);
   if (j) {

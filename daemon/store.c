@@ -18,6 +18,8 @@ enum {
   S_LOAD_JOBS,
   S_MAX_SEQ,
   S_EVENTS,
+  S_PAGE_COUNT,
+  S_MAX_ROW,
   S_COUNT
 };
 
@@ -33,10 +35,13 @@ static const char *const sql[S_COUNT] = {
                     " FROM jobs ORDER BY rowid",
     [S_MAX_SEQ] = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE job = ?",
     [S_EVENTS] = "SELECT seq, data FROM events WHERE job = ? AND seq > ? ORDER BY seq LIMIT ?",
+    [S_PAGE_COUNT] = "PRAGMA page_count",
+    [S_MAX_ROW] = "SELECT max(length(config) + length(job) + coalesce(length(resume_ckpt), 0)) FROM jobs",
 };
 
 struct fgd_store {
   int64_t max_pages; /* 0: no cap */
+  int64_t page_size; /* the database's, fixed once it exists */
   sqlite3 *db;
   sqlite3_stmt *st[S_COUNT];
 };
@@ -81,6 +86,12 @@ int fgd_store_open(const char *path, int64_t max_bytes, fgd_store **out, char **
   }
   for (int i = 0; rc == SQLITE_OK && i < S_COUNT; i++)
     rc = sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(s->db, "PRAGMA page_size", -1, &st, NULL);
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) s->page_size = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+  }
   if (rc != SQLITE_OK) {
     *err = fg__xasprintf("cannot open the state store '%s': %s", path,
                          emsg ? emsg : sqlite3_errmsg(s->db));
@@ -177,27 +188,24 @@ int fgd_store_load_jobs(fgd_store *s, void (*cb)(void *ctx, const fgd_store_job 
   return 0;
 }
 
-static int64_t query_int(sqlite3 *db, const char *sql) {
-  sqlite3_stmt *st = NULL;
+/* The one integer a prepared statement without parameters answers. */
+static int64_t step_int(sqlite3_stmt *st) {
   int64_t v = 0;
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-    v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
+  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
   return v;
 }
 
 int fgd_store_nearly_full(fgd_store *s) {
   if (s->max_pages == 0) return 0;
-  int64_t pages = query_int(s->db, "PRAGMA page_count");
-  int64_t page_size = query_int(s->db, "PRAGMA page_size");
+  int64_t pages = step_int(s->st[S_PAGE_COUNT]);
   /* A job row larger than a page lives in overflow pages, and SQLite
    * writes an updated row's new pages before it frees the old ones: each
    * state change of the largest row needs that many pages free, with its
-   * event and index pages beside. Rows are few (one per job), so the scan
-   * is cheap next to the submit it guards. */
-  int64_t row = query_int(s->db, "SELECT max(length(config) + length(job) + "
-                                 "coalesce(length(resume_ckpt), 0)) FROM jobs");
-  int64_t row_pages = page_size > 0 ? (row + page_size - 1) / page_size : 1;
+   * event and index pages beside. The scan is over one row per job, once
+   * per submit. */
+  int64_t row = step_int(s->st[S_MAX_ROW]);
+  int64_t row_pages = s->page_size > 0 ? (row + s->page_size - 1) / s->page_size : 1;
   int64_t reserve = s->max_pages / 10;
   if (reserve < 2 * row_pages + 2) reserve = 2 * row_pages + 2;
   return pages + reserve >= s->max_pages;

@@ -195,21 +195,16 @@ static char *last_log_line(const char *path) {
  * cancel or a pause is what was asked for: neither retries. Under ddp the
  * worker is rank 0, whose ranks end with it, so the next attempt starts
  * every rank afresh. Every failure is kept in Job.failures and in the
- * state event. True when the job was queued again. */
-static bool retry(fgd *d, fgd_job *j, const fgd_worker *w, const char *msg) {
+ * state event. Returns the QUEUED event's message (the caller frees) when
+ * the job goes again, NULL when it does not. */
+static char *retry(fgd_job *j, const fgd_worker *w, const char *msg) {
   fgd_job_add_failure(j, msg);
-  if (w->config_error || j->cancel_requested || j->pause_requested) return false;
+  if (w->config_error || j->cancel_requested || j->pause_requested) return NULL;
   uint32_t used = (uint32_t)j->n_failures; /* this one included */
-  if (used > j->max_restarts) return false;
+  if (used > j->max_restarts) return NULL;
   if (j->last_ckpt) fgd_set_str(&j->resume_ckpt, j->last_ckpt);
-  char *m = fg__xasprintf("attempt %u failed: %s; retrying (restart %u of %u) from %s", j->attempts,
-                          msg, used, j->max_restarts,
-                          j->resume_ckpt ? j->resume_ckpt : "the start");
-  fgd_set_str(&j->error, NULL);
-  j->cancel_requested = j->pause_requested = false;
-  fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__QUEUED, m);
-  free(m);
-  return true;
+  return fg__xasprintf("attempt %u failed: %s; retrying (restart %u of %u) from %s", j->attempts, msg,
+                       used, j->max_restarts, j->resume_ckpt ? j->resume_ckpt : "the start");
 }
 
 static void finish_job(fgd_worker *w) {
@@ -250,10 +245,11 @@ static void finish_job(fgd_worker *w) {
   } else {
     msg = fg__xstrdup(w->result_message ? w->result_message : "");
   }
-  if (st == FULGUR__V1__JOB_STATE__FAILED && retry(d, j, w, msg)) {
+  char *again = st == FULGUR__V1__JOB_STATE__FAILED ? retry(j, w, msg) : NULL;
+  if (again) {
     free(msg);
-    fgd_schedule(d);
-    return;
+    msg = again;
+    st = FULGUR__V1__JOB_STATE__QUEUED;
   }
   if (st == FULGUR__V1__JOB_STATE__FAILED) fgd_set_str(&j->error, msg);
   else if (st == FULGUR__V1__JOB_STATE__CANCELLED) fgd_set_str(&j->error, msg[0] ? msg : "cancelled");

@@ -61,23 +61,7 @@ def main(argv):
         flags = next(line for line in f if line.startswith("flags")).split()
     bf16_units = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
     with tempfile.TemporaryDirectory() as tmp:
-        import torch
-        import torchvision
-
-        torch.manual_seed(0)
-        net = torchvision.models.resnet18(num_classes=10)
-        net.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
-
-        class Images(torch.nn.Module):
-            def __init__(self, net):
-                super().__init__()
-                self.net = net
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return self.net(x.reshape(-1, 1, 28, 28))
-
-        model = os.path.join(tmp, "resnet18.pt")
-        torch.jit.script(Images(net)).save(model)
+        model = tv.save_model(tmp)
         cfg = os.path.join(tmp, "run.yaml")
         with open(cfg, "w") as f:
             f.write(tv.CONFIG.format(tmp=tmp, data=tv.DATA, b=tv.BATCH))
@@ -91,21 +75,12 @@ def main(argv):
             "python fp32": lambda n: [sys.executable, loop, str(n), model, "fp32"],
             "python autocast": lambda n: [sys.executable, loop, str(n), model, "bf16"],
         }
-        per = {k: ([], []) for k in programs}
-        for _ in range(repeats):
-            for name, argv_for in programs.items():
-                w1, c1 = tv.timed(argv_for(n1), env)
-                w2, c2 = tv.timed(argv_for(n2), env)
-                per[name][0].append((w2 - w1) / (n2 - n1))
-                per[name][1].append((c2 - c1) / (n2 - n1))
+        per = tv.per_step(programs, repeats, n1, n2, env)
     print(version.strip().replace("\n", "; "))
     print(f"bf16 instructions: {', '.join(bf16_units) or 'none (bf16 is emulated)'}")
     print(f"resnet18, batch {tv.BATCH}, 1x28x28, 1 thread; per step over {n2 - n1} steps, "
           f"{repeats} interleaved repeats: median (min..max)")
-    for name, (walls, cpus) in per.items():
-        print(f"  {name:18s} wall {statistics.median(walls) * 1e3:7.1f} ms "
-              f"({min(walls) * 1e3:.1f}..{max(walls) * 1e3:.1f})   cpu "
-              f"{statistics.median(cpus) * 1e3:7.1f} ms ({min(cpus) * 1e3:.1f}..{max(cpus) * 1e3:.1f})")
+    tv.print_per(per, 18)
     med = {k: statistics.median(v[0]) for k, v in per.items()}
     sf = med["fulgur 32-true"] / med["fulgur bf16-mixed"]
     sp = med["python fp32"] / med["python autocast"]

@@ -88,6 +88,48 @@ def timed(argv, env):
     return wall, cpu
 
 
+def save_model(tmp):
+    """The benchmark's scripted resnet18 (seed 0) at tmp/resnet18.pt."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+
+    class Images(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x.reshape(-1, 1, 28, 28))
+
+    net = torchvision.models.resnet18(num_classes=10)
+    net.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    model = os.path.join(tmp, "resnet18.pt")
+    torch.jit.script(Images(net)).save(model)
+    return model
+
+
+def per_step(programs, repeats, n1, n2, env):
+    """{name: ([wall per step], [cpu per step])}, each program run at N1 and
+    N2 steps, the programs interleaved within each repeat."""
+    per = {k: ([], []) for k in programs}
+    for _ in range(repeats):
+        for name, argv_for in programs.items():
+            w1, c1 = timed(argv_for(n1), env)
+            w2, c2 = timed(argv_for(n2), env)
+            per[name][0].append((w2 - w1) / (n2 - n1))
+            per[name][1].append((c2 - c1) / (n2 - n1))
+    return per
+
+
+def print_per(per, width):
+    for name, (walls, cpus) in per.items():
+        print(f"  {name:{width}s} wall {statistics.median(walls) * 1e3:7.1f} ms "
+              f"({min(walls) * 1e3:.1f}..{max(walls) * 1e3:.1f})   cpu "
+              f"{statistics.median(cpus) * 1e3:7.1f} ms ({min(cpus) * 1e3:.1f}..{max(cpus) * 1e3:.1f})")
+
+
 def main(argv):
     if len(argv) != 2:
         sys.exit("usage: harness.py BUILD_DIR")
@@ -96,23 +138,7 @@ def main(argv):
     n1, n2 = int(os.environ.get("BENCH_N1", "3")), int(os.environ.get("BENCH_N2", "13"))
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     with tempfile.TemporaryDirectory() as tmp:
-        import torch
-        import torchvision
-
-        torch.manual_seed(0)
-
-        class Images(torch.nn.Module):
-            def __init__(self, net):
-                super().__init__()
-                self.net = net
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return self.net(x.reshape(-1, 1, 28, 28))
-
-        net = torchvision.models.resnet18(num_classes=10)
-        net.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
-        model = os.path.join(tmp, "resnet18.pt")
-        torch.jit.script(Images(net)).save(model)
+        model = save_model(tmp)
         cfg = os.path.join(tmp, "run.yaml")
         with open(cfg, "w") as f:
             f.write(CONFIG.format(tmp=tmp, data=DATA, b=BATCH))
@@ -123,19 +149,10 @@ def main(argv):
             "fulgur": lambda n: [fulgur, "fit", "--config", cfg, f"--trainer.max_steps={n}"],
             "python": lambda n: [sys.executable, loop, str(n), model],
         }
-        per = {k: ([], []) for k in programs}
-        for _ in range(repeats):
-            for name, argv_for in programs.items():
-                w1, c1 = timed(argv_for(n1), env)
-                w2, c2 = timed(argv_for(n2), env)
-                per[name][0].append((w2 - w1) / (n2 - n1))
-                per[name][1].append((c2 - c1) / (n2 - n1))
+        per = per_step(programs, repeats, n1, n2, env)
     print(f"resnet18, batch {BATCH}, 1x28x28, 1 thread; per step over {n2 - n1} steps, "
           f"{repeats} interleaved repeats: median (min..max)")
-    for name, (walls, cpus) in per.items():
-        print(f"  {name:7s} wall {statistics.median(walls) * 1e3:7.1f} ms "
-              f"({min(walls) * 1e3:.1f}..{max(walls) * 1e3:.1f})   cpu "
-              f"{statistics.median(cpus) * 1e3:7.1f} ms ({min(cpus) * 1e3:.1f}..{max(cpus) * 1e3:.1f})")
+    print_per(per, 7)
     ratio = statistics.median(per["fulgur"][0]) / statistics.median(per["python"][0])
     print(f"  fulgur/python wall ratio of medians: {ratio:.3f}")
     return 0

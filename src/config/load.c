@@ -67,7 +67,7 @@ static int load_with_bases(const char *file, const chain *ch, const fg_node *at,
     free(names);
     return rc;
   }
-  size_t first = 0, *loads = ch ? ch->loads : &first;
+  size_t *loads = ch->loads;
   if (++*loads > FG_CONFIG_MAX_BASE_FILES)
     return fg_config_error(err, at, path, "__base__ reads more than %u files (the limit)",
                            FG_CONFIG_MAX_BASE_FILES);
@@ -196,17 +196,21 @@ static int resolve(fg_node *n, const char *dir, const chain *ch, const char *pat
   return 0;
 }
 
+/* The root of a load's chain: a link no file matches (realpaths are
+ * absolute), to carry the count of files the whole load reads. */
+#define CHAIN_TOP(loads) {NULL, "", "", (loads)}
+
 int fg_config_resolve_bases(fg_node *root, const char *base_dir, char **err) {
   if (root == NULL) return 0;
-  /* A chain link that no file matches (realpaths are absolute), to carry
-   * the count of files read. */
   size_t loads = 0;
-  chain top = {NULL, "", "", &loads};
+  chain top = CHAIN_TOP(&loads);
   return resolve(root, base_dir ? base_dir : ".", &top, "", err);
 }
 
 int fg_config_load_file(const char *path, fg_node **out, char **err) {
-  return load_with_bases(path, NULL, NULL, "", out, err);
+  size_t loads = 0;
+  chain top = CHAIN_TOP(&loads);
+  return load_with_bases(path, &top, NULL, "", out, err);
 }
 
 /* ---- command-line overrides ---------------------------------------------------- */

@@ -218,9 +218,10 @@ static void set_mark(builder *b, fg_node *n, yaml_mark_t m) {
 static int remember_anchor(builder *b, const yaml_char_t *name, const fg_node *n, size_t nodes,
                            size_t text, yaml_mark_t m) {
   if (name == NULL) return 0;
-  if (nodes > FG_CONFIG_MAX_NODES - b->anchored_nodes ||
-      text > FG_CONFIG_MAX_TEXT_BYTES - b->anchored_text)
+  if (nodes > FG_CONFIG_MAX_NODES - b->anchored_nodes)
     return limit_at(b, m, "the anchors hold too many nodes", FG_CONFIG_MAX_NODES, "nodes");
+  if (text > FG_CONFIG_MAX_TEXT_BYTES - b->anchored_text)
+    return limit_at(b, m, "the anchors hold too much text", FG_CONFIG_MAX_TEXT_BYTES, "bytes");
   b->anchored_nodes += nodes;
   b->anchored_text += text;
   b->anchors = fg__xrealloc(b->anchors, (b->n_anchors + 1) * sizeof *b->anchors);

@@ -26,6 +26,19 @@ int fg_config_error(char **err, const fg_node *at, const char *keypath, const ch
   return FG_ECONFIG;
 }
 
+char *fg_config_warning(const fg_node *at, const char *keypath, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *msg = NULL;
+  if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
+  va_end(ap);
+  fg_mark m = fg_node_mark(at);
+  char *w = fg__xasprintf("%s:%d:%d: %s: %s", m.file ? m.file : "<config>", m.line, m.col, keypath,
+                          msg ? msg : "");
+  free(msg);
+  return w;
+}
+
 static size_t edit_distance(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
   size_t *row = fg__xmalloc((lb + 1) * sizeof *row);

@@ -311,9 +311,9 @@ static int check_dm(const fg_class *cls, fg_node *args, const char *keypath, boo
  * the split expansion copies one written node into every split, so the
  * same place is one warning. */
 static void add_warning(fg_datamodule *dm, const fg_node *v, const char *key, const char *why) {
-  fg_mark m = fg_node_mark(v);
-  char *w = fg__xasprintf("%s:%d:%d: %s.dataloader_cfg: %s: %s", m.file ? m.file : "<config>",
-                          m.line, m.col, dm->keypath, key, why);
+  char *kp = fg__xasprintf("%s.dataloader_cfg", dm->keypath);
+  char *w = fg_config_warning(v, kp, "%s: %s", key, why);
+  free(kp);
   for (size_t i = 0; i < dm->n_warnings; i++)
     if (strcmp(dm->warnings[i], w) == 0) {
       free(w);

@@ -360,10 +360,10 @@ static bool bool_or(const fg_node *cfg, const char *k, bool dflt) {
 }
 
 void fg__trainer_opts_add_warning(fg_trainer_opts *o, const fg_node *v, const char *key, const char *why) {
-  fg_mark m = fg_node_mark(v);
+  char *kp = fg__xasprintf("trainer.%s", key);
   o->warnings = fg__xrealloc(o->warnings, (o->n_warnings + 1) * sizeof *o->warnings);
-  o->warnings[o->n_warnings++] = fg__xasprintf("%s:%d:%d: trainer.%s: %s", m.file ? m.file : "<config>",
-                                               m.line, m.col, key, why);
+  o->warnings[o->n_warnings++] = fg_config_warning(v, kp, "%s", why);
+  free(kp);
 }
 /* The arguments that mean nothing on this backend: accepted, and said so
  * once per run (fg__trainer_opts_warn). */

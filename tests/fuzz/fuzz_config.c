@@ -14,10 +14,9 @@
 #include "fuzz_util.h"
 #include "util/limits.h"
 
-static void expect_config_error(int rc, char *err, const char *name) {
+static void expect_config_error(int rc, char *err) {
   FUZZ_REQUIRE(rc == FG_ECONFIG);
   FUZZ_REQUIRE(err != NULL);
-  (void)name;
   free(err);
 }
 
@@ -38,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int rc = fg_node_parse(text, len, "fuzz.yaml", &n, &err);
   if (rc != 0) {
     FUZZ_REQUIRE(err && strncmp(err, "fuzz.yaml:", 10) == 0);
-    expect_config_error(rc, err, "fuzz.yaml");
+    expect_config_error(rc, err);
     free(override);
     return 0;
   }
@@ -65,29 +64,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* Deep update: onto itself and onto an empty mapping. */
   fg_node *self = fg_node_clone(n);
   rc = fg_config_deep_update(&self, n, &err);
-  if (rc) expect_config_error(rc, err, NULL);
+  if (rc) expect_config_error(rc, err);
   err = NULL;
   fg_node *onto = fg_node_new_map();
   rc = fg_config_deep_update(&onto, n, &err);
-  if (rc) expect_config_error(rc, err, NULL);
+  if (rc) expect_config_error(rc, err);
   err = NULL;
 
   if (override) {
     rc = fg_config_apply_override(&onto, override, NULL, &err);
-    if (rc) expect_config_error(rc, err, NULL);
+    if (rc) expect_config_error(rc, err);
     err = NULL;
   }
 
   /* Split expansion of the document and of each of its values. */
   fg_node *out = NULL;
   rc = fg_config_expand_split(n, "fuzz", &out, &err);
-  if (rc) expect_config_error(rc, err, NULL);
+  if (rc) expect_config_error(rc, err);
   else fg_node_free(out);
   err = NULL;
   for (size_t i = 0; i < fg_node_len(n); i++) {
     out = NULL;
     rc = fg_config_expand_split(fg_node_at(n, i), "fuzz.value", &out, &err);
-    if (rc) expect_config_error(rc, err, NULL);
+    if (rc) expect_config_error(rc, err);
     else fg_node_free(out);
     err = NULL;
   }

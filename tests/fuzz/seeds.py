@@ -17,6 +17,7 @@ rpc     each JobService request behind its method byte (server.h's
 import collections
 import gzip
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -119,17 +120,27 @@ def rpc_seeds():
         pb.ResumeJobRequest(id="a"),
         pb.WatchJobRequest(id="a", after_seq=3),
         pb.ListJobEventsRequest(id="a", after_seq=1, page_size=10),
+        pb.CheckpointJobRequest(id="a"),
+        pb.ForkJobRequest(id="a", checkpoint="last", overrides=["--trainer.max_epochs=2"]),
     ]
-    for i, r in enumerate(reqs):
-        write(f"m{i}", bytes([i]) + r.SerializeToString())
+    # The method byte is the fgd_method value, read from server.h so that a
+    # method added there moves the seeds with it.
+    with open(os.path.join(SOURCE, "daemon", "server.h")) as f:
+        methods = re.findall(r"^\s*FGD_M_(\w+)", f.read(), re.M)
+
+    def m(name):
+        return bytes([methods.index(name)])
+
+    order = ["SUBMIT", "GET", "LIST", "CANCEL", "PAUSE", "RESUME", "WATCH", "EVENTS", "CHECKPOINT", "FORK"]
+    for i, (name, r) in enumerate(zip(order, reqs)):
+        write(f"m{i}", m(name) + r.SerializeToString())
     # HealthCheckRequest {service}; ServerReflectionRequest list_services (7),
     # file_containing_symbol (4), file_by_filename (3).
-    write("health", bytes([8]) + b"\x0a\x14fulgur.v1.JobService")
-    write("health_watch", bytes([9]) + b"")
-    write("refl_list", bytes([10]) + b"\x3a\x01*")
-    write("refl_symbol", bytes([11]) + b"\x22\x14fulgur.v1.JobService")
-    write("refl_file", bytes([10]) + b"\x1a\x14fulgur/v1/jobs.proto")
-
+    write("health", m("HEALTH_CHECK") + b"\x0a\x14fulgur.v1.JobService")
+    write("health_watch", m("HEALTH_WATCH") + b"")
+    write("refl_list", m("REFLECTION_V1") + b"\x3a\x01*")
+    write("refl_symbol", m("REFLECTION_V1ALPHA") + b"\x22\x14fulgur.v1.JobService")
+    write("refl_file", m("REFLECTION_V1") + b"\x1a\x14fulgur/v1/jobs.proto")
 
 {"pickle": pickle_seeds, "idx": idx_seeds, "csv": csv_seeds, "frames": frames_seeds,
  "rpc": rpc_seeds}.get(target, lambda: None)()

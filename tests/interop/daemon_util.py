@@ -176,6 +176,43 @@ def worker_pid(d, job_id):
     return pid
 
 
+def children(pid):
+    """pids of a process's children."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def alive(pid):
+    """Whether a process runs; a zombie is dead for our purposes."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def checkers(d):
+    """pids of the daemon's `check --serve` children."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if ppid == d.proc.pid and argv[1:3] == [b"check", b"--serve"]:
+            out.append(int(pid))
+    return out
+
+
 def wait_for(cond, timeout=60):
     """cond()'s first true value within timeout seconds, else None."""
     end = time.time() + timeout

@@ -19,6 +19,15 @@ def check(name, cond, detail=""):
         print(f"not ok - {name} {detail}")
 
 
+def write_csv(path, xs, ys):
+    """A fulgur.data.CSV file of features xs (N x F) and integer labels ys,
+    column `label`; repr keeps float32 values exact through the round trip."""
+    with open(path, "w") as f:
+        f.write(",".join(f"f{i}" for i in range(xs.shape[1])) + ",label\n")
+        for x, y in zip(xs.tolist(), ys.tolist()):
+            f.write(",".join(repr(v) for v in x) + f",{y}\n")
+
+
 def finish():
     print(f"{_passed} passed, {len(_failures)} failed")
     sys.exit(1 if _failures else 0)

@@ -11,6 +11,7 @@ import collections
 import io
 import os
 import pickle
+import shutil
 import struct
 import subprocess
 import sys
@@ -174,4 +175,5 @@ expect("a negative size", tensor_ckpt("neg.ckpt", View(0, (-1,), (1,))),
 expect("a storage claiming more elements than its record", tensor_ckpt("numel.ckpt", View(0, (4,), (1,)), numel=1 << 40),
        "storage '0' declares 1099511627776 elements but its record holds 4")
 
+shutil.rmtree(W, ignore_errors=True)
 finish()

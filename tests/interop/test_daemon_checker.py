@@ -13,7 +13,7 @@ import time
 
 import grpc
 
-from daemon_util import BUILD, SOURCE, Daemon, code_of, pb, tiny_config, wait_for
+from daemon_util import BUILD, SOURCE, Daemon, checkers, code_of, pb, tiny_config, wait_for
 from interop import check, finish
 
 WORKER = os.path.join(BUILD, "fulgur-worker")
@@ -24,27 +24,9 @@ d = Daemon(args=["--check-timeout-ms", "3000", "--root", BUILD, "--root", SOURCE
 W = d.work
 
 
-def checkers():
-    """pids of the daemon's `check --serve` children."""
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if ppid == d.proc.pid and argv[1:3] == [b"check", b"--serve"]:
-            out.append(int(pid))
-    return out
-
-
 def one_checker(other_than=None):
     """The single checker (waiting for it), not other_than."""
-    got = wait_for(lambda: (lambda c: c if len(c) == 1 and c[0] != other_than else None)(checkers()), 60)
+    got = wait_for(lambda: (lambda c: c if len(c) == 1 and c[0] != other_than else None)(checkers(d)), 60)
     return got[0] if got else None
 
 
@@ -64,13 +46,13 @@ def one_shot(config, stage="fit", overrides=()):
 
 cfg = tiny_config(f"{W}/runs", max_epochs=1, samples=64)
 first = one_checker()
-check("fulgurd starts one warm checker", first is not None, checkers())
+check("fulgurd starts one warm checker", first is not None, checkers(d))
 
 code, job = code_of(lambda: d.submit(cfg, name="a"))
 check("a valid config is accepted", code == grpc.StatusCode.OK, job)
 code, job = code_of(lambda: d.submit(cfg, name="b"))
 check("and again", code == grpc.StatusCode.OK, job)
-check("the same checker answered both (no process per submit)", checkers() == [first], checkers())
+check("the same checker answered both (no process per submit)", checkers(d) == [first], checkers(d))
 
 bad = cfg.replace("  num_threads: 1\n", "  num_threads: 1\n  max_epoch: 3\n")
 rc, expect = one_shot(bad)
@@ -92,12 +74,12 @@ futs = [d.stub.SubmitJob.future(pb.SubmitJobRequest(stage=pb.FIT, config_yaml=cf
 codes = [code_of(f.result)[0] for f in futs]
 check("concurrent submits are queued and each gets its own answer",
       codes == [grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OK] * 4, codes)
-check("by the same checker", checkers() == [first], checkers())
+check("by the same checker", checkers(d) == [first], checkers(d))
 
 # Killed while idle: a fresh one is started, and it answers.
 os.kill(first, signal.SIGKILL)
 second = one_checker(other_than=first)
-check("a checker killed while idle is replaced", second is not None, checkers())
+check("a checker killed while idle is replaced", second is not None, checkers(d))
 code, job = code_of(lambda: d.submit(cfg, name="after-kill"))
 check("and the replacement answers", code == grpc.StatusCode.OK, job)
 
@@ -113,7 +95,7 @@ check("a check that crashes the checker is INTERNAL, as a crashed one-shot check
       code == grpc.StatusCode.INTERNAL and msg == f"the config check failed (signal {int(signal.SIGABRT)})",
       (code, msg))
 third = one_checker(other_than=second)
-check("a fresh checker follows the crash", third is not None, checkers())
+check("a fresh checker follows the crash", third is not None, checkers(d))
 code, job = code_of(lambda: d.submit(cfg, name="after-crash"))
 check("and answers", code == grpc.StatusCode.OK, job)
 
@@ -129,7 +111,7 @@ check("a hung check fails INTERNAL after the timeout, naming it",
 code, job = code_of(behind.result)
 check("the request queued behind it is answered by the next checker", code == grpc.StatusCode.OK, job)
 fourth = one_checker(other_than=third)
-check("one checker again", fourth is not None, checkers())
+check("one checker again", fourth is not None, checkers(d))
 
 # Plugins: checked (with the plugin) by a child that then retires, so the
 # next config naming the plugin's class without the plugin is refused, as
@@ -138,7 +120,7 @@ xor = XOR.replace("default_root_dir: runs/xor", f"default_root_dir: {W}/xor")
 code, job = code_of(lambda: d.submit(xor, overrides=[f"--plugins=[{SO}]"], name="xor"))
 check("a config with a plugin is accepted", code == grpc.StatusCode.OK, job)
 fifth = one_checker(other_than=fourth)
-check("the checker that loaded a plugin is replaced", fifth is not None, checkers())
+check("the checker that loaded a plugin is replaced", fifth is not None, checkers(d))
 rc, expect = one_shot(xor)
 code, msg = code_of(lambda: d.submit(xor))
 check("the plugin's classes are not seen by the next check (the one-shot words)",

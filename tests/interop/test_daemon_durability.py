@@ -11,21 +11,8 @@ import time
 
 import grpc
 
-from daemon_util import Daemon, pb, pb_grpc, tiny_config, TERMINAL, wait_for, worker_pid
+from daemon_util import Daemon, alive, pb, pb_grpc, tiny_config, TERMINAL, wait_for, worker_pid
 from interop import check, finish
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def all_events(d, job_id):

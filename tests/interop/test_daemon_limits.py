@@ -8,27 +8,11 @@ import os
 
 import grpc
 
-from daemon_util import Daemon, code_of, tiny_config, wait_for
+from daemon_util import Daemon, checkers, code_of, tiny_config, wait_for
 from interop import check, finish
 
 d = Daemon().start()
 W = d.work
-
-
-def checker_pid():
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if ppid == d.proc.pid and argv[1:3] == [b"check", b"--serve"]:
-            return int(pid)
-    return None
 
 
 def peak_kb(pid):
@@ -42,6 +26,12 @@ def peak_kb(pid):
 cfg = tiny_config(f"{W}/runs", max_epochs=1, samples=64)
 code, job = code_of(lambda: d.submit(cfg, name="warm"))
 check("a valid config is accepted", code == grpc.StatusCode.OK, job)
+
+
+def checker_pid():
+    return (checkers(d) or [None])[0]
+
+
 pid = wait_for(checker_pid, 60)
 check("the warm checker runs", pid is not None)
 before = peak_kb(pid)
@@ -73,5 +63,5 @@ check("its peak memory grew by less than 300 MB", before and after and after - b
 code, job = code_of(lambda: d.submit(cfg, name="after"))
 check("and a valid config is still accepted", code == grpc.StatusCode.OK, job)
 
-d.stop()
+check("fulgurd stops cleanly", d.stop() == 0, d.log_text()[-2000:])
 finish()

@@ -32,7 +32,7 @@ import time
 import torch
 from torch.utils.data import DistributedSampler
 
-from interop import FULGUR, check, finish
+from interop import FULGUR, check, finish, write_csv
 
 torch.manual_seed(5)
 N, F, C = 128, 6, 3
@@ -155,13 +155,6 @@ def child_pids(pid):
             return [int(x) for x in f.read().split()]
     except OSError:
         return []
-
-
-def write_csv(path, xs, ys):
-    with open(path, "w") as f:
-        f.write(",".join(f"f{i}" for i in range(F)) + ",label\n")
-        for x, y in zip(xs.tolist(), ys.tolist()):
-            f.write(",".join(repr(v) for v in x) + f",{y}\n")
 
 
 with tempfile.TemporaryDirectory() as work:

@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from daemon_util import Daemon, pb, tiny_config, TERMINAL, wait_for, worker_pid
+from daemon_util import Daemon, children, pb, tiny_config, TERMINAL, wait_for, worker_pid
 from interop import check, finish, FULGUR
 
 
@@ -16,11 +16,6 @@ def ddp(root, **kw):
     extra = "".join(f"  {k}: {v}\n" for k, v in kw.items())
     cfg = tiny_config(root, max_epochs=kw.pop("epochs", 2))
     return cfg.replace("trainer:\n", "trainer:\n  strategy: ddp\n  devices: 2\n  ddp_timeout: 20\n" + extra)
-
-
-def children(pid):
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(x) for x in out.split()]
 
 
 d = Daemon(args=["--max-jobs", "1"]).start()

@@ -27,7 +27,7 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
-from interop import FULGUR, check, finish
+from interop import FULGUR, check, finish, write_csv
 
 N, C, BATCH, LR, EPOCHS = 48, 4, 16, 0.1, 2  # 3 batches an epoch: 6 steps
 SRC = os.environ["FG_SOURCE_DIR"]
@@ -120,10 +120,7 @@ with tempfile.TemporaryDirectory() as work:
     torch.manual_seed(3)
     model_path = os.path.join(work, "net.pt")
     torch.jit.script(Net()).save(model_path)
-    with open(os.path.join(work, "data.csv"), "w") as f:
-        f.write(",".join(f"f{i}" for i in range(64)) + ",label\n")
-        for x, y in zip(X.tolist(), Y.tolist()):
-            f.write(",".join(repr(v) for v in x) + f",{y}\n")
+    write_csv(os.path.join(work, "data.csv"), X, Y)
 
     # ---- 1. training steps equal PyTorch's autocast ----
     want = {k: v.detach() for k, v in python_fit(model_path, True).state_dict().items()}

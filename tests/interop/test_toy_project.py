@@ -53,10 +53,7 @@ def tb_scalars(run):
 
 
 def fulgur(work, *args):
-    # no_prefetch.yaml: until DataLoader's prefetch_factor is accepted,
-    # toy_dataset.yaml's `prefetch_factor: null` is deleted for the run.
-    cmd = [FULGUR, *args[:1], "--config", RUN_CFG, "--config", "fulgur.yaml", "--config", "no_prefetch.yaml",
-           *args[1:]]
+    cmd = [FULGUR, *args[:1], "--config", RUN_CFG, "--config", "fulgur.yaml", *args[1:]]
     return subprocess.run(cmd, cwd=work, capture_output=True, text=True)
 
 
@@ -78,8 +75,6 @@ with tempfile.TemporaryDirectory() as work:
     # What a user copies: the project's configs and the example's files.
     shutil.copytree(os.path.join(EX, "configs"), os.path.join(work, "configs"))
     shutil.copy(os.path.join(EX, "fulgur.yaml"), work)
-    with open(os.path.join(work, "no_prefetch.yaml"), "w") as f:
-        f.write("data: {init_args: {dataloader_cfg: {__delete__: prefetch_factor}}}\n")
     py = sys.executable
     r1 = subprocess.run([py, os.path.join(EX, "script_model.py"), "toy_model.pt", "--seed", "1"],
                         cwd=work, capture_output=True, text=True)

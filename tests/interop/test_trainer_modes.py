@@ -18,7 +18,7 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
-from interop import FULGUR, check, finish
+from interop import FULGUR, check, finish, write_csv
 
 N, D, C = 32, 6, 3
 
@@ -100,10 +100,7 @@ data:
 
 
 with tempfile.TemporaryDirectory() as work:
-    with open(os.path.join(work, "data.csv"), "w") as f:
-        f.write(",".join(f"x{i}" for i in range(D)) + ",label\n")
-        for i in range(N):
-            f.write(",".join(repr(float(v)) for v in X[i].tolist()) + f",{int(Y[i])}\n")
+    write_csv(os.path.join(work, "data.csv"), X, Y)
     # The CSV round trip is exact for float32 values printed with repr.
     torch.manual_seed(0)
     nets = {"nan.pt": NanGrad(), "inf.pt": ZeroWhenInference(), "bn.pt": WithBatchNorm()}

@@ -139,6 +139,11 @@ int fg_config_expand_split(const fg_node *value, const char *keypath,
  * and returns FG_ECONFIG. A node without a mark prints as "<config>". */
 int fg_config_error(char **err, const fg_node *at, const char *keypath,
                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* A warning about a value that is accepted but does nothing here:
+ * "file:line:col: keypath: message" (the file "<config>" for a node
+ * without one), for the caller to free and to log once per run. */
+char *fg_config_warning(const fg_node *at, const char *keypath, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ---- init_args schemas --------------------------------------------------- */
 

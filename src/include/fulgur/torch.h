@@ -60,6 +60,7 @@ int fg_torch_get_rng_state(fg_tensor **out, char **err);
 int fg_torch_set_rng_state(const fg_tensor *state, char **err);
 /* Grad mode for the calling thread; returns the previous setting. */
 bool fg_torch_set_grad_enabled(bool enabled);
+bool fg_torch_is_grad_enabled(void);
 
 /* CPU autocast, as torch.autocast("cpu", dtype=...) in PyTorch: between
  * enter and exit, ops on this thread run in autocast's CPU policy
@@ -76,7 +77,6 @@ typedef struct {
 int fg_torch_autocast_enter(fg_dtype dtype, fg_autocast_prev *prev, char **err);
 /* Can't fail. */
 void fg_torch_autocast_exit(const fg_autocast_prev *prev);
-bool fg_torch_is_grad_enabled(void);
 
 /* ---- creation and lifetime ------------------------------------------- */
 

@@ -48,9 +48,7 @@ static void *make(const fg_callback_ops *ops, const fg_node *args, const char *k
   utility_cb *u = fg__xcalloc(1, sizeof *u);
   u->base.ops = ops;
   if (why) {
-    fg_mark m = fg_node_mark(args);
-    u->warning = fg__xasprintf("%s:%d:%d: %s: %s", m.file ? m.file : "<config>", m.line, m.col,
-                               keypath, why);
+    u->warning = fg_config_warning(args, keypath, "%s", why);
     free(why);
   }
   return &u->base;

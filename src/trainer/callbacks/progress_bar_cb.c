@@ -119,7 +119,6 @@ static int create(const fg_class *cls, const fg_node *a, const char *keypath, vo
   progress_cb *p = fg__xcalloc(1, sizeof *p);
   p->base.ops = &ops;
   p->refresh_rate = fg_node_int(fg_node_get(a, "refresh_rate"));
-  fg_mark m = fg_node_mark(a);
   char *noop = NULL;
   if (set(fg_node_get(a, "theme"))) add(&noop, "theme");
   if (set(fg_node_get(a, "console_kwargs"))) add(&noop, "console_kwargs");
@@ -128,10 +127,8 @@ static int create(const fg_class *cls, const fg_node *a, const char *keypath, vo
   const fg_node *sv = fg_node_get(a, "show_version");
   if (set(sv) && fg_node_bool(sv)) add(&noop, "show_version: true (the run directory is logged instead)");
   if (noop) {
-    p->warning = fg__xasprintf("%s:%d:%d: %s: %s: %s has no effect: fulgur's progress bar has one "
-                               "format",
-                               m.file ? m.file : "<config>", m.line, m.col,
-                               keypath, strrchr(cls->name, '.') + 1, noop);
+    p->warning = fg_config_warning(a, keypath, "%s: %s has no effect: fulgur's progress bar has one format",
+                                   strrchr(cls->name, '.') + 1, noop);
     free(noop);
   }
   *out = &p->base;

@@ -60,11 +60,19 @@ for a in "--help" "print-config --config $WORK/bad.yaml --no-validate"; do
   else fail "fulgur $a differs from fulgur-local" "$s1 vs $s2"; fi
 done
 
-# exec, not fork: the pid the shell started is the engine's.
-"$FULGUR" print-config --config /dev/stdin --no-validate < <(sleep 2; echo "a: 1") >/dev/null 2>&1 &
+# exec, not fork: the pid the shell started is the engine's. The engine
+# waits on a FIFO's open until the test has looked (polled: on a loaded
+# machine the launcher takes a while to get to its exec).
+mkfifo "$WORK/in.fifo"
+"$FULGUR" print-config --config "$WORK/in.fifo" --no-validate >/dev/null 2>&1 &
 EPID=$!
-sleep 0.5
-COMM=$(cat /proc/$EPID/comm 2>/dev/null)
+COMM=
+for _ in $(seq 200); do
+  COMM=$(cat /proc/$EPID/comm 2>/dev/null)
+  [[ $COMM == fulgur-local ]] && break
+  sleep 0.1
+done
+echo "a: 1" >"$WORK/in.fifo"
 wait $EPID
 [[ $COMM == fulgur-local ]] && pass "the engine runs in the pid fulgur was started as" || fail "exec, not fork" "comm: $COMM"
 

@@ -30,6 +30,9 @@ pkgs=(
   # make fuzz and the fuzz/smoke test: clang with libFuzzer and the
   # sanitizer runtimes (tests/fuzz).
   clang-14 libclang-rt-14-dev libfuzzer-14-dev
+  # The dashboard's charts (Chart.js, served by fulgurd) and its test:
+  # headless Chromium driven through chromedriver by Selenium.
+  libjs-chart.js chromium chromium-driver python3-selenium
 )
 
 missing=()

@@ -398,6 +398,7 @@
     if (state === 'RUNNING') parts.push('ETA ' + jobEta(j));
     parts.push('id ' + j.id);
     $('d-summary').textContent = parts.join(' · ');
+    $('d-metrics').textContent = metricsText(j, 0);
     $('d-error').hidden = !j.error;
     $('d-error').textContent = j.error || '';
     $('b-pause').disabled = !(state === 'RUNNING' || state === 'QUEUED');

@@ -11,6 +11,7 @@ that fits a phone. Screenshots are kept in the build tree under
 test-artifacts/dashboard/ (dashboard.png, dashboard-phone.png)."""
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import urllib.error
@@ -79,18 +80,6 @@ def shown(css):
     return bool(els) and els[0].is_displayed()
 
 
-# [label, point count, last y] of each dataset of a chart, from Chart.js.
-CHART = """const c = Chart.getChart(document.getElementById(arguments[0] || 'chart-step'));
-return c ? c.data.datasets.map(d => [d.label, d.data.length, d.data.length ? d.data[d.data.length - 1].y : null]) : null;"""
-
-
-def chart(which="chart-step"):
-    try:
-        return drv.execute_script(CHART, which) or []
-    except WebDriverException:
-        return []
-
-
 def alert():
     try:
         return drv.switch_to.alert
@@ -98,25 +87,47 @@ def alert():
         return None
 
 
+# {label: [[x, y], ...]} of a chart's datasets, from Chart.js's own objects.
+CHART = """const c = Chart.getChart(document.getElementById(arguments[0]));
+const out = {};
+if (c) for (const d of c.data.datasets) out[d.label] = d.data.map(p => [p.x, p.y]);
+return out;"""
+
+
+def chart(which="chart-step"):
+    try:
+        return drv.execute_script(CHART, which) or {}
+    except WebDriverException:
+        return {}
+
+
 def points(which="chart-step"):
-    return sum(n for _, n, _ in chart(which))
+    return sum(len(v) for v in chart(which).values())
+
+
+def last_step():
+    return max((v[-1][0] for v in chart().values() if v), default=-1)
 
 
 def exact_curves(jid, when):
     """Once the stream has everything (the job paused or ended): each
-    step key's curve has one point per stored step event carrying it, and
-    ends on the last value."""
+    step key's curve is exactly its stored step events, in seq order, each
+    once, where an attempt restarted from a checkpoint replaces the steps
+    it logs again (the page's rule, so x stays sorted)."""
     steps, last_seq = step_events(jid)
     ended = wait_for(lambda: text("#d-stream") == f"ended at #{last_seq}", 60)
     check(f"{when}: the page's stream ended at the job's last event (#{last_seq})", ended, text("#d-stream"))
     want = {}
     for s in steps:
         for k, v in s.values.items():
-            n, _ = want.get(k, (0, None))
-            want[k] = (n + 1, v)
-    got = {label: (n, y) for label, n, y in chart()}
-    check(f"{when}: the step chart holds every step event once ({sum(n for n, _ in want.values())} points)",
-          got == want and want, f"chart {got} events {want}")
+            pts = want.setdefault(k, [])
+            while pts and pts[-1][0] >= s.global_step:
+                pts.pop()
+            pts.append([s.global_step, v])
+    got = chart()
+    n = sum(len(v) for v in want.values())
+    check(f"{when}: the step chart is the stored step events, each once ({n} points)", got == want and n,
+          f"chart {({k: len(v) for k, v in got.items()})} events {({k: len(v) for k, v in want.items()})}")
 
 
 os.makedirs(ARTIFACTS, exist_ok=True)
@@ -127,7 +138,8 @@ with open(token_file, "w") as f:
 os.chmod(token_file, 0o600)
 port = free_port()
 base = f"http://127.0.0.1:{port}"
-d = Daemon(work=work, args=["--token-file", token_file, "--http", f"127.0.0.1:{port}", "--max-jobs", "1"]).start()
+ARGS = ["--token-file", token_file, "--http", f"127.0.0.1:{port}", "--max-jobs", "1"]
+d = Daemon(work=work, args=ARGS).start()
 drv = None
 try:
     check("the daemon answers /healthz over HTTP", wait_for(lambda: http_get(base + "/healthz")[0] == 200, 30))
@@ -146,7 +158,7 @@ try:
 
     # ---- a fit job long enough to watch, pause and resume, then cancel ----
     root = os.path.join(work, "runs")
-    cfg = tiny_config(root, max_epochs=500, samples=4096)
+    cfg = tiny_config(root, max_epochs=500, samples=4096, extra="restart_policy: resume\n")
     jid = d.stub.SubmitJob(pb.SubmitJobRequest(stage=pb.FIT, config_yaml=cfg, name="dash-fit"), metadata=AUTH).id
     check("the fit job runs", wait_for(lambda: job(jid).state == pb.RUNNING, 120), str(job(jid)))
 
@@ -212,6 +224,21 @@ try:
           wait_for(lambda: points() > paused_points, 120), f"{paused_points} -> {points()}")
     epochs = wait_for(lambda: points("chart-epoch"), 120)
     check("the epoch chart has points", epochs, str(chart("chart-epoch")))
+
+    # ---- the daemon dies (kill -9) and comes back: the stream resumes ----------
+    before = last_step()
+    check("kill -9 of the daemon", d.stop(signal.SIGKILL) == -signal.SIGKILL)
+    check("the page sees its stream drop and the server go",
+          wait_for(lambda: (text("#d-stream") or "").startswith(("dropped", "reconnecting")) and shown("#error"), 30),
+          f"{text('#d-stream')} / {text('#error-text')}")
+    d = Daemon(work=work, args=ARGS).start()
+    check("restart_policy: resume runs the job again",
+          wait_for(lambda: job(jid).state == pb.RUNNING and job(jid).attempts >= 2, 120), str(job(jid)))
+    check("the page's stream is live again", wait_for(lambda: text("#d-stream") == "live", 60), text("#d-stream"))
+    check("... the banner is gone and the page is connected",
+          wait_for(lambda: not shown("#error") and text("#conn") == "connected", 30), text("#error-text"))
+    check("... and the curve runs on past the kill", wait_for(lambda: last_step() > before, 120),
+          f"{before} -> {last_step()}")
     drv.save_screenshot(os.path.join(ARTIFACTS, "dashboard.png"))
 
     # ---- a phone -------------------------------------------------------------

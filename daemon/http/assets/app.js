@@ -100,12 +100,16 @@
 
   /* ---- errors ----------------------------------------------------------- */
 
-  function showError(msg) {
+  // source names who showed the message, so that the poll, once the server
+  // answers again, takes back its own "unreachable" and nothing else.
+  function showError(msg, source) {
     $('error-text').textContent = msg;
     $('error').hidden = false;
+    $('error').dataset.source = source || '';
   }
 
-  function clearError() {
+  function clearError(source) {
+    if (source && $('error').dataset.source !== source) return;
     $('error').hidden = true;
     $('error-text').textContent = '';
   }
@@ -250,6 +254,7 @@
         next.set(app.selected, app.jobs.get(app.selected));
       app.jobs = next;
       setConn('connected', true);
+      clearError('poll');
       renderTable();
       if (app.selected) {
         renderDetail();
@@ -262,7 +267,7 @@
         askToken(`the token was refused: ${e.message}`);
         return;
       }
-      showError(e.message);
+      showError(e.message, 'poll');
     }
     app.pollTimer = setTimeout(() => poll(gen), POLL_MS);
   }
@@ -633,7 +638,7 @@
   }
 
   function init() {
-    $('error-close').addEventListener('click', clearError);
+    $('error-close').addEventListener('click', () => clearError());
     $('login').addEventListener('submit', (e) => {
       e.preventDefault();
       clearError();

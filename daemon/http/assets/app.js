@@ -355,6 +355,7 @@
     meta.className = 'meta';
     meta.textContent = `#${num(ev.seq)} ${fmtTime(ev.timeNs)} ${kind}`;
     const text = document.createElement('span');
+    text.className = 'text';
     text.textContent = eventText(kind, ev);
     li.append(meta, text);
     if (kind === 'step') li.hidden = !$('show-steps').checked;

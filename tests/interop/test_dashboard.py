@@ -183,9 +183,11 @@ try:
     err = wait_for(lambda: shown("#error") and "401" in (text("#error-text") or "") and text("#error-text"), 20)
     check("a refused token shows the server's 401 and asks again", err and shown("#login"), str(err))
 
-    # ---- the running job ---------------------------------------------------
-    drv.get("about:blank")
-    drv.get(base + f"/#token={TOKEN}&job={jid}")
+    # ---- the right token, typed into the form -------------------------------
+    drv.find_element(By.ID, "token-input").send_keys(TOKEN)
+    drv.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    check("the form's token goes into the fragment, with the job",
+          wait_for(lambda: js("return location.hash") == f"#token={TOKEN}&job={jid}", 10), str(js("return location.hash")))
     row = f'#jobs tr[data-job-id="{jid}"]'
     check("the job table shows the job by name",
           wait_for(lambda: text(row + " td.name") == "dash-fit", 30), str(text(row)))

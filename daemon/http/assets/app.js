@@ -618,6 +618,7 @@
     clearTimeout(app.pollTimer);
     app.pollGen++;
     if (app.stream) app.stream.stop();
+    app.stream = null;   // start() opens a new one with the new token
     if (why) showError(why);
     $('login').hidden = false;
     $('token-input').value = '';

@@ -235,6 +235,18 @@
     $('jobs-empty').hidden = app.jobs.size > 0;
   }
 
+  // Step events can come by the thousand (a replay): draw once per frame.
+  let renderPending = false;
+  function scheduleRender() {
+    if (renderPending) return;
+    renderPending = true;
+    requestAnimationFrame(() => {
+      renderPending = false;
+      renderTable();
+      renderDetail();
+    });
+  }
+
   function upsertJob(j) {
     if (!j || !j.id) return;
     app.jobs.set(j.id, j);
@@ -376,7 +388,7 @@
         addPoint(chart, k, x, scalar(v));
         if (j) (j.metrics = j.metrics || {})[k] = v;
       }
-      if (j) renderTable();
+      if (j) scheduleRender();
     } else if (kind === 'state' && j) {
       j.state = enumName(STATES, ev.state.state);
       if (j.state === 'FAILED' || j.state === 'CANCELLED') j.error = ev.state.message || j.error;

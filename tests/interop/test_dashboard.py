@@ -87,10 +87,11 @@ def alert():
         return None
 
 
-# {label: [[x, y], ...]} of a chart's datasets, from Chart.js's own objects.
+# {label: [[x, y], ...]} of a chart's datasets, from Chart.js's own objects
+# (a dataset the decimation plugin thinned keeps its points in _data).
 CHART = """const c = Chart.getChart(document.getElementById(arguments[0]));
 const out = {};
-if (c) for (const d of c.data.datasets) out[d.label] = d.data.map(p => [p.x, p.y]);
+if (c) for (const d of c.data.datasets) out[d.label] = (d._data || d.data).map(p => [p.x, p.y]);
 return out;"""
 
 

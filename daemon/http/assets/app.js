@@ -324,17 +324,20 @@
   }
 
   function addPoint(chart, key, x, y) {
-    let ds = chart.$byKey.get(key);
-    if (!ds) {
+    // Our own reference to a curve's points: once the decimation plugin
+    // thins a dataset, dataset.data reads its thinned copy (the original
+    // moves to dataset._data), and a point pushed there would be lost.
+    let pts = chart.$byKey.get(key);
+    if (!pts) {
       const color = COLORS[chart.data.datasets.length % COLORS.length];
-      ds = { label: key, data: [], borderColor: color, backgroundColor: color };
-      chart.data.datasets.push(ds);
-      chart.$byKey.set(key, ds);
+      pts = [];
+      chart.data.datasets.push({ label: key, data: pts, borderColor: color, backgroundColor: color });
+      chart.$byKey.set(key, pts);
     }
     // A retried attempt restarts from its checkpoint and logs those steps
     // again: its points replace the old attempt's tail, so x stays sorted.
-    while (ds.data.length && ds.data[ds.data.length - 1].x >= x) ds.data.pop();
-    ds.data.push({ x, y });
+    while (pts.length && pts[pts.length - 1].x >= x) pts.pop();
+    pts.push({ x, y });
     if (!chart.$dirty) {
       chart.$dirty = true;
       requestAnimationFrame(() => { chart.$dirty = false; chart.update('none'); });

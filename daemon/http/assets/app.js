@@ -414,8 +414,9 @@
     const p = j.progress || {};
     const parts = [enumName(STAGES, j.stage), `${pct.toFixed(1)}%`];
     const maxEpochs = num(p.maxEpochs);
-    parts.push(`epoch ${num(p.epoch)}${maxEpochs > 0 ? ' of ' + maxEpochs : ''}`);
-    parts.push(`step ${num(p.globalStep)}${num(p.totalSteps) > 0 ? ' of ' + num(p.totalSteps) : ''}`);
+    // 1-based, as `fulgur status` prints it (Progress.epoch counts from 0).
+    parts.push(`epoch ${num(p.epoch) + 1}${maxEpochs > 0 ? '/' + maxEpochs : ''}`);
+    parts.push(`step ${num(p.globalStep)}${num(p.totalSteps) > 0 ? '/' + num(p.totalSteps) : ''}`);
     if (state === 'RUNNING') parts.push('ETA ' + jobEta(j));
     parts.push('id ' + j.id);
     $('d-summary').textContent = parts.join(' · ');

@@ -24,6 +24,7 @@ struct fgd_http {
   uv_timer_t heartbeat;
   int port;
   bool draining;
+  bool kicked; /* a connection was resumed: MHD runs again next turn */
   char *chartjs; /* Debian's Chart.js, read at start (NULL: not installed) */
   size_t chartjs_len;
   char *cert_pem, *key_pem;
@@ -67,6 +68,8 @@ enum MHD_Result fgd_http_fail(http_req *r, grpc_status_code code, const char *fm
 void fgd_http_resume_with(http_req *r, unsigned status, const char *ctype, const char *body,
                           size_t len);
 void fgd_http_suspend(http_req *r);
+/* Runs MHD at the next turn of the loop (after a resume). */
+void fgd_http_kick(fgd_http *h);
 unsigned fgd_http_status_of(grpc_status_code code);
 /* {"code":..,"message":..} for code and msg; caller frees. */
 char *fgd_http_error_body(grpc_status_code code, const char *msg, size_t *len);

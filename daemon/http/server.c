@@ -115,6 +115,7 @@ void fgd_http_resume_with(http_req *r, unsigned status, const char *ctype, const
   r->answer_status = status;
   unlink_suspended(r);
   MHD_resume_connection(r->conn);
+  fgd_http_kick(r->h);
 }
 
 /* ---- authentication, bodies, routes ---- */
@@ -277,15 +278,26 @@ static void on_timer(uv_timer_t *t);
 /* One pass of MHD's event processing (never blocks), then the timer for
  * what it wants to do next (0: connections with data still buffered). */
 static void run(fgd_http *h) {
+  h->kicked = false;
   MHD_run(h->mhd);
   MHD_UNSIGNED_LONG_LONG ms = 0;
-  if (MHD_get_timeout(h->mhd, &ms) == MHD_YES)
+  if (h->kicked)
+    uv_timer_start(&h->timer, on_timer, 0, 0);
+  else if (MHD_get_timeout(h->mhd, &ms) == MHD_YES)
     uv_timer_start(&h->timer, on_timer, ms > 60000 ? 60000 : ms, 0);
   else
     uv_timer_stop(&h->timer);
 }
 
 static void on_timer(uv_timer_t *t) { run(t->data); }
+
+void fgd_http_kick(fgd_http *h) {
+  /* A resumed connection is not always announced on MHD's epoll
+   * descriptor (its wake-up pipe may still be set from an earlier resume,
+   * and edges do not repeat): the next turn of the loop runs MHD anyway. */
+  h->kicked = true;
+  if (h->mhd) uv_timer_start(&h->timer, on_timer, 0, 0);
+}
 
 static void on_poll(uv_poll_t *p, int status, int events) {
   (void)status, (void)events;

@@ -48,6 +48,7 @@ static void wake(sse_stream *s) {
   if (s->waiting && !s->gone) {
     s->waiting = false;
     MHD_resume_connection(s->conn);
+    fgd_http_kick(s->h);
   }
 }
 

@@ -254,23 +254,24 @@ static void sse_latency(const char *id, double seconds) {
 static void metrics_scrape(int pid, int rounds) {
   conn c;
   conn_open(&c);
-  double ms[256], cpu[256];
+  double ms[256];
   size_t len = 0;
   if (rounds > 256) rounds = 256;
+  /* The daemon's CPU over every scrape: /proc counts in 10 ms ticks, too
+   * coarse for one. */
+  double c0 = cpu_seconds(pid);
   for (int r = 0; r < rounds; r++) {
-    double c0 = cpu_seconds(pid);
     int64_t t0 = now_ns();
     conn_send(&c, "/metrics", "text/plain");
     if (conn_response(&c, &len) != 200) die("GET /metrics was not 200");
     ms[r] = (double)(now_ns() - t0) / 1e6;
-    cpu[r] = (cpu_seconds(pid) - c0) * 1e3;
   }
+  double cpu = (cpu_seconds(pid) - c0) * 1e3 / rounds;
   close(c.fd);
   double p50 = median(ms, rounds), mx = ms[rounds - 1];
-  double cmed = median(cpu, rounds);
   printf("GET /metrics (%zu bytes, %d scrapes)\n", len, rounds);
-  printf("  median %.2f ms (spread %.2f..%.2f)  daemon CPU median %.1f ms (10 ms ticks)  (target < 50 ms: %s)\n",
-         p50, ms[0], mx, cmed, mx < 50 ? "met" : "MISSED");
+  printf("  median %.2f ms (spread %.2f..%.2f)  daemon CPU %.2f ms/scrape  (target < 50 ms: %s)\n", p50, ms[0],
+         mx, cpu, mx < 50 ? "met" : "MISSED");
 }
 
 int main(int argc, char **argv) {

@@ -247,9 +247,20 @@
     });
   }
 
+  // A Job fetched before the selected job's latest event (a poll in flight
+  // while the stream brought CANCELLED) must not turn its state back.
+  function keepFresherState(j) {
+    const cur = app.jobs.get(j.id);
+    if (cur && app.stream && j.id === app.selected && num(j.lastSeq) < app.stream.lastSeq) {
+      j.state = cur.state;
+      j.error = cur.error;
+    }
+    return j;
+  }
+
   function upsertJob(j) {
     if (!j || !j.id) return;
-    app.jobs.set(j.id, j);
+    app.jobs.set(j.id, keepFresherState(j));
     renderTable();
     if (j.id === app.selected) renderDetail();
   }
@@ -260,7 +271,7 @@
       const jobs = await listJobs();
       if (gen !== app.pollGen) return;
       const next = new Map();
-      for (const j of jobs) next.set(j.id, j);
+      for (const j of jobs) next.set(j.id, keepFresherState(j));
       // A job the list no longer has (retention) but the user looks at stays.
       if (app.selected && !next.has(app.selected) && app.jobs.has(app.selected))
         next.set(app.selected, app.jobs.get(app.selected));
@@ -501,6 +512,13 @@
           }
           this.status('live');
           await this.read(res.body);
+          if (!this.final && !signal.aborted) {
+            // Ended without the job's final event: a drop, or the job was
+            // over already (a stream reopened after its last event).
+            const j = await api('GET', jobPath(this.jobId)).catch(() => null);
+            const st = j && jobState(j);
+            if (j && num(j.lastSeq) <= this.lastSeq && (TERMINAL.has(st) || st === 'PAUSED')) this.final = true;
+          }
           if (this.final) {
             this.status(`ended at #${this.lastSeq}`);
             break;
@@ -577,11 +595,13 @@
     }
   }
 
+  // Only once the job runs again and has events the stream has not seen:
+  // a stream reopened on a job that is over would end at once, again and again.
   function reviveStream() {
     const j = app.jobs.get(app.selected);
     if (!j || !app.stream) return;
     const st = jobState(j);
-    if (!TERMINAL.has(st) && st !== 'PAUSED') app.stream.revive();
+    if (!TERMINAL.has(st) && st !== 'PAUSED' && num(j.lastSeq) > app.stream.lastSeq) app.stream.revive();
   }
 
   async function select(id) {

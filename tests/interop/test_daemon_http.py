@@ -315,7 +315,7 @@ check("fulgurd exits cleanly", d.stop() == 0, d.log_text()[-2000:])
 t.join(30)
 evs, comments = got[0] if got else ([], [])
 check("shutdown ends an SSE stream with the seq to resume from", evs and comments
-      and comments[-1] == f"fulgurd is shutting down; watch again with after_seq={evs[-1][0]}", str(comments[-2:]))
+      and comments[-1] == f"fulgurd is shutting down; resume with Last-Event-ID: {evs[-1][0]}", str(comments[-2:]))
 
 # ---- TLS with the same --tls-cert/--tls-key ----
 subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",

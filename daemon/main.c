@@ -286,17 +286,8 @@ int main(int argc, char **argv) {
     uv_close((uv_handle_t *)&d.flush_timer, NULL);
     goto done;
   }
-  fgd_server_opts so = {.listen = o->listen,
-                        .n_listen = o->n_listen,
-                        .tls_cert_file = o->tls_cert,
-                        .tls_key_file = o->tls_key,
-                        .token = d.token,
-                        .max_request_bytes = o->max_request_bytes};
-  if (fgd_server_start(loop, &so, fgd_rpc_on_call, &d, &d.server, &err)) {
-    fprintf(stderr, "fulgurd: %s\n", err);
-    uv_close((uv_handle_t *)&d.flush_timer, NULL);
-    goto done;
-  }
+  /* Before the gRPC server, so a failure here has nothing else to take
+   * down; no handler runs before the loop does. */
   if (o->http) {
     fgd_http_opts ho = {.listen = o->http,
                         .tls_cert = o->tls_cert,
@@ -310,13 +301,22 @@ int main(int argc, char **argv) {
     };
     if (fgd_http_start(&d, &ho, &d.http, &err)) {
       fprintf(stderr, "fulgurd: %s\n", err);
-      /* The gRPC server is up: it goes down the normal way. */
-      d.shutting_down = true;
-      fgd_server_shutdown(d.server, 0, on_server_down, &d);
       uv_close((uv_handle_t *)&d.flush_timer, NULL);
-      uv_run(loop, UV_RUN_DEFAULT);
       goto done;
     }
+  }
+  fgd_server_opts so = {.listen = o->listen,
+                        .n_listen = o->n_listen,
+                        .tls_cert_file = o->tls_cert,
+                        .tls_key_file = o->tls_key,
+                        .token = d.token,
+                        .max_request_bytes = o->max_request_bytes};
+  if (fgd_server_start(loop, &so, fgd_rpc_on_call, &d, &d.server, &err)) {
+    fprintf(stderr, "fulgurd: %s\n", err);
+    fgd_http_stop(d.http);
+    d.http = NULL;
+    uv_close((uv_handle_t *)&d.flush_timer, NULL);
+    goto done;
   }
   /* Warm before the first SubmitJob: the checker loads libtorch once. */
   d.checker = fgd_checker_create(loop, o->worker_path, d.jobs_dir, o->check_timeout_ms);

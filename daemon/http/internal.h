@@ -10,6 +10,7 @@
 
 #include "../daemon.h"
 #include "http.h"
+#include "json_in.h"
 
 typedef struct http_req http_req;
 typedef struct sse_stream sse_stream;
@@ -77,12 +78,6 @@ char *fgd_http_error_body(grpc_status_code code, const char *msg, size_t *len);
 /* ---- rest.c: /v1/ ---- */
 enum MHD_Result fgd_http_rest(http_req *r, const char *method, const char *url);
 
-/* ---- json_in.c: request bodies ---- */
-/* Fills msg (initialised, of descriptor d) from a JSON object in the proto3
- * JSON mapping (lowerCamelCase or the proto names; enums by name or
- * number; 64-bit integers as numbers or strings). Returns NULL, or what is
- * wrong with where it is (caller frees), to be answered 400. */
-char *fgd_http_json_to_msg(const char *json, size_t len, ProtobufCMessage *msg);
 
 /* ---- sse.c: event streams ---- */
 /* Starts an SSE stream of j's events after after_seq on r's connection. */

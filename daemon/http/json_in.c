@@ -4,13 +4,16 @@
  * expected, which the 400 answer passes on. Only what JobService's
  * requests hold is supported (scalars, enums, repeated strings); anything
  * else is refused by name rather than guessed at. */
+#include "json_in.h"
+
 #include <errno.h>
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
 #include "util/xalloc.h"
 
 /* proto_name's lowerCamelCase JSON name ("config_yaml" -> "configYaml"). */

@@ -32,6 +32,7 @@ struct sse_stream {
   bool ended;           /* the watch has finished: end once buf drains */
   bool waiting;         /* suspended until there is something to send */
   bool gone;            /* the connection is closing */
+  uint64_t last_seq;    /* of the last event put in buf */
   sse_stream *prev, *next;
 };
 
@@ -66,6 +67,7 @@ static const char *kind_name(Fulgur__V1__JobEvent__KindCase k) {
 static void sink_send(void *ctx, uint64_t seq, const uint8_t *data, size_t len) {
   sse_stream *s = ctx;
   s->in_flight = true;
+  s->last_seq = seq;
   Fulgur__V1__JobEvent *e = fulgur__v1__job_event__unpack(NULL, len, data);
   char *out = NULL;
   size_t n = 0;
@@ -97,8 +99,13 @@ static void sink_finish(void *ctx, grpc_status_code code, const char *msg) {
   s->in_flight = false;
   if (s->gone) return;
   if (code != GRPC_STATUS_OK) {
-    /* A comment: EventSource ignores it, curl shows why the stream ended. */
-    char *line = fg__xasprintf(": %s\n\n", msg);
+    /* A comment: EventSource ignores it, curl shows why the stream ended.
+     * The event in buf still goes out, so the resume point is the last
+     * one put there (the watch's own message counts it as unsent). */
+    char *line = code == GRPC_STATUS_UNAVAILABLE && s->h->d->shutting_down
+                     ? fg__xasprintf(": fulgurd is shutting down; resume with Last-Event-ID: %llu\n\n",
+                                     (unsigned long long)s->last_seq)
+                     : fg__xasprintf(": %s\n\n", msg);
     append(s, line, strlen(line));
     free(line);
   }
@@ -159,6 +166,7 @@ enum MHD_Result fgd_http_sse(http_req *r, fgd_job *j, uint64_t after_seq) {
   sse_stream *s = fg__xcalloc(1, sizeof *s);
   s->h = h;
   s->conn = r->conn;
+  s->last_seq = after_seq;
   s->w = fgd_watch_open(h->d, j, after_seq, (fgd_watch_sink){sink_send, sink_finish, s});
   /* The reconnection delay EventSource should use, and a first line so
    * the headers go out at once. */

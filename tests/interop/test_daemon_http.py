@@ -301,7 +301,21 @@ else:
     st, body, hdrs = api.get("/", token=False)
     check("GET / is the dashboard page", st == 200 and hdrs["Content-Type"].startswith("text/html"), f"{st}")
 
+# Shutdown ends open streams with where to resume from.
+st, je, _ = api.post("/v1/jobs", {"stage": "FIT", "configYaml": tiny_config(f"{W}/f", max_epochs=200, samples=2048)})
+wait_state(je["id"], {pb.RUNNING})
+got = []
+t = threading.Thread(target=lambda: got.append(api.sse(f"/v1/jobs/{je['id']}/events")))
+t.start()
+end = time.time() + 60
+while grpc_job(je["id"]).progress.global_step < 2 and time.time() < end:
+    time.sleep(0.05)
+time.sleep(0.3)
 check("fulgurd exits cleanly", d.stop() == 0, d.log_text()[-2000:])
+t.join(30)
+evs, comments = got[0] if got else ([], [])
+check("shutdown ends an SSE stream with the seq to resume from", evs and comments
+      and comments[-1] == f"fulgurd is shutting down; resume with Last-Event-ID: {evs[-1][0]}", str(comments[-2:]))
 
 # ---- TLS with the same --tls-cert/--tls-key ----
 subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
@@ -323,6 +337,15 @@ except Exception:  # noqa: BLE001 - any failure is the point
 check("plain HTTP is not served on the TLS port", plain == "refused")
 t.wait_ready()
 check("the TLS daemon exits cleanly", t.stop() == 0, t.log_text()[-2000:])
+
+# ---- bad options ----
+for args, want in [(["--http", "nowhere"], "expected HOST:PORT"), (["--http", "127.0.0.1:99999"], "0 to 65535"),
+                   (["--metrics-retain", "soon"], "bad option or value")]:
+    r = subprocess.run([os.path.join(os.environ["FG_BUILD_DIR"], "fulgurd"), "--state-dir", f"{W}/bad-state",
+                        "--listen", f"unix:{W}/bad.sock", "--root", W] + args, capture_output=True, text=True,
+                       timeout=60)
+    check(f"fulgurd {' '.join(args)}: refused with a message", r.returncode != 0 and want in r.stderr,
+          f"{r.returncode} {r.stderr}")
 
 if not os.environ.get("FG_KEEP_TMP"):
     shutil.rmtree(W, ignore_errors=True)

@@ -174,7 +174,8 @@
 
   function jobPercent(j) {
     if (jobState(j) === 'SUCCEEDED') return 100;
-    return j.progress ? num(j.progress.percent) : 0;
+    // -1 while unknown (Progress.percent); the bar never runs backwards past 0.
+    return j.progress ? Math.min(100, Math.max(0, num(j.progress.percent))) : 0;
   }
 
   function jobEta(j) {

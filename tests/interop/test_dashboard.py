@@ -268,6 +268,11 @@ try:
     check("... and no control is left to press",
           not any(drv.find_element(By.ID, b).is_enabled() for b in ("b-pause", "b-resume", "b-cancel")))
     exact_curves(jid, "cancelled")
+    states = [e.seq for e in d.stub.ListJobEvents(pb.ListJobEventsRequest(id=jid, page_size=5000), metadata=AUTH).events
+              if e.WhichOneof("kind") == "state"]
+    shown_states = js("return Array.from(document.querySelectorAll('#log li.k-state'), li => Number(li.dataset.seq))")
+    check(f"the event log lists every state change once, newest first ({len(states)}), among all the step lines",
+          shown_states == states[::-1], f"{shown_states} vs {states}")
 
     # ---- an unknown job: a 404 the user can read ---------------------------------
     drv.get("about:blank")

@@ -20,7 +20,7 @@
   const LEVELS = ['DEBUG', 'INFO', 'WARNING', 'ERROR'];
   const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
   const POLL_MS = 2000;
-  const LOG_MAX = 500;          // event-log lines kept on the page
+  const LOG_MAX = 500;          // event-log lines kept on the page, steps and the rest each
   const TABLE_METRICS = 4;      // metrics shown in a table row (all in its tooltip)
   const PAGE_SIZE = 1000;       // ListJobs' maximum
   const MAX_PAGES = 50;
@@ -39,6 +39,8 @@
     charts: null,       // {step, epoch} for the selected job
     pollTimer: null,
     pollGen: 0,         // bumped to retire an older poll loop
+    logSteps: [],       // the event log's lines, oldest first: step events
+    logOthers: [],      // ... and the rest
   };
 
   /* ---- small helpers ---------------------------------------------------- */
@@ -388,7 +390,11 @@
     if (kind === 'step') li.hidden = !$('show-steps').checked;
     const log = $('log');
     log.insertBefore(li, log.firstChild);   // newest first: no scrolling on a phone
-    while (log.childElementCount > LOG_MAX) log.lastElementChild.remove();
+    // Step lines have their own budget: thousands of them (hidden by
+    // default) must not push the state changes and logs off the page.
+    const kept = kind === 'step' ? app.logSteps : app.logOthers;
+    kept.push(li);
+    if (kept.length > LOG_MAX) kept.shift().remove();
   }
 
   function onEvent(jobId, kind, ev) {
@@ -404,8 +410,10 @@
         if (j) (j.metrics = j.metrics || {})[k] = v;
       }
       if (j) scheduleRender();
-    } else if (kind === 'state' && j) {
+    } else if (kind === 'state' && j && num(ev.seq) >= num(j.lastSeq)) {
+      // A live change (a replayed old state would only flicker past).
       j.state = enumName(STATES, ev.state.state);
+      j.lastSeq = ev.seq;
       if (j.state === 'FAILED' || j.state === 'CANCELLED') j.error = ev.state.message || j.error;
       renderTable();
       renderDetail();
@@ -611,6 +619,8 @@
     app.selected = id;
     writeFragment();
     $('log').replaceChildren();
+    app.logSteps = [];
+    app.logOthers = [];
     renderTable();
     if (!id) {
       $('detail').hidden = true;

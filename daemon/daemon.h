@@ -34,6 +34,8 @@ typedef struct {
   unsigned check_timeout_ms;
   size_t max_request_bytes;
   int64_t state_max_bytes;
+  const char *http;          /* --http HOST:PORT, NULL: none */
+  int64_t metrics_retain_ns; /* --metrics-retain */
 } fgd_opts;
 
 typedef struct {
@@ -120,8 +122,10 @@ struct fgd {
   bool schedule_wanted; /* the next pass starts queued jobs */
   bool store_failing; /* the last commit failed; retrying */
   bool shutting_down;
+  size_t n_watchers; /* open watchers over every job (fulgur_watchers) */
   char *jobs_dir;
   struct fgd_checker *checker; /* the warm config checker (checker.h) */
+  struct fgd_http *http;       /* the HTTP API (http/http.h), NULL without --http */
 };
 
 /* Replaces an owned string with a copy of v (NULL clears it). */
@@ -173,7 +177,26 @@ void fgd_schedule(fgd *d);
 /* Loads the store and applies the restart rules. */
 int fgd_recover(fgd *d, char **err);
 void fgd_jobs_free(fgd *d);
-/* Watchers. */
+/* Watchers (watch.c): a cursor over a job's committed events that sends
+ * them one at a time to a sink, WatchJob's gRPC stream or an SSE reader. */
+typedef struct {
+  /* One committed event (a packed JobEvent, borrowed: copy it). Only one is
+   * in flight: the sink calls fgd_watch_sent once it has left. */
+  void (*send)(void *ctx, uint64_t seq, const uint8_t *data, size_t len);
+  /* The watch is over: OK after the job's final event, else why not. The
+   * watch is already freed; no callback runs after this one. */
+  void (*finish)(void *ctx, grpc_status_code code, const char *msg);
+  void *ctx;
+} fgd_watch_sink;
+/* A watcher of j's events after after_seq; it starts sending at the first
+ * fgd_watch_pump (so the caller can store the handle first). */
+fgd_watch *fgd_watch_open(fgd *d, fgd_job *j, uint64_t after_seq, fgd_watch_sink sink);
+void fgd_watch_pump(fgd_watch *w);
+/* The sink's event has left (ok false: the reader is gone). */
+void fgd_watch_sent(fgd_watch *w, bool ok);
+/* The reader went away, or the daemon is shutting down: finishes it. */
+void fgd_watch_close(fgd_watch *w);
+/* WatchJob on a gRPC stream. */
 void fgd_watch_start(fgd *d, fgd_job *j, fgd_call *c, uint64_t after_seq);
 void fgd_watch_pump_job(fgd *d, fgd_job *j);
 void fgd_watch_end_all(fgd *d);
@@ -189,6 +212,10 @@ void fgd_worker_kill_all(fgd *d);
 
 /* ---- rpc.c ---- */
 void fgd_rpc_on_call(void *ctx, fgd_call *c);
+/* WatchJob's checks, for every kind of watcher: the job, or NULL with the
+ * status and message (caller frees) to answer. */
+fgd_job *fgd_rpc_watch_job(fgd *d, const char *id, uint64_t after_seq, grpc_status_code *code,
+                           char **msg);
 
 /* ---- map.c: string -> pointer ---- */
 typedef struct fgd_map fgd_map;

@@ -15,6 +15,7 @@
 
 #include "checker.h"
 #include "daemon.h"
+#include "http/http.h"
 #include "util/blas_kernel.h"
 #include "util/xalloc.h"
 
@@ -28,6 +29,7 @@ static void usage(FILE *f) {
           "               [--max-jobs N] [--max-queue N] [--root DIR ...] [--token-file F]\n"
           "               [--tls-cert F --tls-key F] [--kill-grace-ms MS] [--check-timeout-ms MS]\n"
           "               [--max-request-bytes N] [--state-max-bytes N] [--worker PATH]\n"
+          "               [--http HOST:PORT] [--metrics-retain DURATION]\n"
           "\n"
           "  --state-dir      jobs and events (SQLite); default $XDG_STATE_HOME/fulgur\n"
           "                   or ~/.local/state/fulgur\n"
@@ -40,7 +42,11 @@ static void usage(FILE *f) {
           "  --token-file     every RPC but health needs 'authorization: Bearer <token>'\n"
           "  --kill-grace-ms  after a cancel, how long a worker may take to stop (10000)\n"
           "  --check-timeout-ms  how long SubmitJob's config check may take before the\n"
-          "                   checker is killed and the submit fails (60000)\n");
+          "                   checker is killed and the submit fails (60000)\n"
+          "  --http           also serve HTTP there: /healthz, /metrics, REST under /v1/,\n"
+          "                   Server-Sent Events, the dashboard at /; TLS, token and\n"
+          "                   limits as for gRPC (port 0 picks a free port)\n"
+          "  --metrics-retain how long a finished job stays in /metrics (1h; 90s, 15m, 2d)\n");
 }
 
 static char *default_state_dir(void) {
@@ -108,6 +114,9 @@ static void on_server_down(void *ctx) {
   fgd_checker_close(d->checker);
   d->checker = NULL;
   fgd_flush(d);
+  /* After the checker: the submits it still held have answered. */
+  fgd_http_stop(d->http);
+  d->http = NULL;
   uv_close((uv_handle_t *)&d->flush_timer, NULL);
   /* The signal handles stay open to the end, only unreferenced: closing a
    * signal's last handle gives it back its default action, and one more
@@ -128,6 +137,7 @@ static void on_signal(uv_signal_t *s, int signum) {
   fprintf(stderr, "fulgurd: %s: shutting down\n", strsignal(signum));
   d->shutting_down = true;
   fgd_flush(d);
+  fgd_http_drain(d->http);
   fgd_server_shutdown(d->server, 2000, on_server_down, d);
 }
 
@@ -139,6 +149,7 @@ int main(int argc, char **argv) {
   o->kill_grace_ms = 10000;
   o->check_timeout_ms = 60000;
   o->max_request_bytes = 4u << 20;
+  o->metrics_retain_ns = 3600 * 1000000000LL;
   o->listen = fg__xcalloc((size_t)argc + 1, sizeof *o->listen);
   const char **roots_arg = fg__xcalloc((size_t)argc + 1, sizeof *roots_arg);
   size_t n_roots_arg = 0;
@@ -173,6 +184,9 @@ int main(int argc, char **argv) {
     else if (strcmp(a, "--tls-cert") == 0) o->tls_cert = v;
     else if (strcmp(a, "--tls-key") == 0) o->tls_key = v;
     else if (strcmp(a, "--worker") == 0) o->worker_path = v;
+    else if (strcmp(a, "--http") == 0) o->http = v;
+    else if (strcmp(a, "--metrics-retain") == 0 && fgd_http_parse_duration(v, &o->metrics_retain_ns) == 0) {
+    }
     else if (is_num && num >= 1 && num <= 256 && strcmp(a, "--max-jobs") == 0) o->max_jobs = (int)num;
     else if (is_num && num >= 1 && num <= 1000000 && strcmp(a, "--max-queue") == 0) o->max_queue = (int)num;
     else if (is_num && num <= 3600000 && strcmp(a, "--kill-grace-ms") == 0) o->kill_grace_ms = (unsigned)num;
@@ -272,6 +286,25 @@ int main(int argc, char **argv) {
     uv_close((uv_handle_t *)&d.flush_timer, NULL);
     goto done;
   }
+  /* Before the gRPC server, so a failure here has nothing else to take
+   * down; no handler runs before the loop does. */
+  if (o->http) {
+    fgd_http_opts ho = {.listen = o->http,
+                        .tls_cert = o->tls_cert,
+                        .tls_key = o->tls_key,
+                        .token = d.token,
+                        .max_request_bytes = o->max_request_bytes,
+                        .metrics_retain_ns = o->metrics_retain_ns,
+#ifdef FGD_CHARTJS_PATH
+                        .chartjs_path = FGD_CHARTJS_PATH
+#endif
+    };
+    if (fgd_http_start(&d, &ho, &d.http, &err)) {
+      fprintf(stderr, "fulgurd: %s\n", err);
+      uv_close((uv_handle_t *)&d.flush_timer, NULL);
+      goto done;
+    }
+  }
   fgd_server_opts so = {.listen = o->listen,
                         .n_listen = o->n_listen,
                         .tls_cert_file = o->tls_cert,
@@ -280,6 +313,8 @@ int main(int argc, char **argv) {
                         .max_request_bytes = o->max_request_bytes};
   if (fgd_server_start(loop, &so, fgd_rpc_on_call, &d, &d.server, &err)) {
     fprintf(stderr, "fulgurd: %s\n", err);
+    fgd_http_stop(d.http);
+    d.http = NULL;
     uv_close((uv_handle_t *)&d.flush_timer, NULL);
     goto done;
   }
@@ -291,6 +326,7 @@ int main(int argc, char **argv) {
   uv_signal_start(&sig_term, on_signal, SIGTERM);
   uv_signal_start(&sig_int, on_signal, SIGINT);
   for (size_t i = 0; i < o->n_listen; i++) fprintf(stderr, "fulgurd: serving on %s\n", o->listen[i]);
+  if (d.http) fprintf(stderr, "fulgurd: serving HTTP%s on port %d\n", o->tls_cert ? "S" : "", fgd_http_port(d.http));
   fprintf(stderr, "fulgurd: state in %s, %zu jobs known, up to %d at once\n", o->state_dir, d.n_jobs,
           o->max_jobs);
   fgd_schedule(&d);

@@ -436,17 +436,31 @@ static void handle_checkpoint(fgd *d, fgd_call *c) {
   fulgur__v1__checkpoint_job_request__free_unpacked(r, NULL);
 }
 
+fgd_job *fgd_rpc_watch_job(fgd *d, const char *id, uint64_t after_seq, grpc_status_code *code,
+                           char **msg) {
+  fgd_job *j = fgd_job_find(d, id);
+  if (!j) {
+    *code = GRPC_STATUS_NOT_FOUND;
+    *msg = fg__xasprintf("no job with id '%s'", id ? id : "");
+  } else if (after_seq > j->last_seq) {
+    *code = GRPC_STATUS_OUT_OF_RANGE;
+    *msg = fg__xasprintf("after_seq %llu is past the job's last event (%llu)",
+                         (unsigned long long)after_seq, (unsigned long long)j->last_seq);
+    j = NULL;
+  }
+  return j;
+}
+
 static void handle_watch(fgd *d, fgd_call *c) {
   Fulgur__V1__WatchJobRequest *r =
       (Fulgur__V1__WatchJobRequest *)request(c);
   if (!r) return;
-  fgd_job *j = job_or_not_found(d, c, r->id);
-  if (j && r->after_seq > j->last_seq) {
-    fgd_call_fail(c, GRPC_STATUS_OUT_OF_RANGE, "after_seq %llu is past the job's last event (%llu)",
-                  (unsigned long long)r->after_seq, (unsigned long long)j->last_seq);
-  } else if (j) {
-    fgd_watch_start(d, j, c, r->after_seq);
-  }
+  grpc_status_code code;
+  char *msg = NULL;
+  fgd_job *j = fgd_rpc_watch_job(d, r->id, r->after_seq, &code, &msg);
+  if (j) fgd_watch_start(d, j, c, r->after_seq);
+  else fgd_call_fail(c, code, "%s", msg);
+  free(msg);
   fulgur__v1__watch_job_request__free_unpacked(r, NULL);
 }
 

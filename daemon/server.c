@@ -50,6 +50,8 @@ struct fgd_call {
   fgd_stream_cbs cbs;
   char *health_service; /* Health.Watch: the service watched */
   fgd_call *prev, *next; /* open streams, for shutdown and health pushes */
+  fgd_local_cb local; /* set: a call from inside the daemon (no grpc_call) */
+  void *local_ctx;
 };
 
 typedef struct completion {
@@ -167,6 +169,25 @@ static void post_request(fgd_server *s, int method) {
 
 fgd_method fgd_call_method(const fgd_call *c) { return (fgd_method)c->method; }
 
+/* A grpc_byte_buffer holding a copy of data. */
+static grpc_byte_buffer *copied_bb(const void *data, size_t len);
+
+fgd_call *fgd_call_local(fgd_method m, const void *req, size_t len, fgd_local_cb done, void *ctx) {
+  fgd_call *c = call_new(NULL, (int)m);
+  c->req = copied_bb(req, len);
+  c->local = done;
+  c->local_ctx = ctx;
+  return c;
+}
+
+/* A local call's answer: handed to its callback, then the answering
+ * reference (the only one) goes. */
+static void local_answer(fgd_call *c, grpc_status_code code, const char *msg, const uint8_t *data,
+                         size_t len) {
+  c->local(c->local_ctx, code, msg ? msg : "", data, len);
+  call_unref(c);
+}
+
 ProtobufCMessage *fgd_call_unpack(fgd_call *c, const ProtobufCMessageDescriptor *d) {
   return fg_rpc_unpack(d, c->req);
 }
@@ -209,10 +230,17 @@ static void unary_answer(fgd_call *c, grpc_byte_buffer *bb, grpc_status_code cod
 }
 
 void fgd_call_reply(fgd_call *c, const ProtobufCMessage *m) {
+  if (c->local) {
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = fg__xmalloc(n ? n : 1);
+    protobuf_c_message_pack(m, buf);
+    local_answer(c, GRPC_STATUS_OK, "", buf, n);
+    free(buf);
+    return;
+  }
   unary_answer(c, fg_rpc_pack(m), GRPC_STATUS_OK, "");
 }
 
-/* A byte buffer holding a copy of data. */
 static grpc_byte_buffer *copied_bb(const void *data, size_t len) {
   grpc_slice sl = grpc_slice_from_copied_buffer(data, len);
   grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
@@ -221,6 +249,10 @@ static grpc_byte_buffer *copied_bb(const void *data, size_t len) {
 }
 
 void fgd_call_reply_bytes(fgd_call *c, const void *data, size_t len) {
+  if (c->local) {
+    local_answer(c, GRPC_STATUS_OK, "", data, len);
+    return;
+  }
   unary_answer(c, copied_bb(data, len), GRPC_STATUS_OK, "");
 }
 
@@ -230,7 +262,9 @@ void fgd_call_fail(fgd_call *c, grpc_status_code code, const char *fmt, ...) {
   char *msg = NULL;
   if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
   va_end(ap);
-  if (c->streaming && !c->finished) {
+  if (c->local) {
+    local_answer(c, code, msg, NULL, 0);
+  } else if (c->streaming && !c->finished) {
     fgd_stream_finish(c, code, msg);
   } else {
     unary_answer(c, NULL, code, msg);

@@ -70,6 +70,17 @@ void fgd_call_reply_bytes(fgd_call *c, const void *data, size_t len);
 void fgd_call_fail(fgd_call *c, grpc_status_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A call made inside the daemon, for the HTTP API: the same handler
+ * (fgd_call_cb) answers it with the same functions, and the answer goes to
+ * done instead of the network: code, its message, and on OK the packed
+ * reply (all valid during the call only). req is the packed request of
+ * method m (copied). The caller hands the call to the handler, which then
+ * owns it; done runs exactly once, maybe before the handler returns.
+ * Unary methods only. */
+typedef void (*fgd_local_cb)(void *ctx, grpc_status_code code, const char *msg, const uint8_t *reply,
+                             size_t len);
+fgd_call *fgd_call_local(fgd_method m, const void *req, size_t len, fgd_local_cb done, void *ctx);
+
 /* Server streams. start sends the initial metadata and arms the close
  * notification: on_close runs once when the client goes away or the call is
  * cancelled (not on a normal finish). send queues one message; on_sent runs

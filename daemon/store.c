@@ -211,6 +211,8 @@ int fgd_store_nearly_full(fgd_store *s) {
   return pages + reserve >= s->max_pages;
 }
 
+int64_t fgd_store_bytes(fgd_store *s) { return step_int(s->st[S_PAGE_COUNT]) * s->page_size; }
+
 uint64_t fgd_store_max_seq(fgd_store *s, int64_t job) {
   sqlite3_stmt *st = s->st[S_MAX_SEQ];
   sqlite3_bind_int64(st, 1, job);

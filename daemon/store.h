@@ -51,6 +51,8 @@ int fgd_store_put_event(fgd_store *s, int64_t job, uint64_t seq, const void *dat
  * more): new jobs are refused then, so the jobs already accepted keep room
  * for their events and state changes. */
 int fgd_store_nearly_full(fgd_store *s);
+/* The database's size in bytes (pages in use times the page size). */
+int64_t fgd_store_bytes(fgd_store *s);
 /* Calls cb for every job, in submission order. */
 int fgd_store_load_jobs(fgd_store *s, void (*cb)(void *ctx, const fgd_store_job *j), void *ctx,
                         char **err);

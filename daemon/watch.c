@@ -1,7 +1,8 @@
-/* WatchJob streams. A watcher is a cursor (next_seq) over the job's
- * committed events: it sends one event at a time, from the cache of recent
- * events or, when it has fallen behind, from the store, so a slow watcher
- * costs the job nothing but its own reads. It ends with OK right after the
+/* Job watchers, for WatchJob streams and the HTTP API's Server-Sent
+ * Events alike. A watcher is a cursor (next_seq) over the job's committed
+ * events: it sends one event at a time, from the cache of recent events
+ * or, when it has fallen behind, from the store, so a slow watcher costs
+ * the job nothing but its own reads. It ends with OK right after the
  * job's final state event (terminal, or paused), and with a non-OK status
  * whenever it cannot go on. */
 #include <stdio.h>
@@ -13,7 +14,7 @@
 struct fgd_watch {
   fgd *d;
   fgd_job *job;
-  fgd_call *call;
+  fgd_watch_sink sink;
   uint64_t next_seq;
   bool sending;
   fgd_watch *next;
@@ -29,8 +30,10 @@ static void unlink_watch(fgd_watch *w) {
 
 static void finish(fgd_watch *w, grpc_status_code code, const char *msg) {
   unlink_watch(w);
-  fgd_stream_finish(w->call, code, msg);
+  w->d->n_watchers--;
+  fgd_watch_sink sink = w->sink;
   free(w);
+  sink.finish(sink.ctx, code, msg);
 }
 
 static void pump(fgd_watch *w) {
@@ -39,17 +42,18 @@ static void pump(fgd_watch *w) {
   if (w->next_seq <= j->stored_seq) {
     uint8_t *owned = NULL;
     size_t len = 0;
-    const uint8_t *data = fgd_job_event_bytes(w->d, j, w->next_seq, &len, &owned);
+    uint64_t seq = w->next_seq;
+    const uint8_t *data = fgd_job_event_bytes(w->d, j, seq, &len, &owned);
     if (data == NULL) {
       char msg[128];
       snprintf(msg, sizeof msg, "event %llu of job %s cannot be read from the store",
-               (unsigned long long)w->next_seq, j->id);
+               (unsigned long long)seq, j->id);
       finish(w, GRPC_STATUS_INTERNAL, msg);
       return;
     }
     w->sending = true;
     w->next_seq++;
-    fgd_stream_send_bytes(w->call, data, len); /* copies */
+    w->sink.send(w->sink.ctx, seq, data, len); /* copies */
     free(owned);
     return;
   }
@@ -57,8 +61,7 @@ static void pump(fgd_watch *w) {
     finish(w, GRPC_STATUS_OK, "");
 }
 
-static void on_sent(void *ctx, bool ok) {
-  fgd_watch *w = ctx;
+void fgd_watch_sent(fgd_watch *w, bool ok) {
   w->sending = false;
   if (!ok) {
     finish(w, GRPC_STATUS_CANCELLED, "the stream broke");
@@ -67,8 +70,7 @@ static void on_sent(void *ctx, bool ok) {
   pump(w);
 }
 
-static void on_close(void *ctx) {
-  fgd_watch *w = ctx;
+void fgd_watch_close(fgd_watch *w) {
   if (w->d->shutting_down) {
     char msg[160];
     snprintf(msg, sizeof msg, "fulgurd is shutting down; watch again with after_seq=%llu",
@@ -79,19 +81,42 @@ static void on_close(void *ctx) {
   }
 }
 
-void fgd_watch_start(fgd *d, fgd_job *j, fgd_call *c, uint64_t after_seq) {
+fgd_watch *fgd_watch_open(fgd *d, fgd_job *j, uint64_t after_seq, fgd_watch_sink sink) {
   fgd_watch *w = fg__xcalloc(1, sizeof *w);
   w->d = d;
   w->job = j;
-  w->call = c;
+  w->sink = sink;
   w->next_seq = after_seq + 1;
   w->next = j->watchers;
   j->watchers = w;
+  d->n_watchers++;
+  return w;
+}
+
+void fgd_watch_pump(fgd_watch *w) { pump(w); }
+
+/* ---- WatchJob: a watcher whose sink is a gRPC stream ---- */
+
+static void grpc_send(void *ctx, uint64_t seq, const uint8_t *data, size_t len) {
+  (void)seq;
+  fgd_stream_send_bytes(ctx, data, len);
+}
+
+static void grpc_finish(void *ctx, grpc_status_code code, const char *msg) {
+  fgd_stream_finish(ctx, code, msg);
+}
+
+static void on_sent(void *ctx, bool ok) { fgd_watch_sent(ctx, ok); }
+static void on_close(void *ctx) { fgd_watch_close(ctx); }
+
+void fgd_watch_start(fgd *d, fgd_job *j, fgd_call *c, uint64_t after_seq) {
+  fgd_watch *w = fgd_watch_open(d, j, after_seq, (fgd_watch_sink){grpc_send, grpc_finish, c});
   fgd_stream_start(c, (fgd_stream_cbs){on_sent, on_close, w});
   pump(w);
 }
 
 void fgd_watch_pump_job(fgd *d, fgd_job *j) {
+  (void)d;
   fgd_watch *next;
   for (fgd_watch *w = j->watchers; w; w = next) {
     next = w->next;
@@ -101,5 +126,5 @@ void fgd_watch_pump_job(fgd *d, fgd_job *j) {
 
 void fgd_watch_end_all(fgd *d) {
   for (size_t i = 0; i < d->n_jobs; i++)
-    while (d->jobs[i]->watchers) on_close(d->jobs[i]->watchers);
+    while (d->jobs[i]->watchers) fgd_watch_close(d->jobs[i]->watchers);
 }

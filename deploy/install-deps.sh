@@ -30,6 +30,16 @@ pkgs=(
   # make fuzz and the fuzz/smoke test: clang with libFuzzer and the
   # sanitizer runtimes (tests/fuzz).
   clang-14 libclang-rt-14-dev libfuzzer-14-dev
+  # fulgurd --http: the HTTP server (with GnuTLS for --tls-cert) and the JSON
+  # parser of REST bodies (jansson: its errors carry line and column).
+  libmicrohttpd-dev libjansson-dev
+  # The dashboard's charts, served by fulgurd at /assets/chart.js.
+  libjs-chart.js
+  # The HTTP interop test scrapes /metrics with a real Prometheus server.
+  prometheus
+  # The dashboard's test: headless Chromium driven through chromedriver by
+  # Selenium.
+  chromium chromium-driver python3-selenium
 )
 
 missing=()

@@ -25,3 +25,5 @@ sed "s|^trainer:|trainer:\n  default_root_dir: $work/runs|" "$here/job.yaml" >"$
   --rounds "${ROUNDS:-3}" --watchers "${WATCHERS:-100}"
 # SubmitJob while a job trains (target p50 <= 10 ms); its own daemons.
 ROUNDS=${SUBMIT_ROUNDS:-3} bash "$here/submit.sh" "$build"
+# The HTTP side (--http): REST against gRPC, SSE latency, /metrics.
+bash "$here/http.sh" "$build"

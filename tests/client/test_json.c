@@ -1,4 +1,4 @@
-/* The CLI's one JSON writer (client/json.c), as both --json outputs use
+/* The CLI's one JSON writer (rpc/json.c), as both --json outputs use
  * it: numbers in shortest form with integral values in full (100, not
  * 1e+02), strings always valid UTF-8 (a stray byte becomes U+FFFD), and
  * the spaced separators of the local stages' output. */
@@ -48,4 +48,26 @@ Test(json, invalid_utf8_becomes_replacement_character) {
   s = object_of("q\"\\\n\x01", 2, true);
   cr_assert_str_eq(s, "{\"q\\\"\\\\\\n\\u0001\": 2, \"b\": 0.1}");
   free(s);
+}
+
+/* The HTTP API's proto3 mapping: int64 and uint64 as strings, the rest as
+ * numbers; the CLI's default keeps them numbers. */
+Test(json, int64_strings) {
+  for (int strings = 0; strings < 2; strings++) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    fg_json_writer w;
+    fg__json_init(&w, f);
+    w.int64_strings = strings;
+    fg__json_begin_array(&w);
+    fg__json_int64(&w, -9007199254740993LL);
+    fg__json_uint64(&w, 18446744073709551615ULL);
+    fg__json_int(&w, 3);
+    fg__json_end_array(&w);
+    fclose(f);
+    cr_assert_str_eq(buf, strings ? "[\"-9007199254740993\",\"18446744073709551615\",3]"
+                                  : "[-9007199254740993,18446744073709551615,3]");
+    free(buf);
+  }
 }

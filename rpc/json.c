@@ -140,6 +140,16 @@ void fg__json_uint(fg_json_writer *w, uint64_t v) {
   fprintf(w->out, "%" PRIu64, v);
 }
 
+void fg__json_int64(fg_json_writer *w, int64_t v) {
+  before_item(w);
+  fprintf(w->out, w->int64_strings ? "\"%" PRId64 "\"" : "%" PRId64, v);
+}
+
+void fg__json_uint64(fg_json_writer *w, uint64_t v) {
+  before_item(w);
+  fprintf(w->out, w->int64_strings ? "\"%" PRIu64 "\"" : "%" PRIu64, v);
+}
+
 void fg__json_bool(fg_json_writer *w, bool v) {
   before_item(w);
   fputs(v ? "true" : "false", w->out);

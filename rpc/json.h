@@ -1,5 +1,6 @@
 /* A small streaming JSON writer for every --json output of the CLI (the
- * remote commands and the local stages' final metrics). Written by hand (not a library) because output is all we need:
+ * remote commands and the local stages' final metrics) and fulgurd's HTTP
+ * API. Written by hand (not a library) because output is all we need:
  * a few dozen lines that escape strings, print doubles in shortest form and
  * place the commas. */
 #ifndef FG_CLIENT_JSON_H
@@ -22,6 +23,10 @@ typedef struct {
    * compact "," and ":": what `fulgur fit|validate|test --json` has always
    * printed. Set after fg__json_init. */
   bool spaced;
+  /* int64/uint64 fields as JSON strings, as the proto3 JSON mapping writes
+   * them (JavaScript numbers lose integers past 2^53): the HTTP API sets
+   * it; the CLI's --json keeps the numbers its scripts already read. */
+  bool int64_strings;
 } fg_json_writer;
 
 void fg__json_init(fg_json_writer *w, FILE *out);
@@ -39,6 +44,9 @@ void fg__json_string(fg_json_writer *w, const char *s);
 void fg__json_double(fg_json_writer *w, double v);
 void fg__json_int(fg_json_writer *w, int64_t v);
 void fg__json_uint(fg_json_writer *w, uint64_t v);
+/* A proto int64/uint64 field: a number, or a string with int64_strings. */
+void fg__json_int64(fg_json_writer *w, int64_t v);
+void fg__json_uint64(fg_json_writer *w, uint64_t v);
 void fg__json_bool(fg_json_writer *w, bool v);
 void fg__json_null(fg_json_writer *w);
 /* A preformatted value (a number): written as is. */

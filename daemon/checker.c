@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "rlimits.h"
 #include "util/xalloc.h"
 
 /* A child that dies on its own sooner than this after it started is not
@@ -36,6 +37,7 @@ typedef struct proc {
   int open; /* handles not yet closed */
   bool exited, eof, retiring, timed_out, gone;
   bool ready; /* it said it serves (an empty frame) */
+  bool unlimited; /* its limits could not be set: killed, not restarted at once */
   int64_t status;
   int sig;
   char *buf;
@@ -53,6 +55,8 @@ struct fgd_checker {
   uv_loop_t *loop;
   char *worker, *cwd;
   unsigned timeout_ms;
+  uint64_t memory_limit;
+  unsigned cpu_seconds;
   req *head, *tail; /* queued; head is in flight when inflight is set */
   bool inflight;
   proc *p; /* the current child, NULL when none */
@@ -126,7 +130,7 @@ static void maybe_gone(proc *p) {
   if (!current || ck->closing) return;
   /* Keep one warm: a child that retired or was killed is replaced now,
    * one that died on its own right after starting only when needed. */
-  if (ck->head || p->retiring || p->timed_out || p->sig ||
+  if (ck->head || p->retiring || p->timed_out || (p->sig && !p->unlimited) ||
       uv_now(ck->loop) - p->start_ms >= RESTART_MIN_LIFE_MS)
     pump(ck);
 }
@@ -224,7 +228,10 @@ static int spawn(fgd_checker *ck) {
   stdio[3].data.stream = (uv_stream_t *)&p->out;
   char daemon_pid[24]; /* as for a job's worker (worker.c) */
   snprintf(daemon_pid, sizeof daemon_pid, "%d", (int)getpid());
-  char *args[] = {ck->worker, "check", "--serve", "--daemon-pid", daemon_pid, NULL};
+  char cpu[24];
+  snprintf(cpu, sizeof cpu, "%u", ck->cpu_seconds);
+  char *args[] = {ck->worker, "check",  "--serve", "--daemon-pid", daemon_pid, "--check-cpu-seconds",
+                  cpu,        NULL};
   uv_process_options_t po = {0};
   po.exit_cb = on_child_exit;
   po.file = ck->worker;
@@ -243,6 +250,14 @@ static int spawn(fgd_checker *ck) {
   }
   uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read);
   ck->p = p;
+  char *why = NULL;
+  if (fgd_limit_process(p->h.pid, ck->memory_limit, &why)) {
+    /* Never a check without its limits: this child goes, the next tries. */
+    fprintf(stderr, "fulgurd: %s; restarting the config checker\n", why);
+    free(why);
+    p->unlimited = true;
+    kill_child(p);
+  }
   return 0;
 }
 
@@ -288,12 +303,14 @@ static void timer_closed(uv_handle_t *h) {
 }
 
 fgd_checker *fgd_checker_create(uv_loop_t *loop, const char *worker_path, const char *cwd,
-                                unsigned timeout_ms) {
+                                unsigned timeout_ms, uint64_t memory_limit, unsigned cpu_seconds) {
   fgd_checker *ck = fg__xcalloc(1, sizeof *ck);
   ck->loop = loop;
   ck->worker = fg__xstrdup(worker_path);
   ck->cwd = fg__xstrdup(cwd);
   ck->timeout_ms = timeout_ms;
+  ck->memory_limit = memory_limit;
+  ck->cpu_seconds = cpu_seconds;
   uv_timer_init(loop, &ck->timeout);
   uv_timer_init(loop, &ck->kick);
   ck->timeout.data = ck->kick.data = ck;

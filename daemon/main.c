@@ -16,6 +16,7 @@
 #include "checker.h"
 #include "daemon.h"
 #include "util/blas_kernel.h"
+#include "util/bytes.h"
 #include "util/xalloc.h"
 
 #ifndef FG_VERSION
@@ -28,6 +29,8 @@ static void usage(FILE *f) {
           "               [--max-jobs N] [--max-queue N] [--root DIR ...] [--token-file F]\n"
           "               [--tls-cert F --tls-key F] [--kill-grace-ms MS] [--check-timeout-ms MS]\n"
           "               [--max-request-bytes N] [--state-max-bytes N] [--worker PATH]\n"
+          "               [--job-memory-limit BYTES] [--check-memory-limit BYTES]\n"
+          "               [--check-cpu-seconds S]\n"
           "\n"
           "  --state-dir      jobs and events (SQLite); default $XDG_STATE_HOME/fulgur\n"
           "                   or ~/.local/state/fulgur\n"
@@ -40,7 +43,11 @@ static void usage(FILE *f) {
           "  --token-file     every RPC but health needs 'authorization: Bearer <token>'\n"
           "  --kill-grace-ms  after a cancel, how long a worker may take to stop (10000)\n"
           "  --check-timeout-ms  how long SubmitJob's config check may take before the\n"
-          "                   checker is killed and the submit fails (60000)\n");
+          "                   checker is killed and the submit fails (60000)\n"
+          "  --job-memory-limit  each job's worker address space (4096, 512M, 2G; default\n"
+          "                   none); a job's memory_limit key may lower it, not raise it\n"
+          "  --check-memory-limit  the config checker's address space (default 4G)\n"
+          "  --check-cpu-seconds  CPU time one config check may use (default 30)\n");
 }
 
 static char *default_state_dir(void) {
@@ -139,6 +146,8 @@ int main(int argc, char **argv) {
   o->kill_grace_ms = 10000;
   o->check_timeout_ms = 60000;
   o->max_request_bytes = 4u << 20;
+  o->check_memory_limit = FGD_CHECK_MEMORY_LIMIT;
+  o->check_cpu_seconds = FGD_CHECK_CPU_SECONDS;
   o->listen = fg__xcalloc((size_t)argc + 1, sizeof *o->listen);
   const char **roots_arg = fg__xcalloc((size_t)argc + 1, sizeof *roots_arg);
   size_t n_roots_arg = 0;
@@ -166,6 +175,8 @@ int main(int argc, char **argv) {
     char *end = NULL;
     long long num = strtoll(v, &end, 10);
     bool is_num = end && *end == '\0' && end != v && num >= 0;
+    uint64_t bytes = 0;
+    bool is_bytes = fg__bytes_parse(v, &bytes) == 0;
     if (strcmp(a, "--state-dir") == 0) o->state_dir = v;
     else if (strcmp(a, "--listen") == 0) o->listen[o->n_listen++] = v;
     else if (strcmp(a, "--root") == 0) roots_arg[n_roots_arg++] = v;
@@ -181,6 +192,10 @@ int main(int argc, char **argv) {
     else if (is_num && num >= 1024 && num <= (1ll << 30) && strcmp(a, "--max-request-bytes") == 0)
       o->max_request_bytes = (size_t)num;
     else if (is_num && strcmp(a, "--state-max-bytes") == 0) o->state_max_bytes = num;
+    else if (is_bytes && strcmp(a, "--job-memory-limit") == 0) o->job_memory_limit = bytes;
+    else if (is_bytes && strcmp(a, "--check-memory-limit") == 0) o->check_memory_limit = bytes;
+    else if (is_num && num >= 1 && num <= 86400 && strcmp(a, "--check-cpu-seconds") == 0)
+      o->check_cpu_seconds = (unsigned)num;
     else {
       fprintf(stderr, "fulgurd: bad option or value: %s %s\n", a, v);
       usage(stderr);
@@ -284,7 +299,8 @@ int main(int argc, char **argv) {
     goto done;
   }
   /* Warm before the first SubmitJob: the checker loads libtorch once. */
-  d.checker = fgd_checker_create(loop, o->worker_path, d.jobs_dir, o->check_timeout_ms);
+  d.checker = fgd_checker_create(loop, o->worker_path, d.jobs_dir, o->check_timeout_ms,
+                                 o->check_memory_limit, o->check_cpu_seconds);
   uv_signal_init(loop, &sig_term);
   uv_signal_init(loop, &sig_int);
   sig_term.data = sig_int.data = &d;

@@ -14,6 +14,7 @@
 #include "fg_rpc.h"
 #include "requests.h"
 #include "util/bytes.h"
+#include "util/oom.h"
 #include "util/xalloc.h"
 
 #define LIST_JOBS_DEFAULT 100
@@ -102,6 +103,13 @@ static void submit_finish(void *ctx, int64_t exit_status, int term_signal, const
     fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
                   "the config check used more than its %u s of CPU (--check-cpu-seconds)",
                   d->opts.check_cpu_seconds);
+  } else if (term_signal && d->opts.check_memory_limit && fg__oom_text(msg)) {
+    /* Its last words say an allocation failed: under the checker's
+     * address-space limit, that is what the config costs. */
+    char lim[32];
+    fg__bytes_format(d->opts.check_memory_limit, lim, sizeof lim);
+    fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the config check ran out of memory (limit %s): %s", lim,
+                  msg);
   } else if (term_signal || (exit_status != 0 && exit_status != 2 && exit_status != 3)) {
     fgd_call_fail(c, GRPC_STATUS_INTERNAL, "the config check failed (%s %d)%s%s",
                   term_signal ? "signal" : "status",

@@ -25,8 +25,9 @@
  *     they registered must not be seen by the next request's check.
  *     fulgurd runs it under an address-space limit; --check-cpu-seconds
  *     gives each check that much CPU time (RLIMIT_CPU, so SIGXCPU ends a
- *     check that spins). A check that runs out of memory answers so, as a
- *     config error, and retires the process.
+ *     check that spins). A check whose allocation fails on an error path
+ *     answers "out of memory (limit N)" as a config error; one that aborts
+ *     leaves its last words on stderr, which the daemon reads.
  *
  *   fulgur-worker run --stage S --config FILE [--ckpt-path F] [--run-dir D] [--fork 1]
  *                     [--events-fd N] [--daemon-pid PID]
@@ -246,37 +247,6 @@ static int parse_request(char *frame, size_t len, char ***argv, int *argc, char 
   return 0;
 }
 
-/* What an allocation that fails inside a check answers (prepared before
- * any check, since nothing may be allocated then): a config error, and
- * this process retires. */
-static int oom_answers = -1;
-static unsigned char oom_answer[160];
-static size_t oom_answer_len;
-
-static void check_oom(size_t n) {
-  (void)write_all(oom_answers, oom_answer, oom_answer_len);
-  _exit(0);
-}
-
-static void prepare_oom_answer(int answers) {
-  char *msg = oom_message(FG_ENOMEM, "the config check could not allocate");
-  if (msg == NULL) { /* no limit: an abort is the honest outcome */
-    fg__xalloc_on_oom(NULL);
-    return;
-  }
-  size_t l = strlen(msg);
-  if (l + 1 > sizeof oom_answer - 6) l = sizeof oom_answer - 7;
-  put_u32(oom_answer, (uint32_t)(2 + l + 1));
-  oom_answer[4] = 2; /* a config error */
-  oom_answer[5] = 1; /* retire */
-  memcpy(oom_answer + 6, msg, l);
-  oom_answer[6 + l] = '\n';
-  oom_answer_len = 6 + l + 1;
-  free(msg);
-  oom_answers = answers;
-  fg__xalloc_on_oom(check_oom);
-}
-
 /* Each check gets cpu_seconds of CPU from now: RLIMIT_CPU counts the
  * process's whole life, so the soft limit moves up before every check. */
 static void limit_cpu(unsigned cpu_seconds) {
@@ -318,10 +288,7 @@ static int cmd_check_serve(int argc, char **argv) {
     int ac = 0, code;
     size_t text_len = 0;
     bool plugins = false;
-    /* Per check: the limits are set from outside, after this process
-     * started, and may change. */
     limit_cpu(cpu_seconds);
-    prepare_oom_answer(answers);
     if (parse_request(frame, len, &av, &ac, &text, &text_len) == 0) {
       code = check_one(ac, av, text, text_len, &out, &plugins);
     } else {

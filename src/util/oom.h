@@ -6,11 +6,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* A function run when one of the xalloc helpers cannot allocate, before
- * the abort (NULL: none). It must not allocate; it may end the process
- * itself (fulgur-worker's config checker answers its request from it). */
-void fg__xalloc_on_oom(void (*hook)(size_t n));
-
 /* Whether an error text says an allocation failed: the xalloc helpers'
  * abort message, libtorch's allocator ("can't allocate memory"), an
  * uncaught or caught std::bad_alloc, strerror(ENOMEM), fg_strerror(FG_ENOMEM).

@@ -16,12 +16,7 @@ bool fg__oom_text(const char *s) {
   return false;
 }
 
-static void (*oom_hook)(size_t n);
-
-void fg__xalloc_on_oom(void (*hook)(size_t n)) { oom_hook = hook; }
-
 static void oom(size_t n) {
-  if (oom_hook) oom_hook(n);
   fprintf(stderr, OOM_PREFIX " %zu bytes\n", n);
   abort();
 }

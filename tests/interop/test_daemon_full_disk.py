@@ -64,7 +64,14 @@ try:
     runs = os.path.join(W, "runs")
     mount_tmpfs(runs, "4m")
     d = base.start()
-    cfg = tiny_config(runs, max_epochs=100000, samples=128).replace("trainer:\n", "trainer:\n  logger: false\n")
+    # Only last.ckpt, rewritten every epoch: the file a failed save must
+    # not take away (the save used to delete it before writing).
+    cfg = tiny_config(runs, max_epochs=100000, samples=128).replace("trainer:\n", """trainer:
+  logger: false
+  callbacks:
+    - class_path: ModelCheckpoint
+      init_args: {save_top_k: 0, save_last: true}
+""")
     job = d.submit(cfg)
     j = wait_for(lambda: (lambda x: x if x.last_checkpoint.endswith("last.ckpt") else None)(
         d.stub.GetJob(pb.GetJobRequest(id=job.id))), 180)

@@ -103,9 +103,10 @@ try:
     state = os.path.join(W, "state-full")
     mount_tmpfs(state, "16m")
     d = Daemon(work=W, state=state, sock=os.path.join(W, "s.sock")).start()
-    # A job that streams one event per step for a while.
-    stream = tiny_config(f"{W}/stream", max_epochs=40, samples=2048).replace(
-        "log_every_n_steps: 2", "log_every_n_steps: 1")
+    # A job that streams one event per step: 6,144 steps, more than the
+    # daemon lets wait for a commit (FGD_PENDING_MAX, 4096).
+    stream = tiny_config(f"{W}/stream", max_epochs=12, samples=2048).replace(
+        "log_every_n_steps: 2", "log_every_n_steps: 1").replace("batch_size: 32", "batch_size: 4")
     sj = d.submit(stream)
     d.wait_state(sj.id, {pb.RUNNING})
     filler = fill(state)
@@ -123,7 +124,21 @@ try:
     check("the daemon stays up", d.proc.poll() is None, d.log_text()[-2000:])
     code, g = code_of(lambda: d.stub.GetJob(pb.GetJobRequest(id=sj.id)))
     check("... and answers reads of what it accepted", code == grpc.StatusCode.OK and g.id == sj.id, str(code))
-    wait_for(lambda: False, 2)  # the job keeps training while nothing can be committed
+    # Nothing can be committed: once 4096 events wait, the daemon stops
+    # reading the worker's pipe, so its progress stops where it is.
+    def stalled_step():
+        a = d.stub.GetJob(pb.GetJobRequest(id=sj.id))
+        wait_for(lambda: False, 3)
+        b = d.stub.GetJob(pb.GetJobRequest(id=sj.id))
+        # Held near 4096 pending events, not merely slow for a moment.
+        held = b.state == pb.RUNNING and a.progress.global_step == b.progress.global_step >= 3500
+        return held and b.progress.global_step
+    step = wait_for(stalled_step, 300)
+    check("the daemon stops reading the worker while events cannot be committed", step, str(step))
+    with open(f"/proc/{d.proc.pid}/status") as f:
+        hwm = [int(x.split()[1]) // 1024 for x in f if x.startswith("VmHWM:")][0]
+    print(f"# fulgurd's VmHWM with the store full and the worker held at step {step}: {hwm} MiB")
+    check("... and its memory stays small (under 64 MiB)", hwm < 64, f"{hwm} MiB")
     os.unlink(filler)
     fj = d.wait_state(sj.id, TERMINAL, timeout=600)
     check("once space is freed, the job finishes", fj.state == pb.SUCCEEDED, str(fj))

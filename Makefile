@@ -4,7 +4,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= 2
 
-.PHONY: all deps configure build demo test bench clean asan-test fuzz
+.PHONY: all deps configure build demo test bench clean asan-test fuzz faults-long
 
 all: build
 
@@ -35,6 +35,11 @@ asan-test:
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	@bash tests/fuzz/run.sh --build build-fuzz --seconds $(FUZZ_SECONDS)
+
+# The fault tests' long form: fulgurd killed 20 times during a resumable
+# job (make test kills it 3 times; tests/interop/test_daemon_chaos.py).
+faults-long: build
+	@cd $(BUILD) && FG_CHAOS_KILLS=20 ctest -R interop/test_daemon_chaos --output-on-failure
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz

@@ -1,7 +1,10 @@
 /* The warm config checker (checker.h). One child at a time; each child
  * goes through: spawned, answering (one request in flight at most), then
- * gone once it has exited *and* its answer pipe has ended, so an answer it
- * wrote just before exiting is read before its death is judged. */
+ * gone once it has exited *and* its answer and stderr pipes have ended, so
+ * an answer it wrote just before exiting is read before its death is
+ * judged. Its stderr passes through to the daemon's, and its last line is
+ * kept: a check that dies (an abort when an allocation fails under the
+ * memory limit) is answered with its last words. */
 #include "checker.h"
 
 #include <signal.h>
@@ -11,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "rlimits.h"
 #include "util/xalloc.h"
 
 /* A child that dies on its own sooner than this after it started is not
@@ -32,15 +36,19 @@ typedef struct req {
 typedef struct proc {
   fgd_checker *ck;
   uv_process_t h;
-  uv_pipe_t in, out;
+  uv_pipe_t in, out, err;
   int open; /* handles not yet closed */
-  bool exited, eof, retiring, timed_out, gone;
+  bool exited, eof, err_eof, retiring, timed_out, gone;
   bool ready; /* it said it serves (an empty frame) */
+  bool unlimited; /* its limits could not be set: killed, not restarted at once */
   int64_t status;
   int sig;
   char *buf;
   size_t len, cap;
   uint64_t start_ms;
+  char errbuf[4096];
+  char line[512], last[512]; /* the stderr line being read, the last whole one */
+  size_t line_len;
 } proc;
 
 /* One write to a child, freed when the write completes (or fails). */
@@ -53,6 +61,8 @@ struct fgd_checker {
   uv_loop_t *loop;
   char *worker, *cwd;
   unsigned timeout_ms;
+  uint64_t memory_limit;
+  unsigned cpu_seconds;
   req *head, *tail; /* queued; head is in flight when inflight is set */
   bool inflight;
   proc *p; /* the current child, NULL when none */
@@ -109,13 +119,14 @@ static void proc_closed(uv_handle_t *h) {
 /* The child has exited and its pipe has ended: judge the request it had,
  * close its handles, and start the next child. */
 static void maybe_gone(proc *p) {
-  if (!p->exited || !p->eof || p->gone) return;
+  if (!p->exited || !p->eof || !p->err_eof || p->gone) return;
   p->gone = true;
   fgd_checker *ck = p->ck;
   bool current = ck->p == p;
   if (current) ck->p = NULL;
   if (current && ck->inflight) {
     char *note = p->timed_out ? fg__xasprintf("the check gave no answer in %u ms", ck->timeout_ms)
+                 : p->last[0] ? fg__xstrdup(p->last)
                               : NULL;
     answer_head(ck, p->status, p->sig, note, note ? strlen(note) : 0);
     free(note);
@@ -123,10 +134,11 @@ static void maybe_gone(proc *p) {
   uv_close((uv_handle_t *)&p->h, proc_closed);
   uv_close((uv_handle_t *)&p->in, proc_closed);
   uv_close((uv_handle_t *)&p->out, proc_closed);
+  uv_close((uv_handle_t *)&p->err, proc_closed);
   if (!current || ck->closing) return;
   /* Keep one warm: a child that retired or was killed is replaced now,
    * one that died on its own right after starting only when needed. */
-  if (ck->head || p->retiring || p->timed_out || p->sig ||
+  if (ck->head || p->retiring || p->timed_out || (p->sig && !p->unlimited) ||
       uv_now(ck->loop) - p->start_ms >= RESTART_MIN_LIFE_MS)
     pump(ck);
 }
@@ -189,6 +201,35 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   pump(ck);
 }
 
+static void on_err_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  proc *p = h->data;
+  *buf = uv_buf_init(p->errbuf, sizeof p->errbuf);
+}
+
+/* The child's stderr: passed on, and its last non-empty line kept. */
+static void on_err_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  proc *p = s->data;
+  if (n < 0) {
+    uv_read_stop(s);
+    p->err_eof = true;
+    maybe_gone(p);
+    return;
+  }
+  fwrite(buf->base, 1, (size_t)n, stderr);
+  for (ssize_t i = 0; i < n; i++) {
+    char c = buf->base[i];
+    if (c == '\n') {
+      if (p->line_len) {
+        memcpy(p->last, p->line, p->line_len);
+        p->last[p->line_len] = '\0';
+      }
+      p->line_len = 0;
+    } else if (p->line_len < sizeof p->line - 1) {
+      p->line[p->line_len++] = c;
+    }
+  }
+}
+
 static void on_written(uv_write_t *w, int status) {
   pending_write *pw = (pending_write *)w;
   /* A failed write needs nothing here: the child's exit answers. */
@@ -212,19 +253,24 @@ static int spawn(fgd_checker *ck) {
   p->start_ms = uv_now(ck->loop);
   uv_pipe_init(ck->loop, &p->in, 0);
   uv_pipe_init(ck->loop, &p->out, 0);
-  p->h.data = p->in.data = p->out.data = p;
+  uv_pipe_init(ck->loop, &p->err, 0);
+  p->h.data = p->in.data = p->out.data = p->err.data = p;
   uv_stdio_container_t stdio[4];
   stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
   stdio[0].data.stream = (uv_stream_t *)&p->in;
+  /* stdout as stderr (it prints nothing but diagnostics); one pipe. */
   stdio[1].flags = UV_INHERIT_FD;
   stdio[1].data.fd = 2;
-  stdio[2].flags = UV_INHERIT_FD;
-  stdio[2].data.fd = 2;
+  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[2].data.stream = (uv_stream_t *)&p->err;
   stdio[3].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
   stdio[3].data.stream = (uv_stream_t *)&p->out;
   char daemon_pid[24]; /* as for a job's worker (worker.c) */
   snprintf(daemon_pid, sizeof daemon_pid, "%d", (int)getpid());
-  char *args[] = {ck->worker, "check", "--serve", "--daemon-pid", daemon_pid, NULL};
+  char cpu[24];
+  snprintf(cpu, sizeof cpu, "%u", ck->cpu_seconds);
+  char *args[] = {ck->worker, "check",  "--serve", "--daemon-pid", daemon_pid, "--check-cpu-seconds",
+                  cpu,        NULL};
   uv_process_options_t po = {0};
   po.exit_cb = on_child_exit;
   po.file = ck->worker;
@@ -233,16 +279,26 @@ static int spawn(fgd_checker *ck) {
   po.stdio = stdio;
   po.stdio_count = 4;
   int e = uv_spawn(ck->loop, &p->h, &po);
-  p->open = 3;
+  p->open = 4;
   if (e) {
     p->gone = true;
     uv_close((uv_handle_t *)&p->h, proc_closed);
     uv_close((uv_handle_t *)&p->in, proc_closed);
     uv_close((uv_handle_t *)&p->out, proc_closed);
+    uv_close((uv_handle_t *)&p->err, proc_closed);
     return e;
   }
   uv_read_start((uv_stream_t *)&p->out, on_alloc, on_read);
+  uv_read_start((uv_stream_t *)&p->err, on_err_alloc, on_err_read);
   ck->p = p;
+  char *why = NULL;
+  if (fgd_limit_process(p->h.pid, ck->memory_limit, &why)) {
+    /* Never a check without its limits: this child goes, the next tries. */
+    fprintf(stderr, "fulgurd: %s; restarting the config checker\n", why);
+    free(why);
+    p->unlimited = true;
+    kill_child(p);
+  }
   return 0;
 }
 
@@ -288,12 +344,14 @@ static void timer_closed(uv_handle_t *h) {
 }
 
 fgd_checker *fgd_checker_create(uv_loop_t *loop, const char *worker_path, const char *cwd,
-                                unsigned timeout_ms) {
+                                unsigned timeout_ms, uint64_t memory_limit, unsigned cpu_seconds) {
   fgd_checker *ck = fg__xcalloc(1, sizeof *ck);
   ck->loop = loop;
   ck->worker = fg__xstrdup(worker_path);
   ck->cwd = fg__xstrdup(cwd);
   ck->timeout_ms = timeout_ms;
+  ck->memory_limit = memory_limit;
+  ck->cpu_seconds = cpu_seconds;
   uv_timer_init(loop, &ck->timeout);
   uv_timer_init(loop, &ck->kick);
   ck->timeout.data = ck->kick.data = ck;

@@ -22,9 +22,12 @@ typedef void (*fgd_check_done)(void *ctx, int64_t exit_status, int term_signal, 
 
 /* Starts the child at once (cwd: where it runs, as the one-shot checker
  * did). timeout_ms: how long one check may take before the child is
- * killed. */
+ * killed. memory_limit: the child's address space in bytes (0: none);
+ * cpu_seconds: the CPU time each check may use (0: no limit), after which
+ * SIGXCPU ends the child (the request is answered with term_signal
+ * SIGXCPU). */
 fgd_checker *fgd_checker_create(uv_loop_t *loop, const char *worker_path, const char *cwd,
-                                unsigned timeout_ms);
+                                unsigned timeout_ms, uint64_t memory_limit, unsigned cpu_seconds);
 
 /* Queues a check: args as the one-shot command's after "check", and the
  * YAML. done is called once, from the loop, never from inside this call. */

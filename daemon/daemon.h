@@ -20,6 +20,13 @@ typedef struct fgd_job fgd_job;
 typedef struct fgd_worker fgd_worker;
 typedef struct fgd_watch fgd_watch;
 
+/* The config checker's limits unless the command line sets others: the
+ * address space a checker with libtorch loaded needs, with room for a
+ * large config (README, "Limits on processes"), and CPU far above any
+ * honest check's. */
+#define FGD_CHECK_MEMORY_LIMIT (4ull << 30)
+#define FGD_CHECK_CPU_SECONDS 30u
+
 typedef struct {
   const char *state_dir;
   const char **listen;
@@ -32,6 +39,10 @@ typedef struct {
   int max_queue;
   unsigned kill_grace_ms;
   unsigned check_timeout_ms;
+  /* Address-space limits in bytes (0: none): every job's worker, and the
+   * config checker; and the CPU seconds one config check may use. */
+  uint64_t job_memory_limit, check_memory_limit;
+  unsigned check_cpu_seconds;
   size_t max_request_bytes;
   int64_t state_max_bytes;
   const char *http;          /* --http HOST:PORT, NULL: none */
@@ -70,6 +81,7 @@ struct fgd_job {
   int32_t exit_code;
   uint32_t attempts;
   uint32_t max_restarts; /* retries in place after a failed attempt */
+  uint64_t memory_limit; /* the config's memory_limit (0: the daemon's) */
   fgd_failure *failures; /* every failed attempt, oldest first */
   size_t n_failures;
   char *parent_id, *parent_ckpt; /* a fork's source and its checkpoint */
@@ -121,6 +133,7 @@ struct fgd {
   bool in_flush;        /* a commit pass is running (jobs.c: never nested) */
   bool schedule_wanted; /* the next pass starts queued jobs */
   bool store_failing; /* the last commit failed; retrying */
+  int throttled; /* workers whose pipe is not read while events pile up */
   bool shutting_down;
   size_t n_watchers; /* open watchers over every job (fulgur_watchers) */
   char *jobs_dir;
@@ -209,6 +222,13 @@ const uint8_t *fgd_job_event_bytes(fgd *d, fgd_job *j, uint64_t seq, size_t *len
 int fgd_worker_start(fgd *d, fgd_job *j, char **err);
 void fgd_worker_signal(fgd *d, fgd_job *j, int sig);
 void fgd_worker_kill_all(fgd *d);
+/* Events waiting for a commit beyond which workers' pipes are no longer
+ * read (a store that refuses writes must not make the daemon buffer a
+ * worker's whole output): the workers wait in their writes instead. */
+#define FGD_PENDING_MAX 4096
+/* Reads the throttled workers' pipes again once the pending events are
+ * below FGD_PENDING_MAX (called after each commit pass). */
+void fgd_worker_unthrottle(fgd *d);
 
 /* ---- rpc.c ---- */
 void fgd_rpc_on_call(void *ctx, fgd_call *c);

@@ -103,6 +103,7 @@ Fulgur__V1__Job *fgd_job_message(const fgd_job *j) {
   m->exit_code = j->exit_code;
   m->attempts = j->attempts;
   m->max_restarts = j->max_restarts;
+  m->memory_limit = j->memory_limit;
   m->parent_id = j->parent_id ? j->parent_id : "";
   m->parent_checkpoint = j->parent_ckpt ? j->parent_ckpt : "";
   jm->failures = fg__xcalloc(j->n_failures + 1, sizeof *jm->failures);
@@ -161,6 +162,7 @@ static void job_from_message(fgd_job *j, const Fulgur__V1__Job *m) {
   j->exit_code = m->exit_code;
   j->attempts = m->attempts;
   j->max_restarts = m->max_restarts;
+  j->memory_limit = m->memory_limit;
   fgd_set_str(&j->parent_id, m->parent_id[0] ? m->parent_id : NULL);
   fgd_set_str(&j->parent_ckpt, m->parent_checkpoint[0] ? m->parent_checkpoint : NULL);
   j->failures = fg__xcalloc(m->n_failures + 1, sizeof *j->failures);
@@ -288,6 +290,7 @@ fgd_job *fgd_job_create(fgd *d, const char *id, Fulgur__V1__Stage stage, const c
   j->resume_ckpt = ckpt && ckpt[0] ? fg__xstrdup(ckpt) : NULL;
   j->restart_resume = opts->restart_policy == FG_RESTART_RESUME;
   j->max_restarts = opts->max_restarts;
+  j->memory_limit = opts->memory_limit;
   j->parent_id = parent_id ? fg__xstrdup(parent_id) : NULL;
   j->parent_ckpt = parent_ckpt ? fg__xstrdup(parent_ckpt) : NULL;
   j->stage = stage;
@@ -487,6 +490,7 @@ int fgd_flush(fgd *d) {
      * event; pump sends one at a time and returns at once when busy. */
     for (size_t i = 0; i < n; i++) fgd_watch_pump_job(d, batch[i].job);
     free(batch);
+    if (d->throttled) fgd_worker_unthrottle(d);
     /* Step 3. */
     if (d->schedule_wanted) {
       d->schedule_wanted = false;
@@ -571,9 +575,13 @@ int fgd_recover(fgd *d, char **err) {
       continue;
     }
     /* Its worker died with the old daemon (parent-death signal). */
-    if (j->restart_resume && j->last_ckpt) {
-      fgd_set_str(&j->resume_ckpt, j->last_ckpt);
-      char *msg = fg__xasprintf("daemon restarted; resuming from %s", j->last_ckpt);
+    /* restart_policy: resume goes on from the last checkpoint, or from
+     * the start when the daemon died before the first one was written
+     * (nothing of the run is lost then but its time). */
+    if (j->restart_resume) {
+      if (j->last_ckpt) fgd_set_str(&j->resume_ckpt, j->last_ckpt);
+      char *msg = j->resume_ckpt ? fg__xasprintf("daemon restarted; resuming from %s", j->resume_ckpt)
+                                 : fg__xstrdup("daemon restarted; starting again (no checkpoint yet)");
       fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__QUEUED, msg);
       free(msg);
     } else {

@@ -17,6 +17,7 @@
 #include "daemon.h"
 #include "http/http.h"
 #include "util/blas_kernel.h"
+#include "util/bytes.h"
 #include "util/xalloc.h"
 
 #ifndef FG_VERSION
@@ -30,6 +31,8 @@ static void usage(FILE *f) {
           "               [--tls-cert F --tls-key F] [--kill-grace-ms MS] [--check-timeout-ms MS]\n"
           "               [--max-request-bytes N] [--state-max-bytes N] [--worker PATH]\n"
           "               [--http HOST:PORT] [--metrics-retain DURATION]\n"
+          "               [--job-memory-limit BYTES] [--check-memory-limit BYTES]\n"
+          "               [--check-cpu-seconds S]\n"
           "\n"
           "  --state-dir      jobs and events (SQLite); default $XDG_STATE_HOME/fulgur\n"
           "                   or ~/.local/state/fulgur\n"
@@ -46,7 +49,11 @@ static void usage(FILE *f) {
           "  --http           also serve HTTP there: /healthz, /metrics, REST under /v1/,\n"
           "                   Server-Sent Events, the dashboard at /; TLS, token and\n"
           "                   limits as for gRPC (port 0 picks a free port)\n"
-          "  --metrics-retain how long a finished job stays in /metrics (1h; 90s, 15m, 2d)\n");
+          "  --metrics-retain how long a finished job stays in /metrics (1h; 90s, 15m, 2d)\n"
+          "  --job-memory-limit  each job's worker address space (4096, 512M, 2G; default\n"
+          "                   none); a job's memory_limit key may lower it, not raise it\n"
+          "  --check-memory-limit  the config checker's address space (default 4G)\n"
+          "  --check-cpu-seconds  CPU time one config check may use (default 30)\n");
 }
 
 static char *default_state_dir(void) {
@@ -150,6 +157,8 @@ int main(int argc, char **argv) {
   o->check_timeout_ms = 60000;
   o->max_request_bytes = 4u << 20;
   o->metrics_retain_ns = 3600 * 1000000000LL;
+  o->check_memory_limit = FGD_CHECK_MEMORY_LIMIT;
+  o->check_cpu_seconds = FGD_CHECK_CPU_SECONDS;
   o->listen = fg__xcalloc((size_t)argc + 1, sizeof *o->listen);
   const char **roots_arg = fg__xcalloc((size_t)argc + 1, sizeof *roots_arg);
   size_t n_roots_arg = 0;
@@ -177,6 +186,8 @@ int main(int argc, char **argv) {
     char *end = NULL;
     long long num = strtoll(v, &end, 10);
     bool is_num = end && *end == '\0' && end != v && num >= 0;
+    uint64_t bytes = 0;
+    bool is_bytes = fg__bytes_parse(v, &bytes) == 0;
     if (strcmp(a, "--state-dir") == 0) o->state_dir = v;
     else if (strcmp(a, "--listen") == 0) o->listen[o->n_listen++] = v;
     else if (strcmp(a, "--root") == 0) roots_arg[n_roots_arg++] = v;
@@ -195,6 +206,10 @@ int main(int argc, char **argv) {
     else if (is_num && num >= 1024 && num <= (1ll << 30) && strcmp(a, "--max-request-bytes") == 0)
       o->max_request_bytes = (size_t)num;
     else if (is_num && strcmp(a, "--state-max-bytes") == 0) o->state_max_bytes = num;
+    else if (is_bytes && strcmp(a, "--job-memory-limit") == 0) o->job_memory_limit = bytes;
+    else if (is_bytes && strcmp(a, "--check-memory-limit") == 0) o->check_memory_limit = bytes;
+    else if (is_num && num >= 1 && num <= 86400 && strcmp(a, "--check-cpu-seconds") == 0)
+      o->check_cpu_seconds = (unsigned)num;
     else {
       fprintf(stderr, "fulgurd: bad option or value: %s %s\n", a, v);
       usage(stderr);
@@ -319,7 +334,8 @@ int main(int argc, char **argv) {
     goto done;
   }
   /* Warm before the first SubmitJob: the checker loads libtorch once. */
-  d.checker = fgd_checker_create(loop, o->worker_path, d.jobs_dir, o->check_timeout_ms);
+  d.checker = fgd_checker_create(loop, o->worker_path, d.jobs_dir, o->check_timeout_ms,
+                                 o->check_memory_limit, o->check_cpu_seconds);
   uv_signal_init(loop, &sig_term);
   uv_signal_init(loop, &sig_int);
   sig_term.data = sig_int.data = &d;

@@ -13,6 +13,8 @@
 #include "daemon.h"
 #include "fg_rpc.h"
 #include "requests.h"
+#include "util/bytes.h"
+#include "util/oom.h"
 #include "util/xalloc.h"
 
 #define LIST_JOBS_DEFAULT 100
@@ -95,6 +97,19 @@ static void submit_finish(void *ctx, int64_t exit_status, int term_signal, const
   char *msg = fg__xstrndup(text, tl && text[tl - 1] == '\n' ? tl - 1 : tl);
   if (exit_status < 0) {
     fgd_call_fail(c, GRPC_STATUS_UNAVAILABLE, "fulgurd is shutting down");
+  } else if (term_signal == SIGXCPU) {
+    /* The check's CPU limit (checker.h): the config is what costs that
+     * much (a hostile one), as a memory limit's answer is. */
+    fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+                  "the config check used more than its %u s of CPU (--check-cpu-seconds)",
+                  d->opts.check_cpu_seconds);
+  } else if (term_signal && d->opts.check_memory_limit && fg__oom_text(msg)) {
+    /* Its last words say an allocation failed: under the checker's
+     * address-space limit, that is what the config costs. */
+    char lim[32];
+    fg__bytes_format(d->opts.check_memory_limit, lim, sizeof lim);
+    fgd_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the config check ran out of memory (limit %s): %s", lim,
+                  msg);
   } else if (term_signal || (exit_status != 0 && exit_status != 2 && exit_status != 3)) {
     fgd_call_fail(c, GRPC_STATUS_INTERNAL, "the config check failed (%s %d)%s%s",
                   term_signal ? "signal" : "status",
@@ -166,7 +181,7 @@ static void submit_check_start(fgd *d, submit_check *sc, const char *config_yaml
   /* The one-shot `fulgur-worker check` arguments (worker/main.c): the
    * stage, where relative paths resolve, the roots, and the request's
    * overrides, each one whole "--k=v" argument. */
-  size_t n = 0, cap = 8 + 2 * d->opts.n_roots + 2 * n_overrides + 4;
+  size_t n = 0, cap = 10 + 2 * d->opts.n_roots + 2 * n_overrides + 4;
   const char **args = fg__xcalloc(cap, sizeof *args);
   args[n++] = "--stage";
   args[n++] = fg_rpc_stage_name(sc->stage);
@@ -175,6 +190,13 @@ static void submit_check_start(fgd *d, submit_check *sc, const char *config_yaml
   for (size_t i = 0; i < d->opts.n_roots; i++) {
     args[n++] = "--root";
     args[n++] = d->opts.roots[i];
+  }
+  /* A job's memory_limit may lower the daemon's, not raise it. */
+  char mem[32];
+  if (d->opts.job_memory_limit) {
+    fg__bytes_format(d->opts.job_memory_limit, mem, sizeof mem);
+    args[n++] = "--job-memory-limit";
+    args[n++] = mem;
   }
   for (size_t i = 0; i < n_overrides; i++) {
     args[n++] = "--override";

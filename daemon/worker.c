@@ -2,7 +2,9 @@
  * libuv. The worker writes length-prefixed WorkerMessages to fd 3; its
  * stdout and stderr go to worker.log in the job's folder. A job ends when
  * both the pipe has closed and the process has exited: the result message
- * says how it ended; without one, the exit status or signal does. */
+ * says how it ended; without one, the exit status or signal does. Each
+ * runs under the job's memory limit (rlimits.h): an allocation that fails
+ * there fails the job with "out of memory (limit N)". */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -15,8 +17,11 @@
 #include "daemon.h"
 #include "fg_rpc.h"
 #include "frames.h"
+#include "rlimits.h"
 #include "fulgur/v1/worker.pb-c.h"
 #include "util/atomic_file.h"
+#include "util/bytes.h"
+#include "util/oom.h"
 #include "util/xalloc.h"
 
 struct fgd_worker {
@@ -28,6 +33,7 @@ struct fgd_worker {
   uint8_t *buf;
   size_t len, cap;
   bool exited, pipe_closed, killed_after_grace;
+  bool throttled; /* its pipe is not read: too many events pending */
   int open_handles; /* freed when the last one has closed */
   int64_t exit_status;
   int term_signal;
@@ -35,6 +41,7 @@ struct fgd_worker {
   char *result_message;
   bool config_error; /* the result's failure is the config's: no retry */
   char *log_path;
+  uint64_t memory_limit; /* its address-space limit, 0 none */
 };
 
 static void set_metric(fgd_job *j, const char *key, double v) {
@@ -160,13 +167,29 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   if (n > 0) {
     w->len += (size_t)n;
     parse(w);
+    if (w->d->n_pending >= FGD_PENDING_MAX && !w->pipe_closed && !w->throttled) {
+      uv_read_stop(s);
+      w->throttled = true;
+      w->d->throttled++;
+    }
     return;
   }
   if (n < 0) uv_close((uv_handle_t *)&w->pipe, on_pipe_closed);
 }
 
+/* Reads a throttled worker's pipe again. */
+static void unthrottle(fgd_worker *w) {
+  if (!w->throttled) return;
+  w->throttled = false;
+  w->d->throttled--;
+  uv_read_start((uv_stream_t *)&w->pipe, on_alloc, on_read);
+}
+
 static void on_exit_cb(uv_process_t *p, int64_t status, int sig) {
   fgd_worker *w = p->data;
+  /* What is left in a dead worker's pipe is bounded: read it to its end,
+   * so the job can finish. */
+  unthrottle(w);
   w->exited = true;
   w->exit_status = status;
   w->term_signal = sig;
@@ -230,7 +253,12 @@ static void finish_job(fgd_worker *w) {
     } else {
       st = FULGUR__V1__JOB_STATE__FAILED;
       char *tail = last_log_line(w->log_path);
-      msg = fg__xasprintf("worker killed by %s%s%s%s", name,
+      /* An allocation that failed outside any error path (an abort, an
+       * uncaught bad_alloc) says so in its last words. */
+      char lim[32] = "";
+      if (w->memory_limit && fg__oom_text(tail)) fg__bytes_format(w->memory_limit, lim, sizeof lim);
+      msg = fg__xasprintf("%s%s%sworker killed by %s%s%s%s", lim[0] ? "out of memory (limit " : "", lim,
+                          lim[0] ? "): " : "", name,
                           w->term_signal == SIGKILL ? " (out of memory, or killed from outside)" : "",
                           tail ? ": " : "", tail ? tail : "");
       free(tail);
@@ -373,11 +401,29 @@ int fgd_worker_start(fgd *d, fgd_job *j, char **err) {
   w->kill_timer.data = w;
   w->open_handles = 3;
   uv_read_start((uv_stream_t *)&w->pipe, on_alloc, on_read);
+  /* The lower of the daemon's limit and the job's own (checked at submit
+   * to be no higher; held again here for a daemon restarted lower). */
+  uint64_t lim = d->opts.job_memory_limit;
+  if (j->memory_limit && (lim == 0 || j->memory_limit < lim)) lim = j->memory_limit;
+  w->memory_limit = lim;
+  char *why = NULL;
+  if (fgd_limit_process(w->proc.pid, lim, &why)) {
+    /* A job promised a limit never runs without it. */
+    w->result = FULGUR__V1__JOB_STATE__FAILED;
+    w->result_message = why;
+    kill_worker(w, SIGKILL);
+  }
   j->worker = w;
   j->attempts++;
   d->running++;
-  char *msg = j->resume_ckpt ? fg__xasprintf("running (pid %d), from %s", w->proc.pid, j->resume_ckpt)
-                             : fg__xasprintf("running (pid %d)", w->proc.pid);
+  char mem[48] = "";
+  if (lim) {
+    strcpy(mem, ", memory limit ");
+    fg__bytes_format(lim, mem + strlen(mem), sizeof mem - strlen(mem));
+  }
+  char *msg = j->resume_ckpt
+                  ? fg__xasprintf("running (pid %d%s), from %s", w->proc.pid, mem, j->resume_ckpt)
+                  : fg__xasprintf("running (pid %d%s)", w->proc.pid, mem);
   fgd_job_set_state(d, j, FULGUR__V1__JOB_STATE__RUNNING, msg);
   free(msg);
   return 0;
@@ -391,7 +437,16 @@ void fgd_worker_signal(fgd *d, fgd_job *j, int sig) {
     uv_timer_start(&w->kill_timer, on_kill_timer, d->opts.kill_grace_ms, 0);
 }
 
+void fgd_worker_unthrottle(fgd *d) {
+  if (d->n_pending >= FGD_PENDING_MAX) return;
+  for (size_t i = 0; i < d->n_jobs && d->throttled; i++)
+    if (d->jobs[i]->worker) unthrottle(d->jobs[i]->worker);
+}
+
 void fgd_worker_kill_all(fgd *d) {
   for (size_t i = 0; i < d->n_jobs; i++)
-    if (d->jobs[i]->worker) kill_worker(d->jobs[i]->worker, SIGKILL);
+    if (d->jobs[i]->worker) {
+      kill_worker(d->jobs[i]->worker, SIGKILL);
+      unthrottle(d->jobs[i]->worker);
+    }
 }

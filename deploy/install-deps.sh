@@ -27,6 +27,9 @@ pkgs=(
   python3-torchvision
   # test_trainer_debug counts the data files a run opens (reload_dataloaders_every_n_epochs).
   strace
+  # test_daemon_full_disk mounts small tmpfs filesystems (slim container
+  # images may lack mount).
+  mount
   # make fuzz and the fuzz/smoke test: clang with libFuzzer and the
   # sanitizer runtimes (tests/fuzz).
   clang-14 libclang-rt-14-dev libfuzzer-14-dev

@@ -3,13 +3,14 @@
  * links no libtorch; everything that needs the engine happens here.
  *
  *   fulgur-worker check --stage S --cwd DIR [--root DIR ...] [--override ARG ...]
+ *                       [--job-memory-limit BYTES]
  *     The submitted YAML on stdin. Applies the overrides, checks the config
  *     for the stage and the path keys against the roots. Prints the job's
  *     top-level options (one line, util/job_opts.h) and the merged, checked
  *     config as YAML on stdout (exit 0), or the error (exit 2 for a config
  *     error, 3 for a path outside the roots, 1 otherwise).
  *
- *   fulgur-worker check --serve [--daemon-pid PID]
+ *   fulgur-worker check --serve [--daemon-pid PID] [--check-cpu-seconds N]
  *     The same check, kept warm for fulgurd (daemon/checker.c): libtorch is
  *     loaded once, then requests are answered one at a time until stdin
  *     ends. A request on stdin is a u32 length (little-endian) and then: a
@@ -22,6 +23,11 @@
  *     stdout goes to stderr so that nothing but answers reaches
  *     fd 3. A config that names plugins retires the process: the classes
  *     they registered must not be seen by the next request's check.
+ *     fulgurd runs it under an address-space limit; --check-cpu-seconds
+ *     gives each check that much CPU time (RLIMIT_CPU, so SIGXCPU ends a
+ *     check that spins). A check whose allocation fails on an error path
+ *     answers "out of memory (limit N)" as a config error; one that aborts
+ *     leaves its last words on stderr, which the daemon reads.
  *
  *   fulgur-worker run --stage S --config FILE [--ckpt-path F] [--run-dir D] [--fork 1]
  *                     [--events-fd N] [--daemon-pid PID]
@@ -42,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "fulgur/config.h"
@@ -50,6 +57,8 @@
 #include "pipe_sink.h"
 #include "roots.h"
 #include "util/blas_kernel.h"
+#include "util/bytes.h"
+#include "util/oom.h"
 #include "util/job_opts.h"
 #include "util/xalloc.h"
 
@@ -76,11 +85,46 @@ static char *read_all(FILE *f, size_t *len) {
   return buf;
 }
 
+/* The address-space limit this process runs under, 0 for none. */
+static uint64_t memory_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 0;
+  return (uint64_t)rl.rlim_cur;
+}
+
+/* "out of memory (limit 2G): <why>" when an error is an allocation that
+ * failed under a limit (caller frees), else NULL. */
+static char *oom_message(int rc, const char *why) {
+  uint64_t lim = memory_limit();
+  if (lim == 0 || (rc != FG_ENOMEM && !fg__oom_text(why))) return NULL;
+  char b[32];
+  fg__bytes_format(lim, b, sizeof b);
+  return fg__xasprintf("out of memory (limit %s)%s%s", b, why && why[0] ? ": " : "", why ? why : "");
+}
+
+/* The job's memory_limit from the checked tree (bytes; 0 = not set), held
+ * to the daemon's: a job may lower fulgurd's --job-memory-limit, never
+ * raise it. */
+static int job_memory_limit(const fg_node *cfg, uint64_t daemon_limit, uint64_t *out, char **err) {
+  const fg_node *v = fg_node_get(cfg, "memory_limit");
+  *out = 0;
+  if (fg_node_kind_of(v) == FG_NODE_INT) *out = (uint64_t)fg_node_int(v);
+  else if (fg_node_kind_of(v) == FG_NODE_STRING) (void)fg__bytes_parse(fg_node_str(v), out);
+  if (daemon_limit == 0 || *out <= daemon_limit) return 0;
+  char a[32], b[32];
+  fg__bytes_format(*out, a, sizeof a);
+  fg__bytes_format(daemon_limit, b, sizeof b);
+  return fg_config_error(err, v, "memory_limit",
+                         "%s is above fulgurd's --job-memory-limit %s: a job may lower the limit, "
+                         "not raise it", a, b);
+}
+
 /* One check: argv as in `check --stage ...`, the YAML in text. Returns the
  * exit code and the text to print (*out, caller frees); *plugins is set
  * when the config names plugins (loaded into this process by the check). */
 static int check_one(int argc, char **argv, char *text, size_t len, char **out, bool *plugins) {
   const char *stage = NULL, *cwd = ".";
+  uint64_t daemon_mem = 0;
   const char **roots = fg__xcalloc((size_t)argc + 1, sizeof *roots);
   const char **overrides = fg__xcalloc((size_t)argc + 1, sizeof *overrides);
   size_t n_roots = 0, n_over = 0;
@@ -89,6 +133,8 @@ static int check_one(int argc, char **argv, char *text, size_t len, char **out, 
     else if (strcmp(argv[i], "--cwd") == 0) cwd = argv[i + 1];
     else if (strcmp(argv[i], "--root") == 0) roots[n_roots++] = argv[i + 1];
     else if (strcmp(argv[i], "--override") == 0) overrides[n_over++] = argv[i + 1];
+    else if (strcmp(argv[i], "--job-memory-limit") == 0 && fg__bytes_parse(argv[i + 1], &daemon_mem))
+      daemon_mem = 0;
   }
   fg_node *cfg = NULL;
   char *err = NULL, *yaml = NULL;
@@ -115,13 +161,17 @@ static int check_one(int argc, char **argv, char *text, size_t len, char **out, 
       !fg__restart_policy_parse(fg_node_str(fg_node_get(cfg, "restart_policy")), &jo.restart_policy))
     rc = fg_config_error(&err, cfg, "restart_policy", "expected fail or resume");
   if (rc == 0) jo.max_restarts = (unsigned)fg_node_int(fg_node_get(cfg, "max_restarts"));
+  if (rc == 0) rc = job_memory_limit(cfg, daemon_mem, &jo.memory_limit, &err);
   if (rc == 0) rc = fg_node_emit(cfg, &yaml, &err);
   if (rc == 0) {
     char *line = fg__job_opts_line(&jo);
     *out = fg__xasprintf("%s%s", line, yaml);
     free(line);
   } else {
-    *out = fg__xasprintf("%s\n", err ? err : fg_strerror(rc));
+    char *oom = oom_message(rc, err ? err : fg_strerror(rc));
+    if (oom) rc = FG_ECONFIG; /* the config asked for more than the check may use */
+    *out = fg__xasprintf("%s\n", oom ? oom : err ? err : fg_strerror(rc));
+    free(oom);
   }
   free(yaml);
   free(err);
@@ -197,7 +247,22 @@ static int parse_request(char *frame, size_t len, char ***argv, int *argc, char 
   return 0;
 }
 
-static int cmd_check_serve(void) {
+/* Each check gets cpu_seconds of CPU from now: RLIMIT_CPU counts the
+ * process's whole life, so the soft limit moves up before every check. */
+static void limit_cpu(unsigned cpu_seconds) {
+  struct rusage ru;
+  struct rlimit rl;
+  if (cpu_seconds == 0 || getrusage(RUSAGE_SELF, &ru) != 0 || getrlimit(RLIMIT_CPU, &rl) != 0) return;
+  rlim_t used = (rlim_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + 1;
+  rlim_t want = used + cpu_seconds;
+  rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max ? rl.rlim_max : want;
+  setrlimit(RLIMIT_CPU, &rl);
+}
+
+static int cmd_check_serve(int argc, char **argv) {
+  unsigned cpu_seconds = 0;
+  for (int i = 0; i + 1 < argc; i += 2)
+    if (strcmp(argv[i], "--check-cpu-seconds") == 0) cpu_seconds = (unsigned)atoi(argv[i + 1]);
   /* The answers' fd, then stdout onto stderr: a stray print from the
    * engine must not be read as an answer. */
   int answers = dup(3);
@@ -205,6 +270,7 @@ static int cmd_check_serve(void) {
     fprintf(stderr, "fulgur-worker: check --serve needs fd 3 for its answers\n");
     return 2;
   }
+
   unsigned char ready[4] = {0, 0, 0, 0};
   if (write_all(answers, ready, 4)) return 0;
   for (;;) {
@@ -222,6 +288,7 @@ static int cmd_check_serve(void) {
     int ac = 0, code;
     size_t text_len = 0;
     bool plugins = false;
+    limit_cpu(cpu_seconds);
     if (parse_request(frame, len, &av, &ac, &text, &text_len) == 0) {
       code = check_one(ac, av, text, text_len, &out, &plugins);
     } else {
@@ -289,8 +356,12 @@ static int cmd_run(int argc, char **argv) {
   }
   int frc = fg_events_free(bus, rc ? NULL : &err);
   if (rc == 0 && frc) rc = frc;
-  int prc = fg_pipe_sink_free(ps, fg_outcome_of(rc), rc ? (err ? err : fg_strerror(rc)) : "",
-                              rc == FG_ECONFIG);
+  /* Under fulgurd's memory limit, a failed allocation is the job's
+   * limit, and its error says so. */
+  char *oom = rc ? oom_message(rc, err ? err : fg_strerror(rc)) : NULL;
+  int prc = fg_pipe_sink_free(ps, fg_outcome_of(rc),
+                              oom ? oom : rc ? (err ? err : fg_strerror(rc)) : "", rc == FG_ECONFIG);
+  free(oom);
   free(err);
   free(ck_arg);
   fg_node_free(cfg);
@@ -324,7 +395,7 @@ int main(int argc, char **argv) {
     if (die_with_daemon(argc - 3, argv + 3)) return 1;
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
-    return cmd_check_serve();
+    return cmd_check_serve(argc - 3, argv + 3);
   }
   if (strcmp(argv[1], "check") == 0) return cmd_check(argc - 2, argv + 2);
   if (strcmp(argv[1], "run") == 0) {

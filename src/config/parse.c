@@ -498,6 +498,11 @@ int fg_node_parse(const char *text, size_t len, const char *name, fg_node **out,
     yaml_event_t ev;
     if (!yaml_parser_parse(&parser, &ev)) {
       yaml_mark_t m = parser.problem_mark;
+      /* libyaml's own allocation failed: not a syntax error of the text. */
+      if (parser.error == YAML_MEMORY_ERROR) {
+        rc = fg_err_set(err, FG_ENOMEM, "%s: out of memory parsing YAML", b.name);
+        break;
+      }
       rc = fg_err_set(err, FG_ECONFIG, "%s:%zu:%zu: invalid YAML: %s%s%s", b.name, m.line + 1,
                       m.column + 1, parser.problem ? parser.problem : "syntax error",
                       parser.context ? " " : "", parser.context ? parser.context : "");

@@ -10,6 +10,7 @@
 #include "fulgur/registry.h"
 #include "fulgur/run.h"
 #include "trainer/trainer.h"
+#include "util/bytes.h"
 #include "util/job_opts.h"
 #include "util/xalloc.h"
 
@@ -53,6 +54,19 @@ static int check_max_restarts(const fg_node *v, const char *keypath, char **err)
                          FG_MAX_RESTARTS_LIMIT, (long long)n);
 }
 
+/* Read by fulgurd: the worker's address-space limit, which may lower the
+ * daemon's --job-memory-limit but not raise it (that check needs the
+ * daemon's value: worker/main.c). Local runs accept it and ignore it. */
+static int check_memory_limit(const fg_node *v, const char *keypath, char **err) {
+  uint64_t b;
+  if (fg_node_kind_of(v) == FG_NODE_NULL) return 0;
+  if (fg_node_kind_of(v) == FG_NODE_INT && fg_node_int(v) > 0) return 0;
+  if (fg_node_kind_of(v) == FG_NODE_STRING && fg__bytes_parse(fg_node_str(v), &b) == 0) return 0;
+  return fg_config_error(err, v, keypath, "expected a size in bytes such as 2147483648 or 2G, got %s",
+                         fg_node_kind_of(v) == FG_NODE_STRING ? fg_node_str(v)
+                                                              : fg_node_kind_name(fg_node_kind_of(v)));
+}
+
 static const fg_param top_params[] = {
     {"seed_everything", FG_T_BOOL | FG_T_INT, "true", "seed (true: pick one at random; false: do not seed)", NULL, 0},
     {"trainer", FG_T_MAP, "{}", "Trainer options", NULL, 0},
@@ -63,6 +77,7 @@ static const fg_param top_params[] = {
     {"ckpt_path", FG_T_NULL | FG_T_STRING, "null", "checkpoint to resume (fit) or evaluate (validate, test)", NULL, 0},
     {"restart_policy", FG_T_STRING, "fail", "fulgurd: a job running when the daemon died fails, or resumes from its last checkpoint", check_restart_policy, 0},
     {"max_restarts", FG_T_INT, "0", "fulgurd: retries of a failed attempt, in place from the job's newest checkpoint", check_max_restarts, 0},
+    {"memory_limit", FG_T_NULL | FG_T_INT | FG_T_STRING, "null", "fulgurd: the worker's memory limit (bytes, or 512M, 2G), at most --job-memory-limit", check_memory_limit, 0},
 };
 
 int fg_config_check(fg_node *config, bool fill, char **err) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/bytes.h"
 #include "util/xalloc.h"
 
 #define PREFIX "# job options:"
@@ -25,8 +26,10 @@ const char *fg__restart_policy_name(fg_restart_policy p) {
 }
 
 char *fg__job_opts_line(const fg_job_opts *o) {
-  return fg__xasprintf(PREFIX " restart_policy=%s max_restarts=%u\n",
-                       fg__restart_policy_name(o->restart_policy), o->max_restarts);
+  char mem[32] = "0";
+  if (o->memory_limit) fg__bytes_format(o->memory_limit, mem, sizeof mem);
+  return fg__xasprintf(PREFIX " restart_policy=%s max_restarts=%u memory_limit=%s\n",
+                       fg__restart_policy_name(o->restart_policy), o->max_restarts, mem);
 }
 
 int fg__job_opts_split(const char *reply, fg_job_opts *o, const char **config, char **err) {
@@ -54,6 +57,9 @@ int fg__job_opts_split(const char *reply, fg_job_opts *o, const char **config, c
         continue;
       }
     }
+    if (eq && strcmp(tok, "memory_limit") == 0 &&
+        (strcmp(eq + 1, "0") == 0 || fg__bytes_parse(eq + 1, &o->memory_limit) == 0))
+      continue;
     *err = fg__xasprintf("the config check's reply has an unknown job option '%s%s%s'", tok,
                          eq ? "=" : "", eq ? eq + 1 : "");
     rc = -1;

@@ -1,12 +1,12 @@
 /* A job's top-level options: the keys at the top of a config that tell
  * fulgurd how to run the job rather than the engine how to train
- * (restart_policy, max_restarts).
+ * (restart_policy, max_restarts, memory_limit).
  *
  * The daemon has no engine and so no config parser: `fulgur-worker check`
  * parses and checks the config, and its reply starts with one line that
  * carries these options, then the checked YAML:
  *
- *   # job options: restart_policy=resume max_restarts=2
+ *   # job options: restart_policy=resume max_restarts=2 memory_limit=2G
  *   <the merged, checked config>
  *
  * The line is a YAML comment, so the reply stays a valid config; the
@@ -16,6 +16,7 @@
 #define FG_UTIL_JOB_OPTS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef enum {
   FG_RESTART_FAIL = 0, /* a job running when the daemon died fails */
@@ -26,6 +27,9 @@ typedef struct {
   fg_restart_policy restart_policy;
   /* Retries in place after a failed attempt (fulgurd); 0 = none. */
   unsigned max_restarts;
+  /* The worker's address-space limit in bytes, lowering fulgurd's
+   * --job-memory-limit for this job; 0 = the daemon's. */
+  uint64_t memory_limit;
 } fg_job_opts;
 
 /* The largest max_restarts a config may ask for. */

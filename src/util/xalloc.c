@@ -1,12 +1,23 @@
 #include "util/xalloc.h"
+#include "util/oom.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define OOM_PREFIX "fulgur: out of memory allocating"
+
+bool fg__oom_text(const char *s) {
+  static const char *const marks[] = {OOM_PREFIX, "can't allocate memory", "bad_alloc",
+                                      "Cannot allocate memory", "out of memory"};
+  for (size_t i = 0; s && i < sizeof marks / sizeof marks[0]; i++)
+    if (strstr(s, marks[i])) return true;
+  return false;
+}
+
 static void oom(size_t n) {
-  fprintf(stderr, "fulgur: out of memory allocating %zu bytes\n", n);
+  fprintf(stderr, OOM_PREFIX " %zu bytes\n", n);
   abort();
 }
 

@@ -11,6 +11,7 @@
 #include "fulgur/outcome.h"
 #include "fulgur/stage.h"
 #include "util/atomic_file.h"
+#include "util/bytes.h"
 #include "util/job_opts.h"
 
 Test(stage, names_round_trip) {
@@ -69,9 +70,10 @@ Test(atomic_file, replaces_whole_and_reports_where) {
  * back, max_restarts included; a value out of range is the reply's error,
  * never a silently different job. */
 Test(job_opts, line_round_trip) {
-  fg_job_opts o = {.restart_policy = FG_RESTART_RESUME, .max_restarts = 3};
+  fg_job_opts o = {.restart_policy = FG_RESTART_RESUME, .max_restarts = 3,
+                   .memory_limit = 3ull << 30};
   char *line = fg__job_opts_line(&o);
-  cr_assert_str_eq(line, "# job options: restart_policy=resume max_restarts=3\n");
+  cr_assert_str_eq(line, "# job options: restart_policy=resume max_restarts=3 memory_limit=3G\n");
   char *reply = NULL;
   cr_assert_gt(asprintf(&reply, "%sseed_everything: 1\n", line), 0);
   fg_job_opts back;
@@ -80,6 +82,7 @@ Test(job_opts, line_round_trip) {
   cr_assert_eq(fg__job_opts_split(reply, &back, &config, &err), 0, "%s", err ? err : "");
   cr_assert_eq(back.restart_policy, FG_RESTART_RESUME);
   cr_assert_eq(back.max_restarts, 3);
+  cr_assert_eq(back.memory_limit, 3ull << 30);
   cr_assert_str_eq(config, "seed_everything: 1\n");
   const char *bad[] = {"# job options: max_restarts=-1\n", "# job options: max_restarts=\n",
                        "# job options: max_restarts=1001\n", "# job options: max_restarts=2x\n"};
@@ -89,6 +92,35 @@ Test(job_opts, line_round_trip) {
     free(err);
     err = NULL;
   }
+  cr_assert_neq(fg__job_opts_split("# job options: memory_limit=lots\n", &back, &config, &err), 0);
+  cr_assert_not_null(strstr(err, "memory_limit=lots"), "%s", err);
+  free(err);
   free(reply);
   free(line);
+}
+
+/* Sizes as --job-memory-limit and memory_limit take them, and as the
+ * out-of-memory message prints them back. */
+Test(bytes, parse_and_format) {
+  struct { const char *s; uint64_t v; } ok[] = {
+      {"4096", 4096}, {"2G", 2ull << 30}, {"512m", 512ull << 20}, {"1KiB", 1024},
+      {"3GB", 3ull << 30}, {"1T", 1ull << 40}, {"7b", 7}};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    uint64_t v = 0;
+    cr_assert_eq(fg__bytes_parse(ok[i].s, &v), 0, "%s", ok[i].s);
+    cr_assert_eq(v, ok[i].v, "%s: %llu", ok[i].s, (unsigned long long)v);
+  }
+  const char *bad[] = {"", "0", "0G", "-1", "2 G", "2X", "G", "99999999999999999999",
+                       "20000000000000000T", "1.5G", NULL};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    uint64_t v = 0;
+    cr_assert_eq(fg__bytes_parse(bad[i], &v), -1, "%s", bad[i] ? bad[i] : "NULL");
+  }
+  char buf[32];
+  fg__bytes_format(2ull << 30, buf, sizeof buf);
+  cr_assert_str_eq(buf, "2G");
+  fg__bytes_format(1536ull << 20, buf, sizeof buf);
+  cr_assert_str_eq(buf, "1536M");
+  fg__bytes_format(1000, buf, sizeof buf);
+  cr_assert_str_eq(buf, "1000");
 }

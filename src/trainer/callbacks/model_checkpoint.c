@@ -335,12 +335,25 @@ static int mkparent(const char *path, char **err) {
 }
 
 /* A full save replaces a link or file there (ModelCheckpointWithLinkBest's
- * _save_checkpoint; writing through a link would overwrite its target). */
+ * _save_checkpoint). The write is atomic (a temp file renamed over the
+ * path), so it never writes through a link, and the file or link there
+ * stays whole until the new file is: a save that fails (a full disk)
+ * leaves the previous last.ckpt to resume from, and says so. */
 static int save_file(fg_loop *l, model_checkpoint *c, const char *path, const fg_value *st, int64_t b,
                      char **err) {
   int rc = mkparent(path, err);
-  if (rc == 0) unlink(path);
   if (rc == 0) rc = fg__loop_save_checkpoint(l, path, &c->base, st, b, err);
+  /* Say what a resume still has: the file there, else the last save. */
+  struct stat sb;
+  const char *kept = rc == 0                   ? NULL
+                     : lstat(path, &sb) == 0   ? path
+                     : c->last_saved && lstat(c->last_saved, &sb) == 0 ? c->last_saved
+                                                                       : NULL;
+  if (rc && kept)
+    fg_err_prefix(err, rc, "ModelCheckpoint: saving %s failed; the previous checkpoint %s is kept",
+                  path, kept);
+  else if (rc)
+    fg_err_prefix(err, rc, "ModelCheckpoint: saving %s failed", path);
   if (rc == 0) {
     free(c->last_saved);
     c->last_saved = fg__xstrdup(path);
@@ -356,10 +369,16 @@ static int link_file(const char *target, const char *linkpath, char **err) {
   const char *rel = strncmp(target, linkpath, dl) == 0 && strchr(target + dl, '/') == NULL ? target + dl : target;
   int rc = mkparent(linkpath, err);
   if (rc) return rc;
-  unlink(linkpath);
-  if (symlink(rel, linkpath) != 0)
-    return fg_err_set(err, FG_EIO, "ModelCheckpoint: linking %s to %s: %s", linkpath, target, strerror(errno));
-  return 0;
+  /* Made beside it and renamed over it: the old link or file stays until
+   * the new link exists. */
+  char *tmp = fg__xasprintf("%s.link.%ld", linkpath, (long)getpid());
+  unlink(tmp);
+  if (symlink(rel, tmp) != 0 || rename(tmp, linkpath) != 0) {
+    rc = fg_err_set(err, FG_EIO, "ModelCheckpoint: linking %s to %s: %s", linkpath, target, strerror(errno));
+    unlink(tmp);
+  }
+  free(tmp);
+  return rc;
 }
 
 /* Lightning's _save_topk_checkpoint then _save_last_checkpoint, at the

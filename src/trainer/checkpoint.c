@@ -12,6 +12,8 @@
  *     last_metrics   the latest value of every logged key (monitors)
  *     time_elapsed   seconds the fit has trained so far, over every run it
  *                    resumes (max_time counts on from it)
+ *     threads        the num_threads the run trained with (a resume with
+ *                    num_threads auto reuses it instead of a new trial)
  *   and in a pause checkpoint (pause.ckpt) also
  *     paused             true
  *     grads              {param name: gradient} accumulated so far

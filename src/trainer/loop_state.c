@@ -33,6 +33,7 @@ int fg__loop_state(fg_loop *l, bool pause, fg_value **out, char **err) {
   /* How many rows the run's loggers had when this was taken: a run
    * continued in the same folder drops the rows logged after it. */
   fg_value_dict_set(st, "log_rows", fg_value_int(l->log_rows));
+  if (l->threads > 0) fg_value_dict_set(st, "threads", fg_value_int(l->threads));
   if (rc == 0 && pause) {
     fg_value_dict_set(st, "paused", fg_value_bool(true));
     fg_value *grads = fg_value_dict();
@@ -98,6 +99,11 @@ int fg__loop_restore(fg_loop *l, const fg_value *st, char **err) {
     l->time_before = fg_value_as_double(te);
   const fg_value *rows = fg_value_dict_get(st, "log_rows");
   l->log_rows = rows && fg_value_kind_of(rows) == FG_VALUE_INT ? fg_value_as_int(rows) : -1;
+  /* num_threads auto's choice, which a resume reuses (threads.c). */
+  const fg_value *th = fg_value_dict_get(st, "threads");
+  if (th && fg_value_kind_of(th) == FG_VALUE_INT && fg_value_as_int(th) > 0 &&
+      fg_value_as_int(th) <= 4096)
+    l->threads = (int)fg_value_as_int(th);
   const fg_value *paused = fg_value_dict_get(st, "paused");
   if (paused == NULL || fg_value_kind_of(paused) != FG_VALUE_BOOL || !fg_value_as_bool(paused))
     return 0;

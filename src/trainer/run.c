@@ -247,6 +247,10 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
                     "metrics.csv keeps every row it has", ckpt);
   }
 
+  /* num_threads auto: the trial starts from the weights the fit starts
+   * from (a checkpoint's included), or the checkpoint's recorded choice. */
+  if ((rc = fg__threads_apply(&loop, err))) goto done;
+
   /* DDP's start: every rank from rank 0's weights (a resume loaded the
    * same checkpoint everywhere; this also covers unseeded runs). */
   if (ddp && (rc = fg__ddp_broadcast_params(ddp, module, err))) goto done;

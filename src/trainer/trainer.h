@@ -74,6 +74,7 @@ typedef struct {
   double val_check_interval; /* fraction of an epoch, or a batch count */
   bool val_check_is_count;
   bool num_threads_set;      /* num_threads was given (else: the cores, shared by local ranks) */
+  bool num_threads_auto;     /* num_threads: auto, chosen by a trial (threads.c) */
   int devices;               /* processes per machine */
   int num_nodes;
   double ddp_timeout;        /* seconds */
@@ -315,7 +316,38 @@ typedef struct {
   volatile sig_atomic_t *checkpoint; /* checkpoint now (fg_run_opts.checkpoint) */
   int64_t log_rows;       /* STEP and EPOCH events with scalars emitted by the run */
   bool fork;              /* fg_run_opts.fork: savers' states are not restored */
+  /* The num_threads the run trains with (fulgur_loop.threads), or one a
+   * checkpoint recorded before the run's own is set; 0: none. */
+  int threads;
 } fg_loop;
+
+/* ---- num_threads: auto (threads.c) --------------------------------------- */
+
+/* What the trial measured: candidate thread counts and each one's fastest
+ * step in seconds; n_candidates 0 when there was nothing to choose. */
+typedef struct {
+  int threads;
+  int cores;
+  int n_candidates;
+  int candidates[16];
+  double step_secs[16];
+  int steps;          /* training steps the trial ran */
+  double trial_secs;  /* the trial's wall time, the copy's building included */
+} fg_threads_choice;
+/* The cores online. */
+int fg__threads_cores(void);
+/* Times training steps of a copy of l's module and optimizers with each
+ * candidate thread count, sets the fastest and fills *out. The run's
+ * weights, optimizer state, generator and data order are left as they
+ * were. */
+int fg__threads_choose_fit(fg_loop *l, fg_threads_choice *out, char **err);
+/* "chose N of C cores by timing ..." (malloc'd), for the run's log. */
+char *fg__threads_describe(const fg_threads_choice *c);
+/* After a checkpoint is loaded, before the stage's loop: with num_threads
+ * auto, a fit reuses l->threads when its checkpoint recorded one, else
+ * runs the trial; the choice is logged and written into the run's
+ * config.yaml. Otherwise l->threads becomes the count already set. */
+int fg__threads_apply(fg_loop *l, char **err);
 
 /* Seconds of training so far: this run's since the fit loop started, and
  * the resumed runs' before it (max_time counts both, as Lightning's Timer

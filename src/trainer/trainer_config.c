@@ -198,6 +198,13 @@ int fg__check_null_or_positive(const fg_node *v, const char *k, char **err) {
   return fg_node_kind_of(v) == FG_NODE_NULL ? 0 : check_int_min(v, k, 1, err);
 }
 #define check_threads fg__check_null_or_positive
+/* num_threads: a count, null (all cores, as before auto) or auto. */
+static int check_num_threads(const fg_node *v, const char *k, char **err) {
+  if (fg_node_kind_of(v) != FG_NODE_STRING) return fg__check_null_or_positive(v, k, err);
+  if (strcmp(fg_node_str(v), "auto") == 0) return 0;
+  return fg_config_error(err, v, k, "expected a positive count, null or 'auto', got '%s'",
+                         fg_node_str(v));
+}
 int fg__check_mode(const fg_node *v, const char *k, char **err) {
   const char *s = fg_node_str(v);
   if (strcmp(s, "min") == 0 || strcmp(s, "max") == 0) return 0;
@@ -252,7 +259,7 @@ static const fg_param trainer_params[] = {
     {"num_nodes", FG_T_INT, "1", "machines (torchrun's environment names this one)", check_num_nodes, 0},
     {"strategy", FG_T_STRING, "auto", "auto (ddp when devices x num_nodes > 1), ddp, single_device", check_strategy, 0},
     {"ddp_timeout", FG_T_INT | FG_T_FLOAT, "1800", "seconds any rank waits for the others (rendezvous, collectives) before failing", check_timeout, 0},
-    {"num_threads", FG_T_NULL | FG_T_INT, "null", "libtorch and OpenBLAS threads (null: all cores)", check_threads, 0},
+    {"num_threads", FG_T_NULL | FG_T_INT | FG_T_STRING, "auto", "libtorch and OpenBLAS threads (auto: the fastest count in a trial of the first steps; null: all cores)", check_num_threads, 0},
     {"predict_threads", FG_T_NULL | FG_T_INT, "null", "worker threads running predict tasks (null: all cores)", check_threads, 0},
     {"gradient_clip_val", FG_T_NULL | FG_T_FLOAT, "null", "clip gradients at this norm or value (null: no clipping)", check_clip, 0},
     {"gradient_clip_algorithm", FG_T_NULL | FG_T_STRING, "null", "norm (default) or value", check_clip_algorithm, 0},
@@ -511,6 +518,7 @@ int fg__trainer_opts_parse(const fg_node *cfg, fg_trainer_opts *o, char **err) {
   const fg_node *to = fg_node_get(cfg, "ddp_timeout");
   o->ddp_timeout = to ? fg_node_float(to) : 1800;
   o->num_threads_set = nt && fg_node_kind_of(nt) == FG_NODE_INT;
+  o->num_threads_auto = nt && fg_node_kind_of(nt) == FG_NODE_STRING;
   debugging_flags(cfg, o);
   o->num_folds = int_or(cfg, "num_folds", 1);
 

@@ -654,3 +654,119 @@ Test(dataloader, timeout_fails_a_slow_batch_with_pytorchs_words) {
   free(err);
   fg_dataset_unref(ds);
 }
+
+/* ---- the data path: batches gathered by index ------------------------------- */
+
+/* A loader's whole epoch of key `key`, batch after batch, as bytes
+ * (malloc'd; *len its size). */
+static char *epoch_bytes(fg_dataloader *dl, int64_t epoch, const char *key, size_t *len) {
+  cr_assert_eq(fg_dataloader_start_epoch(dl, epoch, NULL), 0);
+  char *out = NULL;
+  *len = 0;
+  for (;;) {
+    fg_value *b = NULL;
+    char *err = NULL;
+    cr_assert_eq(fg_dataloader_next(dl, &b, &err), 0, "%s", err);
+    if (b == NULL) break;
+    fg_tensor *t = fg_value_as_tensor(fg_value_dict_get(b, key));
+    size_t n = (size_t)fg_tensor_numel(t) * fg_dtype_size(fg_tensor_dtype(t));
+    out = realloc(out, *len + n);
+    cr_assert_eq(fg_tensor_copy_out(t, fg_tensor_dtype(t), out + *len, n, NULL), 0);
+    *len += n;
+    fg_value_free(b);
+  }
+  return out;
+}
+
+static char *read_all(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  cr_assert_not_null(f, "%s", path);
+  fseek(f, 0, SEEK_END);
+  *len = (size_t)ftell(f);
+  rewind(f);
+  char *buf = malloc(*len + 1);
+  cr_assert_eq(fread(buf, 1, *len, f), *len);
+  fclose(f);
+  return buf;
+}
+
+TestSuite(data_path, .init = make_dir, .fini = remove_dir);
+
+/* A shuffled epoch with a worker thread gives, batch for batch, exactly
+ * what python3-torch gets by indexing its tensors with the same order
+ * (TensorDict, a file torch.save wrote), and exactly the batches built
+ * one sample at a time (the IDX reader over Debian's Fashion-MNIST, with
+ * normalization and a subset). */
+Test(data_path, shuffled_batches_equal_pytorch_indexing_and_per_sample_batches) {
+  enum { N = 300, BS = 64, SEED = 9, EPOCH = 1 };
+  fg_dataset *ids = index_dataset(N, -1);
+  fg_dataloader *dl = loader(ids, BS, true, false, 0, SEED);
+  int64_t order[N], sizes[N];
+  epoch_order(dl, EPOCH, order, sizes);
+  fg_dataloader_free(dl);
+  fg_dataset_unref(ids);
+  FILE *f = fopen(path_in("order.txt"), "w");
+  for (int i = 0; i < N; i++) fprintf(f, "%lld\n", (long long)order[i]);
+  fclose(f);
+  const char *py = getenv("FG_PYTHON") ? getenv("FG_PYTHON") : "/usr/bin/python3";
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "'%s' -c 'import torch\n"
+           "torch.manual_seed(3)\n"
+           "x, y = torch.randn(%d, 3, 4), torch.randint(0, 10, (%d,))\n"
+           "torch.save({\"x\": x, \"y\": y}, \"%s/td.pt\")\n"
+           "o = torch.tensor([int(l) for l in open(\"%s/order.txt\")])\n"
+           "open(\"%s/x.bin\", \"wb\").write(x[o].numpy().tobytes())\n"
+           "open(\"%s/y.bin\", \"wb\").write(y[o].numpy().tobytes())'",
+           py, N, N, dir, dir, dir, dir);
+  cr_assert_eq(system(cmd), 0);
+  const char *paths[] = {path_in("td.pt")};
+  fg_tensordict_opts to = {.paths = paths, .n_paths = 1};
+  fg_dataset *td = NULL;
+  char *err = NULL;
+  cr_assert_eq(fg_dataset_tensordict_create(&to, &td, &err), 0, "%s", err);
+  dl = loader(td, BS, true, false, 1, SEED);
+  const char *keys[] = {"x", "y"};
+  for (int k = 0; k < 2; k++) {
+    size_t got_len, want_len;
+    char *got = epoch_bytes(dl, EPOCH, keys[k], &got_len);
+    char *want = read_all(path_in(k ? "y.bin" : "x.bin"), &want_len);
+    cr_assert_eq(got_len, want_len, "%s: %zu bytes, python %zu", keys[k], got_len, want_len);
+    cr_assert(memcmp(got, want, got_len) == 0, "%s: the batches differ from python's x[order]", keys[k]);
+    free(got);
+    free(want);
+  }
+  fg_dataloader_free(dl);
+  fg_dataset_unref(td);
+
+  /* IDX: the gathered batch against one-sample batches, row by row. */
+  fg_idx_opts io = {.images = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz",
+                    .labels = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz",
+                    .mean = 0.2860, .std = 0.3530, .subset_start = 1000, .subset_end = 1000 + N,
+                    .has_subset = true};
+  fg_dataset *ds = NULL;
+  cr_assert_eq(fg_dataset_idx_create(&io, &ds, &err), 0, "%s", err);
+  cr_assert_eq(fg_dataset_len(ds), N);
+  dl = loader(ds, BS, true, false, 1, SEED);
+  size_t xl, yl;
+  char *xs = epoch_bytes(dl, EPOCH, "x", &xl), *ys = epoch_bytes(dl, EPOCH, "y", &yl);
+  cr_assert_eq(xl, (size_t)N * 784 * sizeof(float));
+  cr_assert_eq(yl, (size_t)N * sizeof(int64_t));
+  for (int i = 0; i < N; i++) {
+    fg_value *one = batch_of(ds, &order[i], 1);
+    float row[784];
+    int64_t label;
+    cr_assert_eq(fg_tensor_copy_out(fg_value_as_tensor(fg_value_dict_get(one, "x")), FG_FLOAT32, row,
+                                    sizeof row, NULL), 0);
+    cr_assert_eq(fg_tensor_copy_out(fg_value_as_tensor(fg_value_dict_get(one, "y")), FG_INT64, &label,
+                                    sizeof label, NULL), 0);
+    cr_assert(memcmp(xs + (size_t)i * sizeof row, row, sizeof row) == 0, "sample %d (index %lld)", i,
+              (long long)order[i]);
+    cr_assert(memcmp(ys + (size_t)i * sizeof label, &label, sizeof label) == 0, "label %d", i);
+    fg_value_free(one);
+  }
+  free(xs);
+  free(ys);
+  fg_dataloader_free(dl);
+  fg_dataset_unref(ds);
+}

@@ -77,7 +77,6 @@ if ((BUILD_IT)); then
 fi
 BUILD=$(cd "$BUILD" && pwd)
 LOGS=$BUILD/sanitizer-logs
-rm -rf "$LOGS"
 mkdir -p "$LOGS"
 
 # Common to every runtime: reports to the test's folder, with stacks, and
@@ -101,6 +100,7 @@ echo "sanitizers ($KIND): ${#tests[@]} tests in $BUILD, $JOBS at a time"
 one() {
   local t=$1 dir
   dir=$LOGS/${t//\//_}
+  rm -rf "$dir"
   mkdir -p "$dir"
   local o="log_path=$dir/report:log_exe_name=1"
   local start=$SECONDS
@@ -120,12 +120,14 @@ export -f one
 export BUILD LOGS supp
 
 start=$SECONDS
-printf '%s\n' "${tests[@]}" | xargs -P "$JOBS" -I{} bash -c 'one "$@"' _ {} | tee "$LOGS/summary.txt"
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+printf '%s\n' "${tests[@]}" | xargs -P "$JOBS" -I{} bash -c 'one "$@"' _ {} | tee "$results"
 
 failed=0
 for t in "${tests[@]}"; do
   dir=$LOGS/${t//\//_}
-  if grep -q "^FAILED $t " "$LOGS/summary.txt"; then
+  if grep -q "^FAILED $t " "$results"; then
     failed=$((failed + 1))
     echo "---- $t: ctest (tail) ----"
     tail -30 "$dir/ctest.log"

@@ -4,7 +4,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= 2
 
-.PHONY: all deps configure build demo test bench clean asan-test fuzz faults-long
+.PHONY: all deps configure build demo test bench clean asan-test tsan-test fuzz faults-long
 
 all: build
 
@@ -26,9 +26,16 @@ test: build
 bench: build
 	@bash bench/run.sh $(BUILD)
 
-# The unit tests under AddressSanitizer + UBSan, in a build tree of their own.
-asan-test:
-	@$(MAKE) --no-print-directory test BUILD=build-asan CMAKE_FLAGS="-DFG_ASAN=ON -DCMAKE_BUILD_TYPE=Debug"
+# The whole suite (unit, integration, daemon, interop) under AddressSanitizer,
+# LeakSanitizer and UBSan, and the daemon's threads and the predict engine
+# under ThreadSanitizer, each in a build tree of its own; a report from any
+# process, subprocesses of the script tests included, fails the run
+# (tests/sanitizers/run.sh). Long: not part of `make test`.
+asan-test: deps
+	@JOBS=$(JOBS) bash tests/sanitizers/run.sh --kind asan --build build-asan
+
+tsan-test: deps
+	@JOBS=$(JOBS) bash tests/sanitizers/run.sh --kind tsan --build build-tsan
 
 # libFuzzer over every reader of outside bytes, FUZZ_SECONDS per target
 # (default 60), in a clang tree of its own (tests/fuzz/run.sh).
@@ -42,4 +49,4 @@ faults-long: build
 	@cd $(BUILD) && FG_CHAOS_KILLS=20 ctest -R interop/test_daemon_chaos --output-on-failure
 
 clean:
-	rm -rf $(BUILD) build-asan build-fuzz
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

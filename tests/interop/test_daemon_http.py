@@ -3,9 +3,11 @@ Prometheus server against a real daemon running real jobs: /healthz, REST
 as gRPC transcoding maps JobService (compared with the gRPC answers),
 Server-Sent Events (exact resume with Last-Event-ID, 50 readers at once),
 /metrics scraped by Prometheus with a bearer token, bad input, TLS."""
+import atexit
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -26,6 +28,16 @@ with open(f"{W}/token", "w") as f:
 d = Daemon(work=W, args=["--http", "127.0.0.1:0", "--token-file", f"{W}/token", "--max-jobs", "2",
                          "--max-request-bytes", "65536", "--metrics-retain", "4s"]).start()
 port = http_port(d)
+
+
+@atexit.register
+def _no_daemon_left():
+    """A check that raises must not leave a daemon running."""
+    for x in (d, globals().get("t")):
+        if isinstance(x, Daemon) and x.proc and x.proc.poll() is None:
+            x.proc.kill()
+            x.proc.wait()
+
 api = Api(f"http://127.0.0.1:{port}", TOKEN)
 md = [("authorization", "Bearer " + TOKEN)]
 
@@ -311,7 +323,31 @@ end = time.time() + 60
 while grpc_job(je["id"]).progress.global_step < 2 and time.time() < end:
     time.sleep(0.05)
 time.sleep(0.3)
+# Submits waiting for the config checker keep the gRPC server draining
+# for a while after SIGTERM: /healthz must say 503 then, not ok.
+futures = [d.stub.SubmitJob.future(pb.SubmitJobRequest(stage=pb.FIT, config_yaml=tiny_config(f"{W}/g{i}")),
+                                   metadata=md) for i in range(40)]
+time.sleep(0.1)
+d.proc.send_signal(signal.SIGTERM)
+seen = []
+end = time.time() + 5
+while time.time() < end:
+    try:
+        st, body, _ = api.get("/healthz", token=False)
+    except OSError as e:
+        seen.append(type(e).__name__)
+        break
+    seen.append(st)
+    if st != 200:
+        break
+    time.sleep(0.01)
+check("/healthz is 503 once shutdown starts", 503 in seen, str(seen[-3:]))
 check("fulgurd exits cleanly", d.stop() == 0, d.log_text()[-2000:])
+for fu in futures:
+    try:
+        fu.result(timeout=30)
+    except Exception:  # noqa: BLE001 - UNAVAILABLE at shutdown is the expected answer
+        pass
 t.join(30)
 evs, comments = got[0] if got else ([], [])
 check("shutdown ends an SSE stream with the seq to resume from", evs and comments

@@ -68,17 +68,25 @@ for w in watchers:
     w.start()
 
 kills = 0
-for i in range(KILLS):
-    # A moment while the job runs: some time after its worker (re)started.
-    if not wait_for(lambda: d.stub.GetJob(pb.GetJobRequest(id=job.id)).state in {pb.RUNNING} | TERMINAL, 300):
-        break
-    if d.stub.GetJob(pb.GetJobRequest(id=job.id)).state in TERMINAL:
-        break
-    time.sleep(rng.uniform(0.2, 3.0))
-    if d.stop(signal.SIGKILL) != -signal.SIGKILL:
-        break
-    kills += 1
-    d = Daemon(work=W).start()
+try:
+    for i in range(KILLS):
+        # A moment while the job runs: some time after its worker (re)started.
+        if not wait_for(lambda: d.stub.GetJob(pb.GetJobRequest(id=job.id)).state in {pb.RUNNING} | TERMINAL, 300):
+            break
+        if d.stub.GetJob(pb.GetJobRequest(id=job.id)).state in TERMINAL:
+            break
+        time.sleep(rng.uniform(0.2, 3.0))
+        if d.stop(signal.SIGKILL) != -signal.SIGKILL:
+            break
+        kills += 1
+        d = Daemon(work=W).start()
+except (grpc.RpcError, RuntimeError) as e:
+    # Said with the daemon's own words, for the seed that found it.
+    check(f"fulgurd answers and restarts after kill {kills} (seed {SEED})", False,
+          f"{e}\n{d.log_text()[-3000:]}")
+    for w in watchers:
+        w.done = True
+    finish()
 check(f"the daemon was killed {KILLS} times mid-job", kills == KILLS, f"{kills}")
 
 jj = d.wait_state(job.id, TERMINAL, timeout=900)

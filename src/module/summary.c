@@ -62,6 +62,8 @@ int fg_module_summarize(const fg_module *m, int max_depth, fg_model_summary **ou
   s->precision_bits = 32;
   for (size_t i = 0; i < fg_module_num_params(m); i++) {
     const fg_tensor *t = fg_module_param(m, i);
+    /* The size is in the parameters' own dtype (bf16-true: 16 bits). */
+    if (i == 0) s->precision_bits = (int)fg_dtype_size(fg_tensor_dtype(t)) * 8;
     s->total_params += fg_tensor_numel(t);
     if (fg_tensor_requires_grad(t)) s->trainable_params += fg_tensor_numel(t);
   }

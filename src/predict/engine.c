@@ -584,6 +584,7 @@ int fg__predict_run(fg_loop *l, const char *ckpt, fg__cancel_fn cancelled, const
        * its own error waits until the earlier batch is accounted for. */
       char *derr = NULL;
       int drc = fg_dataloader_next(dl, &batch, &derr);
+      if (drc == 0) drc = fg__precision_convert_input(l->opts->precision, &batch, &derr);
       /* Each dependency once, in order; later ones see earlier ones; in
        * trainer.precision's forward context, as the tasks. */
       fg_value *deps = fg_value_dict();

@@ -55,6 +55,12 @@ size_t fg_dtype_size(fg_dtype d) {
   FG_GUARD_END_RETURN(0)
 }
 
+bool fg_dtype_is_floating(fg_dtype dtype) {
+  FG_GUARD_BEGIN
+  return dtype == FG_FLOAT32 || dtype == FG_FLOAT64 || dtype == FG_BFLOAT16;
+  FG_GUARD_END_RETURN(false)
+}
+
 const char *fg_dtype_name(fg_dtype d) {
   FG_GUARD_BEGIN
   static const char *const names[] = {"float32", "float64", "int64", "int32", "uint8", "bool", "bfloat16"};
@@ -143,6 +149,35 @@ void fg_torch_autocast_exit(const fg_autocast_prev *prev) {
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
   at::autocast::set_cpu_enabled(prev->enabled);
   at::autocast::set_autocast_cpu_dtype(static_cast<at::ScalarType>(prev->scalar_type));
+  return FG_VOID;
+  FG_GUARD_END_RETURN(FG_VOID)
+}
+
+namespace {
+std::mutex default_dtype_mutex;
+int default_dtype_depth = 0;
+caffe2::TypeMeta default_dtype_prev;
+}  // namespace
+
+int fg_torch_default_dtype_enter(fg_dtype dtype, char **err) {
+  FG_GUARD_BEGIN
+  caffe2::TypeMeta want = caffe2::TypeMeta::fromScalarType(fg::to_scalar_type(dtype));
+  std::lock_guard<std::mutex> lock(default_dtype_mutex);
+  if (default_dtype_depth == 0) {
+    default_dtype_prev = c10::get_default_dtype();
+    c10::set_default_dtype(want);
+  } else if (c10::get_default_dtype() != want) {
+    throw std::runtime_error("another default dtype is already in effect");
+  }
+  default_dtype_depth++;
+  return 0;
+  FG_GUARD_END
+}
+
+void fg_torch_default_dtype_exit(void) {
+  FG_GUARD_BEGIN
+  std::lock_guard<std::mutex> lock(default_dtype_mutex);
+  if (default_dtype_depth > 0 && --default_dtype_depth == 0) c10::set_default_dtype(default_dtype_prev);
   return FG_VOID;
   FG_GUARD_END_RETURN(FG_VOID)
 }
@@ -364,6 +399,15 @@ int fg_tensor_copy_(fg_tensor *dst, const fg_tensor *src, char **err) {
   torch::NoGradGuard ng;
   if (!dst->t.sizes().equals(src->t.sizes())) throw std::runtime_error("copy_: shapes differ");
   dst->t.copy_(src->t);
+  return 0;
+  FG_GUARD_END
+}
+
+int fg_tensor_convert_(fg_tensor *t, fg_dtype dtype, char **err) {
+  FG_GUARD_BEGIN
+  torch::NoGradGuard ng;
+  at::ScalarType st = fg::to_scalar_type(dtype);
+  if (t->t.scalar_type() != st) t->t.set_data(t->t.to(st));
   return 0;
   FG_GUARD_END
 }

@@ -173,6 +173,10 @@ int fg_run(const fg_node *config_in, const fg_run_opts *ro, fg_value **final_met
    * only see the parameters that train, and a resumed run's checkpoint
    * (below) must win over the starting weights. */
   if (ro->stage == FG_STAGE_FIT && (rc = module_fit_start(module, bus, err))) goto done;
+  /* bf16-true's convert_module, after the starting weights are in and
+   * before the optimizer sees the parameters; a checkpoint loaded later
+   * is copied into the converted tensors. */
+  if ((rc = fg__precision_convert_module(topts.precision, module, err))) goto done;
   if (oc && fg_node_kind_of(oc) != FG_NODE_NULL &&
       (rc = fg_optim_set_build(oc, "optimizer_config", module, &optim, err)))
     goto done;

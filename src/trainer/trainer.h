@@ -44,6 +44,7 @@ typedef enum { FG_PROFILER_NONE = 0, FG_PROFILER_SIMPLE, FG_PROFILER_PYTORCH } f
 typedef enum {
   FG_PRECISION_32 = 0,
   FG_PRECISION_BF16_MIXED, /* CPU autocast to bf16 around each step (precision.c) */
+  FG_PRECISION_BF16_TRUE,  /* bf16 weights, inputs and default dtype (precision.c) */
 } fg_precision;
 
 typedef struct {
@@ -354,14 +355,21 @@ int fg__threads_apply(fg_loop *l, char **err);
  * restored from a checkpoint). */
 double fg__loop_fit_elapsed(const fg_loop *l);
 /* trainer.precision (precision.c). begin/end bracket a step's forward
- * context (bf16-mixed: CPU autocast; 32: nothing); end is for a begin
- * that returned 0. */
+ * context (bf16-mixed: CPU autocast; bf16-true: bf16 as the default
+ * dtype; 32: nothing); end is for a begin that returned 0. */
 int fg__precision_begin(fg_precision p, fg_autocast_prev *prev, char **err);
 void fg__precision_end(fg_precision p, const fg_autocast_prev *prev);
+/* Lightning's convert_module: bf16-true turns the module's floating
+ * parameters and buffers into bf16 in place; other precisions keep them. */
+int fg__precision_convert_module(fg_precision p, fg_module *m, char **err);
+/* Lightning's convert_input: under bf16-true *batch is replaced by a copy
+ * whose floating tensors are bf16 (the old one freed); otherwise kept. */
+int fg__precision_convert_input(fg_precision p, fg_value **batch, char **err);
 /* fg_module_forward_step inside the precision's forward context. */
 int fg__loop_forward_step(fg_loop *l, fg_split split, size_t dataloader_idx, const fg_value *batch,
                           fg_step_result *out, char **err);
-/* Once per run: bf16 on a CPU without bf16 instructions will be slow. */
+/* Once per run: bf16 (mixed or true) on a CPU without bf16 instructions
+ * will be slow. */
 void fg__precision_warn(const fg_trainer_opts *o, fg_events *bus);
 
 /* The fit loop (loop.c): sanity check, epochs, callbacks' hooks. */

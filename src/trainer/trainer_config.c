@@ -49,7 +49,7 @@ static const struct {
     /* Lightning 2.x reads "bf16" as "bf16-mixed". */
     {"bf16-mixed", NULL, FG_PRECISION_BF16_MIXED},
     {"bf16", NULL, FG_PRECISION_BF16_MIXED},
-    {"bf16-true", "bf16 weights are not in this build yet; bf16-mixed is"},
+    {"bf16-true", NULL, FG_PRECISION_BF16_TRUE},
     {"64", "float64 training is not in this build"},
     {"64-true", "float64 training is not in this build"},
     {"transformer-engine", "Transformer Engine needs CUDA"},

@@ -35,13 +35,15 @@ typedef enum {
   FG_INT32,
   FG_UINT8,
   FG_BOOL,
-  FG_BFLOAT16, /* what bf16 autocast computes in (trainer.precision: bf16-mixed) */
+  FG_BFLOAT16, /* bf16 autocast's compute dtype, and bf16-true's weights */
 } fg_dtype;
 
 /* Size in bytes of one element of dtype. */
 size_t fg_dtype_size(fg_dtype dtype);
 /* "float32", "int64", ... */
 const char *fg_dtype_name(fg_dtype dtype);
+/* True for float32, float64 and bfloat16. */
+bool fg_dtype_is_floating(fg_dtype dtype);
 
 /* ---- process-wide settings ------------------------------------------- */
 
@@ -77,6 +79,14 @@ typedef struct {
 int fg_torch_autocast_enter(fg_dtype dtype, fg_autocast_prev *prev, char **err);
 /* Can't fail. */
 void fg_torch_autocast_exit(const fg_autocast_prev *prev);
+
+/* The dtype factories use when not given one, as
+ * torch.set_default_dtype(): what Lightning's bf16-true forward context
+ * sets, so a tensor a model's forward creates (torch.zeros(n)) is bf16.
+ * libtorch keeps it per process, not per thread, so regions are counted:
+ * the first enter sets it, the last exit restores what was there. */
+int fg_torch_default_dtype_enter(fg_dtype dtype, char **err);
+void fg_torch_default_dtype_exit(void);
 
 /* ---- creation and lifetime ------------------------------------------- */
 
@@ -142,6 +152,10 @@ int fg_tensor_normal_(fg_tensor *t, double mean, double std, char **err);
 int fg_tensor_fill_(fg_tensor *t, double v, char **err);
 /* dst <- src under no-grad (shapes must match, dtype converted). */
 int fg_tensor_copy_(fg_tensor *dst, const fg_tensor *src, char **err);
+/* t's data converted to dtype in place, as Module.to(dtype) does to a
+ * parameter (param.data = param.to(dtype)): every handle to t, the
+ * model's own included, sees the new dtype; requires_grad is kept. */
+int fg_tensor_convert_(fg_tensor *t, fg_dtype dtype, char **err);
 
 /* ---- operations (each returns a new handle in *out) -------------------- */
 

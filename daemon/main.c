@@ -111,10 +111,9 @@ static uv_signal_t sig_term, sig_int;
 static void on_server_down(void *ctx) {
   fgd *d = ctx;
   fgd_worker_kill_all(d);
-  fgd_checker_close(d->checker);
+  if (d->checker) fgd_checker_close(d->checker);
   d->checker = NULL;
   fgd_flush(d);
-  /* After the checker: the submits it still held have answered. */
   fgd_http_stop(d->http);
   d->http = NULL;
   uv_close((uv_handle_t *)&d->flush_timer, NULL);
@@ -137,6 +136,11 @@ static void on_signal(uv_signal_t *s, int signum) {
   fprintf(stderr, "fulgurd: %s: shutting down\n", strsignal(signum));
   d->shutting_down = true;
   fgd_flush(d);
+  /* Submits still waiting for their config check are answered now
+   * (UNAVAILABLE), while their calls can be: once the gRPC server is down
+   * its completion queue is gone, and answering one then aborts in gRPC. */
+  fgd_checker_close(d->checker);
+  d->checker = NULL;
   fgd_http_drain(d->http);
   fgd_server_shutdown(d->server, 2000, on_server_down, d);
 }

@@ -144,6 +144,10 @@ static void submit_finish(void *ctx, int64_t exit_status, int term_signal, const
 
 /* Refuses a new job while the store or the queue is full (answered; true). */
 static bool no_room(fgd *d, fgd_call *c) {
+  if (d->shutting_down || !d->checker) { /* the checker closes as shutdown starts */
+    fgd_call_fail(c, GRPC_STATUS_UNAVAILABLE, "fulgurd is shutting down");
+    return true;
+  }
   if (d->store_failing || fgd_store_nearly_full(d->store)) {
     fgd_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
                   "the state store is full: no new jobs until space is freed under --state-dir "

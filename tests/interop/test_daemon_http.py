@@ -6,6 +6,7 @@ Server-Sent Events (exact resume with Last-Event-ID, 50 readers at once),
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -311,7 +312,31 @@ end = time.time() + 60
 while grpc_job(je["id"]).progress.global_step < 2 and time.time() < end:
     time.sleep(0.05)
 time.sleep(0.3)
+# Submits waiting for the config checker keep the gRPC server draining
+# for a while after SIGTERM: /healthz must say 503 then, not ok.
+futures = [d.stub.SubmitJob.future(pb.SubmitJobRequest(stage=pb.FIT, config_yaml=tiny_config(f"{W}/g{i}")),
+                                   metadata=md) for i in range(40)]
+time.sleep(0.1)
+d.proc.send_signal(signal.SIGTERM)
+seen = []
+end = time.time() + 5
+while time.time() < end:
+    try:
+        st, body, _ = api.get("/healthz", token=False)
+    except OSError as e:
+        seen.append(type(e).__name__)
+        break
+    seen.append(st)
+    if st != 200:
+        break
+    time.sleep(0.01)
+check("/healthz is 503 once shutdown starts", 503 in seen, str(seen[-3:]))
 check("fulgurd exits cleanly", d.stop() == 0, d.log_text()[-2000:])
+for fu in futures:
+    try:
+        fu.result(timeout=30)
+    except Exception:  # noqa: BLE001 - UNAVAILABLE at shutdown is the expected answer
+        pass
 t.join(30)
 evs, comments = got[0] if got else ([], [])
 check("shutdown ends an SSE stream with the seq to resume from", evs and comments

@@ -3,6 +3,7 @@ Prometheus server against a real daemon running real jobs: /healthz, REST
 as gRPC transcoding maps JobService (compared with the gRPC answers),
 Server-Sent Events (exact resume with Last-Event-ID, 50 readers at once),
 /metrics scraped by Prometheus with a bearer token, bad input, TLS."""
+import atexit
 import json
 import os
 import shutil
@@ -27,6 +28,16 @@ with open(f"{W}/token", "w") as f:
 d = Daemon(work=W, args=["--http", "127.0.0.1:0", "--token-file", f"{W}/token", "--max-jobs", "2",
                          "--max-request-bytes", "65536", "--metrics-retain", "4s"]).start()
 port = http_port(d)
+
+
+@atexit.register
+def _no_daemon_left():
+    """A check that raises must not leave a daemon running."""
+    for x in (d, globals().get("t")):
+        if isinstance(x, Daemon) and x.proc and x.proc.poll() is None:
+            x.proc.kill()
+            x.proc.wait()
+
 api = Api(f"http://127.0.0.1:{port}", TOKEN)
 md = [("authorization", "Bearer " + TOKEN)]
 

@@ -13,6 +13,9 @@
  * as an explicit num_threads sets them), so every choice can be written
  * back as an explicit setting.
  *
+ * validate and test time forward steps of the run's module itself in eval
+ * mode without gradients, which changes nothing the run keeps.
+ *
  * Candidates are 1, 2, 4, ... and the core count. After one warm-up step,
  * every candidate runs one step per round, interleaved so that the
  * machine's drift hits them alike; a candidate more than twice as slow as

@@ -162,6 +162,9 @@ static int run_trial(fg_loop *l, fg_split split, fg_threads_choice *out, char **
     out->threads = out->cores;
     return 0;
   }
+  /* The trial's cost starts here: building the loader (reading the
+   * dataset) is the stage's own, which it would pay without a trial. */
+  double t0 = monotonic_now();
   if (rc == 0 && split == FG_SPLIT_FIT) rc = make_copy(l, &t, err);
   if (split != FG_SPLIT_FIT) t.copy = *l;
   t.epoch = l->pos.epoch;
@@ -187,6 +190,7 @@ static int run_trial(fg_loop *l, fg_split split, fg_threads_choice *out, char **
   /* Back to an empty epoch: the fit starts its own. */
   if (t.dl && rc == 0) rc = fg_dataloader_start_epoch(t.dl, t.epoch, err);
   free_copy(&t);
+  out->trial_secs = monotonic_now() - t0;
   if (rc) return rc;
   double fastest = INFINITY;
   for (int i = 0; i < n; i++)
@@ -220,7 +224,6 @@ int fg__threads_choose(fg_loop *l, fg_threads_choice *out, char **err) {
   memset(out, 0, sizeof *out);
   out->cores = fg__threads_cores();
   out->training = l->stage == FG_STAGE_FIT;
-  double t0 = monotonic_now();
   if (out->cores == 1) {
     out->threads = 1;
     return fg_torch_set_num_threads(1, err);
@@ -239,7 +242,6 @@ int fg__threads_choose(fg_loop *l, fg_threads_choice *out, char **err) {
   }
   fg_tensor_free(rng);
   if (rc == 0) rc = fg_torch_set_num_threads(out->threads, err);
-  out->trial_secs = monotonic_now() - t0;
   if (rc) return fg_err_prefix(err, rc, "trainer.num_threads auto");
   return 0;
 }
@@ -247,7 +249,7 @@ int fg__threads_choose(fg_loop *l, fg_threads_choice *out, char **err) {
 char *fg__threads_describe(const fg_threads_choice *c) {
   if (c->n_candidates == 0)
     return fg__xasprintf("chose %d of %d cores without a trial (%s)", c->threads, c->cores,
-                         c->cores == 1 ? "one core" : "no fit batch to time");
+                         c->cores == 1 ? "one core" : "no batch to time");
   char buf[MAX_CANDIDATES * 32] = "";
   size_t len = 0;
   for (int i = 0; i < c->n_candidates; i++) {

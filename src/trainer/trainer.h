@@ -333,7 +333,8 @@ typedef struct {
   double step_secs[16];
   int steps;          /* steps the trial ran */
   bool training;      /* fit's training steps (else validate's or test's forward steps) */
-  double trial_secs;  /* the trial's wall time, the copy's building included */
+  double trial_secs;  /* the trial's wall time, the copy's building included (not the
+                       * loader's, which the stage builds anyway) */
 } fg_threads_choice;
 /* The cores online. */
 int fg__threads_cores(void);

@@ -13,6 +13,9 @@
  * as an explicit num_threads sets them), so every choice can be written
  * back as an explicit setting.
  *
+ * validate and test time forward steps of the run's module itself in eval
+ * mode without gradients, which changes nothing the run keeps.
+ *
  * Candidates are 1, 2, 4, ... and the core count. After one warm-up step,
  * every candidate runs one step per round, interleaved so that the
  * machine's drift hits them alike; a candidate more than twice as slow as
@@ -27,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fulgur/autograd.h"
 #include "fulgur/error.h"
 #include "fulgur/registry.h"
 #include "trainer/trainer.h"
@@ -57,9 +61,11 @@ static int candidates(int cores, int *out) {
 }
 
 typedef struct {
-  fg_loop copy;          /* the run's loop with the copied module and optimizers */
-  fg_dataloader *dl;     /* the run's fit loader (borrowed) */
+  fg_loop copy;          /* fit: the run's loop with the copied module and optimizers;
+                          * validate and test: the run's loop itself */
+  fg_dataloader *dl;     /* the stage's first loader (borrowed) */
   int64_t epoch;
+  fg_split split;
 } trial;
 
 /* The next fit batch, starting the loader's epoch again when it ends. */
@@ -75,6 +81,18 @@ static int next_batch(trial *t, fg_value **out, char **err) {
  * in the precision's context, backward, every optimizer's step, the loss
  * read back); *secs is its wall time, the batch's loading included. */
 static int train_step(trial *t, double *secs, char **err) {
+  if (t->split != FG_SPLIT_FIT) {
+    /* validate and test: the forward step alone (eval mode, no grad). */
+    double t0 = monotonic_now();
+    fg_value *batch = NULL;
+    int rc = next_batch(t, &batch, err);
+    fg_step_result r;
+    if (rc == 0 && (rc = fg__loop_forward_step(&t->copy, t->split, 0, batch, &r, err)) == 0)
+      fg_step_result_clear(&r);
+    fg_value_free(batch);
+    *secs = monotonic_now() - t0;
+    return rc;
+  }
   double t0 = monotonic_now();
   fg_value *batch = NULL;
   int rc = next_batch(t, &batch, err);
@@ -120,25 +138,35 @@ static int make_copy(fg_loop *l, trial *t, char **err) {
 }
 
 static void free_copy(trial *t) {
+  if (t->split != FG_SPLIT_FIT) return; /* the run's own module */
   fg_optim_set_free(t->copy.optim);
   fg_module_free(t->copy.module);
 }
 
-static int run_trial(fg_loop *l, fg_threads_choice *out, char **err) {
+static int run_trial(fg_loop *l, fg_split split, fg_threads_choice *out, char **err) {
   trial t;
   memset(&t, 0, sizeof t);
+  t.split = split;
   int cand[MAX_CANDIDATES];
   int n = candidates(out->cores, cand);
   double best[MAX_CANDIDATES];
   bool alive[MAX_CANDIDATES];
   for (int i = 0; i < n; i++) best[i] = INFINITY, alive[i] = true;
-  int rc = fg_datamodule_loader(l->dm, "fit", 0, &t.dl, err);
+  if (fg_datamodule_num_loaders(l->dm, fg_split_names[split]) == 0) {
+    out->threads = out->cores; /* the stage fails on its own, naming the split */
+    return 0;
+  }
+  int rc = fg_datamodule_loader(l->dm, fg_split_names[split], 0, &t.dl, err);
   if (rc == 0 && fg_dataloader_num_batches(t.dl) == 0) {
     /* Nothing to time: all cores, as before auto. */
     out->threads = out->cores;
     return 0;
   }
-  if (rc == 0) rc = make_copy(l, &t, err);
+  /* The trial's cost starts here: building the loader (reading the
+   * dataset) is the stage's own, which it would pay without a trial. */
+  double t0 = monotonic_now();
+  if (rc == 0 && split == FG_SPLIT_FIT) rc = make_copy(l, &t, err);
+  if (split != FG_SPLIT_FIT) t.copy = *l;
   t.epoch = l->pos.epoch;
   if (rc == 0) rc = fg_dataloader_start_epoch(t.dl, t.epoch, err);
   double secs = 0;
@@ -162,6 +190,7 @@ static int run_trial(fg_loop *l, fg_threads_choice *out, char **err) {
   /* Back to an empty epoch: the fit starts its own. */
   if (t.dl && rc == 0) rc = fg_dataloader_start_epoch(t.dl, t.epoch, err);
   free_copy(&t);
+  out->trial_secs = monotonic_now() - t0;
   if (rc) return rc;
   double fastest = INFINITY;
   for (int i = 0; i < n; i++)
@@ -177,10 +206,24 @@ static int run_trial(fg_loop *l, fg_threads_choice *out, char **err) {
   return 0;
 }
 
-int fg__threads_choose_fit(fg_loop *l, fg_threads_choice *out, char **err) {
+/* validate and test time the run's module itself in eval mode without
+ * gradients, which changes no parameter or buffer; what its evaluators
+ * gathered is dropped after. */
+static int eval_trial(fg_loop *l, fg_split split, fg_threads_choice *out, char **err) {
+  bool was_training = fg_module_is_training(l->module);
+  fg_module_train(l->module, false);
+  fg_grad_mode *g = fg_torch_no_grad_begin(false);
+  int rc = run_trial(l, split, out, err);
+  fg_torch_no_grad_end(g);
+  fg_module_evaluators_reset(l->module, split);
+  fg_module_train(l->module, was_training);
+  return rc;
+}
+
+int fg__threads_choose(fg_loop *l, fg_threads_choice *out, char **err) {
   memset(out, 0, sizeof *out);
   out->cores = fg__threads_cores();
-  double t0 = monotonic_now();
+  out->training = l->stage == FG_STAGE_FIT;
   if (out->cores == 1) {
     out->threads = 1;
     return fg_torch_set_num_threads(1, err);
@@ -189,14 +232,16 @@ int fg__threads_choose_fit(fg_loop *l, fg_threads_choice *out, char **err) {
    * global generator: the run must find it as it was. */
   fg_tensor *rng = NULL;
   int rc = fg_torch_get_rng_state(&rng, err);
-  if (rc == 0) rc = run_trial(l, out, err);
+  if (rc == 0)
+    rc = l->stage == FG_STAGE_FIT ? run_trial(l, FG_SPLIT_FIT, out, err)
+                                  : eval_trial(l, l->stage == FG_STAGE_TEST ? FG_SPLIT_TEST : FG_SPLIT_VAL,
+                                               out, err);
   if (rng) {
     int rrc = fg_torch_set_rng_state(rng, rc ? NULL : err);
     if (rc == 0) rc = rrc;
   }
   fg_tensor_free(rng);
   if (rc == 0) rc = fg_torch_set_num_threads(out->threads, err);
-  out->trial_secs = monotonic_now() - t0;
   if (rc) return fg_err_prefix(err, rc, "trainer.num_threads auto");
   return 0;
 }
@@ -204,7 +249,7 @@ int fg__threads_choose_fit(fg_loop *l, fg_threads_choice *out, char **err) {
 char *fg__threads_describe(const fg_threads_choice *c) {
   if (c->n_candidates == 0)
     return fg__xasprintf("chose %d of %d cores without a trial (%s)", c->threads, c->cores,
-                         c->cores == 1 ? "one core" : "no fit batch to time");
+                         c->cores == 1 ? "one core" : "no batch to time");
   char buf[MAX_CANDIDATES * 32] = "";
   size_t len = 0;
   for (int i = 0; i < c->n_candidates; i++) {
@@ -215,9 +260,10 @@ char *fg__threads_describe(const fg_threads_choice *c) {
       len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%d: %.2f ms", i ? ", " : "",
                               c->candidates[i], c->step_secs[i] * 1e3);
   }
-  return fg__xasprintf("chose %d of %d cores by timing %d training steps in %.2f s "
+  return fg__xasprintf("chose %d of %d cores by timing %d %s steps in %.2f s "
                        "(fastest step per thread count: %s)",
-                       c->threads, c->cores, c->steps, c->trial_secs, buf);
+                       c->threads, c->cores, c->steps, c->training ? "training" : "evaluation",
+                       c->trial_secs, buf);
 }
 
 /* config.yaml says what auto chose, as the explicit setting that repeats
@@ -270,9 +316,9 @@ int fg__threads_apply(fg_loop *l, char **err) {
      * goes on with the same numbers, and pays for no second trial. */
     if ((rc = fg_torch_set_num_threads(l->threads, err))) return rc;
     why = fg__xasprintf("reused %d from the checkpoint's fulgur_loop.threads", l->threads);
-  } else if (l->stage == FG_STAGE_FIT) {
+  } else if (l->stage == FG_STAGE_FIT || l->stage == FG_STAGE_VALIDATE || l->stage == FG_STAGE_TEST) {
     fg_threads_choice c;
-    if ((rc = fg__threads_choose_fit(l, &c, err))) return rc;
+    if ((rc = fg__threads_choose(l, &c, err))) return rc;
     l->threads = c.threads;
     why = fg__threads_describe(&c);
   } else {

@@ -332,22 +332,27 @@ typedef struct {
   int n_candidates;
   int candidates[16];
   double step_secs[16];
-  int steps;          /* training steps the trial ran */
-  double trial_secs;  /* the trial's wall time, the copy's building included */
+  int steps;          /* steps the trial ran */
+  bool training;      /* fit's training steps (else validate's or test's forward steps) */
+  double trial_secs;  /* the trial's wall time, the copy's building included (not the
+                       * loader's, which the stage builds anyway) */
 } fg_threads_choice;
 /* The cores online. */
 int fg__threads_cores(void);
-/* Times training steps of a copy of l's module and optimizers with each
- * candidate thread count, sets the fastest and fills *out. The run's
- * weights, optimizer state, generator and data order are left as they
- * were. */
-int fg__threads_choose_fit(fg_loop *l, fg_threads_choice *out, char **err);
+/* Times steps with each candidate thread count, sets the fastest and
+ * fills *out: for fit, training steps of a copy of l's module and
+ * optimizers; for validate and test, forward steps of l's module in eval
+ * mode without gradients. The run's weights, buffers, optimizer state,
+ * evaluators, generator and data order are left as they were. */
+int fg__threads_choose(fg_loop *l, fg_threads_choice *out, char **err);
 /* "chose N of C cores by timing ..." (malloc'd), for the run's log. */
 char *fg__threads_describe(const fg_threads_choice *c);
 /* After a checkpoint is loaded, before the stage's loop: with num_threads
  * auto, a fit reuses l->threads when its checkpoint recorded one, else
- * runs the trial; the choice is logged and written into the run's
- * config.yaml. Otherwise l->threads becomes the count already set. */
+ * (and for validate and test) runs the trial; the choice is logged and
+ * written into the run's config.yaml. predict keeps all cores (its tasks
+ * run on a pool of their own). Otherwise l->threads becomes the count
+ * already set. */
 int fg__threads_apply(fg_loop *l, char **err);
 
 /* Seconds of training so far: this run's since the fit loop started, and

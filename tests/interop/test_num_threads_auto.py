@@ -11,10 +11,12 @@
    optimizer, the generator or the data order would show.
 3. An explicit count wins: no trial, no auto line, the checkpoint records
    that count.
-4. A resume reuses the checkpoint's choice: no second trial.
+4. A resume reuses the checkpoint's choice: no second trial. `fulgur test`
+   times evaluation steps instead, and its metrics are the explicit run's.
 5. A value that is neither a count, null nor auto is a config error naming
    the file, the key and what is accepted.
 """
+import json
 import os
 import re
 import subprocess
@@ -121,6 +123,22 @@ with tempfile.TemporaryDirectory() as work:
     check("the resume reuses the checkpoint's choice",
           f"trainer.num_threads auto: reused {chosen} from the checkpoint" in r.stderr, r.stderr[-2000:])
     check("the resume runs no second trial", CHOSE.search(r.stderr) is None, r.stderr[-2000:])
+
+    # test: a trial of evaluation steps, which changes no result.
+    def test(threads_line, *extra):
+        path = config(work, "auto", threads_line)
+        return subprocess.run([FULGUR, "test", "--config", path, "--ckpt_path", ckpt, "--json",
+                               "--data.init_args.dataset_cfg.test",
+                               "{class_path: fulgur.data.Synthetic, init_args: {num_samples: 256, shape: [64], "
+                               "num_classes: 5, seed: 3}}", *extra], capture_output=True, text=True)
+    r = test("")
+    m = re.search(r"trainer\.num_threads auto: chose (\d+) of \d+ cores by timing \d+ evaluation steps",
+                  r.stderr)
+    check("auto test times evaluation steps and reports its choice", r.returncode == 0 and m is not None,
+          r.stderr[-2000:])
+    r2 = test(f"  num_threads: {m.group(1) if m else 1}\n")
+    check("auto test gives the explicit run's metrics", r.returncode == 0 and r2.returncode == 0 and
+          json.loads(r.stdout) == json.loads(r2.stdout), r.stdout + r2.stdout + r2.stderr[-1000:])
 
     # null keeps meaning every core, without a trial.
     r = fit(config(work, "null", "  num_threads: null\n", epochs=1))

@@ -263,7 +263,9 @@ static int update_list(fg_node **source, const fg_node *ov, const char *path, ch
   }
 
   if (rc == 0) {
-    qsort(ins, n_ins, sizeof *ins, cmp_insertion);
+    /* ins is NULL when nothing is inserted, and qsort's array must not be
+     * NULL even for no elements (UBSan: nonnull-attribute). */
+    if (n_ins > 1) qsort(ins, n_ins, sizeof *ins, cmp_insertion);
     fg_node *out = fg_node_new_seq();
     out->mark = src->mark;
     while (pre->len) fg_node_seq_append(out, fg_node_seq_take(pre, 0));

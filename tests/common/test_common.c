@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fulgur/error.h"
@@ -62,6 +63,37 @@ Test(atomic_file, replaces_whole_and_reports_where) {
   cr_assert_eq(fg__write_file_atomic(bad, "x", 1, &err), FG_EIO);
   cr_assert(strstr(err, bad) != NULL, "%s", err);
   free(err);
+  unlink(path);
+  rmdir(dir);
+}
+
+/* A writer killed before its rename leaves "<name>.tmp.<pid>"; the next
+ * write of that path removes it, and keeps a live writer's and other
+ * names' temporaries. */
+Test(atomic_file, sweeps_dead_writers_temps) {
+  char dir[] = "/tmp/fg_common_XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  cr_assert_eq(waitpid(child, NULL, 0), child); /* now a pid nobody has */
+  char dead[160], live[160], other[160], path[128];
+  snprintf(path, sizeof path, "%s/last.ckpt", dir);
+  snprintf(dead, sizeof dead, "%s.tmp.%ld", path, (long)child);
+  snprintf(live, sizeof live, "%s.tmp.%ld", path, (long)getppid());
+  snprintf(other, sizeof other, "%s/epoch=1.ckpt.tmp.%ld", dir, (long)child);
+  const char *made[] = {dead, live, other};
+  for (int i = 0; i < 3; i++) {
+    FILE *f = fopen(made[i], "w");
+    cr_assert_not_null(f);
+    fclose(f);
+  }
+  char *err = NULL;
+  cr_assert_eq(fg__write_file_atomic(path, "x", 1, &err), 0, "%s", err);
+  cr_assert_neq(access(dead, F_OK), 0, "a dead writer's temporary is left");
+  cr_assert_eq(access(live, F_OK), 0, "a live writer's temporary was removed");
+  cr_assert_eq(access(other, F_OK), 0, "another file's temporary was removed");
+  unlink(live);
+  unlink(other);
   unlink(path);
   rmdir(dir);
 }

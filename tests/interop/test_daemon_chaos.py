@@ -27,7 +27,9 @@ W = d.work
 # Enough epochs that the job outlives the kills; checkpoints every epoch
 # (the default callback's last.ckpt) are where it resumes from.
 epochs = 6 + 2 * KILLS
-cfg = lambda root, extra="": tiny_config(root, max_epochs=epochs, samples=512, extra=extra)
+SAMPLES = 4096  # 128 steps an epoch (batch 32)
+cfg = lambda root, extra="": tiny_config(root, max_epochs=epochs, samples=SAMPLES, extra=extra)
+TOTAL_STEPS = epochs * SAMPLES // 32
 
 ref = d.submit(cfg(f"{W}/ref"))
 refj = d.wait_state(ref.id, TERMINAL, timeout=600)
@@ -70,12 +72,20 @@ for w in watchers:
 kills = 0
 try:
     for i in range(KILLS):
-        # A moment while the job runs: some time after its worker (re)started.
-        if not wait_for(lambda: d.stub.GetJob(pb.GetJobRequest(id=job.id)).state in {pb.RUNNING} | TERMINAL, 300):
+        # A moment while the job runs, by its progress rather than by the
+        # clock (an idle machine finishes the job sooner than a loaded
+        # one): the i-th kill at a random step of the i-th of KILLS equal
+        # spans of the job's first 85%.
+        target = int(TOTAL_STEPS * 0.85 * rng.uniform(i + 0.1, i + 0.9) / KILLS)
+
+        def reached():
+            j = d.stub.GetJob(pb.GetJobRequest(id=job.id))
+            return j.state in TERMINAL or (j.state == pb.RUNNING and j.progress.global_step >= target)
+
+        if not wait_for(reached, 300):
             break
         if d.stub.GetJob(pb.GetJobRequest(id=job.id)).state in TERMINAL:
             break
-        time.sleep(rng.uniform(0.2, 3.0))
         if d.stop(signal.SIGKILL) != -signal.SIGKILL:
             break
         kills += 1

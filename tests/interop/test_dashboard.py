@@ -53,14 +53,20 @@ def job(jid):
     return d.stub.GetJob(pb.GetJobRequest(id=jid), metadata=AUTH)
 
 
-def step_events(jid):
+def stored_events(jid):
+    """Every stored event of the job, page by page, and the last seq."""
     out, after = [], 0
     while True:
         r = d.stub.ListJobEvents(pb.ListJobEventsRequest(id=jid, after_seq=after, page_size=5000), metadata=AUTH)
-        out += [e.step for e in r.events if e.WhichOneof("kind") == "step"]
+        out += r.events
         after = r.last_seq
         if not r.more:
             return out, after
+
+
+def step_events(jid):
+    events, last = stored_events(jid)
+    return [e.step for e in events if e.WhichOneof("kind") == "step"], last
 
 
 def js(script):
@@ -268,8 +274,7 @@ try:
     check("... and no control is left to press",
           not any(drv.find_element(By.ID, b).is_enabled() for b in ("b-pause", "b-resume", "b-cancel")))
     exact_curves(jid, "cancelled")
-    states = [e.seq for e in d.stub.ListJobEvents(pb.ListJobEventsRequest(id=jid, page_size=5000), metadata=AUTH).events
-              if e.WhichOneof("kind") == "state"]
+    states = [e.seq for e in stored_events(jid)[0] if e.WhichOneof("kind") == "state"]
     shown_states = js("return Array.from(document.querySelectorAll('#log li.k-state'), li => Number(li.dataset.seq))")
     check(f"the event log lists every state change once, newest first ({len(states)}), among all the step lines",
           shown_states == states[::-1], f"{shown_states} vs {states}")

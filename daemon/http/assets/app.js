@@ -40,6 +40,7 @@
     pollTimer: null,
     pollGen: 0,         // bumped to retire an older poll loop
     logSteps: [],       // the event log's lines, oldest first: step events
+    logStates: [],      // ... state changes
     logOthers: [],      // ... and the rest
   };
 
@@ -391,8 +392,10 @@
     const log = $('log');
     log.insertBefore(li, log.firstChild);   // newest first: no scrolling on a phone
     // Step lines have their own budget: thousands of them (hidden by
-    // default) must not push the state changes and logs off the page.
-    const kept = kind === 'step' ? app.logSteps : app.logOthers;
+    // default) must not push the state changes and logs off the page; and
+    // state changes have theirs: a long run's epoch and checkpoint lines
+    // must not push its first QUEUED and RUNNING off.
+    const kept = kind === 'step' ? app.logSteps : kind === 'state' ? app.logStates : app.logOthers;
     kept.push(li);
     if (kept.length > LOG_MAX) kept.shift().remove();
   }
@@ -620,6 +623,7 @@
     writeFragment();
     $('log').replaceChildren();
     app.logSteps = [];
+    app.logStates = [];
     app.logOthers = [];
     renderTable();
     if (!id) {

@@ -165,10 +165,22 @@ class Daemon:
         return list(self.stub.WatchJob(pb.WatchJobRequest(id=job_id, after_seq=after_seq), timeout=timeout))
 
 
+def all_events(d, job_id, metadata=None):
+    """Every stored event of a job, page by page (a long job's states lie
+    beyond the first page)."""
+    out, after = [], 0
+    while True:
+        r = d.stub.ListJobEvents(pb.ListJobEventsRequest(id=job_id, after_seq=after), metadata=metadata)
+        out += r.events
+        after = r.last_seq
+        if not r.more:
+            return out
+
+
 def worker_pid(d, job_id):
     """A job's (latest) worker pid, from its RUNNING state event."""
     pid = None
-    for e in d.stub.ListJobEvents(pb.ListJobEventsRequest(id=job_id)).events:
+    for e in all_events(d, job_id):
         if e.WhichOneof("kind") == "state" and e.state.state == pb.RUNNING:
             m = re.search(r"pid (\d+)", e.state.message)
             if m:

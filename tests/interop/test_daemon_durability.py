@@ -11,18 +11,8 @@ import time
 
 import grpc
 
-from daemon_util import Daemon, alive, pb, pb_grpc, tiny_config, TERMINAL, wait_for, worker_pid
+from daemon_util import Daemon, all_events, alive, pb, pb_grpc, tiny_config, TERMINAL, wait_for, worker_pid
 from interop import check, finish
-
-
-def all_events(d, job_id):
-    out, after = [], 0
-    while True:
-        r = d.stub.ListJobEvents(pb.ListJobEventsRequest(id=job_id, after_seq=after))
-        out += r.events
-        after = r.last_seq
-        if not r.more:
-            return out
 
 
 d = Daemon(args=["--max-jobs", "2"]).start()

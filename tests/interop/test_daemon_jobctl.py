@@ -17,7 +17,7 @@ import time
 import grpc
 import torch
 
-from daemon_util import Daemon, alive, children, pb, tiny_config, TERMINAL, wait_for, worker_pid, code_of
+from daemon_util import Daemon, all_events, alive, children, pb, tiny_config, TERMINAL, wait_for, worker_pid, code_of
 from tb_events import records
 from interop import check, finish, FULGUR
 
@@ -47,7 +47,7 @@ def rows(run_dir):
 
 
 def events(d, jid):
-    return list(d.stub.ListJobEvents(pb.ListJobEventsRequest(id=jid, page_size=5000)).events)
+    return all_events(d, jid)
 
 
 def kinds(evs, kind):

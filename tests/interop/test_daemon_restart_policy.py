@@ -10,7 +10,7 @@ import signal
 
 import grpc
 
-from daemon_util import Daemon, pb, tiny_config, TERMINAL, wait_for
+from daemon_util import Daemon, all_events, pb, tiny_config, TERMINAL, wait_for
 from interop import check, finish
 
 d = Daemon(args=["--max-jobs", "2"]).start()
@@ -46,8 +46,7 @@ check("restart_policy: fail (resume only in a comment and a value): FAILED, daem
 rj = d2.wait_state(resumes.id, {pb.RUNNING} | TERMINAL)
 check("restart_policy: resume (fail only in a comment and a value): runs again, second attempt",
       rj.state == pb.RUNNING and rj.attempts == 2, str(rj))
-msgs = [e.state.message for e in d2.stub.ListJobEvents(pb.ListJobEventsRequest(id=resumes.id)).events
-        if e.WhichOneof("kind") == "state"]
+msgs = [e.state.message for e in all_events(d2, resumes.id) if e.WhichOneof("kind") == "state"]
 check("it was re-queued from its checkpoint", any(m.startswith("daemon restarted; resuming from ") for m in msgs),
       str(msgs))
 d2.stub.CancelJob(pb.CancelJobRequest(id=resumes.id))

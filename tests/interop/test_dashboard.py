@@ -23,7 +23,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from daemon_util import Daemon, pb, tiny_config, wait_for
+from daemon_util import Daemon, all_events, pb, tiny_config, wait_for
 from interop import check, finish
 
 SOURCE = os.environ["FG_SOURCE_DIR"]
@@ -54,14 +54,9 @@ def job(jid):
 
 
 def stored_events(jid):
-    """Every stored event of the job, page by page, and the last seq."""
-    out, after = [], 0
-    while True:
-        r = d.stub.ListJobEvents(pb.ListJobEventsRequest(id=jid, after_seq=after, page_size=5000), metadata=AUTH)
-        out += r.events
-        after = r.last_seq
-        if not r.more:
-            return out, after
+    """Every stored event of the job, and the last seq."""
+    out = all_events(d, jid, metadata=AUTH)
+    return out, out[-1].seq if out else 0
 
 
 def step_events(jid):

@@ -21,35 +21,10 @@
 
 #include "fg_rpc.h"
 #include "fg_rpc_client.h"
+#include "proc_util.h"
 
 static fg_rpc_client *client;
-static long ticks_per_s;
 static int http_port;
-
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static double cpu_seconds(int pid) {
-  char path[64], buf[4096];
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  FILE *f = fopen(path, "r");
-  if (!f) return -1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  char *p = strrchr(buf, ')');
-  unsigned long ut = 0, st = 0;
-  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) return -1;
-  return (double)(ut + st) / (double)ticks_per_s;
-}
-
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 static double median(double *v, int n) {
   qsort(v, (size_t)n, sizeof *v, cmp_d);
@@ -291,7 +266,6 @@ int main(int argc, char **argv) {
              "[--rounds N] [--jobs N] [--mode rates|metrics]");
   }
   if (!server || !http_port || !config_path || !pid || rounds < 1 || rounds > 64) die("missing arguments");
-  ticks_per_s = sysconf(_SC_CLK_TCK);
   fg_rpc_client_opts o = {.target = server};
   char *details = NULL;
   if (fg_rpc_client_create(&o, &client, &details)) die(details);

@@ -32,32 +32,10 @@
 
 #include "fg_rpc.h"
 #include "fg_rpc_client.h"
+#include "proc_util.h"
 
 static fg_rpc_client *client, *echo_client;
 static volatile long delivered; /* live step events received by all watchers */
-static long ticks_per_s;
-
-/* user+sys CPU seconds of a process, from /proc/PID/stat. */
-static double cpu_seconds(int pid) {
-  char path[64], buf[4096];
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  FILE *f = fopen(path, "r");
-  if (!f) return -1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  char *p = strrchr(buf, ')');
-  if (!p) return -1;
-  unsigned long ut = 0, st = 0;
-  /* After "pid (comm)": state is field 3; utime and stime are 14 and 15. */
-  if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) return -1;
-  return (double)(ut + st) / (double)ticks_per_s;
-}
-
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 /* "median M (spread lo..hi)" of v[0..n). */
 static void print_spread(const char *what, double *v, int n, const char *unit) {
@@ -65,12 +43,6 @@ static void print_spread(const char *what, double *v, int n, const char *unit) {
   double med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
   printf("  %-34s median %10.3f %s (spread %.3f..%.3f over %d rounds)\n", what, med, unit, v[0],
          v[n - 1], n);
-}
-
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -338,7 +310,6 @@ int main(int argc, char **argv) {
                     "[--seconds S] [--rounds R] [--watchers N] [--getjob-threads N] [--max-steps N]\n");
     return 2;
   }
-  ticks_per_s = sysconf(_SC_CLK_TCK);
   char *details = NULL;
   fg_rpc_client_opts o = {.target = server};
   grpc_status_code st = fg_rpc_client_create(&o, &client, &details);

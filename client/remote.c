@@ -288,7 +288,7 @@ static void free_msg(void *m) {
 static void print_job_json(const Fulgur__V1__Job *j) {
   fg_json_writer w;
   fg__json_init(&w, stdout);
-  fg__json_job(&w, j);
+  fg__json_message(&w, &j->base);
   fputc('\n', stdout);
   fflush(stdout);
 }
@@ -296,7 +296,7 @@ static void print_job_json(const Fulgur__V1__Job *j) {
 static void print_event_json(const Fulgur__V1__JobEvent *e) {
   fg_json_writer w;
   fg__json_init(&w, stdout);
-  fg__json_event(&w, e);
+  fg__json_message(&w, &e->base);
   fputc('\n', stdout);
   fflush(stdout);
 }
@@ -979,7 +979,7 @@ static int cmd_jobs(rctx *x) {
       for (size_t p = 0; p < n_pages; p++)
         for (size_t i = 0; i < pages[p]->n_jobs && shown < total; i++, shown++) {
           fputc('\n', stdout);
-          fg__json_job(&w, pages[p]->jobs[i]);
+          fg__json_message(&w, &pages[p]->jobs[i]->base);
         }
       fg__json_end_array(&w);
       fputc('\n', stdout);

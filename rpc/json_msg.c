@@ -1,118 +1,174 @@
 /* See json_msg.h. */
 #include "json_msg.h"
 
+#include <stdlib.h>
+#include <string.h>
+
+/* proto3 JSON's lowerCamelCase of a field name: "create_time_ns" ->
+ * "createTimeNs". Field names are short; a name past the buffer prints as
+ * written rather than cut. */
+static void json_field_key(fg_json_writer *w, const char *name) {
+  char camel[128];
+  size_t n = 0;
+  bool up = false;
+  for (const char *p = name; *p; p++) {
+    if (n + 1 >= sizeof camel) {
+      fg__json_key(w, name);
+      return;
+    }
+    if (*p == '_') {
+      up = true;
+      continue;
+    }
+    camel[n++] = up && *p >= 'a' && *p <= 'z' ? (char)(*p - 'a' + 'A') : *p;
+    up = false;
+  }
+  camel[n] = 0;
+  fg__json_key(w, camel);
+}
+
 static void json_enum(fg_json_writer *w, const ProtobufCEnumDescriptor *d, int v) {
   const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
   if (ev) fg__json_string(w, ev->name);
   else fg__json_int(w, v); /* proto3 JSON: unknown enum values as numbers */
 }
 
-static void json_progress(fg_json_writer *w, const Fulgur__V1__Progress *p) {
-  static const Fulgur__V1__Progress none = FULGUR__V1__PROGRESS__INIT;
-  if (p == NULL) p = &none;
-  fg__json_begin_object(w);
-  fg__json_key(w, "epoch"), fg__json_int64(w, p->epoch);
-  fg__json_key(w, "globalStep"), fg__json_int64(w, p->global_step);
-  fg__json_key(w, "totalSteps"), fg__json_int64(w, p->total_steps);
-  fg__json_key(w, "split"), fg__json_string(w, p->split);
-  fg__json_key(w, "batchIdx"), fg__json_int64(w, p->batch_idx);
-  fg__json_key(w, "numBatches"), fg__json_int64(w, p->num_batches);
-  fg__json_key(w, "maxEpochs"), fg__json_int64(w, p->max_epochs);
-  fg__json_key(w, "percent"), fg__json_double(w, p->percent);
-  fg__json_key(w, "etaSeconds"), fg__json_double(w, p->eta_seconds);
-  fg__json_end_object(w);
-}
-
-void fg__json_job(fg_json_writer *w, const Fulgur__V1__Job *j) {
-  fg__json_begin_object(w);
-  fg__json_key(w, "id"), fg__json_string(w, j->id);
-  fg__json_key(w, "name"), fg__json_string(w, j->name);
-  fg__json_key(w, "stage"), json_enum(w, &fulgur__v1__stage__descriptor, (int)j->stage);
-  fg__json_key(w, "state"), json_enum(w, &fulgur__v1__job_state__descriptor, (int)j->state);
-  fg__json_key(w, "error"), fg__json_string(w, j->error);
-  fg__json_key(w, "metrics");
-  fg__json_begin_object(w);
-  for (size_t i = 0; i < j->n_metrics; i++)
-    fg__json_key(w, j->metrics[i]->key), fg__json_double(w, j->metrics[i]->value);
-  fg__json_end_object(w);
-  fg__json_key(w, "progress"), json_progress(w, j->progress);
-  fg__json_key(w, "createTimeNs"), fg__json_int64(w, j->create_time_ns);
-  fg__json_key(w, "startTimeNs"), fg__json_int64(w, j->start_time_ns);
-  fg__json_key(w, "endTimeNs"), fg__json_int64(w, j->end_time_ns);
-  fg__json_key(w, "idempotencyKey"), fg__json_string(w, j->idempotency_key);
-  fg__json_key(w, "lastSeq"), fg__json_uint64(w, j->last_seq);
-  fg__json_key(w, "runDir"), fg__json_string(w, j->run_dir);
-  fg__json_key(w, "lastCheckpoint"), fg__json_string(w, j->last_checkpoint);
-  fg__json_key(w, "exitSignal"), fg__json_string(w, j->exit_signal);
-  fg__json_key(w, "exitCode"), fg__json_int(w, j->exit_code);
-  fg__json_key(w, "attempts"), fg__json_uint(w, j->attempts);
-  fg__json_key(w, "maxRestarts"), fg__json_uint(w, j->max_restarts);
-  fg__json_key(w, "failures");
-  fg__json_begin_array(w);
-  for (size_t i = 0; i < j->n_failures; i++) {
-    const Fulgur__V1__AttemptFailure *f = j->failures[i];
-    fg__json_begin_object(w);
-    fg__json_key(w, "attempt"), fg__json_uint(w, f->attempt);
-    fg__json_key(w, "reason"), fg__json_string(w, f->reason);
-    fg__json_key(w, "exitSignal"), fg__json_string(w, f->exit_signal);
-    fg__json_key(w, "exitCode"), fg__json_int(w, f->exit_code);
-    fg__json_key(w, "timeNs"), fg__json_int64(w, f->time_ns);
-    fg__json_end_object(w);
+/* proto3 JSON writes bytes as standard base64 with padding. */
+static void json_bytes(fg_json_writer *w, const ProtobufCBinaryData *b) {
+  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  char *s = malloc((b->len + 2) / 3 * 4 + 1);
+  if (s == NULL) {
+    fg__json_string(w, ""); /* the writer has no error path; keep the JSON whole */
+    return;
   }
-  fg__json_end_array(w);
-  fg__json_key(w, "parentId"), fg__json_string(w, j->parent_id);
-  fg__json_key(w, "parentCheckpoint"), fg__json_string(w, j->parent_checkpoint);
-  fg__json_end_object(w);
+  size_t o = 0;
+  for (size_t i = 0; i < b->len; i += 3) {
+    uint32_t v = (uint32_t)b->data[i] << 16;
+    if (i + 1 < b->len) v |= (uint32_t)b->data[i + 1] << 8;
+    if (i + 2 < b->len) v |= b->data[i + 2];
+    s[o++] = abc[v >> 18 & 63];
+    s[o++] = abc[v >> 12 & 63];
+    s[o++] = i + 1 < b->len ? abc[v >> 6 & 63] : '=';
+    s[o++] = i + 2 < b->len ? abc[v & 63] : '=';
+  }
+  s[o] = 0;
+  fg__json_string(w, s);
+  free(s);
 }
 
-static void json_scalars(fg_json_writer *w, const Fulgur__V1__Scalars *s) {
-  fg__json_begin_object(w);
-  fg__json_key(w, "values");
-  fg__json_begin_object(w);
-  for (size_t i = 0; i < s->n_values; i++)
-    fg__json_key(w, s->values[i]->key), fg__json_double(w, s->values[i]->value);
-  fg__json_end_object(w);
-  fg__json_key(w, "split"), fg__json_string(w, s->split);
-  fg__json_key(w, "epoch"), fg__json_int64(w, s->epoch);
-  fg__json_key(w, "globalStep"), fg__json_int64(w, s->global_step);
-  fg__json_key(w, "batchIdx"), fg__json_int64(w, s->batch_idx);
-  fg__json_end_object(w);
+/* One value of field f stored at p (a single element of a repeated field). */
+static void json_value(fg_json_writer *w, const ProtobufCFieldDescriptor *f, const void *p) {
+  switch (f->type) {
+  case PROTOBUF_C_TYPE_INT32:
+  case PROTOBUF_C_TYPE_SINT32:
+  case PROTOBUF_C_TYPE_SFIXED32: fg__json_int(w, *(const int32_t *)p); break;
+  case PROTOBUF_C_TYPE_UINT32:
+  case PROTOBUF_C_TYPE_FIXED32: fg__json_uint(w, *(const uint32_t *)p); break;
+  case PROTOBUF_C_TYPE_INT64:
+  case PROTOBUF_C_TYPE_SINT64:
+  case PROTOBUF_C_TYPE_SFIXED64: fg__json_int64(w, *(const int64_t *)p); break;
+  case PROTOBUF_C_TYPE_UINT64:
+  case PROTOBUF_C_TYPE_FIXED64: fg__json_uint64(w, *(const uint64_t *)p); break;
+  case PROTOBUF_C_TYPE_FLOAT: fg__json_double(w, *(const float *)p); break;
+  case PROTOBUF_C_TYPE_DOUBLE: fg__json_double(w, *(const double *)p); break;
+  case PROTOBUF_C_TYPE_BOOL: fg__json_bool(w, *(const protobuf_c_boolean *)p != 0); break;
+  case PROTOBUF_C_TYPE_ENUM: json_enum(w, f->descriptor, *(const int *)p); break;
+  case PROTOBUF_C_TYPE_STRING: fg__json_string(w, *(char *const *)p); break;
+  case PROTOBUF_C_TYPE_BYTES: json_bytes(w, p); break;
+  case PROTOBUF_C_TYPE_MESSAGE: fg__json_message(w, *(ProtobufCMessage *const *)p); break;
+  }
 }
 
-void fg__json_event(fg_json_writer *w, const Fulgur__V1__JobEvent *e) {
+/* protobuf-c keeps no map flag: a map field is a repeated message of a
+ * nested "<Name>Entry" type whose fields are key = 1 and value = 2, which
+ * is how protoc lowers map<K, V>. */
+static bool is_map(const ProtobufCFieldDescriptor *f) {
+  if (f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE) return false;
+  const ProtobufCMessageDescriptor *d = f->descriptor;
+  size_t n = strlen(d->short_name);
+  return d->n_fields == 2 && n > 5 && strcmp(d->short_name + n - 5, "Entry") == 0 && d->fields[0].id == 1
+         && strcmp(d->fields[0].name, "key") == 0 && d->fields[1].id == 2
+         && strcmp(d->fields[1].name, "value") == 0;
+}
+
+/* A map key is always a JSON string. */
+static void json_map_key(fg_json_writer *w, const ProtobufCFieldDescriptor *k, const void *p) {
+  char num[32];
+  switch (k->type) {
+  case PROTOBUF_C_TYPE_STRING: fg__json_key(w, *(char *const *)p ? *(char *const *)p : ""); return;
+  case PROTOBUF_C_TYPE_BOOL: fg__json_key(w, *(const protobuf_c_boolean *)p ? "true" : "false"); return;
+  case PROTOBUF_C_TYPE_INT64:
+  case PROTOBUF_C_TYPE_SINT64:
+  case PROTOBUF_C_TYPE_SFIXED64: snprintf(num, sizeof num, "%lld", (long long)*(const int64_t *)p); break;
+  case PROTOBUF_C_TYPE_UINT64:
+  case PROTOBUF_C_TYPE_FIXED64:
+    snprintf(num, sizeof num, "%llu", (unsigned long long)*(const uint64_t *)p);
+    break;
+  case PROTOBUF_C_TYPE_UINT32:
+  case PROTOBUF_C_TYPE_FIXED32: snprintf(num, sizeof num, "%u", (unsigned)*(const uint32_t *)p); break;
+  default: snprintf(num, sizeof num, "%d", (int)*(const int32_t *)p); break;
+  }
+  fg__json_key(w, num);
+}
+
+static size_t type_size(const ProtobufCFieldDescriptor *f) {
+  switch (f->type) {
+  case PROTOBUF_C_TYPE_INT64:
+  case PROTOBUF_C_TYPE_SINT64:
+  case PROTOBUF_C_TYPE_SFIXED64:
+  case PROTOBUF_C_TYPE_UINT64:
+  case PROTOBUF_C_TYPE_FIXED64: return 8;
+  case PROTOBUF_C_TYPE_DOUBLE: return sizeof(double);
+  case PROTOBUF_C_TYPE_FLOAT: return sizeof(float);
+  case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
+  case PROTOBUF_C_TYPE_ENUM: return sizeof(int);
+  case PROTOBUF_C_TYPE_STRING: return sizeof(char *);
+  case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
+  case PROTOBUF_C_TYPE_MESSAGE: return sizeof(ProtobufCMessage *);
+  default: return 4;
+  }
+}
+
+void fg__json_message(fg_json_writer *w, const ProtobufCMessage *m) {
+  const ProtobufCMessageDescriptor *d = m->descriptor;
+  const char *base = (const char *)m;
   fg__json_begin_object(w);
-  fg__json_key(w, "seq"), fg__json_uint64(w, e->seq);
-  fg__json_key(w, "jobId"), fg__json_string(w, e->job_id);
-  fg__json_key(w, "timeNs"), fg__json_int64(w, e->time_ns);
-  switch (e->kind_case) {
-  case FULGUR__V1__JOB_EVENT__KIND_STATE:
-    fg__json_key(w, "state");
-    fg__json_begin_object(w);
-    fg__json_key(w, "state"), json_enum(w, &fulgur__v1__job_state__descriptor, (int)e->state->state);
-    fg__json_key(w, "message"), fg__json_string(w, e->state->message);
-    fg__json_end_object(w);
-    break;
-  case FULGUR__V1__JOB_EVENT__KIND_STEP:
-    fg__json_key(w, "step"), json_scalars(w, e->step);
-    break;
-  case FULGUR__V1__JOB_EVENT__KIND_EPOCH:
-    fg__json_key(w, "epoch"), json_scalars(w, e->epoch);
-    break;
-  case FULGUR__V1__JOB_EVENT__KIND_LOG:
-    fg__json_key(w, "log");
-    fg__json_begin_object(w);
-    fg__json_key(w, "level"), json_enum(w, &fulgur__v1__log_line__level__descriptor, (int)e->log->level);
-    fg__json_key(w, "text"), fg__json_string(w, e->log->text);
-    fg__json_end_object(w);
-    break;
-  case FULGUR__V1__JOB_EVENT__KIND_ARTIFACT:
-    fg__json_key(w, "artifact");
-    fg__json_begin_object(w);
-    fg__json_key(w, "kind"), fg__json_string(w, e->artifact->kind);
-    fg__json_key(w, "path"), fg__json_string(w, e->artifact->path);
-    fg__json_end_object(w);
-    break;
-  default: break;
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    const void *p = base + f->offset;
+    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+      /* Only the member the oneof's case names. */
+      if (*(const uint32_t *)(base + f->quantifier_offset) != f->id) continue;
+      json_field_key(w, f->name);
+      json_value(w, f, p);
+      continue;
+    }
+    /* A message field not set is left out, as proto3 JSON (and
+     * python3-protobuf's MessageToDict) leave it out. */
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE && f->label != PROTOBUF_C_LABEL_REPEATED
+        && *(ProtobufCMessage *const *)p == NULL)
+      continue;
+    json_field_key(w, f->name);
+    if (f->label != PROTOBUF_C_LABEL_REPEATED) {
+      json_value(w, f, p);
+      continue;
+    }
+    size_t n = *(const size_t *)(base + f->quantifier_offset);
+    const char *arr = *(const char *const *)p;
+    if (is_map(f)) {
+      const ProtobufCMessageDescriptor *e = f->descriptor;
+      fg__json_begin_object(w);
+      for (size_t k = 0; k < n; k++) {
+        const char *entry = ((const char *const *)arr)[k];
+        json_map_key(w, &e->fields[0], entry + e->fields[0].offset);
+        json_value(w, &e->fields[1], entry + e->fields[1].offset);
+      }
+      fg__json_end_object(w);
+      continue;
+    }
+    fg__json_begin_array(w);
+    for (size_t k = 0; k < n; k++) json_value(w, f, arr + k * type_size(f));
+    fg__json_end_array(w);
   }
   fg__json_end_object(w);
 }

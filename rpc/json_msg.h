@@ -1,14 +1,18 @@
-/* The proto3 JSON mapping of fulgur.v1 messages, as the CLI's --json and
- * fulgurd's HTTP API both print them (lowerCamelCase names, enums by name,
- * every field present, map fields as objects). One source, so the two
- * outputs cannot drift apart. */
+/* The proto3 JSON mapping of any protobuf-c message, as the CLI's --json
+ * and fulgurd's HTTP API both print fulgur.v1 messages: lowerCamelCase
+ * names, enums by name, every scalar and repeated field present (as
+ * python3-protobuf's MessageToDict with including_default_value_fields),
+ * message fields only when set, map fields as objects, only the set member
+ * of a oneof, bytes in base64, int64 as the writer's int64_strings says. Driven by the message's protobuf-c descriptor, so a field added
+ * to the .proto appears in both outputs without a line here (a hand-listed
+ * renderer had already missed Job.memory_limit). */
 #ifndef FG_JSON_MSG_H
 #define FG_JSON_MSG_H
 
-#include "fulgur/v1/jobs.pb-c.h"
+#include <protobuf-c/protobuf-c.h>
+
 #include "json.h"
 
-void fg__json_job(fg_json_writer *w, const Fulgur__V1__Job *j);
-void fg__json_event(fg_json_writer *w, const Fulgur__V1__JobEvent *e);
+void fg__json_message(fg_json_writer *w, const ProtobufCMessage *m);
 
 #endif

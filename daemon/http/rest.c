@@ -36,28 +36,7 @@ static char *reply_json(fgd_method m, const uint8_t *data, size_t len, size_t *o
   fg_json_writer w;
   fg__json_init(&w, f);
   w.int64_strings = true;
-  if (m == FGD_M_LIST) {
-    Fulgur__V1__ListJobsResponse *r = (Fulgur__V1__ListJobsResponse *)msg;
-    fg__json_begin_object(&w);
-    fg__json_key(&w, "jobs");
-    fg__json_begin_array(&w);
-    for (size_t i = 0; i < r->n_jobs; i++) fg__json_job(&w, r->jobs[i]);
-    fg__json_end_array(&w);
-    fg__json_key(&w, "nextPageToken"), fg__json_string(&w, r->next_page_token);
-    fg__json_end_object(&w);
-  } else if (m == FGD_M_EVENTS) {
-    Fulgur__V1__ListJobEventsResponse *r = (Fulgur__V1__ListJobEventsResponse *)msg;
-    fg__json_begin_object(&w);
-    fg__json_key(&w, "events");
-    fg__json_begin_array(&w);
-    for (size_t i = 0; i < r->n_events; i++) fg__json_event(&w, r->events[i]);
-    fg__json_end_array(&w);
-    fg__json_key(&w, "lastSeq"), fg__json_uint64(&w, r->last_seq);
-    fg__json_key(&w, "more"), fg__json_bool(&w, r->more);
-    fg__json_end_object(&w);
-  } else {
-    fg__json_job(&w, (Fulgur__V1__Job *)msg);
-  }
+  fg__json_message(&w, msg);
   fputc('\n', f);
   fclose(f);
   protobuf_c_message_free_unpacked(msg, NULL);

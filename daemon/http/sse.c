@@ -77,7 +77,7 @@ static void sink_send(void *ctx, uint64_t seq, const uint8_t *data, size_t len) 
     fg_json_writer w;
     fg__json_init(&w, f);
     w.int64_strings = true;
-    fg__json_event(&w, e);
+    fg__json_message(&w, &e->base);
     fputs("\n\n", f);
     fulgur__v1__job_event__free_unpacked(e, NULL);
   } else {

@@ -17,6 +17,8 @@ import time
 import urllib.parse
 import urllib.request
 
+from google.protobuf import json_format
+
 from daemon_util import Daemon, pb, tiny_config, TERMINAL
 from http_util import Api, http_port
 from interop import check, finish
@@ -70,12 +72,15 @@ st, body, _ = api.get("/metrics", token=False)
 check("/metrics needs the token too", st == 401, f"{st}")
 
 # ---- REST: submit, get, list, compared with gRPC ----
-st, job, _ = api.post("/v1/jobs", {"stage": "FIT", "configYaml": tiny_config(f"{W}/a"), "name": "rest-one",
+# A memory_limit, so Job.memory_limit (field 22) is not its default: the
+# JSON must carry every field of the proto, new ones included.
+cfg_a = tiny_config(f"{W}/a", extra="memory_limit: 8G\n")
+st, job, _ = api.post("/v1/jobs", {"stage": "FIT", "configYaml": cfg_a, "name": "rest-one",
                                    "idempotencyKey": "k1"})
 check("POST /v1/jobs submits (proto3 JSON body)", st == 200 and job["state"] in ("QUEUED", "RUNNING")
       and job["name"] == "rest-one" and job["stage"] == "FIT", f"{st} {job}")
 jid = job["id"]
-st, again, _ = api.post("/v1/jobs", {"stage": 1, "config_yaml": tiny_config(f"{W}/a"), "idempotency_key": "k1"})
+st, again, _ = api.post("/v1/jobs", {"stage": 1, "config_yaml": cfg_a, "idempotency_key": "k1"})
 check("proto field names and enum numbers are accepted; the idempotency key holds", st == 200
       and again["id"] == jid, f"{st} {again}")
 
@@ -97,6 +102,12 @@ for g, (seq, kind, data) in zip(grpc_events, events):
         same = same and dict(g.step.values) == data["step"]["values"] \
             and g.step.global_step == int(data["step"]["globalStep"])
 check("SSE events are WatchJob's events, field by field", same)
+check("each SSE data is python3-protobuf's proto3 JSON of the WatchJob event",
+      all(data == json_format.MessageToDict(g, including_default_value_fields=True)
+          for g, (_, _, data) in zip(grpc_events, events)),
+      [(data, json_format.MessageToDict(g, including_default_value_fields=True))
+       for g, (_, _, data) in zip(grpc_events, events)
+       if data != json_format.MessageToDict(g, including_default_value_fields=True)][:1])
 
 st, got, _ = api.get(f"/v1/jobs/{jid}")
 g = grpc_job(jid)
@@ -105,6 +116,10 @@ check("GET /v1/jobs/{id} is GetJob in the proto3 JSON mapping", st == 200 and go
       and got["createTimeNs"] == str(g.create_time_ns) and got["metrics"] == dict(g.metrics)
       and got["progress"]["globalStep"] == str(g.progress.global_step)
       and got["attempts"] == g.attempts and got["runDir"] == g.run_dir, f"{got}\n{g}")
+check("GET /v1/jobs/{id} is python3-protobuf's proto3 JSON of GetJob, every field (memoryLimit too)",
+      got == json_format.MessageToDict(g, including_default_value_fields=True)
+      and got["memoryLimit"] == str(8 << 30),
+      f"{got}\n{json_format.MessageToDict(g, including_default_value_fields=True)}")
 
 # The CLI prints the same shape (one renderer): same keys, same values
 # up to the int64 spelling.

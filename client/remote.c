@@ -33,6 +33,7 @@
 #include "json.h"
 #include "json_msg.h"
 #include "util/assert.h"
+#include "util/bytes.h"
 #include "util/progress_bar.h"
 #include "util/xalloc.h"
 
@@ -446,6 +447,10 @@ static void print_job_human(const Fulgur__V1__Job *j) {
   for (size_t i = 0; i < j->n_failures; i++)
     printf("failure:     attempt %u: %s\n", j->failures[i]->attempt, j->failures[i]->reason);
   if (j->parent_id && j->parent_id[0]) printf("forked from: %s at %s\n", j->parent_id, j->parent_checkpoint);
+  if (j->memory_limit) {
+    fg__bytes_format(j->memory_limit, buf, sizeof buf);
+    printf("memory:      limit %s (the config's memory_limit)\n", buf);
+  }
   if (j->exit_signal && j->exit_signal[0]) printf("exit:        killed by %s\n", j->exit_signal);
   else if (j->exit_code) printf("exit:        code %d\n", j->exit_code);
   if (j->idempotency_key && j->idempotency_key[0]) printf("idempotency: %s\n", j->idempotency_key);

@@ -129,7 +129,8 @@ static int by_share(const void *a, const void *b) {
  * every action by its share of the stage's wall time. */
 static char *summary(fg__profiler *p, const char *stage) {
   double total_time = now() - p->started;
-  qsort(p->actions, p->n, sizeof *p->actions, by_share);
+  /* qsort needs a real array even for none (C11 7.22.5): none recorded is NULL. */
+  if (p->n) qsort(p->actions, p->n, sizeof *p->actions, by_share);
   size_t len = 0;
   char *s = NULL;
   char *up = fg__xstrdup(stage); /* "FIT Profiler Report" */

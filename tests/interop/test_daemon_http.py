@@ -129,6 +129,10 @@ cj = json.loads(cli.stdout) if cli.returncode == 0 else {}
 check("the CLI's --json and the HTTP API print the same fields", set(cj) == set(got)
       and all(str(cj[k]) == str(got[k]) for k in ("id", "lastSeq", "createTimeNs", "state")),
       f"{cli.stderr} {sorted(set(cj) ^ set(got))}")
+cli = subprocess.run([os.environ["FULGUR"], "--server", "unix:" + d.sock, "--token-file", f"{W}/token",
+                      "status", jid], capture_output=True, text=True)
+check("fulgur status shows the config's memory_limit", cli.returncode == 0
+      and "memory:      limit 8G" in cli.stdout, cli.stdout + cli.stderr)
 
 st, lst, _ = api.get("/v1/jobs?state=succeeded&page_size=10")
 check("GET /v1/jobs?state= filters", st == 200 and [j["id"] for j in lst["jobs"]] == [jid]

@@ -203,12 +203,13 @@ with tempfile.TemporaryDirectory() as work:
     time.sleep(1.0)
     if victim:
         os.kill(victim, 9)
-    t0 = time.monotonic()
     out, err = p.communicate(timeout=60)
-    check("a rank SIGKILLed during predict fails the run naming rank 1, well within the timeout",
+    # The launcher ends the run on the rank's death; it does not wait for
+    # rank 0's collectives to time out (20 s), which would say so. Said by
+    # the messages, not a clock: tests do not assert timings.
+    check("a rank SIGKILLed during predict fails the run naming rank 1, not by the collective timeout",
           victim is not None and p.returncode != 0 and "rank 1: killed by signal 9 (SIGKILL)" in err and
-          # Sanitized builds spend seconds in their exit-time leak check.
-          time.monotonic() - t0 < (60 if os.environ.get("FG_SANITIZED") == "1" else 15),
+          not any(w in err.lower() for w in ("timed out", "timeout", "did not arrive")),
           f"rc={p.returncode} {err[-800:]}")
     print("# " + err.strip().splitlines()[-1])
 

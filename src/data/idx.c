@@ -24,7 +24,9 @@ int fg_dataset_idx_create(const fg_idx_opts *o, fg_dataset **out, char **err) {
                       o->images);
   }
   fg_tensor *x = NULL, *y = NULL;
-  int64_t rows = end - start, feat = im.dims[1] * im.dims[2];
+  /* Only a file that read: a refused one's declared dimensions may be
+   * anything (2^32-1 each), and their product overflow. */
+  int64_t rows = end - start, feat = rc == 0 ? im.dims[1] * im.dims[2] : 0;
   if (rc == 0) {
     int64_t xs[2] = {rows, feat}, ys[1] = {rows};
     rc = fg_tensor_empty(xs, 2, FG_FLOAT32, &x, err);

@@ -220,6 +220,8 @@ const uint8_t *fgd_job_event_bytes(fgd *d, fgd_job *j, uint64_t seq, size_t *len
 
 /* ---- worker.c ---- */
 int fgd_worker_start(fgd *d, fgd_job *j, char **err);
+/* Signals the job's worker; a pause (SIGUSR1) or checkpoint (SIGUSR2) sent
+ * before the worker has set its handlers waits until it has (worker.c). */
 void fgd_worker_signal(fgd *d, fgd_job *j, int sig);
 void fgd_worker_kill_all(fgd *d);
 /* Events waiting for a commit beyond which workers' pipes are no longer

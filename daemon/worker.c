@@ -42,6 +42,12 @@ struct fgd_worker {
   bool config_error; /* the result's failure is the config's: no retry */
   char *log_path;
   uint64_t memory_limit; /* its address-space limit, 0 none */
+  /* Its first message has come: it has set its signal handlers (they come
+   * before anything it writes). Until then a SIGUSR1 or SIGUSR2 would
+   * find the default action, which kills it (it is still loading
+   * libtorch), so pause and checkpoint requests wait in held_usr1/2. */
+  bool ready;
+  bool held_usr1, held_usr2;
 };
 
 static void set_metric(fgd_job *j, const char *key, double v) {
@@ -121,6 +127,12 @@ static void parse(fgd_worker *w) {
       return;
     }
     off += used;
+    if (!w->ready) {
+      w->ready = true;
+      if (w->held_usr1) kill_worker(w, SIGUSR1);
+      if (w->held_usr2) kill_worker(w, SIGUSR2);
+      w->held_usr1 = w->held_usr2 = false;
+    }
     switch (m->kind_case) {
       case FULGUR__V1__WORKER_MESSAGE__KIND_EVENT:
         on_event(w, m->event);
@@ -432,6 +444,11 @@ int fgd_worker_start(fgd *d, fgd_job *j, char **err) {
 void fgd_worker_signal(fgd *d, fgd_job *j, int sig) {
   fgd_worker *w = j->worker;
   if (!w || w->exited) return;
+  if (!w->ready && (sig == SIGUSR1 || sig == SIGUSR2)) {
+    if (sig == SIGUSR1) w->held_usr1 = true;
+    else w->held_usr2 = true;
+    return;
+  }
   kill_worker(w, sig);
   if (sig == SIGTERM && !uv_is_active((uv_handle_t *)&w->kill_timer))
     uv_timer_start(&w->kill_timer, on_kill_timer, d->opts.kill_grace_ms, 0);

@@ -184,8 +184,7 @@ check("50 concurrent SSE readers all finish with every event", all(r == full for
 st, jd, _ = api.post("/v1/jobs", {"stage": "FIT", "configYaml": tiny_config(f"{W}/d", max_epochs=-1, samples=2048),
                                   "name": 'odd "name"\\x'})
 jd_id = jd["id"]
-# Past its first steps: a worker signalled before it has set up its
-# handlers dies of the signal (CheckpointJob's own behaviour, not HTTP's).
+# Past its first steps, so /metrics and Prometheus below have its loss.
 end = time.time() + 120
 while grpc_job(jd_id).progress.global_step < 4 and time.time() < end:
     time.sleep(0.05)

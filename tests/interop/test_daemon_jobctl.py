@@ -141,6 +141,33 @@ check("CheckpointJob on a SUCCEEDED job: FAILED_PRECONDITION", code == grpc.Stat
 code, det = code_of(lambda: d.stub.CheckpointJob(pb.CheckpointJobRequest(id="0123456789abcdef")))
 check("CheckpointJob on an unknown id: NOT_FOUND", code == grpc.StatusCode.NOT_FOUND, f"{code} {det}")
 
+# ---- checkpoint and pause in a worker's first moment ----
+# RUNNING is stored as the worker is spawned, while it still loads libtorch
+# and has no signal handlers: the requests must wait for it, not kill it.
+def is_running(e):
+    return e.WhichOneof("kind") == "state" and e.state.state == pb.RUNNING
+
+
+early = d.submit(cfg(f"{W}/early", epochs=2, samples=1024), name="early-ckpt")
+when(early.id, is_running)
+got = d.stub.CheckpointJob(pb.CheckpointJobRequest(id=early.id))
+ej = d.wait_state(early.id, TERMINAL, timeout=300)
+evs = events(d, early.id)
+check("CheckpointJob as the worker starts: the job runs on and SUCCEEDS, once", got.state == pb.RUNNING
+      and ej.state == pb.SUCCEEDED and ej.attempts == 1 and not ej.failures, f"{ej.state} {ej.error} {ej.failures}")
+check("... and writes its manual checkpoint", any(is_ckpt(e, "/manual-step=") for e in evs),
+      [e.artifact.path for e in evs if e.WhichOneof("kind") == "artifact"])
+early = d.submit(cfg(f"{W}/early-pause", epochs=2, samples=1024), name="early-pause")
+when(early.id, is_running)
+d.stub.PauseJob(pb.PauseJobRequest(id=early.id))
+pj = d.wait_state(early.id, TERMINAL | {pb.PAUSED}, timeout=300)
+check("PauseJob as the worker starts: PAUSED, not killed", pj.state == pb.PAUSED and not pj.failures,
+      f"{pj.state} {pj.error} {pj.failures}")
+if pj.state == pb.PAUSED:
+    d.stub.ResumeJob(pb.ResumeJobRequest(id=early.id))
+    pj = d.wait_state(early.id, TERMINAL, timeout=300)
+check("... and resumed, SUCCEEDS", pj.state == pb.SUCCEEDED, pj.error)
+
 # ---- local fulgur fit --ckpt_path: a new version, unless continue_run ----
 with open(f"{W}/local.yaml", "w") as f:
     f.write(cfg(f"{W}/local"))

@@ -16,6 +16,7 @@
 #include "checker.h"
 #include "daemon.h"
 #include "http/http.h"
+#include "rlimits.h"
 #include "util/blas_kernel.h"
 #include "util/bytes.h"
 #include "util/xalloc.h"
@@ -347,6 +348,9 @@ int main(int argc, char **argv) {
   uv_signal_start(&sig_int, on_signal, SIGINT);
   for (size_t i = 0; i < o->n_listen; i++) fprintf(stderr, "fulgurd: serving on %s\n", o->listen[i]);
   if (d.http) fprintf(stderr, "fulgurd: serving HTTP%s on port %d\n", o->tls_cert ? "S" : "", fgd_http_port(d.http));
+  if (!fgd_address_space_limits_work() && (o->job_memory_limit || o->check_memory_limit))
+    fprintf(stderr, "fulgurd: warning: built with a sanitizer, which reserves terabytes of address space per "
+                    "process: --job-memory-limit and --check-memory-limit are not applied\n");
   fprintf(stderr, "fulgurd: state in %s, %zu jobs known, up to %d at once\n", o->state_dir, d.n_jobs,
           o->max_jobs);
   fgd_schedule(&d);

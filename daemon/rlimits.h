@@ -7,6 +7,7 @@
 #ifndef FGD_RLIMITS_H
 #define FGD_RLIMITS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -14,5 +15,12 @@
  * turns core dumps off (a child killed by a limit must not write a core
  * of gigabytes into its job's folder). 0, or -1 with *err (caller frees). */
 int fgd_limit_process(pid_t pid, uint64_t as_bytes, char **err);
+
+/* Whether this build can limit address space at all. A build under
+ * AddressSanitizer or ThreadSanitizer cannot: each process reserves
+ * terabytes of shadow memory as it starts, which any limit refuses
+ * ("ReserveShadowMemoryRange failed"), so fgd_limit_process leaves the
+ * address space alone there and fulgurd says so at start. */
+bool fgd_address_space_limits_work(void);
 
 #endif

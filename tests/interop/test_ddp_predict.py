@@ -203,7 +203,8 @@ with tempfile.TemporaryDirectory() as work:
     time.sleep(1.0)
     if victim:
         os.kill(victim, 9)
-    out, err = p.communicate(timeout=60)
+    # Sanitized ranks run their exit-time leak check first.
+    out, err = p.communicate(timeout=180 if os.environ.get("FG_SANITIZED") == "1" else 60)
     # The launcher ends the run on the rank's death; it does not wait for
     # rank 0's collectives to time out (20 s), which would say so. Said by
     # the messages, not a clock: tests do not assert timings.

@@ -57,8 +57,12 @@ check("at the 10,001st", "config.yaml:10001:1: too many keys in one mapping" in 
 
 check("the same checker answered them all", checker_pid() == pid, (pid, checker_pid()))
 after = peak_kb(pid)
-check("its peak memory grew by less than 300 MB", before and after and after - before < 300 * 1024,
-      (before, after))
+# The plain build checks the bound: a sanitizer's shadow memory grows with
+# what the process touches (ThreadSanitizer's 5-10x of it, 600 MB
+# measured here), so a sanitized build measures its runtime.
+if os.environ.get("FG_SANITIZED") != "1":
+    check("its peak memory grew by less than 300 MB", before and after and after - before < 300 * 1024,
+          (before, after))
 
 code, job = code_of(lambda: d.submit(cfg, name="after"))
 check("and a valid config is still accepted", code == grpc.StatusCode.OK, job)

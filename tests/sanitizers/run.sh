@@ -51,7 +51,7 @@ case $KIND in
     flag=-DFG_TSAN=ON
     : "${BUILD:=build-tsan}"
     # What those tests run; the engine's unit tests are not among them.
-    targets=(--target fulgurd fulgur_worker fulgur_rank fulgur_cli fulgur_local test_daemon_services)
+    targets=(--target fulgurd fulgur_worker fulgur_rank fulgur_cli fulgur_local test_daemon_services example_plugin)
     # The daemon (fulgurd loads no libtorch) and the predict engine. Not
     # unit/test_daemon_services: Criterion's runner cannot map its shared
     # arena under TSan ("Could not initialize inheritable arena"), and the

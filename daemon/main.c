@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -331,7 +332,21 @@ int main(int argc, char **argv) {
                         .tls_key_file = o->tls_key,
                         .token = d.token,
                         .max_request_bytes = o->max_request_bytes};
-  if (fgd_server_start(loop, &so, fgd_rpc_on_call, &d, &d.server, &err)) {
+  /* The threads gRPC and the call queue start here inherit this mask, so
+   * SIGTERM, SIGINT and SIGCHLD (libuv's child watcher) land on the loop's
+   * thread. Landing on a gRPC thread parked in a futex (absl, not
+   * instrumented), ThreadSanitizer holds a signal until that thread wakes:
+   * a SIGTERM waited there for good (test_daemon_limits under make
+   * tsan-test). */
+  sigset_t loop_only, mask;
+  sigemptyset(&loop_only);
+  sigaddset(&loop_only, SIGTERM);
+  sigaddset(&loop_only, SIGINT);
+  sigaddset(&loop_only, SIGCHLD);
+  pthread_sigmask(SIG_BLOCK, &loop_only, &mask);
+  int started = fgd_server_start(loop, &so, fgd_rpc_on_call, &d, &d.server, &err);
+  pthread_sigmask(SIG_SETMASK, &mask, NULL);
+  if (started) {
     fprintf(stderr, "fulgurd: %s\n", err);
     fgd_http_stop(d.http);
     d.http = NULL;

@@ -3,8 +3,9 @@
  * names, enums by name, every scalar and repeated field present (as
  * python3-protobuf's MessageToDict with including_default_value_fields),
  * message fields only when set, map fields as objects, only the set member
- * of a oneof, bytes in base64, int64 as the writer's int64_strings says. Driven by the message's protobuf-c descriptor, so a field added
- * to the .proto appears in both outputs without a line here (a hand-listed
+ * of a oneof, bytes in base64, int64 as the writer's int64_strings says.
+ * Driven by the message's protobuf-c descriptor, so a field added to the
+ * .proto appears in both outputs without a line here (a hand-listed
  * renderer had already missed Job.memory_limit). */
 #ifndef FG_JSON_MSG_H
 #define FG_JSON_MSG_H

@@ -15,22 +15,40 @@
 #include "json.h"
 #include "json_msg.h"
 
+/* A writer into memory: out_open, write through o.w, then out_close for
+ * the text (caller frees). */
+typedef struct {
+  char *buf;
+  size_t len;
+  FILE *f;
+  fg_json_writer w;
+} out;
+
+static void out_open(out *o) {
+  o->buf = NULL;
+  o->f = open_memstream(&o->buf, &o->len);
+  cr_assert(o->f != NULL);
+  fg__json_init(&o->w, o->f);
+}
+
+static char *out_close(out *o) {
+  fclose(o->f);
+  return o->buf;
+}
+
 /* What the writer printed for one object {key: v}, spaced or not. */
 static char *object_of(const char *key, double v, bool spaced) {
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  fg_json_writer w;
-  fg__json_init(&w, f);
-  w.spaced = spaced;
-  fg__json_begin_object(&w);
-  fg__json_key(&w, key);
-  fg__json_double(&w, v);
-  fg__json_key(&w, "b");
-  fg__json_double(&w, 0.1);
-  fg__json_end_object(&w);
-  fclose(f);
-  return buf;
+  out o;
+  out_open(&o);
+  fg_json_writer *w = &o.w;
+  w->spaced = spaced;
+  fg__json_begin_object(w);
+  fg__json_key(w, key);
+  fg__json_double(w, v);
+  fg__json_key(w, "b");
+  fg__json_double(w, 0.1);
+  fg__json_end_object(w);
+  return out_close(&o);
 }
 
 Test(json, integral_doubles_in_full) {
@@ -60,18 +78,16 @@ Test(json, invalid_utf8_becomes_replacement_character) {
  * numbers; the CLI's default keeps them numbers. */
 Test(json, int64_strings) {
   for (int strings = 0; strings < 2; strings++) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    fg_json_writer w;
-    fg__json_init(&w, f);
-    w.int64_strings = strings;
-    fg__json_begin_array(&w);
-    fg__json_int64(&w, -9007199254740993LL);
-    fg__json_uint64(&w, 18446744073709551615ULL);
-    fg__json_int(&w, 3);
-    fg__json_end_array(&w);
-    fclose(f);
+    out o;
+    out_open(&o);
+    o.w.int64_strings = strings;
+    fg_json_writer *w = &o.w;
+    fg__json_begin_array(w);
+    fg__json_int64(w, -9007199254740993LL);
+    fg__json_uint64(w, 18446744073709551615ULL);
+    fg__json_int(w, 3);
+    fg__json_end_array(w);
+    char *buf = out_close(&o);
     cr_assert_str_eq(buf, strings ? "[\"-9007199254740993\",\"18446744073709551615\",3]"
                                   : "[-9007199254740993,18446744073709551615,3]");
     free(buf);
@@ -84,15 +100,11 @@ Test(json, int64_strings) {
  * compared as JSON values (jansson's json_equal: key order aside). */
 
 static char *message_json(const ProtobufCMessage *m) {
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  fg_json_writer w;
-  fg__json_init(&w, f);
-  w.int64_strings = true;
-  fg__json_message(&w, m);
-  fclose(f);
-  return buf;
+  out o;
+  out_open(&o);
+  o.w.int64_strings = true;
+  fg__json_message(&o.w, m);
+  return out_close(&o);
 }
 
 static void assert_same_json(const ProtobufCMessage *m, const char *python) {

@@ -13,6 +13,8 @@ import time
 
 import grpc
 
+from interop import SANITIZED
+
 SOURCE = os.environ["FG_SOURCE_DIR"]
 BUILD = os.environ["FG_BUILD_DIR"]
 FULGURD = os.path.join(BUILD, "fulgurd")
@@ -59,7 +61,7 @@ TERMINAL = {pb.SUCCEEDED, pb.FAILED, pb.CANCELLED}
 # quarantine (256 MiB by default) beside redzones and shadow (435 MiB
 # measured with 100 watchers), so what it measures is its allocator, not
 # fulgurd's; the plain build's run checks the bound.
-DAEMON_RSS_BOUND_MIB = None if os.environ.get("FG_SANITIZED") == "1" else 64
+DAEMON_RSS_BOUND_MIB = None if SANITIZED else 64
 
 
 def tiny_config(root, max_epochs=2, samples=256, extra=""):

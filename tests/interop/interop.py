@@ -5,6 +5,9 @@ import os
 import sys
 
 FULGUR = os.environ["FULGUR"]
+# A build under ASan+UBSan or TSan (CMake's FG_SANITIZED): slower, and its
+# memory figures are the sanitizer's.
+SANITIZED = os.environ.get("FG_SANITIZED") == "1"
 _failures = []
 _passed = 0
 

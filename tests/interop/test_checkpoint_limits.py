@@ -20,10 +20,9 @@ import zipfile
 
 import torch
 
-from interop import FULGUR, check, finish
+from interop import FULGUR, SANITIZED, check, finish
 
 W = tempfile.mkdtemp(prefix="fg-ckpt-limits-")
-SANITIZED = os.environ.get("FG_SANITIZED") == "1"
 # fulgur-local with libtorch reserves a few hundred MB of address space;
 # the bombs below would need many GB (shadow memory makes this moot under
 # a sanitizer).

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import yaml  # noqa: E402
 
 import lt_reference as ref  # noqa: E402
-from interop import FULGUR, check, finish  # noqa: E402
+from interop import FULGUR, SANITIZED, check, finish  # noqa: E402
 
 FIX = os.path.join(ref.SRC, "tests", "fixtures")
 CASES = os.path.join(FIX, "config_loader")
@@ -33,7 +33,7 @@ ywm, deep_update, SplitNameMixin = ref.load()
 
 # Under a sanitizer, four print-configs at once on a loaded machine take
 # far longer than a minute each; a slow run is not a finding.
-MERGE_TIMEOUT = 600 if os.environ.get("FG_SANITIZED") == "1" else 60
+MERGE_TIMEOUT = 600 if SANITIZED else 60
 
 
 def fulgur_merge(path):

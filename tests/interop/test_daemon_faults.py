@@ -19,13 +19,12 @@ import grpc
 
 from daemon_util import (Daemon, TERMINAL, alive, checkers, code_of, pb, tiny_config, wait_for,
                          worker_pid)
-from interop import check, finish
+from interop import SANITIZED, check, finish
 
 JOB_LIMIT = 3 << 30
 # A sanitizer's shadow memory (terabytes of address space per process)
 # cannot live under an address-space limit: such a build applies none and
 # says so, and the checks of what the limits do are left to the plain build.
-SANITIZED = os.environ.get("FG_SANITIZED") == "1"
 GRACE_MS = 1500
 d = Daemon(args=["--max-jobs", "2", "--check-cpu-seconds", "2", "--check-timeout-ms", "300000",
                  "--job-memory-limit", "3G", "--kill-grace-ms", str(GRACE_MS)]).start()

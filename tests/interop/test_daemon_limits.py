@@ -4,12 +4,11 @@ INVALID_ARGUMENT with the checker's file:line:col message, where a 400-byte
 alias bomb used to make the checker allocate until it died (signal 6,
 answered INTERNAL). The checker survives each (the same process answers
 the next submit) and its peak memory stays small."""
-import os
 
 import grpc
 
 from daemon_util import Daemon, checkers, code_of, tiny_config, wait_for
-from interop import check, finish
+from interop import SANITIZED, check, finish
 
 d = Daemon().start()
 W = d.work
@@ -60,7 +59,7 @@ after = peak_kb(pid)
 # The plain build checks the bound: a sanitizer's shadow memory grows with
 # what the process touches (ThreadSanitizer's 5-10x of it, 600 MB
 # measured here), so a sanitized build measures its runtime.
-if os.environ.get("FG_SANITIZED") != "1":
+if not SANITIZED:
     check("its peak memory grew by less than 300 MB", before and after and after - before < 300 * 1024,
           (before, after))
 

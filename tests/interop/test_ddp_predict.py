@@ -21,7 +21,7 @@ from typing import Dict
 
 import torch
 
-from interop import FULGUR, check, finish
+from interop import FULGUR, SANITIZED, check, finish
 
 torch.manual_seed(11)
 N, F, C, B = 37, 5, 3, 5
@@ -204,7 +204,7 @@ with tempfile.TemporaryDirectory() as work:
     if victim:
         os.kill(victim, 9)
     # Sanitized ranks run their exit-time leak check first.
-    out, err = p.communicate(timeout=180 if os.environ.get("FG_SANITIZED") == "1" else 60)
+    out, err = p.communicate(timeout=180 if SANITIZED else 60)
     # The launcher ends the run on the rank's death; it does not wait for
     # rank 0's collectives to time out (20 s), which would say so. Said by
     # the messages, not a clock: tests do not assert timings.

@@ -27,7 +27,7 @@ import tempfile
 
 import torch
 
-from interop import FULGUR, check, finish
+from interop import FULGUR, SANITIZED, check, finish
 from metrics_capi import Lib, batches_of, cfg, split
 BUILD = os.environ.get("FG_BUILD_DIR") or os.path.dirname(os.path.abspath(FULGUR))
 TOL = 1e-6
@@ -393,7 +393,7 @@ data:
 with tempfile.TemporaryDirectory() as tmp:
     cli_checks(tmp)
 lib_path = os.path.join(BUILD, "libfulgur.so")
-if os.environ.get("FG_SANITIZED") == "1":
+if SANITIZED:
     # A sanitizer-instrumented libfulgur cannot be loaded into an
     # uninstrumented Python; the CLI checks above still ran.
     print("ok - # SKIP C API checks: libfulgur is built with sanitizers")

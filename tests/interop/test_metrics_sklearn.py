@@ -24,7 +24,7 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (average_precision_score, multilabel_confusion_matrix,
                              precision_recall_fscore_support, roc_auc_score)
 
-from interop import FULGUR, check, finish
+from interop import FULGUR, SANITIZED, check, finish
 from metrics_capi import Lib, batches_of, cfg, split
 
 BUILD = os.environ.get("FG_BUILD_DIR") or os.path.dirname(os.path.abspath(FULGUR))
@@ -348,7 +348,7 @@ def ignore_checks(lib, seed, kind):
 
 
 lib_path = os.path.join(BUILD, "libfulgur.so")
-if os.environ.get("FG_SANITIZED") == "1":
+if SANITIZED:
     # A sanitizer-instrumented libfulgur cannot be loaded into an
     # uninstrumented Python.
     print("ok - # SKIP libfulgur is built with sanitizers")
